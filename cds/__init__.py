@@ -1,0 +1,71 @@
+"""CDS Hooks 2.0 / Da Vinci CRD service for CPT 64580. ``create_app`` is the Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from cds import api, db, health
+from cds.config import DEFAULTS, Settings
+from cds.errors import INTERNAL_ERROR, CDSError, operation_outcome
+from cds.feedback import FeedbackStore
+
+log = logging.getLogger("cds")
+
+_HTTP_ISSUES = {
+    404: ("not-found", "no such endpoint; GET /cds-services lists the services"),
+    405: ("not-supported", "this endpoint does not support that HTTP method"),
+    413: ("too-costly", "the request body is larger than this service accepts"),
+}
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_prefixed_env("CDS")
+    if test_config:
+        app.config.from_mapping(test_config)
+    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    settings = Settings.from_mapping(app.config)
+    engine = db.engine_for(settings.database_url)
+    db.init(engine)
+    app.extensions["cds.settings"] = settings
+    app.extensions["cds.engine"] = engine
+    app.extensions["cds.feedback"] = FeedbackStore(engine)
+    if "*" in settings.fhir_allowed_servers:
+        log.warning("CDS_FHIR_ALLOWED_SERVERS allows any FHIR server: demo setting, not for production")
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+    _register_error_handlers(app)
+    return app
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(CDSError)
+    def cds_error(exc: CDSError) -> Response:
+        if exc.status >= 500:
+            log.error("%s: %s", type(exc).__name__, exc.diagnostics)
+        return api.json_response(exc.to_operation_outcome(), exc.status)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code, text = _HTTP_ISSUES.get(status, ("processing", exc.name))
+        body = operation_outcome([{"severity": "error", "code": code, "diagnostics": text}])
+        response = api.json_response(body, status)
+        if status == 405 and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        # The message may quote request data, so only the type and the code locations are logged.
+        frames = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
+        log.error("unexpected %s\n%s", type(exc).__name__, frames)
+        return api.json_response(INTERNAL_ERROR, 500)

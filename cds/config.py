@@ -1,0 +1,88 @@
+"""Defaults that serve a demo on a laptop with no setup, overridden by ``CDS_*`` environment variables.
+
+Flask's ``from_prefixed_env("CDS")`` reads ``CDS_DATABASE_URL`` into ``DATABASE_URL`` and parses JSON values,
+so ``CDS_HOOK_DEADLINE=2.5`` is a float and ``CDS_FHIR_ALLOWED_SERVERS='["https://ehr.example/fhir"]'`` a list.
+The rest of the package reads the typed :class:`Settings`, never the Flask config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+MiB = 1024 * 1024
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{Path.cwd() / 'var' / 'cds.sqlite3'}"
+
+
+DEFAULTS: dict[str, Any] = {
+    # Storage (SQLAlchemy URL); SQLite under ./var/ unless CDS_DATABASE_URL says otherwise.
+    "DATABASE_URL": None,
+    # Largest request body accepted (a 5,000-resource prefetch is about 10 MiB).
+    "MAX_CONTENT_LENGTH": 32 * MiB,
+    # Calls to the EHR's FHIR server.
+    "FHIR_CONNECT_TIMEOUT": 2.0,
+    "FHIR_READ_TIMEOUT": 4.0,
+    "FHIR_MAX_PAGES": 50,
+    "FHIR_MAX_RESPONSE_BYTES": 16 * MiB,
+    "FHIR_MAX_PARALLEL": 6,
+    # Base URLs we may send the EHR's token to; "*" allows any (demo only: see README, Security).
+    "FHIR_ALLOWED_SERVERS": ["*"],
+    # Overall budget for fetching missing prefetch in one hook call (CRD asks for 5 s at p90).
+    "HOOK_DEADLINE": 4.0,
+    "LOG_LEVEL": "INFO",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The typed configuration the domain code reads."""
+
+    database_url: str
+    fhir_connect_timeout: float = 2.0
+    fhir_read_timeout: float = 4.0
+    fhir_max_pages: int = 50
+    fhir_max_response_bytes: int = 16 * MiB
+    fhir_max_parallel: int = 6
+    fhir_allowed_servers: tuple[str, ...] = ("*",)
+    hook_deadline: float = 4.0
+
+    @classmethod
+    def from_mapping(cls, config: dict[str, Any]) -> Settings:
+        values = {}
+        for f in fields(cls):
+            key = f.name.upper()
+            if key in config and config[key] is not None:
+                values[f.name] = _coerce(key, config[key], f.type)
+        if not values.get("database_url"):
+            values["database_url"] = default_database_url()
+        allowed = values.get("fhir_allowed_servers", ("*",))
+        if isinstance(allowed, str):
+            allowed = [s.strip() for s in allowed.split(",") if s.strip()]
+        values["fhir_allowed_servers"] = tuple(allowed)
+        return cls(**values)
+
+
+class ConfigError(ValueError):
+    """A configuration value has the wrong type; the message names the CDS_* variable."""
+
+
+def _coerce(key: str, value: Any, type_name: str) -> Any:
+    try:
+        if type_name == "float":
+            number = float(value)
+            if number <= 0:
+                raise ValueError
+            return number
+        if type_name == "int":
+            if isinstance(value, bool) or int(value) <= 0:
+                raise ValueError
+            return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"CDS_{key} must be a positive {type_name}") from None
+    if type_name == "str" and not isinstance(value, str):
+        raise ConfigError(f"CDS_{key} must be a string")
+    return value

@@ -1,0 +1,204 @@
+"""A small FHIR R4 client for the EHR's server: bearer token, timeouts, paging, size caps, an allow-list.
+
+The EHR's token goes only to the base URL the hook call named, and only if that URL is allowed; ``next``
+links must stay on the same origin, redirects are never followed, bodies are capped in bytes and every read
+is bounded by the hook's :class:`Deadline`. Failures raise the :class:`~cds.errors.FHIRError` family, whose
+messages name the resource type, never the URL (it carries the patient id) nor the token.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urljoin, urlsplit
+
+import orjson
+import requests
+
+from cds.config import Settings
+from cds.errors import (
+    FHIRAuthError,
+    FHIRNotAllowed,
+    FHIRResponseError,
+    FHIRTimeout,
+    FHIRUnavailable,
+)
+
+CHUNK = 64 * 1024
+
+
+class Deadline:
+    """A point in monotonic time that all the FHIR calls of one hook call share."""
+
+    def __init__(self, seconds: float):
+        self._end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self._end - time.monotonic())
+
+
+def is_allowed(base_url: str, allowed: tuple[str, ...]) -> bool:
+    """True when ``base_url`` is one of the allowed bases (or below one); "*" allows any http(s) URL."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or parts.password:
+        return False
+    base = base_url.rstrip("/")
+    for entry in allowed:
+        if entry == "*":
+            return True
+        prefix = entry.rstrip("/")
+        if base == prefix or base.startswith(prefix + "/"):
+            return True
+    return False
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc.lower()
+
+
+class FHIRClient:
+    def __init__(
+        self,
+        base_url: str,
+        access_token: str | None,
+        settings: Settings,
+        deadline: Deadline,
+        session: requests.Session | None = None,
+    ):
+        if not is_allowed(base_url, settings.fhir_allowed_servers):
+            raise FHIRNotAllowed("fhirServer is not on this service's allow-list; it was not contacted")
+        self.base_url = base_url.rstrip("/") + "/"
+        self._settings = settings
+        self._deadline = deadline
+        self._session = session or requests.Session()
+        self._session.trust_env = False  # no proxies or .netrc credentials picked up from the environment
+        self._headers = {"Accept": "application/fhir+json, application/json;q=0.9"}
+        if access_token:
+            self._headers["Authorization"] = f"Bearer {access_token}"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def get(self, query: str) -> list[dict]:
+        """The resources a read (``Patient/1``) or a search (``Condition?patient=1``) returns, all pages."""
+        label = query.split("?", 1)[0].split("/", 1)[0] or "query"
+        is_read = "?" not in query and "/" in query
+        body = self._fetch(urljoin(self.base_url, query), label, missing_ok=is_read)
+        if body is None:
+            return []
+        if body.get("resourceType") == "Bundle":
+            return self.collect(body, label)
+        if body.get("resourceType") == "OperationOutcome":
+            raise FHIRResponseError(f"the FHIR server answered the {label} query with an OperationOutcome")
+        return [body]
+
+    def collect(self, bundle: dict, label: str) -> list[dict]:
+        """Entries of ``bundle`` and of every page its ``next`` links lead to, de-duplicated."""
+        resources: list[dict] = []
+        seen_ids: set[tuple[str, str]] = set()
+        seen_pages: set[str] = set()
+        page: dict | None = bundle
+        pages = 0
+        while page is not None:
+            pages += 1
+            for resource in bundle_resources(page):
+                key = (resource.get("resourceType"), resource.get("id"))
+                if key[1] is not None:
+                    if key in seen_ids:
+                        continue
+                    seen_ids.add(key)
+                resources.append(resource)
+            next_url = next_link(page)
+            if next_url is None:
+                break
+            next_url = urljoin(self.base_url, next_url)
+            if next_url in seen_pages:
+                raise FHIRResponseError(f"the {label} search's next links loop")
+            if pages >= self._settings.fhir_max_pages:
+                raise FHIRResponseError(f"the {label} search has more than {pages} pages")
+            if _origin(next_url) != _origin(self.base_url):
+                raise FHIRNotAllowed(f"the {label} search's next link leaves the FHIR server; not followed")
+            seen_pages.add(next_url)
+            page = self._fetch(next_url, label, missing_ok=False)
+            if page is None or page.get("resourceType") != "Bundle":
+                raise FHIRResponseError(f"a page of the {label} search is not a Bundle")
+        return resources
+
+    def _fetch(self, url: str, label: str, *, missing_ok: bool) -> dict | None:
+        remaining = self._deadline.remaining()
+        if remaining <= 0:
+            raise FHIRTimeout(f"the hook deadline passed before the {label} query")
+        timeout = (
+            min(self._settings.fhir_connect_timeout, remaining),
+            min(self._settings.fhir_read_timeout, remaining),
+        )
+        try:
+            response = self._session.get(
+                url, headers=self._headers, timeout=timeout, stream=True, allow_redirects=False
+            )
+        except requests.Timeout:
+            raise FHIRTimeout(f"the FHIR server did not answer the {label} query in time") from None
+        except requests.RequestException:
+            raise FHIRUnavailable(f"the FHIR server could not be reached for the {label} query") from None
+        with response:
+            status = response.status_code
+            if status in (401, 403):
+                raise FHIRAuthError(f"the FHIR server refused the {label} query ({status})")
+            if status in (404, 410) and missing_ok:
+                return None
+            if status == 429 or status >= 500:
+                raise FHIRUnavailable(f"the FHIR server failed the {label} query ({status})")
+            if 300 <= status < 400:
+                raise FHIRResponseError(f"the FHIR server redirected the {label} query; redirects are not followed")
+            if status != 200:
+                raise FHIRResponseError(f"the FHIR server answered the {label} query with {status}")
+            raw = self._read_body(response, label)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise FHIRResponseError(f"the FHIR server's answer to the {label} query is not JSON") from None
+        if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
+            raise FHIRResponseError(f"the FHIR server's answer to the {label} query is not a FHIR resource")
+        return body
+
+    def _read_body(self, response: requests.Response, label: str) -> bytes:
+        cap = self._settings.fhir_max_response_bytes
+        declared = response.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > cap:
+            raise FHIRResponseError(f"the FHIR server's answer to the {label} query is larger than {cap} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in response.iter_content(CHUNK):
+                size += len(chunk)
+                if size > cap:
+                    raise FHIRResponseError(f"the FHIR server's answer to the {label} query is larger than {cap} bytes")
+                if self._deadline.remaining() <= 0:
+                    raise FHIRTimeout(f"the hook deadline passed while reading the {label} answer")
+                chunks.append(chunk)
+        except requests.RequestException:
+            raise FHIRTimeout(f"the FHIR server stopped answering the {label} query") from None
+        return b"".join(chunks)
+
+
+def bundle_resources(bundle: dict) -> list[dict]:
+    """The resources of a Bundle's entries, leaving out search outcomes and entries without a resource."""
+    out = []
+    for entry in bundle.get("entry") or ():
+        if not isinstance(entry, dict):
+            continue
+        resource = entry.get("resource")
+        if not isinstance(resource, dict) or resource.get("resourceType") == "OperationOutcome":
+            continue
+        search = entry.get("search")
+        if isinstance(search, dict) and search.get("mode") == "outcome":
+            continue
+        out.append(resource)
+    return out
+
+
+def next_link(bundle: dict) -> str | None:
+    for link in bundle.get("link") or ():
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return link["url"]
+    return None

@@ -1,0 +1,28 @@
+"""Liveness and readiness for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app
+from sqlalchemy.exc import SQLAlchemyError
+
+from cds.api import json_response
+from cds.db import ping
+from cds.errors import ServiceUnavailable
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def live() -> Response:
+    """The process answers: restart it if this fails."""
+    return json_response({"status": "pass"})
+
+
+@bp.get("/readyz")
+def ready() -> Response:
+    """The process can serve: the database answers. Take it out of rotation if this fails."""
+    try:
+        ping(current_app.extensions["cds.engine"])
+    except SQLAlchemyError:
+        raise ServiceUnavailable("the database is not reachable") from None
+    return json_response({"status": "pass", "checks": {"database": "pass"}})

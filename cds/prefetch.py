@@ -1,0 +1,137 @@
+"""Resolve each prefetch key of a service into resources: from the request where the EHR sent it, else fetched.
+
+The CDS Hooks 2.0 rules, key by key:
+- present with a resource or Bundle: use it, following the Bundle's ``next`` pages if the EHR paginated;
+- present but ``null``: the EHR says there is no such data, so nothing is fetched;
+- present with an OperationOutcome, or absent: fetch the same template from ``fhirServer`` with the EHR's token.
+A required key that can be neither read nor fetched makes the call fail with 412 (:class:`DataUnobtainable`);
+an optional key that fails is logged and left empty. Missing clinical data in a readable record is not an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from cds.config import Settings
+from cds.errors import DataUnobtainable, FHIRError
+from cds.fhirclient import Deadline, FHIRClient, bundle_resources, next_link
+from cds.hooks import HookRequest
+from cds.services import CdsService, PrefetchTemplate
+
+log = logging.getLogger(__name__)
+
+_TOKEN = re.compile(r"\{\{([A-Za-z.]+)\}\}")
+
+# How each key's data came to us, for the audit trail and for testers.
+FROM_PREFETCH, FROM_NULL, FETCHED, SKIPPED, FAILED = "prefetch", "null", "fetched", "skipped", "failed"
+
+
+@dataclass(frozen=True)
+class ResolvedData:
+    """Resources per prefetch key, and where each key's data came from."""
+
+    resources: dict[str, list[dict]] = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)
+
+    def all(self) -> Iterator[dict]:
+        for items in self.resources.values():
+            yield from items
+
+
+def render(template: str, tokens: dict[str, str]) -> str | None:
+    """Substitute the tokens (URL-encoded); None when the call lacks a token the template needs."""
+    missing = False
+
+    def substitute(match: re.Match) -> str:
+        nonlocal missing
+        value = tokens.get(match.group(1))
+        if value is None:
+            missing = True
+            return ""
+        return quote(value, safe="/")
+
+    query = _TOKEN.sub(substitute, template)
+    return None if missing else query
+
+
+ClientFactory = Callable[[str, "str | None", Settings, Deadline], FHIRClient]
+
+
+def resolve(
+    service: CdsService,
+    request: HookRequest,
+    settings: Settings,
+    client_factory: ClientFactory = FHIRClient,
+) -> ResolvedData:
+    tokens = request.tokens()
+    resources: dict[str, list[dict]] = {}
+    origin: dict[str, str] = {}
+    to_fetch: list[tuple[PrefetchTemplate, str]] = []
+    to_page: list[tuple[PrefetchTemplate, dict]] = []
+
+    for template in service.prefetch:
+        query = render(template.query, tokens)
+        if query is None:
+            origin[template.key] = SKIPPED
+            resources[template.key] = []
+            continue
+        present = template.key in request.prefetch
+        value = request.prefetch.get(template.key)
+        if present and value is None:
+            origin[template.key] = FROM_NULL
+            resources[template.key] = []
+        elif not present or value.get("resourceType") == "OperationOutcome":
+            to_fetch.append((template, query))
+        elif value.get("resourceType") == "Bundle" and next_link(value) is not None:
+            to_page.append((template, value))
+        else:
+            origin[template.key] = FROM_PREFETCH
+            resources[template.key] = bundle_resources(value) if value["resourceType"] == "Bundle" else [value]
+
+    if to_fetch or to_page:
+        _fetch_all(request, settings, client_factory, to_fetch, to_page, resources, origin)
+    return ResolvedData(resources, origin)
+
+
+def _fetch_all(request, settings, client_factory, to_fetch, to_page, resources, origin) -> None:
+    failures: list[tuple[PrefetchTemplate, str]] = []
+    if not request.fhir_server:
+        failures = [(t, "the request has no fhirServer to fetch it from") for t, _ in [*to_fetch, *to_page]]
+    else:
+        token = request.fhir_authorization.access_token if request.fhir_authorization else None
+        deadline = Deadline(settings.hook_deadline)
+        try:
+            client = client_factory(request.fhir_server, token, settings, deadline)
+        except FHIRError as exc:
+            failures = [(t, exc.diagnostics) for t, _ in [*to_fetch, *to_page]]
+        else:
+            jobs: list[tuple[PrefetchTemplate, Callable[[], list[dict]]]] = [
+                (t, lambda q=q: client.get(q)) for t, q in to_fetch
+            ] + [(t, lambda b=b, k=t.key: client.collect(b, k)) for t, b in to_page]
+            workers = max(1, min(settings.fhir_max_parallel, len(jobs)))
+            try:
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fhir") as pool:
+                    futures = [(t, pool.submit(job)) for t, job in jobs]
+                    for template, future in futures:
+                        try:
+                            resources[template.key] = future.result()
+                            origin[template.key] = FETCHED
+                        except FHIRError as exc:
+                            failures.append((template, exc.diagnostics))
+            finally:
+                client.close()
+
+    required = []
+    for template, why in failures:
+        origin[template.key] = FAILED
+        resources[template.key] = []
+        log.warning("prefetch key %s unobtainable: %s", template.key, why)
+        if template.required:
+            required.append((template.key, why))
+    if required:
+        raise DataUnobtainable(required)

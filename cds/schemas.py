@@ -1,0 +1,104 @@
+"""The JSON Schemas in ``schemas/``, compiled once, and validation that reports fields, not values.
+
+Schemas ship inside the wheel as ``cds/_schemas`` and live at the top-level ``schemas/`` folder in a source
+checkout (editable install); both are found here. Messages never echo the offending value back, so a bad
+patient id cannot leak into a log line through an error message.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+
+from cds.errors import SchemaViolation
+
+MAX_PROBLEMS = 10
+
+
+def schema_dir() -> Path:
+    packaged = resources.files("cds") / "_schemas"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "schemas"
+
+
+@functools.cache
+def _registry() -> tuple[Registry, dict[str, dict]]:
+    by_name: dict[str, dict] = {}
+    registry = Registry()
+    for path in sorted(schema_dir().glob("*.schema.json")):
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        name = path.name.removesuffix(".schema.json")
+        by_name[name] = schema
+        registry = registry.with_resource(schema["$id"], Resource.from_contents(schema))
+    return registry, by_name
+
+
+def schema(name: str) -> dict:
+    return _registry()[1][name]
+
+
+@functools.cache
+def validator(name: str) -> Draft202012Validator:
+    registry, by_name = _registry()
+    s = by_name[name]
+    Draft202012Validator.check_schema(s)
+    return Draft202012Validator(s, registry=registry)
+
+
+def validate(name: str, instance: Any) -> None:
+    """Raise :class:`SchemaViolation` naming every offending field (most relevant first)."""
+    errors = list(validator(name).iter_errors(instance))
+    if not errors:
+        return
+    first = best_match(errors)
+    ordered = [first] + [e for e in errors if e is not first]
+    problems = []
+    for error in ordered[:MAX_PROBLEMS]:
+        deepest = best_match([error]) if error.context else error
+        problems.append(describe(deepest))
+    raise SchemaViolation(problems)
+
+
+def field_path(error: ValidationError) -> str:
+    path = ""
+    for part in error.absolute_path:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def describe(error: ValidationError) -> tuple[str, str]:
+    """(expression, message) for one error, worded for a person and free of the offending value."""
+    path = field_path(error)
+    where = path or "the request body"
+    kind, expected = error.validator, error.validator_value
+    if kind == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else "a member"
+        full = f"{path}.{missing}" if path else missing
+        return full, f"{full} is required"
+    if kind == "type":
+        return path, f"{where} must be of JSON type {expected}"
+    if kind == "pattern":
+        return path, f"{where} does not have the required format ({expected})"
+    if kind == "const":
+        return path, f"{where} must be {json.dumps(expected)}"
+    if kind == "enum":
+        return path, f"{where} must be one of {', '.join(json.dumps(v) for v in expected)}"
+    if kind in ("minLength", "minItems", "minProperties"):
+        return path, f"{where} must not be empty (at least {expected})"
+    if kind in ("maxLength", "maxItems"):
+        return path, f"{where} is too long (at most {expected})"
+    if kind == "minimum":
+        return path, f"{where} must be at least {expected}"
+    if kind == "dependentRequired":
+        return path, f"{where}: {error.message}"
+    if kind == "not":
+        return path, f"{where} has a member that is not allowed in this combination"
+    return path, f"{where} is not valid ({kind})"
