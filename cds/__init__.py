@@ -30,6 +30,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
     logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # urllib3 logs every URL it calls at DEBUG, and FHIR search URLs carry the patient id.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
 
     settings = Settings.from_mapping(app.config)
     engine = db.engine_for(settings.database_url)
@@ -65,7 +67,10 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
-        # The message may quote request data, so only the type and the code locations are logged.
-        frames = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
-        log.error("unexpected %s\n%s", type(exc).__name__, frames)
+        # The message and source lines may quote request data: only the type and code locations are logged.
+        frames = " <- ".join(
+            f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}"
+            for f in reversed(traceback.extract_tb(exc.__traceback__))
+        )
+        log.error("unexpected %s at %s", type(exc).__name__, frames)
         return api.json_response(INTERNAL_ERROR, 500)

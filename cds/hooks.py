@@ -70,12 +70,12 @@ class HookRequest:
 
 def parse(service: CdsService, body: object) -> HookRequest:
     """Validate ``body`` for ``service`` and return the typed request, or raise :class:`SchemaViolation`."""
-    schemas.validate("hook-request", body)
-    body = cast(dict, body)  # the schema guarantees an object
-    if body["hook"] != service.hook:
+    if isinstance(body, dict) and isinstance(body.get("hook"), str) and body["hook"] != service.hook:
         raise SchemaViolation(
             [("hook", f"service '{service.id}' answers the '{service.hook}' hook, not the hook in this request")]
         )
+    schemas.validate("hook-request", body)
+    body = cast(dict, body)  # the schema guarantees an object
     raw_ctx = body["context"]
     draft_orders = tuple(
         e["resource"] for e in raw_ctx["draftOrders"].get("entry", ()) if isinstance(e.get("resource"), dict)

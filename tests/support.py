@@ -1,0 +1,91 @@
+"""Builders for hook requests and FHIR data, so each test states only what it is about."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+
+CPT = "http://www.ama-assn.org/go/cpt"
+PATIENT_ID = "pat-1"
+TOKEN = "secret-access-token-7f3a"  # a value that must never show up in a log
+ORDER_SIGN = "cpt64580-order-sign"
+ORDER_SELECT = "cpt64580-order-select"
+
+
+def service_request(id: str = "sr-64580", code: str = "64580", system: str = CPT) -> dict:
+    return {
+        "resourceType": "ServiceRequest",
+        "id": id,
+        "status": "draft",
+        "intent": "order",
+        "code": {"coding": [{"system": system, "code": code}]},
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+    }
+
+
+def bundle(*resources: dict, type: str = "collection") -> dict:
+    return {"resourceType": "Bundle", "type": type, "entry": [{"resource": r} for r in resources]}
+
+
+def searchset(*resources: dict, next_url: str | None = None) -> dict:
+    b = bundle(*resources, type="searchset")
+    b["total"] = len(resources)
+    if next_url:
+        b["link"] = [{"relation": "next", "url": next_url}]
+    return b
+
+
+def patient() -> dict:
+    return {"resourceType": "Patient", "id": PATIENT_ID, "birthDate": "1970-01-01"}
+
+
+def condition(id: str) -> dict:
+    return {"resourceType": "Condition", "id": id, "subject": {"reference": f"Patient/{PATIENT_ID}"}}
+
+
+def full_prefetch() -> dict:
+    """Every prefetch key of our services satisfied, with an empty record."""
+    return {
+        "patient": patient(),
+        "coverage": searchset(),
+        "conditions": searchset(),
+        "procedures": searchset(),
+        "medicationRequests": searchset(),
+        "medicationStatements": searchset(),
+        "practitionerRoles": searchset(),
+    }
+
+
+def hook_request(
+    *,
+    hook: str = "order-sign",
+    orders: list[dict] | None = None,
+    prefetch: dict | None = None,
+    fhir_server: str | None = None,
+    token: str | None = TOKEN,
+) -> dict:
+    orders = [service_request()] if orders is None else orders
+    body: dict = {
+        "hook": hook,
+        "hookInstance": str(uuid.uuid4()),
+        "context": {
+            "userId": "Practitioner/dr-1",
+            "patientId": PATIENT_ID,
+            "draftOrders": bundle(*orders),
+        },
+    }
+    if hook == "order-select":
+        body["context"]["selections"] = [f"{o['resourceType']}/{o['id']}" for o in orders]
+    if fhir_server:
+        body["fhirServer"] = fhir_server
+        if token:
+            body["fhirAuthorization"] = {
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": 300,
+                "scope": "user/*.read",
+                "subject": "cds-64580",
+            }
+    if prefetch is not None:
+        body["prefetch"] = copy.deepcopy(prefetch)
+    return body

@@ -1,0 +1,175 @@
+"""Every way a request can be wrong gets a 4xx with an OperationOutcome that names the field; never a 500."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+import pytest
+from fhir.resources.R4B.operationoutcome import OperationOutcome
+
+from cds import engine, schemas
+
+from .support import ORDER_SELECT, ORDER_SIGN, hook_request, service_request
+
+URL = f"/cds-services/{ORDER_SIGN}"
+
+
+def outcome(response, status: int) -> dict:
+    """Assert the status and that the body is a valid FHIR OperationOutcome; return it."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    schemas.validator("operation-outcome").validate(body)
+    OperationOutcome.model_validate(body)
+    assert "Traceback" not in response.get_data(as_text=True)
+    return body
+
+
+def expressions(body: dict) -> list[str]:
+    return [e for issue in body["issue"] for e in issue.get("expression", ())]
+
+
+def post(client, body, url=URL, **kwargs):
+    return client.post(url, data=orjson.dumps(body), content_type="application/json", **kwargs)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"{not json", b"", b"\xff\xfe", b'{"hook": "order-sign",}'],
+    ids=["garbage", "empty", "not-utf8", "trailing-comma"],
+)
+def test_malformed_json_is_400(client, raw):
+    body = outcome(client.post(URL, data=raw, content_type="application/json"), 400)
+    assert "not valid JSON" in body["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize("value", [[], "text", 42, None])
+def test_json_that_is_not_an_object_is_400(client, value):
+    outcome(post(client, value), 400)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda b: b.pop("hookInstance"), "hookInstance"),
+        (lambda b: b.update(hookInstance="not-a-uuid"), "hookInstance"),
+        (lambda b: b["context"].pop("patientId"), "context.patientId"),
+        (lambda b: b["context"].update(patientId="has spaces/and slash"), "context.patientId"),
+        (lambda b: b["context"].pop("draftOrders"), "context.draftOrders"),
+        (lambda b: b["context"].update(draftOrders={"resourceType": "Patient"}), "context.draftOrders.resourceType"),
+        (lambda b: b["context"].update(userId="Device/1"), "context.userId"),
+        (lambda b: b["context"].pop("userId"), "context.userId"),
+        (lambda b: b.update(hook="order-select"), "hook"),
+        (lambda b: b.update(prefetch={"patient": "Patient/1"}), "prefetch.patient"),
+        (lambda b: b.update(fhirAuthorization={"access_token": "t", "token_type": "Bearer"}), "fhirAuthorization"),
+        (lambda b: b.update(extension={"davinci-crd.configuration": {"max-cards": "5"}}), "max-cards"),
+    ],
+    ids=[
+        "no-hookInstance",
+        "hookInstance-not-uuid",
+        "no-patientId",
+        "patientId-not-fhir-id",
+        "no-draftOrders",
+        "draftOrders-not-bundle",
+        "userId-wrong-type",
+        "no-userId",
+        "hook-mismatch",
+        "prefetch-not-resource",
+        "fhirAuthorization-incomplete",
+        "configuration-wrong-type",
+    ],
+)
+def test_schema_violations_are_400_and_name_the_field(client, mutate, field):
+    body = hook_request()
+    mutate(body)
+    result = outcome(post(client, body), 400)
+    assert any(field in e for e in expressions(result)), result
+
+
+def test_token_without_fhir_server_is_400(client):
+    body = hook_request(fhir_server="http://127.0.0.1:9/fhir")
+    del body["fhirServer"]
+    result = outcome(post(client, body), 400)
+    assert "fhirServer" in expressions(result)
+
+
+def test_order_select_selections_must_name_a_draft_order(client):
+    body = hook_request(hook="order-select")
+    body["context"]["selections"] = ["ServiceRequest/somewhere-else"]
+    result = outcome(post(client, body, url=f"/cds-services/{ORDER_SELECT}"), 400)
+    assert expressions(result) == ["context.selections[0]"]
+
+
+def test_unknown_service_is_404(client):
+    body = outcome(post(client, hook_request(), url="/cds-services/no-such-service"), 404)
+    assert "no-such-service" in body["issue"][0]["diagnostics"]
+    outcome(post(client, {"feedback": []}, url="/cds-services/no-such-service/feedback"), 404)
+
+
+def test_unknown_path_is_404(client):
+    outcome(client.get("/nowhere"), 404)
+
+
+def test_wrong_method_is_405_with_allow(client):
+    response = client.get(URL)
+    outcome(response, 405)
+    assert "POST" in response.headers["Allow"]
+
+
+def test_body_over_the_limit_is_413(make_app):
+    client = make_app(MAX_CONTENT_LENGTH=1024).test_client()
+    body = hook_request()
+    body["padding"] = "x" * 4096
+    outcome(post(client, body), 413)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_non_json_media_type_is_415(client, content_type):
+    raw = orjson.dumps(hook_request())
+    response = client.post(URL, data=raw, content_type=content_type) if content_type else client.post(URL, data=raw)
+    result = outcome(response, 415)
+    assert "application/json" in result["issue"][0]["diagnostics"]
+
+
+def test_fhir_json_media_type_is_accepted(client):
+    response = client.post(URL, data=orjson.dumps(hook_request(orders=[])), content_type="application/fhir+json")
+    assert response.status_code == 200
+
+
+def test_unexpected_failure_is_500_operation_outcome_without_details(client, monkeypatch, caplog):
+    def explode(*_args, **_kwargs):
+        raise ValueError("patient Jane Doe born 1970-01-01")
+
+    monkeypatch.setattr(engine, "invoke", explode)
+    with caplog.at_level(logging.ERROR):
+        result = outcome(post(client, hook_request()), 500)
+    assert "Jane" not in str(result)
+    assert "ValueError" in caplog.text
+    assert "Jane" not in caplog.text
+
+
+def test_unknown_members_are_ignored(client):
+    body = hook_request(orders=[service_request(code="80053")])
+    body["somethingNew"] = {"x": 1}
+    body["context"]["futureField"] = [1, 2]
+    body["extension"] = {"com.example.unknown": True, "davinci-crd.configuration": {"new-card-type": False}}
+    response = post(client, body)
+    assert response.status_code == 200
+    assert response.get_json() == {"cards": []}
+
+
+def test_legacy_top_level_user_and_null_members_are_accepted(client):
+    body = hook_request(orders=[service_request(code="80053")])
+    body["user"] = body["context"].pop("userId")
+    body["fhirAuthorization"] = None
+    body["context"]["encounterId"] = None
+    assert post(client, body).status_code == 200
+
+
+def test_several_problems_are_all_reported(client):
+    body = hook_request()
+    body["hookInstance"] = "nope"
+    del body["context"]["patientId"]
+    result = outcome(post(client, body), 400)
+    assert {"hookInstance", "context.patientId"} <= set(expressions(result))
