@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 
 metadata = MetaData()
 
@@ -38,7 +39,11 @@ def init(engine: Engine) -> None:
     """Create missing tables (schema migrations arrive with the PostgreSQL work)."""
     from cds import feedback  # noqa: F401  (registers its table on the metadata)
 
-    metadata.create_all(engine)
+    try:
+        metadata.create_all(engine)
+    except OperationalError:
+        # Several workers starting at once race to create the same table; the loser looks again.
+        metadata.create_all(engine)
 
 
 def ping(engine: Engine) -> None:
