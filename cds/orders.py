@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-CPT_SYSTEM = "http://www.ama-assn.org/go/cpt"
-PROCEDURE_CODE = "64580"
-
-
-def has_code(concept: object, system: str, code: str) -> bool:
-    if not isinstance(concept, dict):
-        return False
-    return any(
-        isinstance(c, dict) and c.get("system") == system and c.get("code") == code for c in concept.get("coding") or ()
-    )
+from cds.codes import THIS_PROCEDURE, codings
 
 
 def in_scope(draft_orders: Iterable[dict]) -> list[dict]:
@@ -21,5 +12,5 @@ def in_scope(draft_orders: Iterable[dict]) -> list[dict]:
     return [
         r
         for r in draft_orders
-        if r.get("resourceType") == "ServiceRequest" and has_code(r.get("code"), CPT_SYSTEM, PROCEDURE_CODE)
+        if r.get("resourceType") == "ServiceRequest" and THIS_PROCEDURE.match_codings(codings(r.get("code")))
     ]

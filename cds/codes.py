@@ -1,0 +1,336 @@
+"""The code sets the rules read, as data with their sources, and matching by system + code.
+
+Every value set names where its codes come from (``../shared/domain/64580.md`` cites the primary pages).
+Matching tolerates what real EHR data does: systems spelled as OIDs or with a trailing slash, ICD-10-CM codes
+with or without the dot, CPT codes sent under the HCPCS system (HCPCS level I *is* CPT), and WHO ICD-10 used
+for ICD-10-CM. ICD-10-CM and ATC sets match by prefix (``G56`` matches ``G56.01``); CPT sets by exact code or
+inclusive range. Medications also match by ingredient name in the text, because EHRs usually code the product
+(an RxNorm SCD) rather than the ingredient the classes are defined on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+CPT = "http://www.ama-assn.org/go/cpt"
+HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+SNOMED = "http://snomed.info/sct"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+ATC = "http://www.whocc.no/atc"
+LOINC = "http://loinc.org"
+NUCC = "http://nucc.org/provider-taxonomy"
+V3_PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+# Our own code system for surgical roles on a PractitionerRole (documented in the README).
+SURGICAL_ROLE = "urn:cds64580:surgical-role"
+
+_ALIASES = {
+    CPT: (CPT, "http://ama-assn.org/go/cpt", "https://www.ama-assn.org/go/cpt", "urn:oid:2.16.840.1.113883.6.12"),
+    HCPCS: (
+        HCPCS,
+        "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
+        "urn:oid:2.16.840.1.113883.6.285",
+        "urn:oid:2.16.840.1.113883.6.14",
+    ),
+    ICD10CM: (
+        ICD10CM,
+        "urn:oid:2.16.840.1.113883.6.90",
+        "http://hl7.org/fhir/sid/icd-10",
+        "urn:oid:2.16.840.1.113883.6.3",
+    ),
+    SNOMED: (SNOMED, "urn:oid:2.16.840.1.113883.6.96"),
+    RXNORM: (RXNORM, "urn:oid:2.16.840.1.113883.6.88"),
+    ATC: (ATC, "urn:oid:2.16.840.1.113883.6.73"),
+    LOINC: (LOINC, "urn:oid:2.16.840.1.113883.6.1"),
+    NUCC: (NUCC, "urn:oid:2.16.840.1.113883.6.101"),
+}
+_CANONICAL = {alias.lower().rstrip("/"): canonical for canonical, aliases in _ALIASES.items() for alias in aliases}
+_CPT_SHAPE = re.compile(r"^\d{4}[0-9FTU]$")
+
+
+def canonical(system: str | None, code: str | None) -> tuple[str | None, str | None]:
+    """The canonical (system, code) for a coding, repairing the common spellings real data uses."""
+    if not system or not code:
+        return system, code
+    system = _CANONICAL.get(system.strip().lower().rstrip("/"), system)
+    code = code.strip()
+    if system == HCPCS and _CPT_SHAPE.match(code):
+        system = CPT
+    if system == ICD10CM:
+        code = code.replace(".", "").upper()
+    elif system == ATC:
+        code = code.upper()
+    return system, code
+
+
+@dataclass(frozen=True)
+class Include:
+    """Codes of one system: exact ``codes``, ``prefixes`` (ICD-10-CM, ATC) and inclusive ``ranges`` (CPT)."""
+
+    system: str
+    codes: frozenset[str] = frozenset()
+    prefixes: tuple[str, ...] = ()
+    ranges: tuple[tuple[str, str], ...] = ()
+
+    def matches(self, code: str) -> bool:
+        if code in self.codes or any(code.startswith(p) for p in self.prefixes):
+            return True
+        return any(len(code) == len(lo) and lo <= code <= hi for lo, hi in self.ranges)
+
+
+@dataclass(frozen=True)
+class ValueSet:
+    id: str
+    title: str
+    source: str
+    includes: tuple[Include, ...]
+    names: tuple[str, ...] = ()  # ingredient names matched in text, for medications
+    systems: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "systems", frozenset(i.system for i in self.includes))
+
+    def matches(self, system: str | None, code: str | None) -> bool:
+        system, code = canonical(system, code)
+        if system not in self.systems or not code:
+            return False
+        return any(i.system == system and i.matches(code) for i in self.includes)
+
+    def match_codings(self, codings: Iterable[tuple[str | None, str | None]]) -> tuple[str, str] | None:
+        for system, code in codings:
+            if self.matches(system, code):
+                return canonical(system, code)  # type: ignore[return-value]
+        return None
+
+    def match_text(self, text: str | None) -> str | None:
+        if not text or not self.names:
+            return None
+        lowered = text.lower()
+        return next((n for n in self.names if n in lowered), None)
+
+
+def _icd(*codes: str) -> Include:
+    """ICD-10-CM codes as prefixes, written with dots for reading and compared without them."""
+    return Include(ICD10CM, prefixes=tuple(c.replace(".", "") for c in codes))
+
+
+def _cpt(*codes: str, ranges: tuple[tuple[str, str], ...] = ()) -> Include:
+    return Include(CPT, codes=frozenset(codes), ranges=ranges)
+
+
+DOMAIN = "../shared/domain/64580.md"
+
+THIS_PROCEDURE = ValueSet(
+    "cpt-64580",
+    "Open implantation of neurostimulator electrode array; neuromuscular",
+    f"{DOMAIN} section 1 (CPT 64580 descriptor)",
+    (_cpt("64580"),),
+)
+
+INDICATION_PAIN = ValueSet(
+    "indication-pain",
+    "Chronic pain, neuralgia, mononeuropathy, CRPS",
+    f"{DOMAIN} section 4 (ICD-10-CM indications)",
+    (
+        _icd("G89.21", "G89.28", "G89.29", "G89.4", "M79.2", "G56", "G57", "G58.0", "G58.7", "G58.8", "G58.9"),
+        _icd("G90.50", "G90.51", "G90.52", "G90.59", "M54.81", "G54.6", "B02.23", "B02.29", "M54.1"),
+    ),
+)
+INDICATION_NEUROMUSCULAR = ValueSet(
+    "indication-neuromuscular",
+    "Muscle spasm or disuse atrophy",
+    f"{DOMAIN} section 4 (M62.83x spasm, M62.5x atrophy); section 5 rule 36",
+    (_icd("M62.830", "M62.831", "M62.838", "M62.5"),),
+)
+FIBROMYALGIA = ValueSet("fibromyalgia", "Fibromyalgia", f"{DOMAIN} section 4 exclusion flags", (_icd("M79.7"),))
+POLYNEUROPATHY = ValueSet(
+    "polyneuropathy", "Diffuse polyneuropathy", f"{DOMAIN} section 4 exclusion flags", (_icd("G62", "E11.42"),)
+)
+SUBSTANCE_USE = ValueSet(
+    "substance-use",
+    "Mental and behavioural disorders due to psychoactive substance use",
+    f"{DOMAIN} section 4 exclusion flags; section 5 rule 11",
+    (_icd("F10", "F11", "F12", "F13", "F14", "F15", "F16", "F17", "F18", "F19"),),
+)
+PHANTOM_LIMB = ValueSet(
+    "phantom-limb", "Phantom limb syndrome with pain", f"{DOMAIN} section 2 (Medicare summary)", (_icd("G54.6"),)
+)
+POSTHERPETIC = ValueSet("postherpetic", "Postherpetic neuralgia", f"{DOMAIN} section 3 (MP-623)", (_icd("B02.2"),))
+
+PHYSICAL_THERAPY = ValueSet(
+    "physical-therapy",
+    "Physical therapy evaluation and treatment",
+    f"{DOMAIN} section 4 (conservative therapy; SNOMED CT)",
+    (
+        _cpt("97110", "97112", "97116", "97140", "97530", ranges=(("97161", "97164"),)),
+        Include(SNOMED, codes=frozenset({"91251008", "108305003"})),
+    ),
+)
+STIMULATION_TRIAL = ValueSet(
+    "stimulation-trial",
+    "Percutaneous peripheral nerve stimulation trial",
+    f"{DOMAIN} section 4 (PNS/PENS trial 64555, 64596/64597); NCD 160.7.1",
+    (_cpt("64555", "64596", "64597"),),
+)
+PRIOR_IMPLANT = ValueSet(
+    "prior-implant",
+    "Earlier neurostimulator array or generator (revision or replacement)",
+    f"{DOMAIN} section 5 rule 15 (MP-623: no trial for revision/replacement)",
+    (_cpt("64580", "64585", "64590"),),
+)
+PSYCH_EVALUATION = ValueSet(
+    "psych-evaluation",
+    "Psychological evaluation",
+    f"{DOMAIN} section 4 (psych evaluation codes)",
+    (_cpt("90791", "90792", "96130", "96131", "96156", ranges=(("96136", "96139"),)),),
+)
+EMG_NCS = ValueSet(
+    "emg-ncs",
+    "Electromyography or nerve conduction studies",
+    f"{DOMAIN} section 4; section 5 rule 12",
+    (_cpt(ranges=(("95885", "95887"), ("95907", "95913"))),),
+)
+NERVE_BLOCK = ValueSet(
+    "nerve-block", "Diagnostic peripheral nerve block", f"{DOMAIN} section 4", (_cpt(ranges=(("64400", "64450"),)),)
+)
+PAIN_SCORE = ValueSet(
+    "pain-score",
+    "Pain severity 0-10 verbal numeric rating",
+    f"{DOMAIN} section 4 (LOINC 72514-3)",
+    (Include(LOINC, codes=frozenset({"72514-3"})),),
+)
+
+_ATC_SOURCE = f"{DOMAIN} section 4 (ATC classes, https://atcddd.fhi.no; RxNorm ingredients)"
+MEDICATION_CLASSES: dict[str, ValueSet] = {
+    vs.id: vs
+    for vs in (
+        ValueSet(
+            "gabapentinoid",
+            "Gabapentinoids",
+            _ATC_SOURCE,
+            (
+                Include(ATC, prefixes=("N02BF", "N03AX12", "N03AX16")),
+                Include(RXNORM, codes=frozenset({"25480", "187832"})),
+            ),
+            names=("gabapentin", "pregabalin"),
+        ),
+        ValueSet(
+            "tca",
+            "Tricyclic antidepressants",
+            _ATC_SOURCE,
+            (Include(ATC, prefixes=("N06AA",)),),
+            names=("amitriptyline", "nortriptyline"),
+        ),
+        ValueSet(
+            "snri",
+            "Serotonin-norepinephrine reuptake inhibitors",
+            _ATC_SOURCE,
+            (Include(ATC, prefixes=("N06AX21", "N06AX16")), Include(RXNORM, codes=frozenset({"72625", "39786"}))),
+            names=("duloxetine", "venlafaxine"),
+        ),
+        ValueSet(
+            "nsaid",
+            "Non-steroidal anti-inflammatory drugs",
+            _ATC_SOURCE,
+            (Include(ATC, prefixes=("M01A",)), Include(RXNORM, codes=frozenset({"5640", "7258"}))),
+            names=("ibuprofen", "naproxen"),
+        ),
+        ValueSet(
+            "muscle-relaxant",
+            "Centrally acting muscle relaxants",
+            _ATC_SOURCE,
+            (Include(ATC, prefixes=("M03B",)),),
+            names=("baclofen", "tizanidine"),
+        ),
+        ValueSet(
+            "anticonvulsant",
+            "Carbamazepine",
+            _ATC_SOURCE,
+            (Include(ATC, prefixes=("N03AF01",)),),
+            names=("carbamazepine",),
+        ),
+        ValueSet("opioid", "Opioids", _ATC_SOURCE, (Include(ATC, prefixes=("N02A",)),)),
+    )
+}
+
+NON_PHYSICIAN_ASSISTANT = ValueSet(
+    "non-physician-assistant",
+    "Physician assistant or nurse practitioner (assistant modifier AS)",
+    "NUCC Health Care Provider Taxonomy, https://taxonomy.nucc.org (363A00000X, 363L00000X); "
+    f"{DOMAIN} section 1 (AS modifier)",
+    (Include(NUCC, codes=frozenset({"363A00000X", "363L00000X"})),),
+)
+
+VALUE_SETS: dict[str, ValueSet] = {
+    vs.id: vs
+    for vs in (
+        INDICATION_PAIN,
+        INDICATION_NEUROMUSCULAR,
+        FIBROMYALGIA,
+        POLYNEUROPATHY,
+        SUBSTANCE_USE,
+        PHANTOM_LIMB,
+        POSTHERPETIC,
+        PHYSICAL_THERAPY,
+        STIMULATION_TRIAL,
+        PRIOR_IMPLANT,
+        PSYCH_EVALUATION,
+        EMG_NCS,
+        NERVE_BLOCK,
+        PAIN_SCORE,
+        NON_PHYSICIAN_ASSISTANT,
+        *MEDICATION_CLASSES.values(),
+    )
+}
+
+# What the record builder keeps, by resource type: anything else of that type is never parsed.
+CONDITION_SETS = tuple(
+    VALUE_SETS[i]
+    for i in (
+        "indication-pain",
+        "indication-neuromuscular",
+        "fibromyalgia",
+        "polyneuropathy",
+        "substance-use",
+        "phantom-limb",
+        "postherpetic",
+    )
+)
+PROCEDURE_SETS = tuple(
+    VALUE_SETS[i]
+    for i in ("physical-therapy", "stimulation-trial", "prior-implant", "psych-evaluation", "emg-ncs", "nerve-block")
+)
+
+
+def codings(concept: object) -> Iterator[tuple[str | None, str | None]]:
+    """(system, code) pairs of a CodeableConcept given as a dict."""
+    if isinstance(concept, dict):
+        for coding in concept.get("coding") or ():
+            if isinstance(coding, dict):
+                yield coding.get("system"), coding.get("code")
+
+
+def concept_text(concept: object) -> str:
+    """All the human text of a CodeableConcept dict: its text and every display."""
+    if not isinstance(concept, dict):
+        return ""
+    parts = [concept.get("text") or ""]
+    parts += [c.get("display") or "" for c in concept.get("coding") or () if isinstance(c, dict)]
+    return " ".join(p for p in parts if isinstance(p, str))
+
+
+def medication_class(concept: object) -> tuple[str, str] | None:
+    """(class id, how it matched) for a medication CodeableConcept dict, by code first, then by name."""
+    pairs = list(codings(concept))
+    for class_id, vs in MEDICATION_CLASSES.items():
+        hit = vs.match_codings(pairs)
+        if hit:
+            return class_id, f"{hit[0]}|{hit[1]}"
+    text = concept_text(concept)
+    for class_id, vs in MEDICATION_CLASSES.items():
+        name = vs.match_text(text)
+        if name:
+            return class_id, f"name '{name}'"
+    return None

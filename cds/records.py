@@ -1,0 +1,486 @@
+"""PatientRecord: the typed view (fhir.resources R4B) of exactly what the 64580 rules read.
+
+This is the only module that imports ``fhir.resources``. Parsing is the expensive step (~100 µs a resource),
+so resources are first filtered as plain dicts: Conditions, Procedures, medications and Observations are
+parsed only when a code the rules use is on them, and other resource types are never parsed. A 5,000-resource
+record therefore costs a few hundred validations, not 5,000.
+
+Real data is messy, and none of it may crash a hook call: systems are normalised (:mod:`cds.codes`), Bundles are
+flattened, contained Medications resolved, duplicates dropped, and a resource that fails validation is repaired
+by removing the offending elements (an unknown element, a malformed date) and tried again; a missing
+``subject`` is filled with the patient the call is about. What still cannot be read is counted, not fatal.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from fhir.resources.R4B.condition import Condition
+from fhir.resources.R4B.coverage import Coverage
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir.resources.R4B.medicationstatement import MedicationStatement
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.organization import Organization
+from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.practitioner import Practitioner
+from fhir.resources.R4B.practitionerrole import PractitionerRole
+from fhir.resources.R4B.procedure import Procedure
+from fhir.resources.R4B.servicerequest import ServiceRequest
+from pydantic import ValidationError
+
+from cds import codes
+from cds.codes import ValueSet
+
+log = logging.getLogger(__name__)
+
+MODELS = {
+    "Condition": Condition,
+    "Procedure": Procedure,
+    "MedicationRequest": MedicationRequest,
+    "MedicationStatement": MedicationStatement,
+    "Observation": Observation,
+    "Coverage": Coverage,
+    "Organization": Organization,
+    "Patient": Patient,
+    "Practitioner": Practitioner,
+    "PractitionerRole": PractitionerRole,
+    "ServiceRequest": ServiceRequest,
+}
+_IGNORED_STATUS = {"entered-in-error", "not-done", "cancelled", "refuted", "draft", "intended", "not-taken"}
+_DONE_PROCEDURE = {"completed", "in-progress", "unknown"}
+_ACTIVE_CONDITION = {"active", "recurrence", "relapse"}
+_STATUS_DEFAULTS = {"Procedure", "Observation", "MedicationRequest", "MedicationStatement"}
+
+
+@dataclass(frozen=True)
+class Event:
+    """One dated piece of evidence: what it is, where it is, when it happened."""
+
+    reference: str
+    kind: str
+    code: str
+    start: date | None
+    end: date | None = None
+    status: str | None = None
+    value: float | None = None
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class Surgeon:
+    """A performer on the order, with the surgical role read from PractitionerRole."""
+
+    reference: str
+    role: str  # "primary" | "assistant" | "unknown"
+    non_physician: bool = False
+    specialties: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Order:
+    """A draft CPT 64580 ServiceRequest: its id, date, surgeons' references and CPT modifiers."""
+
+    id: str
+    resource: dict
+    authored: date | None
+    performers: tuple[str, ...]
+    modifiers: frozenset[str]
+    insurance: tuple[str, ...]
+
+    @property
+    def reference(self) -> str:
+        return f"ServiceRequest/{self.id}"
+
+
+@dataclass
+class PatientRecord:
+    patient_id: str | None = None
+    patient: Patient | None = None
+    conditions: list[Condition] = field(default_factory=list)
+    procedures: list[Procedure] = field(default_factory=list)
+    medication_requests: list[MedicationRequest] = field(default_factory=list)
+    medication_statements: list[MedicationStatement] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)
+    coverages: list[Coverage] = field(default_factory=list)
+    organizations: dict[str, Organization] = field(default_factory=dict)
+    practitioners: dict[str, Practitioner] = field(default_factory=dict)
+    roles: dict[str, PractitionerRole] = field(default_factory=dict)
+    unreadable: int = 0
+    # medication codes resolved while filtering (contained or separate Medication resources), by resource ref
+    _medication_concepts: dict[str, dict] = field(default_factory=dict, repr=False)
+
+    # ---- views the rules read -------------------------------------------------------------------------
+
+    def condition_events(self, value_set: ValueSet) -> list[Event]:
+        events = []
+        for c in self.conditions:
+            hit = value_set.match_codings(_model_codings(c.code))
+            if not hit:
+                continue
+            clinical = _first_code(c.clinicalStatus)
+            start = as_date(c.onsetDateTime) or (as_date(c.onsetPeriod.start) if c.onsetPeriod else None)
+            events.append(
+                Event(
+                    reference=f"Condition/{c.id}",
+                    kind=value_set.id,
+                    code=f"{hit[1]}",
+                    start=start or as_date(c.recordedDate),
+                    end=as_date(c.abatementDateTime),
+                    status=clinical,
+                    active=clinical is None or clinical in _ACTIVE_CONDITION,
+                )
+            )
+        return events
+
+    def procedure_events(self, value_set: ValueSet) -> list[Event]:
+        events = []
+        for p in self.procedures:
+            if p.status not in _DONE_PROCEDURE:
+                continue
+            hit = value_set.match_codings(_model_codings(p.code))
+            if not hit:
+                continue
+            start, end = _period(p.performedDateTime, p.performedPeriod)
+            events.append(Event(f"Procedure/{p.id}", value_set.id, hit[1], start, end or start, p.status))
+        return sorted(events, key=lambda e: (e.start is None, e.start or date.min))
+
+    def medication_events(self) -> list[Event]:
+        events = []
+        for m in self.medication_requests:
+            if m.status in _IGNORED_STATUS:
+                continue
+            start, end = _period(None, m.dispenseRequest.validityPeriod if m.dispenseRequest else None)
+            events.extend(self._medication_event("MedicationRequest", m, start or as_date(m.authoredOn), end))
+        for s in self.medication_statements:
+            if s.status in _IGNORED_STATUS:
+                continue
+            start, end = _period(s.effectiveDateTime, s.effectivePeriod)
+            events.extend(self._medication_event("MedicationStatement", s, start or as_date(s.dateAsserted), end))
+        return events
+
+    def _medication_event(self, kind: str, m, start: date | None, end: date | None) -> Iterator[Event]:
+        reference = f"{kind}/{m.id}"
+        concept = self._medication_concepts.get(reference)
+        found = codes.medication_class(concept) if concept else None
+        if found:
+            yield Event(reference, found[0], found[1], start, end, m.status)
+
+    def pain_scores(self) -> list[Event]:
+        events = []
+        for o in self.observations:
+            if o.status in _IGNORED_STATUS:
+                continue
+            value = o.valueQuantity.value if o.valueQuantity else o.valueInteger
+            when = as_date(o.effectiveDateTime) or (as_date(o.effectivePeriod.start) if o.effectivePeriod else None)
+            when = when or as_date(o.issued)
+            if value is None or when is None:
+                continue
+            events.append(Event(f"Observation/{o.id}", "pain-score", "72514-3", when, when, o.status, float(value)))
+        return sorted(events, key=lambda e: e.start)
+
+    def surgeons(self, order: Order) -> list[Surgeon]:
+        """The order's performers with their roles; one entry per practitioner even if listed twice."""
+        seen: set[str] = set()
+        surgeons = []
+        for ref in order.performers:
+            kind, ident = _split(ref)
+            role = None
+            if kind == "PractitionerRole":
+                role = self.roles.get(ident)
+                person = _ref_id(role.practitioner.reference) if role and role.practitioner else None
+            elif kind == "Practitioner":
+                person = ident
+                role = next(
+                    (r for r in self.roles.values() if r.practitioner and _ref_id(r.practitioner.reference) == ident),
+                    None,
+                )
+            else:
+                continue  # an Organization or CareTeam is not a surgeon
+            identity = person or ref
+            if identity in seen:
+                continue
+            seen.add(identity)
+            surgeons.append(_surgeon(ref, role))
+        return surgeons
+
+    def payer_name(self, order: Order) -> str | None:
+        """The insurer's name for the Coverage that applies to the order, when it can be told."""
+        coverage = None
+        for ref in order.insurance:
+            coverage = next((c for c in self.coverages if c.id == _ref_id(ref)), None) or coverage
+        if coverage is None:
+            active = [c for c in self.coverages if c.status == "active"]
+            coverage = active[0] if len(active) == 1 else None
+        if coverage is None or not coverage.payor:
+            return None
+        payor = coverage.payor[0]
+        org = self.organizations.get(_ref_id(payor.reference)) if payor.reference else None
+        return (org.name if org else None) or payor.display
+
+
+# ---- building ---------------------------------------------------------------------------------------------
+
+
+def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRecord:
+    """Build the record from prefetched and fetched resources alike (Bundles are flattened)."""
+    record = PatientRecord(patient_id=patient_id)
+    kept: dict[tuple[str, str], dict] = {}
+    anonymous: list[dict] = []
+    medications: dict[str, dict] = {}
+    for resource in _flatten(resources):
+        rtype = resource.get("resourceType")
+        if rtype == "Medication" and isinstance(resource.get("id"), str):
+            medications[resource["id"]] = resource
+            continue
+        if rtype not in MODELS or rtype == "ServiceRequest":
+            continue
+        rid = resource.get("id")
+        if not isinstance(rid, str):
+            anonymous.append(resource)
+            continue
+        key = (rtype, rid)
+        if key not in kept or _newer(resource, kept[key]):
+            kept[key] = resource
+
+    for resource in [*kept.values(), *anonymous]:
+        rtype = resource["resourceType"]
+        concept = None
+        if rtype in ("MedicationRequest", "MedicationStatement"):
+            concept = _medication_concept(resource, medications)
+            if concept is None or codes.medication_class(concept) is None:
+                continue
+        elif not _relevant(rtype, resource):
+            continue
+        model = _validate(rtype, resource, patient_id)
+        if model is None:
+            record.unreadable += 1
+            continue
+        if concept is not None:
+            record._medication_concepts[f"{rtype}/{model.id}"] = concept
+        _add(record, rtype, model)
+    if record.unreadable:
+        log.info("record: %d resources could not be read and were left out", record.unreadable)
+    return record
+
+
+def order_from(resource: dict) -> Order:
+    """The typed view of a draft order; tolerant of the same messiness as the record."""
+    model = _validate("ServiceRequest", resource, None)
+    performers = tuple(r.get("reference") for r in resource.get("performer") or () if isinstance(r, dict))
+    modifiers = set()
+    for detail in resource.get("orderDetail") or ():
+        for system, code in codes.codings(detail):
+            system, code = codes.canonical(system, code)
+            if system in (codes.CPT, codes.HCPCS) and code:
+                modifiers.add(code.upper())
+    insurance = tuple(r.get("reference") for r in resource.get("insurance") or () if isinstance(r, dict))
+    return Order(
+        id=str(resource.get("id") or "unknown"),
+        resource=resource,
+        authored=as_date(model.authoredOn) if model else None,
+        performers=tuple(p for p in performers if isinstance(p, str)),
+        modifiers=frozenset(modifiers),
+        insurance=tuple(i for i in insurance if isinstance(i, str)),
+    )
+
+
+def _flatten(resources: Iterable[dict]) -> Iterator[dict]:
+    for resource in resources:
+        if not isinstance(resource, dict):
+            continue
+        if resource.get("resourceType") == "Bundle":
+            yield from _flatten(e.get("resource") for e in resource.get("entry") or () if isinstance(e, dict))
+        else:
+            yield resource
+
+
+def _newer(candidate: dict, current: dict) -> bool:
+    def stamp(r: dict) -> str:
+        meta = r.get("meta")
+        return meta.get("lastUpdated") or "" if isinstance(meta, dict) else ""
+
+    return stamp(candidate) > stamp(current)
+
+
+def _relevant(rtype: str, resource: dict) -> bool:
+    if rtype == "Condition":
+        pairs = list(codes.codings(resource.get("code")))
+        return any(vs.match_codings(pairs) for vs in codes.CONDITION_SETS)
+    if rtype == "Procedure":
+        pairs = list(codes.codings(resource.get("code")))
+        return any(vs.match_codings(pairs) for vs in codes.PROCEDURE_SETS)
+    if rtype == "Observation":
+        return codes.PAIN_SCORE.match_codings(codes.codings(resource.get("code"))) is not None
+    return True
+
+
+def _medication_concept(resource: dict, medications: dict[str, dict]) -> dict | None:
+    concept = resource.get("medicationCodeableConcept")
+    if isinstance(concept, dict):
+        return concept
+    reference = resource.get("medicationReference")
+    ref = reference.get("reference") if isinstance(reference, dict) else None
+    if not isinstance(ref, str):
+        return None
+    if ref.startswith("#"):
+        contained = next(
+            (c for c in resource.get("contained") or () if isinstance(c, dict) and c.get("id") == ref[1:]), None
+        )
+        medication = contained
+    else:
+        medication = medications.get(_ref_id(ref))
+    code = medication.get("code") if isinstance(medication, dict) else None
+    if isinstance(code, dict):
+        return code
+    display = reference.get("display")
+    return {"text": display} if isinstance(display, str) else None
+
+
+def _validate(rtype: str, resource: dict, patient_id: str | None):
+    model = MODELS[rtype]
+    data = resource
+    for _attempt in range(4):
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            if data is resource:
+                data = copy.deepcopy(resource)
+            if not _repair(rtype, data, exc.errors(), patient_id):
+                return None
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _repair(rtype: str, data: dict, errors: list[dict], patient_id: str | None) -> bool:
+    """Remove what failed validation (or fill what a patient-scoped search implies); False if nothing helped."""
+    changed = False
+    for error in errors:
+        loc = tuple(error.get("loc") or ())
+        if "missing" in str(error.get("type")):
+            if loc in (("subject",), ("patient",), ("beneficiary",)) and patient_id:
+                data[loc[0]] = {"reference": f"Patient/{patient_id}"}
+                changed = True
+            elif loc == ("status",) and rtype in _STATUS_DEFAULTS:
+                data["status"] = "unknown"
+                changed = True
+            elif len(loc) > 1:
+                changed |= _delete(data, loc[:-1])  # an incomplete element goes as a whole
+            continue
+        changed |= _delete(data, loc)
+    return changed
+
+
+def _delete(data: object, loc: tuple) -> bool:
+    """Delete the element at ``loc`` (dict keys and list indexes); False if the path does not exist."""
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if (isinstance(data, dict) and isinstance(part, str) and part in data) or (
+            isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        ):
+            if last:
+                del data[part]
+                return True
+            data = data[part]
+        else:
+            return False  # not there (pydantic may name union members in a path)
+    return False
+
+
+def _add(record: PatientRecord, rtype: str, model) -> None:
+    if rtype == "Condition":
+        record.conditions.append(model)
+    elif rtype == "Procedure":
+        record.procedures.append(model)
+    elif rtype == "MedicationRequest":
+        record.medication_requests.append(model)
+    elif rtype == "MedicationStatement":
+        record.medication_statements.append(model)
+    elif rtype == "Observation":
+        record.observations.append(model)
+    elif rtype == "Coverage":
+        record.coverages.append(model)
+    elif rtype == "Organization" and model.id:
+        record.organizations[model.id] = model
+    elif rtype == "Practitioner" and model.id:
+        record.practitioners[model.id] = model
+    elif rtype == "PractitionerRole" and model.id:
+        record.roles[model.id] = model
+    elif rtype == "Patient" and (record.patient is None or model.id == record.patient_id):
+        record.patient = model
+
+
+# ---- small helpers ----------------------------------------------------------------------------------------
+
+
+def as_date(value: object) -> date | None:
+    """A FHIR date/dateTime as a date; partial dates ("2025", "2025-03") become the first day they cover."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and value[:4].isdigit():
+        parts = value[:10].split("-")
+        try:
+            return date(int(parts[0]), int(parts[1]) if len(parts) > 1 else 1, int(parts[2]) if len(parts) > 2 else 1)
+        except (ValueError, IndexError):
+            return None
+    return None
+
+
+def _period(when: object, period) -> tuple[date | None, date | None]:
+    if when is not None:
+        d = as_date(when)
+        return d, d
+    if period is not None:
+        return as_date(period.start), as_date(period.end)
+    return None, None
+
+
+def _model_codings(concept) -> Iterator[tuple[str | None, str | None]]:
+    if concept is not None:
+        for coding in concept.coding or ():
+            yield coding.system, coding.code
+
+
+def _first_code(concept) -> str | None:
+    return next((code for _, code in _model_codings(concept) if code), None)
+
+
+def _split(reference: str) -> tuple[str, str]:
+    parts = reference.rstrip("/").split("/")
+    return (parts[-2], parts[-1]) if len(parts) >= 2 else ("", reference)
+
+
+def _ref_id(reference: str | None) -> str:
+    return _split(reference)[1] if reference else ""
+
+
+def _surgeon(reference: str, role: PractitionerRole | None) -> Surgeon:
+    if role is None:
+        return Surgeon(reference, "unknown")
+    kind = "unknown"
+    for concept in role.code or ():
+        for system, code in _model_codings(concept):
+            if system == codes.SURGICAL_ROLE:
+                kind = "assistant" if code == "assistant-surgeon" else "primary"
+            elif system == codes.V3_PARTICIPATION and code in ("PPRF", "SPRF"):
+                kind = "primary" if code == "PPRF" else "assistant"
+        if kind == "unknown":
+            text = " ".join([concept.text or "", *((c.display or "") for c in concept.coding or ())]).lower()
+            if "assist" in text:
+                kind = "assistant"
+            elif "surgeon" in text:
+                kind = "primary"
+    specialties = set()
+    for concept in role.specialty or ():
+        for system, code in _model_codings(concept):
+            system, code = codes.canonical(system, code)
+            if system == codes.NUCC and code:
+                specialties.add(code)
+    non_physician = any(codes.NON_PHYSICIAN_ASSISTANT.matches(codes.NUCC, s) for s in specialties)
+    return Surgeon(reference, kind, non_physician, frozenset(specialties))

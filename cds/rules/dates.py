@@ -1,0 +1,19 @@
+"""Calendar arithmetic the criteria share (months, not 30-day blocks: "3 months before" is a calendar idea)."""
+
+from __future__ import annotations
+
+import calendar
+from datetime import date
+
+
+def months_before(day: date, months: int) -> date:
+    """The same day ``months`` calendar months earlier, clamped to the month's end (31 May - 3 = 28/29 Feb)."""
+    total = day.year * 12 + (day.month - 1) - months
+    year, month = divmod(total, 12)
+    month += 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def weeks(days: int) -> str:
+    whole, rest = divmod(days, 7)
+    return f"{whole} week{'s' if whole != 1 else ''}" + (f" {rest} day{'s' if rest != 1 else ''}" if rest else "")

@@ -1,0 +1,55 @@
+"""What a criterion concludes: a status, the evidence behind it, and one line a person can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    MET = "met"  # satisfied by the record and the order as they stand
+    NOT_MET = "not-met"  # someone must act: document something or change the order
+    UNKNOWN = "unknown"  # the record cannot tell (e.g. a trial without pain scores)
+    NOT_APPLICABLE = "not-applicable"  # the requirement does not arise
+
+
+@dataclass(frozen=True)
+class Evidence:
+    reference: str
+    date: date | None = None
+    note: str = ""
+
+    def describe(self) -> str:
+        when = f" ({self.date.isoformat()})" if self.date else ""
+        return f"{self.reference}{when}{': ' + self.note if self.note else ''}"
+
+
+@dataclass(frozen=True)
+class Finding:
+    criterion: str
+    status: Status
+    reason: str
+    evidence: tuple[Evidence, ...] = ()
+    notes: tuple[str, ...] = ()  # further facts a reader needs (documentation, payment rules)
+    policy: str = ""
+    source: str = ""
+    confidence: str = "primary"
+    title: str = ""
+
+    @property
+    def needs_action(self) -> bool:
+        return self.status in (Status.NOT_MET, Status.UNKNOWN)
+
+    def to_json(self) -> dict:
+        """The ``cds64580.criteria`` entry (ARCHITECTURE.md output conventions)."""
+        item = {
+            "id": self.criterion,
+            "status": self.status.value,
+            "evidence": [e.reference for e in self.evidence],
+            "policy": self.policy,
+            "source": self.source,
+            "confidence": self.confidence,
+            "reason": self.reason,
+        }
+        return {k: v for k, v in item.items() if v not in ("", [], None)} | {"evidence": item["evidence"]}
