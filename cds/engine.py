@@ -1,17 +1,25 @@
 """One hook call from request body to response body, with no Flask in sight (the CLI replays through here).
 
-parse the request -> pick the 64580 orders -> resolve prefetch -> run the rules -> cards and systemActions.
+parse the request -> pick the 64580 orders -> resolve prefetch -> build the record (+ situational data)
+-> run the rules per order -> cards, filtered by the CRD configuration the EHR sent.
 A call whose draft orders hold no CPT 64580 order is answered at once with no cards and fetches nothing:
 we read a patient's record only to answer about this procedure.
 """
 
 from __future__ import annotations
 
-from cds import hooks, orders, prefetch
+from datetime import UTC, date, datetime
+
+from cds import cards, codes, hooks, orders, prefetch, records, rules
 from cds.config import Settings
 from cds.errors import UnknownService
-from cds.fhirclient import FHIRClient
+from cds.fhirclient import Deadline, FHIRClient
+from cds.hooks import HookRequest
+from cds.records import Order, PatientRecord
+from cds.rules import RuleSet
 from cds.services import SERVICES, CdsService
+
+PAIN_SCORE_QUERY = "Observation?patient={patient}&code=http://loinc.org|72514-3"
 
 
 def service(service_id: str) -> CdsService:
@@ -29,12 +37,71 @@ def invoke(
     body: object,
     settings: Settings,
     client_factory: prefetch.ClientFactory = FHIRClient,
+    as_of: date | None = None,
+    ruleset: RuleSet | None = None,
 ) -> dict:
     svc = service(service_id)
     request = hooks.parse(svc, body)
-    ours = orders.in_scope(request.context.draft_orders)
+    ours = [records.order_from(o) for o in orders.in_scope(request.context.draft_orders)]
     if not ours:
         return {"cards": []}
-    prefetch.resolve(svc, request, settings, client_factory)
-    # The rules core (issue 3) and payer policies (issue 4) turn the resolved data into cards here.
-    return {"cards": []}
+    deadline = Deadline(settings.hook_deadline)
+    data = prefetch.resolve(svc, request, settings, client_factory, deadline)
+    patient_id = request.context.patient_id
+    record = records.build(data.all(), patient_id)
+    more = situational_queries(record, ours, patient_id)
+    if more:
+        extra = prefetch.fetch_situational(request, settings, more, client_factory, deadline)
+        record = records.build([*data.all(), *extra], patient_id)
+    as_of = as_of or datetime.now(UTC).date()
+    ruleset = ruleset or rules.default_ruleset()
+    built: list[tuple[str, dict]] = []
+    for order in ours:
+        findings = rules.evaluate(record, order, ruleset, as_of)
+        built += cards.build(findings, _context(svc, request, record, order, as_of))
+    return {"cards": configured(built, request)}
+
+
+def situational_queries(record: PatientRecord, ours: list[Order], patient_id: str) -> list[str]:
+    """FHIR queries for what this record needs beyond prefetch: the surgeons' roles and trial pain scores."""
+    queries: list[str] = []
+    for order in ours:
+        for ref in order.performers:
+            kind, _, ident = ref.rpartition("/")
+            kind = kind.rsplit("/", 1)[-1]
+            if kind == "PractitionerRole" and ident not in record.roles:
+                queries.append(f"PractitionerRole/{ident}")
+            elif kind == "Practitioner" and not any(
+                r.practitioner and r.practitioner.reference and r.practitioner.reference.endswith(f"/{ident}")
+                for r in record.roles.values()
+            ):
+                queries.append(f"PractitionerRole?practitioner={ident}")
+    if record.procedure_events(codes.STIMULATION_TRIAL) and not record.observations:
+        queries.append(PAIN_SCORE_QUERY.format(patient=patient_id))
+    return list(dict.fromkeys(q for q in queries if _safe_id(q)))
+
+
+def _safe_id(query: str) -> bool:
+    return all(ch.isalnum() or ch in "-.?=&/|:" for ch in query)
+
+
+def _context(svc: CdsService, request: HookRequest, record: PatientRecord, order: Order, as_of: date):
+    version = request.requested_version or ""
+    return cards.CardContext(
+        hook_instance=request.hook_instance,
+        order=order,
+        patient_id=request.context.patient_id,
+        user_id=request.context.user_id,
+        payer=record.payer_name(order),
+        as_of=as_of,
+        topic_system=cards.CARD_TYPES_CRD_2_1 if version.startswith(("2.0", "2.1")) else cards.CARD_TYPES,
+        information_only=svc.information_only,
+    )
+
+
+def configured(built: list[tuple[str, dict]], request: HookRequest) -> list[dict]:
+    """Drop card kinds the EHR switched off (CRD dev-14), then keep the first ``max-cards``, warnings first."""
+    kept = [(kind, card) for kind, card in built if request.configuration.get(cards.OPTION_FOR_KIND[kind], True)]
+    severity = {"critical": 0, "warning": 1, "info": 2}
+    kept.sort(key=lambda kc: severity[kc[1]["indicator"]])
+    return [card for _, card in kept[: request.configuration.get("max-cards", 10)]]

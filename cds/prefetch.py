@@ -67,8 +67,10 @@ def resolve(
     request: HookRequest,
     settings: Settings,
     client_factory: ClientFactory = FHIRClient,
+    deadline: Deadline | None = None,
 ) -> ResolvedData:
     tokens = request.tokens()
+    deadline = deadline or Deadline(settings.hook_deadline)
     resources: dict[str, list[dict]] = {}
     origin: dict[str, str] = {}
     to_fetch: list[tuple[PrefetchTemplate, str]] = []
@@ -94,17 +96,45 @@ def resolve(
             resources[template.key] = bundle_resources(value) if value["resourceType"] == "Bundle" else [value]
 
     if to_fetch or to_page:
-        _fetch_all(request, settings, client_factory, to_fetch, to_page, resources, origin)
+        _fetch_all(request, settings, client_factory, deadline, to_fetch, to_page, resources, origin)
     return ResolvedData(resources, origin)
 
 
-def _fetch_all(request, settings, client_factory, to_fetch, to_page, resources, origin) -> None:
+def fetch_situational(
+    request: HookRequest,
+    settings: Settings,
+    queries: list[str],
+    client_factory: ClientFactory = FHIRClient,
+    deadline: Deadline | None = None,
+) -> list[dict]:
+    """Best effort: what the rules need only for this record (surgeons' roles, pain scores). Never fails."""
+    if not queries or not request.fhir_server:
+        return []
+    token = request.fhir_authorization.access_token if request.fhir_authorization else None
+    try:
+        client = client_factory(request.fhir_server, token, settings, deadline or Deadline(settings.hook_deadline))
+    except FHIRError as exc:
+        log.warning("situational data not fetched: %s", exc.diagnostics)
+        return []
+    found: list[dict] = []
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(settings.fhir_max_parallel, len(queries)))) as pool:
+            for query, future in [(q, pool.submit(client.get, q)) for q in queries]:
+                try:
+                    found.extend(future.result())
+                except FHIRError as exc:
+                    log.warning("situational %s query failed: %s", query.split("?")[0].split("/")[0], exc.diagnostics)
+    finally:
+        client.close()
+    return found
+
+
+def _fetch_all(request, settings, client_factory, deadline, to_fetch, to_page, resources, origin) -> None:
     failures: list[tuple[PrefetchTemplate, str]] = []
     if not request.fhir_server:
         failures = [(t, "the request has no fhirServer to fetch it from") for t, _ in [*to_fetch, *to_page]]
     else:
         token = request.fhir_authorization.access_token if request.fhir_authorization else None
-        deadline = Deadline(settings.hook_deadline)
         try:
             client = client_factory(request.fhir_server, token, settings, deadline)
         except FHIRError as exc:

@@ -61,8 +61,9 @@ def test_serve_answers_discovery_hooks_and_feedback_over_http(served):
         f"{base}/cds-services/{ORDER_SIGN}", json=hook_request(prefetch=full_prefetch()), timeout=5
     )
     assert response.status_code == 200
-    assert response.json() == {"cards": []}
     assert response.headers["Content-Type"] == "application/json"
+    kinds = [c["source"]["topic"]["code"] for c in response.json()["cards"]]
+    assert kinds == ["appropriate-use", "appropriate-use"], "an empty record: documentation card, then summary"
 
     feedback = {"feedback": [{"card": "c-1", "outcome": "overridden", "outcomeTimestamp": "2026-11-27T10:00:00Z"}]}
     assert requests.post(f"{base}/cds-services/{ORDER_SIGN}/feedback", json=feedback, timeout=5).status_code == 200

@@ -32,6 +32,7 @@ class Finding:
     reason: str
     evidence: tuple[Evidence, ...] = ()
     notes: tuple[str, ...] = ()  # further facts a reader needs (documentation, payment rules)
+    order_modifiers: tuple[str, ...] | None = None  # the 62/66 modifiers the order should carry, when it must change
     policy: str = ""
     source: str = ""
     confidence: str = "primary"

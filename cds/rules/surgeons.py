@@ -60,6 +60,7 @@ def co_surgeon_modifier(ev: Evaluation, c: Criterion) -> Finding:
             f"{len(primary)} primary surgeons: team surgery needs modifier 66 (not 62), billed by report",
             evidence,
             tuple(notes),
+            order_modifiers=(TEAM_SURGERY,),
         )
     if len(primary) == 2:
         if indicator == "0":
@@ -81,6 +82,7 @@ def co_surgeon_modifier(ev: Evaluation, c: Criterion) -> Finding:
             "two primary surgeons: both claims need modifier 62 (each paid 62.5% under Medicare)",
             evidence,
             tuple(notes),
+            order_modifiers=(CO_SURGERY,),
         )
     if len(primary) + len(unknown) >= 2:
         return Finding(
@@ -96,6 +98,7 @@ def co_surgeon_modifier(ev: Evaluation, c: Criterion) -> Finding:
             Status.NOT_MET,
             f"modifier {'/'.join(wrong)} on the order but only one primary surgeon: remove it",
             evidence,
+            order_modifiers=(),
         )
     return Finding(c.id, Status.NOT_APPLICABLE, "one surgeon: no co-surgeon modifier", evidence)
 

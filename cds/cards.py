@@ -1,0 +1,262 @@
+"""Findings -> CDS Hooks cards: one card per concern, each carrying every criterion and its evidence.
+
+- documentation (``appropriate-use``): what must be documented before 64580, with a Task suggestion;
+- billing (``claim``): co-surgeon / team / assistant modifiers, with a suggestion that fixes the order;
+- summary (``appropriate-use``, info): every criterion and its status, met ones included.
+
+Card and suggestion uuids are derived from the hookInstance, the order and the card kind, so a retried call (or
+another instance behind the load balancer) answers with identical cards and feedback still reconciles.
+Text taken from the record (codes, ids) is escaped before it enters markdown.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import date
+
+from cds.codes import CPT, HCPCS, canonical, codings
+from cds.records import Order
+from cds.rules.findings import Finding, Status
+from cds.rules.surgeons import CO_SURGERY, TEAM_SURGERY
+
+CARD_TYPES = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
+CARD_TYPES_CRD_2_1 = "http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp"
+OVERRIDE_REASONS = "urn:cds64580:override-reason"
+SERVICE_LABEL = "CPT 64580 documentation check"
+CRITERIA_EXTENSION = "cds64580.criteria"
+ASSOCIATED = "davinci-crd.associated-resource"
+_NAMESPACE = uuid.UUID("0f6b5d8e-6b1a-5c43-9d55-64580c0d1e64")
+
+DOCUMENTATION = (
+    "indication",
+    "substance-use",
+    "chronicity",
+    "physical-therapy",
+    "medication-trial",
+    "stimulation-trial",
+    "psych-evaluation",
+)
+BILLING = ("co-surgeon-modifier", "assistant-surgeon")
+SUMMARY_MAX = 139
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
+_URL = re.compile(r"https?://[^\s;,)]+")
+
+# Which CRD configuration option switches each card kind off.
+OPTION_FOR_KIND = {"documentation": "appropriate-use", "billing": "claim", "summary": "appropriate-use"}
+
+
+@dataclass(frozen=True)
+class CardContext:
+    hook_instance: str
+    order: Order
+    patient_id: str
+    user_id: str | None
+    payer: str | None
+    as_of: date
+    topic_system: str = CARD_TYPES
+    information_only: bool = False
+
+
+def md(text: str) -> str:
+    """Escape markdown and HTML specials in text that came from the record."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def summary(text: str) -> str:
+    return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
+
+
+def _uuid(ctx: CardContext, *parts: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, "|".join((ctx.hook_instance, ctx.order.id, *parts))))
+
+
+def build(findings: list[Finding], ctx: CardContext) -> list[tuple[str, dict]]:
+    """(kind, card) pairs, most important first."""
+    criteria = [f.to_json() for f in findings]
+    by_id = {f.criterion: f for f in findings}
+    cards = []
+    documentation = _documentation([by_id[i] for i in DOCUMENTATION if i in by_id], ctx)
+    if documentation:
+        cards.append(("documentation", documentation))
+    billing = _billing([by_id[i] for i in BILLING if i in by_id], ctx)
+    if billing:
+        cards.append(("billing", billing))
+    cards.append(("summary", _summary(findings, ctx)))
+    for _kind, card in cards:
+        card["extension"] = {
+            CRITERIA_EXTENSION: criteria,
+            ASSOCIATED: [{"reference": ctx.order.reference}],
+        }
+    return cards
+
+
+def _card(ctx: CardContext, kind: str, text: str, indicator: str, topic: str, detail: str, findings) -> dict:
+    card = {
+        "uuid": _uuid(ctx, kind),
+        "summary": summary(text),
+        "indicator": indicator,
+        "detail": detail,
+        "source": {"label": ctx.payer or SERVICE_LABEL, "topic": {"system": ctx.topic_system, "code": topic}},
+    }
+    links = _links(findings)
+    if links:
+        card["links"] = links
+    return card
+
+
+def _line(f: Finding) -> str:
+    verify = " *(from a secondary source: verify against the current policy)*" if f.confidence == "secondary" else ""
+    return f"- **{f.title or f.criterion}** — {f.status.value}: {md(f.reason)}{verify}"
+
+
+def _notes(findings: list[Finding]) -> list[str]:
+    return [f"- {md(n)}" for f in findings for n in f.notes]
+
+
+def _header(ctx: CardContext, findings: list[Finding]) -> str:
+    policy = findings[0].policy if findings else ""
+    return (
+        f"Order {md(ctx.order.reference)} for CPT 64580, policy **{md(policy)}**, evaluated as of "
+        f"{ctx.as_of.isoformat()}."
+    )
+
+
+def _documentation(findings: list[Finding], ctx: CardContext) -> dict | None:
+    open_ = [f for f in findings if f.needs_action]
+    if not open_:
+        return None
+    not_met = [f for f in open_ if f.status == Status.NOT_MET]
+    lead = (not_met or open_)[0]
+    headline = "Documentation incomplete for CPT 64580: " if not_met else "Documentation unconfirmed for CPT 64580: "
+    text = headline + lead.reason + (f" (+{len(open_) - 1} more)" if len(open_) > 1 else "")
+    if len(text) > SUMMARY_MAX:
+        text = _fit(
+            headline, [(f.title or f.criterion).lower() for f in (not_met + [f for f in open_ if f not in not_met])]
+        )
+    met = [f.title or f.criterion for f in findings if f.status == Status.MET]
+    detail = [_header(ctx, findings), "", "**Document before signing:**", *map(_line, open_)]
+    if met:
+        detail += ["", f"Already documented: {', '.join(met)}."]
+    card = _card(
+        ctx, "documentation", text, "warning" if not_met else "info", "appropriate-use", "\n".join(detail), open_
+    )
+    card["overrideReasons"] = [
+        _reason("documented-elsewhere", "Documentation exists outside this record"),
+        _reason("clinical-exception", "Clinical exception; medical necessity will be documented"),
+        _reason("payer-confirmed", "The payer confirmed the requirements are met"),
+    ]
+    if not ctx.information_only:
+        _suggest(
+            card, ctx, "documentation-task", "Create a documentation task for the care team", [_task_action(open_, ctx)]
+        )
+    return card
+
+
+def _fit(prefix: str, items: list[str]) -> str:
+    """``prefix`` and as many items as fit in a summary, with a count of the rest."""
+    for shown in range(len(items), 0, -1):
+        rest = len(items) - shown
+        text = prefix + ", ".join(items[:shown]) + (f" (+{rest} more)" if rest else "")
+        if len(text) <= SUMMARY_MAX:
+            return text
+    return summary(prefix + items[0])
+
+
+def _billing(findings: list[Finding], ctx: CardContext) -> dict | None:
+    shown = [f for f in findings if f.status != Status.NOT_APPLICABLE]
+    if not shown:
+        return None
+    lead = next((f for f in shown if f.status == Status.NOT_MET), None) or shown[0]
+    indicator = "warning" if any(f.status == Status.NOT_MET for f in shown) else "info"
+    reason = lead.reason[:1].upper() + lead.reason[1:]
+    detail = [_header(ctx, shown), "", *map(_line, shown), *_notes(shown)]
+    card = _card(ctx, "billing", f"CPT 64580: {reason}", indicator, "claim", "\n".join(detail), shown)
+    card["overrideReasons"] = [
+        _reason("billing-handles-modifiers", "Billing staff will set the modifiers on the claim"),
+        _reason("roles-incorrect", "The surgeon roles on the order are not right"),
+    ]
+    co = next((f for f in shown if f.criterion == "co-surgeon-modifier" and f.status == Status.NOT_MET), None)
+    if co and not ctx.information_only:
+        action = _modifier_action(ctx.order, co)
+        if action:
+            _suggest(card, ctx, "modifier", action["description"], [action])
+    return card
+
+
+def _summary(findings: list[Finding], ctx: CardContext) -> dict:
+    counts = {s: sum(f.status == s for f in findings) for s in Status}
+    text = (
+        f"CPT 64580 criteria{' for ' + ctx.payer if ctx.payer else ''}: {counts[Status.MET]} met, "
+        f"{counts[Status.NOT_MET]} not met, {counts[Status.UNKNOWN]} unknown"
+    )
+    rows = ["| Criterion | Status | Why |", "|---|---|---|"]
+    rows += [f"| {md(f.title or f.criterion)} | {f.status.value} | {md(f.reason)} |" for f in findings]
+    detail = "\n".join([_header(ctx, findings), "", *rows])
+    return _card(ctx, "summary", text, "info", "appropriate-use", detail, findings)
+
+
+def _links(findings: list[Finding]) -> list[dict]:
+    urls: list[str] = []
+    for f in findings:
+        for url in _URL.findall(f.source):
+            if url not in urls:
+                urls.append(url)
+    return [{"label": f"Policy source: {_host(u)}", "url": u, "type": "absolute"} for u in urls[:5]]
+
+
+def _host(url: str) -> str:
+    return url.split("/")[2].removeprefix("www.")
+
+
+def _reason(code: str, display: str) -> dict:
+    return {"system": OVERRIDE_REASONS, "code": code, "display": display}
+
+
+def _suggest(card: dict, ctx: CardContext, kind: str, label: str, actions: list[dict]) -> None:
+    card["suggestions"] = [{"label": label, "uuid": _uuid(ctx, kind), "isRecommended": True, "actions": actions}]
+    card["selectionBehavior"] = "at-most-one"
+
+
+def _task_action(findings: list[Finding], ctx: CardContext) -> dict:
+    task = {
+        "resourceType": "Task",
+        "status": "requested",
+        "intent": "order",
+        "priority": "routine",
+        "description": "Complete the documentation CPT 64580 needs before it is signed",
+        "focus": {"reference": ctx.order.reference},
+        "for": {"reference": f"Patient/{ctx.patient_id}"},
+        "authoredOn": ctx.as_of.isoformat(),
+        "note": [{"text": f"{f.title or f.criterion}: {f.reason}"} for f in findings],
+    }
+    if ctx.user_id:
+        task["requester"] = {"reference": ctx.user_id}
+    return {"type": "create", "description": "Create a Task listing the missing documentation", "resource": task}
+
+
+def _modifier_action(order: Order, finding: Finding) -> dict | None:
+    """An update of the draft order that carries exactly the 62/66 modifiers the finding asks for."""
+    wanted = finding.order_modifiers
+    if wanted is None:
+        return None
+    labels = {
+        ("62",): "Add modifier 62 (co-surgeons) to the order",
+        ("66",): "Set modifier 66 (team surgery) on the order",
+        (): "Remove the co-surgeon/team modifier from the order",
+    }
+    resource = copy.deepcopy(order.resource)
+    details = [d for d in resource.get("orderDetail") or () if not _is_modifier(d, (CO_SURGERY, TEAM_SURGERY))]
+    details += [{"coding": [{"system": CPT, "code": m}], "text": f"CPT modifier {m}"} for m in wanted]
+    if details:
+        resource["orderDetail"] = details
+    else:
+        resource.pop("orderDetail", None)
+    label = labels.get(tuple(wanted), f"Set modifier {'/'.join(wanted)} on the order")
+    return {"type": "update", "description": label, "resource": resource}
+
+
+def _is_modifier(detail: object, modifiers: tuple[str, ...]) -> bool:
+    return any(canonical(system, code)[0] in (CPT, HCPCS) and code in modifiers for system, code in codings(detail))
