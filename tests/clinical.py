@@ -1,0 +1,130 @@
+"""Builders for the FHIR resources the 64580 rules read (Conditions, Procedures, medications, scores, roles)."""
+
+from __future__ import annotations
+
+import itertools
+
+from cds import codes
+
+from .support import PATIENT_ID
+
+_ids = itertools.count(1)
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}-{next(_ids)}"
+
+
+def _subject() -> dict:
+    return {"reference": f"Patient/{PATIENT_ID}"}
+
+
+def condition(code: str, onset: str | None = "2025-01-01", *, clinical: str = "active", system=codes.ICD10CM, **extra):
+    c = {
+        "resourceType": "Condition",
+        "id": _id("cond"),
+        "clinicalStatus": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": clinical}]
+        },
+        "code": {"coding": [{"system": system, "code": code}]},
+        "subject": _subject(),
+    }
+    if onset:
+        c["onsetDateTime"] = onset
+    c.update(extra)
+    return c
+
+
+def procedure(
+    code: str, when: str | None = "2026-01-10", end: str | None = None, *, system=codes.CPT, status="completed"
+):
+    p = {
+        "resourceType": "Procedure",
+        "id": _id("proc"),
+        "status": status,
+        "code": {"coding": [{"system": system, "code": code}]},
+        "subject": _subject(),
+    }
+    if when and end:
+        p["performedPeriod"] = {"start": when, "end": end}
+    elif when:
+        p["performedDateTime"] = when
+    return p
+
+
+def medication(
+    code: str | None = None,
+    system=codes.RXNORM,
+    text: str | None = None,
+    *,
+    when="2025-11-01",
+    status="completed",
+    kind="MedicationRequest",
+):
+    concept: dict = {}
+    if code:
+        concept["coding"] = [{"system": system, "code": code}]
+    if text:
+        concept["text"] = text
+    m = {
+        "resourceType": kind,
+        "id": _id("med"),
+        "status": status,
+        "subject": _subject(),
+        "medicationCodeableConcept": concept,
+    }
+    if kind == "MedicationRequest":
+        m.update(intent="order", authoredOn=when)
+    else:
+        m["effectiveDateTime"] = when
+    return m
+
+
+def pain_score(value: float, when: str) -> dict:
+    return {
+        "resourceType": "Observation",
+        "id": _id("obs"),
+        "status": "final",
+        "code": {"coding": [{"system": codes.LOINC, "code": "72514-3"}]},
+        "subject": _subject(),
+        "effectiveDateTime": when,
+        "valueQuantity": {"value": value, "unit": "{score}"},
+    }
+
+
+def role(
+    practitioner: str,
+    code: str | None = "primary-surgeon",
+    *,
+    system=codes.SURGICAL_ROLE,
+    text=None,
+    specialty: str | None = "207T00000X",
+    id: str | None = None,
+) -> dict:
+    r = {
+        "resourceType": "PractitionerRole",
+        "id": id or _id("role"),
+        "practitioner": {"reference": f"Practitioner/{practitioner}"},
+    }
+    concept: dict = {}
+    if code:
+        concept["coding"] = [{"system": system, "code": code}]
+    if text:
+        concept["text"] = text
+    if concept:
+        r["code"] = [concept]
+    if specialty:
+        r["specialty"] = [{"coding": [{"system": codes.NUCC, "code": specialty}]}]
+    return r
+
+
+def coverage(payer_name: str = "Acme Health", status: str = "active") -> list[dict]:
+    org = {"resourceType": "Organization", "id": _id("org"), "name": payer_name}
+    cov = {
+        "resourceType": "Coverage",
+        "id": _id("cov"),
+        "status": status,
+        "beneficiary": _subject(),
+        "payor": [{"reference": f"Organization/{org['id']}"}],
+    }
+    return [org, cov]

@@ -1,0 +1,311 @@
+"""The criteria matrix: every criterion through met / not-met / unknown / not-applicable and its boundaries.
+
+Pure: records are built from FHIR dicts and evaluated with a pinned "as of" date; no Flask, no HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+from types import MappingProxyType
+
+import pytest
+
+from cds import codes, records, rules
+from cds.mpfs import Indicators
+from cds.rules import Status
+
+from .clinical import condition, medication, pain_score, procedure, role
+from .support import service_request
+
+AS_OF = date(2026, 6, 15)
+MET, NOT_MET, UNKNOWN, NA = Status.MET, Status.NOT_MET, Status.UNKNOWN, Status.NOT_APPLICABLE
+
+
+def finding(criterion: str, *resources: dict, order: dict | None = None, mpfs: Indicators | None = None, **params):
+    ruleset = rules.default_ruleset(mpfs or Indicators())
+    chosen = ruleset.criterion(criterion)
+    if params:
+        chosen = replace(chosen, params=MappingProxyType({**chosen.params, **params}))
+    record = records.build(list(resources), "pat-1")
+    [result] = rules.evaluate(
+        record, records.order_from(order or service_request()), replace(ruleset, criteria=(chosen,)), AS_OF
+    )
+    assert result.criterion == criterion and result.policy == "default-clinical" and result.source
+    return result
+
+
+@pytest.mark.parametrize(
+    ("resources", "status"),
+    [
+        ([condition("G89.29")], MET),
+        ([condition("G56.01")], MET),  # G56 prefix
+        ([condition("G8929")], MET),  # no dot
+        ([condition("G89.29", system="urn:oid:2.16.840.1.113883.6.90")], MET),  # OID spelling
+        ([condition("M62.830")], MET),  # spasm
+        ([condition("M79.7")], NOT_MET),  # fibromyalgia only: excluded
+        ([condition("M79.7"), condition("G90.512")], MET),
+        ([condition("G89.29", clinical="resolved")], NOT_MET),
+        ([condition("G89.29", onset="2026-07-01")], NOT_MET),  # after the order
+        ([condition("J45.909")], NOT_MET),
+        ([], NOT_MET),
+    ],
+)
+def test_indication(resources, status):
+    assert finding("indication", *resources).status == status
+
+
+def test_indication_names_its_evidence():
+    c = condition("G89.29")
+    result = finding("indication", c)
+    assert [e.reference for e in result.evidence] == [f"Condition/{c['id']}"]
+    assert "G8929" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("resources", "status"),
+    [
+        ([condition("F11.20")], NOT_MET),
+        ([condition("F11.21")], MET),  # dependence in remission
+        ([condition("F10.20", clinical="remission")], MET),
+        ([condition("G89.29")], MET),
+        ([], MET),
+    ],
+)
+def test_substance_use(resources, status):
+    assert finding("substance-use", *resources).status == status
+
+
+@pytest.mark.parametrize(
+    ("resources", "status"),
+    [
+        ([condition("G89.29", onset="2026-03-15")], MET),  # exactly 3 months before 2026-06-15
+        ([condition("G89.29", onset="2026-03-16")], NOT_MET),
+        ([condition("G89.29", onset=None, recordedDate="2026-01-01")], MET),
+        ([condition("G89.29", onset=None)], UNKNOWN),
+        ([condition("G89.29", onset="2025")], MET),  # partial date
+        ([condition("G89.29", onset="2026-05-01"), condition("G56.01", onset="2025-12-01")], MET),
+        ([condition("M62.50")], NA),  # atrophy, not pain
+        ([], NOT_MET),
+    ],
+)
+def test_chronicity(resources, status):
+    assert finding("chronicity", *resources).status == status
+
+
+def test_chronicity_uses_the_order_date_when_the_order_has_one():
+    order = service_request() | {"authoredOn": "2026-05-01"}
+    assert finding("chronicity", condition("G89.29", onset="2026-02-01"), order=order).status == MET
+    assert finding("chronicity", condition("G89.29", onset="2026-02-02"), order=order).status == NOT_MET
+
+
+@pytest.mark.parametrize(
+    ("resources", "params", "status"),
+    [
+        ([procedure("97110", "2026-01-10")], {}, MET),
+        ([procedure("97110", "2025-06-15")], {}, MET),  # first day of the 12-month window
+        ([procedure("97110", "2025-06-14")], {}, NOT_MET),
+        ([procedure("91251008", "2026-01-10", system=codes.SNOMED)], {}, MET),
+        ([procedure("97163", "2026-01-10", system=codes.HCPCS)], {}, MET),  # CPT under the HCPCS system
+        ([procedure("97110", None)], {}, UNKNOWN),
+        ([procedure("97110", "2026-01-10", status="not-done")], {}, NOT_MET),
+        ([procedure("99213", "2026-01-10")], {}, NOT_MET),
+        ([procedure("97110", "2026-01-01"), procedure("97140", "2026-02-12")], {"min_weeks": 6}, MET),  # 42 days
+        ([procedure("97110", "2026-01-01"), procedure("97140", "2026-02-11")], {"min_weeks": 6}, NOT_MET),
+        ([procedure("97110", "2026-01-01", "2026-02-20")], {"min_weeks": 6}, MET),  # one period record
+        ([], {}, NOT_MET),
+    ],
+)
+def test_physical_therapy(resources, params, status):
+    assert finding("physical-therapy", *resources, **params).status == status
+
+
+def test_physical_therapy_span_is_explained():
+    result = finding(
+        "physical-therapy", procedure("97110", "2026-01-01"), procedure("97110", "2026-01-22"), min_weeks=6
+    )
+    assert "3 weeks" in result.reason and "6 weeks" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("resources", "params", "status"),
+    [
+        ([medication("25480")], {}, MET),  # gabapentin ingredient
+        ([medication("N02BF01", system=codes.ATC)], {}, MET),
+        ([medication("N03AX12", system=codes.ATC)], {}, MET),  # gabapentin's former ATC code
+        ([medication("310431", text="gabapentin 300 MG Oral Capsule")], {}, MET),  # product code, matched by name
+        ([medication("72625", kind="MedicationStatement")], {}, MET),
+        ([medication("N02AA01", system=codes.ATC)], {}, NOT_MET),  # an opioid is not a listed class
+        ([medication("25480", status="entered-in-error")], {}, NOT_MET),
+        ([medication("25480", when="2026-09-01")], {}, NOT_MET),  # after the order
+        ([medication("25480")], {"min_classes": 2}, NOT_MET),
+        ([medication("25480"), medication("5640")], {"min_classes": 2}, MET),
+        ([], {}, NOT_MET),
+    ],
+)
+def test_medication_trial(resources, params, status):
+    assert finding("medication-trial", *resources, **params).status == status
+
+
+def test_medication_by_reference_to_a_contained_medication():
+    request = medication("0")
+    del request["medicationCodeableConcept"]
+    request["contained"] = [
+        {"resourceType": "Medication", "id": "m1", "code": {"coding": [{"system": codes.RXNORM, "code": "187832"}]}}
+    ]
+    request["medicationReference"] = {"reference": "#m1"}
+    assert finding("medication-trial", request).status == MET
+
+
+TRIAL = ("2026-03-01", "2026-03-07")
+
+
+@pytest.mark.parametrize(
+    ("resources", "params", "status"),
+    [
+        ([], {}, NOT_MET),
+        ([procedure("64555", *TRIAL)], {}, UNKNOWN),  # no scores
+        ([procedure("64555", *TRIAL), pain_score(8, "2026-02-20")], {}, UNKNOWN),  # baseline only
+        ([procedure("64555", *TRIAL), pain_score(8, "2026-02-20"), pain_score(4, "2026-03-05")], {}, MET),  # 50%
+        ([procedure("64555", *TRIAL), pain_score(8, "2026-02-20"), pain_score(4.1, "2026-03-05")], {}, NOT_MET),
+        (
+            [
+                procedure("64555", *TRIAL),
+                pain_score(8, "2026-02-20"),
+                pain_score(2, "2026-03-03"),
+                pain_score(6, "2026-03-06"),
+            ],
+            {},
+            MET,  # mean 4 of 8
+        ),
+        ([procedure("64555", *TRIAL), pain_score(0, "2026-02-20"), pain_score(0, "2026-03-05")], {}, UNKNOWN),
+        (
+            [procedure("64555", *TRIAL), pain_score(8, "2026-02-20"), pain_score(3, "2026-03-05")],
+            {"min_reduction_percent": 70},
+            NOT_MET,
+        ),
+        (
+            [procedure("64555", "2026-03-01", "2026-03-02"), pain_score(8, "2026-02-20"), pain_score(2, "2026-03-02")],
+            {"min_days": 3},
+            NOT_MET,
+        ),
+        (
+            [procedure("64555", "2026-03-01"), pain_score(8, "2026-02-20"), pain_score(2, "2026-03-09")],
+            {"min_days": 3},
+            UNKNOWN,
+        ),
+        ([procedure("64555", "2026-03-01"), pain_score(8, "2026-02-20"), pain_score(2, "2026-03-09")], {}, MET),
+        ([procedure("64555", "2025-05-01", "2025-05-07")], {}, NOT_MET),  # older than 12 months
+        ([procedure("64580", "2024-01-10"), procedure("64555", *TRIAL)], {}, NA),  # revision
+        ([procedure("64590", "2024-01-10")], {}, NA),
+        ([procedure("64596", *TRIAL), pain_score(6, "2026-02-25"), pain_score(3, "2026-03-04")], {}, MET),
+    ],
+)
+def test_stimulation_trial(resources, params, status):
+    assert finding("stimulation-trial", *resources, **params).status == status
+
+
+def test_stimulation_trial_reports_the_computed_relief():
+    result = finding(
+        "stimulation-trial", procedure("64555", *TRIAL), pain_score(8, "2026-02-20"), pain_score(4.1, "2026-03-05")
+    )
+    assert "48.8% relief" in result.reason
+    assert result.confidence == "secondary"
+    assert len(result.evidence) == 3
+
+
+@pytest.mark.parametrize(
+    ("resources", "status"),
+    [
+        ([procedure("90791", "2026-02-01")], MET),
+        ([procedure("96137", "2026-02-01")], MET),  # inside a range
+        ([procedure("90791", "2025-01-01")], NOT_MET),
+        ([procedure("90791", None)], UNKNOWN),
+        ([], NOT_MET),
+    ],
+)
+def test_psych_evaluation(resources, status):
+    assert finding("psych-evaluation", *resources).status == status
+
+
+def surgical_order(*performers: str, modifiers: tuple[str, ...] = ()) -> dict:
+    order = service_request()
+    order["performer"] = [{"reference": p} for p in performers]
+    if modifiers:
+        order["orderDetail"] = [{"coding": [{"system": codes.CPT, "code": m}]} for m in modifiers]
+    return order
+
+
+ROLES = [
+    role("a", id="ra"),
+    role("b", id="rb", specialty="207X00000X"),
+    role("c", id="rc"),
+    role("d", "assistant-surgeon", id="rd"),
+    role("e", None, id="re"),  # no role documented
+    role("f", "PPRF", system=codes.V3_PARTICIPATION, id="rf"),
+    role("g", None, text="Co-surgeon (vascular)", id="rg"),
+    role("h", "assistant-surgeon", specialty="363A00000X", id="rh"),
+]
+
+
+@pytest.mark.parametrize(
+    ("performers", "modifiers", "status", "fix"),
+    [
+        (("PractitionerRole/ra",), (), NA, None),
+        (("PractitionerRole/ra",), ("62",), NOT_MET, ()),
+        (("PractitionerRole/ra", "PractitionerRole/rb"), (), NOT_MET, ("62",)),
+        (("PractitionerRole/ra", "PractitionerRole/rb"), ("62",), MET, None),
+        (("PractitionerRole/ra", "PractitionerRole/rb", "PractitionerRole/rc"), ("62",), NOT_MET, ("66",)),
+        (("PractitionerRole/ra", "PractitionerRole/rb", "PractitionerRole/rc"), ("66",), MET, None),
+        (("PractitionerRole/ra", "PractitionerRole/re"), (), UNKNOWN, None),
+        (("PractitionerRole/ra", "Practitioner/a"), (), NA, None),  # the same surgeon twice
+        (("Practitioner/a", "Practitioner/f"), (), NOT_MET, ("62",)),  # roles found through the practitioner
+        (("PractitionerRole/ra", "PractitionerRole/rg"), ("62",), MET, None),  # role from text
+        (("PractitionerRole/ra", "PractitionerRole/rd"), (), NA, None),  # surgeon + assistant is not co-surgery
+        (("Organization/o1",), ("62",), NOT_MET, ()),
+    ],
+)
+def test_co_surgeon_modifier(performers, modifiers, status, fix):
+    result = finding("co-surgeon-modifier", *ROLES, order=surgical_order(*performers, modifiers=modifiers))
+    assert result.status == status, result.reason
+    assert result.order_modifiers == fix
+
+
+def test_co_surgeon_payment_indicators():
+    order = surgical_order("PractitionerRole/ra", "PractitionerRole/rc")  # same specialty
+    unknown = finding("co-surgeon-modifier", *ROLES, order=order)
+    assert any("not loaded" in n for n in unknown.notes)
+    assert finding("co-surgeon-modifier", *ROLES, order=order, mpfs=Indicators(co_surg="0")).status == NOT_MET
+    two = finding("co-surgeon-modifier", *ROLES, order=order, mpfs=Indicators(co_surg="2"))
+    assert any("operative report" in n for n in two.notes), "same specialty with indicator 2 needs documentation"
+    different = surgical_order("PractitionerRole/ra", "PractitionerRole/rb")
+    two_diff = finding("co-surgeon-modifier", *ROLES, order=different, mpfs=Indicators(co_surg="2"))
+    assert not any("operative report" in n for n in two_diff.notes)
+
+
+@pytest.mark.parametrize(
+    ("performers", "mpfs", "status"),
+    [
+        (("PractitionerRole/ra",), Indicators(), NA),
+        (("PractitionerRole/ra", "PractitionerRole/rd"), Indicators(), UNKNOWN),
+        (("PractitionerRole/ra", "PractitionerRole/rd"), Indicators(asst_surg="2"), MET),
+        (("PractitionerRole/ra", "PractitionerRole/rd"), Indicators(asst_surg="1"), NOT_MET),
+        (("PractitionerRole/ra", "PractitionerRole/rd"), Indicators(asst_surg="0"), NOT_MET),
+        (("PractitionerRole/ra", "PractitionerRole/rb", "PractitionerRole/rd"), Indicators(asst_surg="2"), NOT_MET),
+    ],
+)
+def test_assistant_surgeon(performers, mpfs, status):
+    assert finding("assistant-surgeon", *ROLES, order=surgical_order(*performers), mpfs=mpfs).status == status
+
+
+def test_non_physician_assistant_uses_modifier_as():
+    result = finding("assistant-surgeon", *ROLES, order=surgical_order("PractitionerRole/ra", "PractitionerRole/rh"))
+    assert any("AS (non-physician)" in n for n in result.notes)
+
+
+def test_every_criterion_is_evaluated_in_policy_order():
+    ruleset = rules.default_ruleset(Indicators())
+    record = records.build([], "pat-1")
+    findings = rules.evaluate(record, records.order_from(service_request()), ruleset, AS_OF)
+    assert [f.criterion for f in findings] == [c.id for c in ruleset.criteria]
+    assert set(rules.CRITERIA) == {c.id for c in ruleset.criteria}
