@@ -53,7 +53,7 @@ def invoke(
     if more:
         extra = prefetch.fetch_situational(request, settings, more, client_factory, deadline)
         record = records.build([*data.all(), *extra], patient_id)
-    as_of = as_of or datetime.now(UTC).date()
+    as_of = as_of or request.as_of or datetime.now(UTC).date()
     ruleset = ruleset or rules.default_ruleset()
     built: list[tuple[str, dict]] = []
     for order in ours:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from types import MappingProxyType
 from typing import cast
 
@@ -18,6 +19,7 @@ from cds.services import CONFIGURATION_OPTIONS, CdsService
 
 _USER_REFERENCE = re.compile(r"^(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,64}$")
 _OPTION_TYPES = {"boolean": bool, "integer": int}
+AS_OF_EXTENSION = "cds64580.as-of"
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class HookRequest:
     prefetch: Mapping[str, dict | None] = field(default_factory=dict, repr=False)
     configuration: Mapping[str, bool | int] = field(default_factory=dict)
     requested_version: str | None = None
+    as_of: date | None = None
 
     def tokens(self) -> dict[str, str]:
         """Values for the CDS Hooks 2.0 prefetch tokens this call can supply."""
@@ -101,6 +104,7 @@ def parse(service: CdsService, body: object) -> HookRequest:
         prefetch=MappingProxyType(dict(body.get("prefetch") or {})),
         configuration=MappingProxyType(_configuration(extension.get("davinci-crd.configuration"))),
         requested_version=_requested_version(extension.get("davinci-crd.requestedVersion")),
+        as_of=_as_of(extension.get(AS_OF_EXTENSION)),
     )
 
 
@@ -145,6 +149,21 @@ def _configuration(raw: object) -> dict[str, bool | int]:
             raise SchemaViolation([(f"{where}.{code}", f"{where}.{code} must be a {option['type']}")])
         config[code] = value
     return config
+
+
+def _as_of(raw: object) -> date | None:
+    """``extension."cds64580.as-of"``: evaluate as of this date (for replaying a case; EHRs leave it out)."""
+    if raw is None:
+        return None
+    where = f"extension.{AS_OF_EXTENSION}"
+    try:
+        return date.fromisoformat(raw) if isinstance(raw, str) and len(raw) == 10 else _bad_date(where)
+    except ValueError:
+        return _bad_date(where)
+
+
+def _bad_date(where: str) -> date:
+    raise SchemaViolation([(where, f"{where} must be a date such as 2026-06-15")])
 
 
 def _requested_version(raw: object) -> str | None:

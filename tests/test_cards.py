@@ -1,0 +1,276 @@
+"""The cards a surgeon sees, through HTTP: one per concern, conformant, with evidence and working suggestions."""
+
+from __future__ import annotations
+
+import copy
+
+import orjson
+import pytest
+from fhir.resources.R4B.servicerequest import ServiceRequest
+from fhir.resources.R4B.task import Task
+
+from cds import cards, codes, schemas
+
+from .clinical import condition, coverage, medication, pain_score, procedure, role
+from .support import ORDER_SELECT, ORDER_SIGN, full_prefetch, hook_request, searchset, service_request
+
+AS_OF = "2026-06-15"
+CRITERIA = {
+    "indication",
+    "substance-use",
+    "chronicity",
+    "physical-therapy",
+    "medication-trial",
+    "stimulation-trial",
+    "psych-evaluation",
+    "co-surgeon-modifier",
+    "assistant-surgeon",
+}
+
+
+def documented(*, pt: bool = True) -> dict:
+    """Prefetch for a patient whose record meets every documentation criterion (pain scores are queried)."""
+    data = full_prefetch()
+    _org, cov = coverage("Aetna")  # the payer Organization is not prefetched; the label comes from payor.display
+    cov["payor"][0]["display"] = "Aetna"
+    data["coverage"] = searchset(cov)
+    data["conditions"] = searchset(condition("G89.29", onset="2025-06-01"))
+    therapy = [procedure("97110", "2026-01-05"), procedure("97140", "2026-02-20")] if pt else []
+    data["procedures"] = searchset(
+        *therapy, procedure("64555", "2026-03-01", "2026-03-07"), procedure("90791", "2026-02-01")
+    )
+    data["medicationRequests"] = searchset(medication("25480"))
+    data["practitionerRoles"] = searchset(role("a", id="ra"), role("b", id="rb", specialty="207X00000X"))
+    return data
+
+
+def serve_pain_scores(ehr) -> str:
+    """Pain scores are situational (only a trial needs them): the service queries them from the EHR."""
+    ehr.expect_request("/fhir/Observation").respond_with_json(
+        searchset(pain_score(8, "2026-02-25"), pain_score(3, "2026-03-04"))
+    )
+    return ehr.url_for("/fhir")
+
+
+def order(*performers: str, modifiers: tuple[str, ...] = (), id: str = "sr-64580") -> dict:
+    sr = service_request(id=id)
+    sr["performer"] = [{"reference": p} for p in performers] or [{"reference": "PractitionerRole/ra"}]
+    if modifiers:
+        sr["orderDetail"] = [{"coding": [{"system": codes.CPT, "code": m}]} for m in modifiers]
+    return sr
+
+
+def call(client, *, prefetch=None, orders=None, hook="order-sign", extension=None, fhir_server=None, instance=None):
+    body = hook_request(
+        hook=hook,
+        prefetch=prefetch if prefetch is not None else documented(),
+        orders=orders or [order()],
+        fhir_server=fhir_server,
+    )
+    body["extension"] = {"cds64580.as-of": AS_OF, **(extension or {})}
+    if instance:
+        body["hookInstance"] = instance
+    service = ORDER_SIGN if hook == "order-sign" else ORDER_SELECT
+    response = client.post(f"/cds-services/{service}", data=orjson.dumps(body), content_type="application/json")
+    assert response.status_code == 200, response.get_json()
+    result = response.get_json()
+    schemas.validator("hook-response").validate(result)
+    for card in result["cards"]:
+        assert len(card["summary"]) < 140
+        assert {c["id"] for c in card["extension"][cards.CRITERIA_EXTENSION]} == CRITERIA
+    return result
+
+
+def by_topic(result: dict) -> dict[str, list[dict]]:
+    topics: dict[str, list[dict]] = {}
+    for card in result["cards"]:
+        topics.setdefault(card["source"]["topic"]["code"], []).append(card)
+    return topics
+
+
+def statuses(card: dict) -> dict[str, str]:
+    return {c["id"]: c["status"] for c in card["extension"][cards.CRITERIA_EXTENSION]}
+
+
+def test_missing_physical_therapy_gives_a_documentation_warning_with_a_task(client):
+    result = call(client, prefetch=documented(pt=False))
+    [doc, summary] = by_topic(result)["appropriate-use"]
+    assert doc["indicator"] == "warning"
+    assert "physical therapy" in doc["summary"]
+    assert statuses(doc)["physical-therapy"] == "not-met"
+    assert statuses(doc)["indication"] == "met"
+    assert doc["source"]["label"] == "Aetna"
+    assert any(link["type"] == "absolute" for link in doc["links"])
+    [suggestion] = doc["suggestions"]
+    [action] = suggestion["actions"]
+    assert action["type"] == "create"
+    task = Task.model_validate(action["resource"])
+    assert task.focus.reference == "ServiceRequest/sr-64580"
+    assert any("Physical therapy" in n.text for n in task.note)
+    assert summary["indicator"] == "info"
+
+
+def test_well_documented_single_surgeon_gets_only_the_summary(client, ehr):
+    result = call(client, fhir_server=serve_pain_scores(ehr))
+    [summary] = result["cards"]
+    assert summary["indicator"] == "info"
+    assert summary["summary"] == "CPT 64580 criteria for Aetna: 7 met, 0 not met, 0 unknown"
+    assert statuses(summary)["stimulation-trial"] == "met"
+    assert statuses(summary)["co-surgeon-modifier"] == "not-applicable"
+    assert "| Physical therapy tried | met |" in summary["detail"]
+
+
+def test_two_surgeons_without_62_get_a_claim_warning_that_adds_it(client):
+    sr = order("PractitionerRole/ra", "PractitionerRole/rb")
+    sr["note"] = [{"text": "left side"}]
+    result = call(client, orders=[sr])
+    [claim] = by_topic(result)["claim"]
+    assert claim["indicator"] == "warning"
+    assert "modifier 62" in claim["summary"]
+    assert "62.5%" in claim["detail"] and "not loaded" in claim["detail"]
+    [suggestion] = claim["suggestions"]
+    [action] = suggestion["actions"]
+    assert action["type"] == "update"
+    updated = action["resource"]
+    ServiceRequest.model_validate(updated)
+    assert updated["orderDetail"] == [{"coding": [{"system": codes.CPT, "code": "62"}], "text": "CPT modifier 62"}]
+    unchanged = copy.deepcopy(updated)
+    del unchanged["orderDetail"]
+    assert unchanged == sr, "the suggestion changes nothing but the modifier"
+
+
+def test_modifier_62_with_one_surgeon_is_flagged_and_removed(client):
+    sr = order("PractitionerRole/ra", modifiers=("62",))
+    sr["orderDetail"].append({"text": "bring the programmer"})
+    [claim] = by_topic(call(client, orders=[sr]))["claim"]
+    assert claim["indicator"] == "warning"
+    assert "only one primary surgeon" in claim["summary"]
+    updated = claim["suggestions"][0]["actions"][0]["resource"]
+    assert updated["orderDetail"] == [{"text": "bring the programmer"}]
+
+
+def test_co_surgeons_with_62_get_an_info_claim_card(client):
+    result = call(client, orders=[order("PractitionerRole/ra", "PractitionerRole/rb", modifiers=("62",))])
+    [claim] = by_topic(result)["claim"]
+    assert claim["indicator"] == "info"
+    assert "suggestions" not in claim
+    assert statuses(claim)["co-surgeon-modifier"] == "met"
+
+
+def test_a_request_without_a_64580_order_gets_no_cards(client):
+    result = call(client, orders=[service_request(id="lab", code="80053")])
+    assert result == {"cards": []}
+
+
+def test_cards_are_identical_for_a_retried_call_and_unique_within_it(client):
+    instance = "6f1c7f9e-7c1a-4a57-9a7e-3b5d0e6c2a41"
+    orders_ = [order("PractitionerRole/ra", "PractitionerRole/rb")]
+    data = documented(pt=False)
+    first = call(client, prefetch=data, orders=orders_, instance=instance)
+    again = call(client, prefetch=data, orders=orders_, instance=instance)
+    assert first == again
+    ids = [c["uuid"] for c in first["cards"]] + [s["uuid"] for c in first["cards"] for s in c.get("suggestions", ())]
+    assert len(ids) == len(set(ids))
+    other = call(client, prefetch=data, orders=orders_)
+    assert not {c["uuid"] for c in other["cards"]} & {c["uuid"] for c in first["cards"]}
+
+
+@pytest.mark.parametrize(
+    ("configuration", "topics"),
+    [
+        ({}, ["appropriate-use", "claim", "appropriate-use"]),
+        ({"appropriate-use": False}, ["claim"]),
+        ({"claim": False}, ["appropriate-use", "appropriate-use"]),
+        ({"max-cards": 1}, ["appropriate-use"]),
+        ({"max-cards": 0}, []),
+    ],
+)
+def test_crd_configuration_is_honoured(client, configuration, topics):
+    result = call(
+        client,
+        prefetch=documented(pt=False),
+        orders=[order("PractitionerRole/ra", "PractitionerRole/rb")],
+        extension={"davinci-crd.configuration": configuration},
+    )
+    assert [c["source"]["topic"]["code"] for c in result["cards"]] == topics
+    severities = [c["indicator"] for c in result["cards"]]
+    assert severities == sorted(severities, key=["warning", "info"].index), "warnings come first"
+
+
+def test_order_select_is_information_only(client):
+    result = call(
+        client,
+        hook="order-select",
+        prefetch=documented(pt=False),
+        orders=[order("PractitionerRole/ra", "PractitionerRole/rb")],
+    )
+    assert result["cards"]
+    assert all("suggestions" not in c for c in result["cards"])
+
+
+def test_crd_2_1_clients_get_the_older_card_type_system(client):
+    result = call(client, extension={"davinci-crd.requestedVersion": "2.1"})
+    assert {c["source"]["topic"]["system"] for c in result["cards"]} == {cards.CARD_TYPES_CRD_2_1}
+
+
+def test_each_64580_order_gets_its_own_cards(client):
+    result = call(
+        client,
+        prefetch=documented(pt=False),
+        orders=[order(id="sr-a"), order(id="sr-b"), service_request(id="x", code="80053")],
+    )
+    associated = [c["extension"]["davinci-crd.associated-resource"][0]["reference"] for c in result["cards"]]
+    assert sorted(associated) == [
+        "ServiceRequest/sr-a",
+        "ServiceRequest/sr-a",
+        "ServiceRequest/sr-b",
+        "ServiceRequest/sr-b",
+    ]
+
+
+def test_bad_as_of_is_a_400(client):
+    body = hook_request(prefetch=full_prefetch())
+    body["extension"] = {"cds64580.as-of": "June"}
+    response = client.post(f"/cds-services/{ORDER_SIGN}", json=body)
+    assert response.status_code == 400
+    assert "cds64580.as-of" in response.get_json()["issue"][0]["expression"][0]
+
+
+def test_surgeon_roles_and_pain_scores_are_fetched_when_not_prefetched(client, ehr):
+    data = documented()
+    data["practitionerRoles"] = searchset()
+    ehr.expect_request("/fhir/PractitionerRole/ra").respond_with_json(role("a", id="ra"))
+    ehr.expect_request("/fhir/PractitionerRole", query_string={"practitioner": "b"}).respond_with_json(
+        searchset(role("b", id="rb", specialty="207X00000X"))
+    )
+    ehr.expect_request("/fhir/Observation").respond_with_json(
+        searchset(pain_score(8, "2026-02-25"), pain_score(3, "2026-03-04"))
+    )
+    result = call(
+        client, prefetch=data, orders=[order("PractitionerRole/ra", "Practitioner/b")], fhir_server=ehr.url_for("/fhir")
+    )
+    topics = by_topic(result)
+    assert statuses(topics["claim"][0])["co-surgeon-modifier"] == "not-met"
+    assert statuses(topics["claim"][0])["stimulation-trial"] == "met"
+    observation_query = next(r for r, _ in ehr.log if r.path == "/fhir/Observation")
+    assert observation_query.args["code"] == "http://loinc.org|72514-3"
+
+
+def test_situational_fetch_failure_leaves_criteria_unknown_not_an_error(client, ehr):
+    data = documented()
+    data["practitionerRoles"] = searchset()
+    ehr.expect_request("/fhir/PractitionerRole/ra").respond_with_data("", status=500)
+    ehr.expect_request("/fhir/PractitionerRole/rb").respond_with_data("", status=500)
+    result = call(
+        client,
+        prefetch=data,
+        orders=[order("PractitionerRole/ra", "PractitionerRole/rb")],
+        fhir_server=ehr.url_for("/fhir"),
+    )
+    assert statuses(result["cards"][0])["co-surgeon-modifier"] == "unknown"
+
+
+def test_markdown_from_the_record_is_escaped():
+    assert cards.md("<img src=x onerror=alert(1)> [x](javascript:y) *b*") == (
+        "\\<img src=x onerror=alert(1)\\> \\[x\\](javascript:y) \\*b\\*"
+    )

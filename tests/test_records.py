@@ -1,0 +1,155 @@
+"""Building the PatientRecord from real and messy data: it parses, it never crashes, it reads what the rules need."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import orjson
+import pytest
+
+from cds import codes, records, rules
+from cds.mpfs import Indicators
+
+from .clinical import condition, medication, procedure
+from .support import ORDER_SIGN, hook_request, searchset, service_request
+
+AS_OF = date(2026, 6, 15)
+
+
+def patient_bundles(realdata: Path) -> list[Path]:
+    return sorted([*realdata.glob("synthea/*.json"), realdata / "test-ehr" / "HypoxemiaPatientBundle.json"])
+
+
+def test_real_bundles_build_and_give_sensible_not_met_findings(realdata):
+    bundles = patient_bundles(realdata)
+    assert len(bundles) == 3
+    for path in bundles:
+        bundle = json.loads(path.read_text())
+        record = records.build([bundle], None)
+        assert record.unreadable == 0, path.name
+        findings = {
+            f.criterion: f
+            for f in rules.evaluate(
+                record, records.order_from(service_request()), rules.default_ruleset(Indicators()), AS_OF
+            )
+        }
+        # COVID-19 and hypoxemia patients: nothing qualifies them for a neurostimulator.
+        for criterion in ("indication", "chronicity", "physical-therapy", "stimulation-trial", "psych-evaluation"):
+            assert findings[criterion].status == rules.Status.NOT_MET, (
+                path.name,
+                criterion,
+                findings[criterion].reason,
+            )
+        assert findings["co-surgeon-modifier"].status == rules.Status.NOT_APPLICABLE
+
+
+def test_real_hl7_examples_parse(realdata):
+    resources = [json.loads(p.read_text()) for p in sorted((realdata / "davinci-crd-ig-2.0.1-package").glob("*.json"))]
+    record = records.build(resources, "example")
+    assert record.unreadable == 0
+    assert record.patient is not None and len(record.coverages) == 1 and record.organizations
+
+
+def test_synthea_patient_as_prefetch_over_http(client, realdata):
+    bundle = json.loads(
+        (realdata / "synthea" / "Leta870_Kihn564_5a67c244-3dae-770c-1a41-85790f73b1b1.json").read_text()
+    )
+    body = hook_request(
+        prefetch={
+            key: None for key in ("patient", "coverage", "procedures", "medicationRequests", "medicationStatements")
+        }
+    )
+    body["prefetch"]["conditions"] = bundle  # a whole patient Bundle under one key: every resource is read
+    body["extension"] = {"cds64580.as-of": "2026-06-15"}
+    response = client.post(f"/cds-services/{ORDER_SIGN}", data=orjson.dumps(body), content_type="application/json")
+    assert response.status_code == 200
+    [documentation, _summary] = response.get_json()["cards"]
+    assert documentation["indicator"] == "warning"
+
+
+def test_duplicates_keep_the_newest_version():
+    old = condition("J45.909") | {"id": "c1", "meta": {"lastUpdated": "2026-01-01T00:00:00Z"}}
+    new = condition("G89.29") | {"id": "c1", "meta": {"lastUpdated": "2026-02-01T00:00:00Z"}}
+    record = records.build([searchset(old), searchset(new), searchset(old)], "pat-1")
+    [kept] = record.conditions
+    assert kept.code.coding[0].code == "G89.29"
+
+
+def test_messy_resources_are_repaired_not_dropped():
+    unknown_element = procedure("97110") | {"futureElement": {"x": 1}}
+    bad_date = condition("G89.29") | {"recordedDate": "last spring"}
+    no_subject = procedure("64555", "2026-03-01")
+    del no_subject["subject"]
+    no_status = procedure("90791", "2026-02-01")
+    del no_status["status"]
+    half_coding = condition("G56.01")
+    half_coding["code"]["coding"].append({"system": 7})  # wrong type inside a coding
+    record = records.build([unknown_element, bad_date, no_subject, no_status, half_coding], "pat-1")
+    assert record.unreadable == 0
+    assert len(record.procedures) == 3 and len(record.conditions) == 2
+    assert record.procedures[1].subject.reference == "Patient/pat-1"
+
+
+def test_unreadable_resources_are_counted_not_fatal():
+    hopeless = {
+        "resourceType": "Condition",
+        "id": "x",
+        "code": {"coding": [{"system": codes.ICD10CM, "code": "G89.29"}]},
+        "subject": "not a reference",
+        "clinicalStatus": 42,
+    }
+    record = records.build(
+        [hopeless, "not even a dict", {"resourceType": 5}, {"entry": "nope", "resourceType": "Bundle"}], "pat-1"
+    )
+    assert record.unreadable <= 1
+    assert record.conditions == [] or record.conditions[0].id == "x"
+
+
+def test_irrelevant_resources_are_never_parsed(monkeypatch):
+    validated = []
+    original = records._validate
+
+    def counting(rtype, resource, patient_id):
+        validated.append(rtype)
+        return original(rtype, resource, patient_id)
+
+    monkeypatch.setattr(records, "_validate", counting)
+    noise = [condition("J45.909") for _ in range(200)] + [procedure("99213") for _ in range(200)]
+    noise += [{"resourceType": "Immunization", "id": f"i{i}"} for i in range(200)]
+    noise += [medication("1049221", text="acetaminophen 325 MG") for _ in range(100)]
+    record = records.build([*noise, condition("G89.29"), procedure("97110")], "pat-1")
+    assert sorted(validated) == ["Condition", "Procedure"]
+    assert len(record.conditions) == 1 and len(record.procedures) == 1
+
+
+def test_a_record_of_thousands_of_resources_builds(realdata):
+    bundle = json.loads(
+        (realdata / "synthea" / "Leta870_Kihn564_5a67c244-3dae-770c-1a41-85790f73b1b1.json").read_text()
+    )
+    resources = [e["resource"] for e in bundle["entry"]] * 20
+    resources += [procedure("97110", f"2026-0{1 + i % 5}-1{i % 9}") for i in range(300)]
+    assert len(resources) > 2000
+    record = records.build(resources, None)
+    assert len(record.procedures) == 300
+
+
+@pytest.mark.parametrize(
+    ("system", "code", "expected"),
+    [
+        ("http://hl7.org/fhir/sid/icd-10-cm/", "g89.29", (codes.ICD10CM, "G8929")),
+        ("urn:oid:2.16.840.1.113883.6.12", "64580", (codes.CPT, "64580")),
+        ("http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "97110", (codes.CPT, "97110")),
+        (codes.HCPCS, "L8680", (codes.HCPCS, "L8680")),
+        ("http://example.org/local", "X1", ("http://example.org/local", "X1")),
+    ],
+)
+def test_code_systems_are_normalised(system, code, expected):
+    assert codes.canonical(system, code) == expected
+
+
+def test_partial_dates():
+    assert records.as_date("2025") == date(2025, 1, 1)
+    assert records.as_date("2025-03") == date(2025, 3, 1)
+    assert records.as_date("garbage") is None
