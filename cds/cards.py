@@ -104,6 +104,7 @@ def _card(ctx: CardContext, kind: str, text: str, indicator: str, topic: str, de
     links = _links(findings)
     if links:
         card["links"] = links
+        card["source"]["url"] = links[0]["url"]
     return card
 
 
