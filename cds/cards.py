@@ -2,7 +2,9 @@
 
 - documentation (``appropriate-use``): what must be documented before 64580, with a Task suggestion;
 - billing (``claim``): co-surgeon / team / assistant modifiers, with a suggestion that fixes the order;
-- summary (``appropriate-use``, info): every criterion and its status, met ones included.
+- payer (``guideline``, an External Reference card): the payer's stance in one line, with links to the policy;
+  or (``insurance``) why no payer policy could be applied: no coverage, several, or an unrecognised payer;
+- summary (``appropriate-use``, info, an Instructions card): every criterion and its status, met ones included.
 
 Card and suggestion uuids are derived from the hookInstance, the order and the card kind, so a retried call (or
 another instance behind the load balancer) answers with identical cards and feedback still reconciles.
@@ -17,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date
 
+from cds import payers
 from cds.codes import CPT, HCPCS, canonical, codings
 from cds.records import Order
 from cds.rules.findings import Finding, Status
@@ -45,7 +48,12 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
 _URL = re.compile(r"https?://[^\s;,)]+")
 
 # Which CRD configuration option switches each card kind off.
-OPTION_FOR_KIND = {"documentation": "appropriate-use", "billing": "claim", "summary": "appropriate-use"}
+OPTION_FOR_KIND = {
+    "payer": "coverage-info",
+    "documentation": "appropriate-use",
+    "billing": "claim",
+    "summary": "appropriate-use",
+}
 
 
 @dataclass(frozen=True)
@@ -54,10 +62,15 @@ class CardContext:
     order: Order
     patient_id: str
     user_id: str | None
-    payer: str | None
+    route: payers.Route
     as_of: date
     topic_system: str = CARD_TYPES
     information_only: bool = False
+    group: str = "pain"
+
+    @property
+    def payer(self) -> str | None:
+        return self.route.payer_name if self.route.coverage_ref else None
 
 
 def md(text: str) -> str:
@@ -77,7 +90,7 @@ def build(findings: list[Finding], ctx: CardContext) -> list[tuple[str, dict]]:
     """(kind, card) pairs, most important first."""
     criteria = [f.to_json() for f in findings]
     by_id = {f.criterion: f for f in findings}
-    cards = []
+    cards = [("payer", _payer(findings, ctx))]
     documentation = _documentation([by_id[i] for i in DOCUMENTATION if i in by_id], ctx)
     if documentation:
         cards.append(("documentation", documentation))
@@ -93,7 +106,9 @@ def build(findings: list[Finding], ctx: CardContext) -> list[tuple[str, dict]]:
     return cards
 
 
-def _card(ctx: CardContext, kind: str, text: str, indicator: str, topic: str, detail: str, findings) -> dict:
+def _card(
+    ctx: CardContext, kind: str, text: str, indicator: str, topic: str, detail: str, findings, links=True
+) -> dict:
     card = {
         "uuid": _uuid(ctx, kind),
         "summary": summary(text),
@@ -101,16 +116,15 @@ def _card(ctx: CardContext, kind: str, text: str, indicator: str, topic: str, de
         "detail": detail,
         "source": {"label": ctx.payer or SERVICE_LABEL, "topic": {"system": ctx.topic_system, "code": topic}},
     }
-    links = _links(findings)
-    if links:
-        card["links"] = links
-        card["source"]["url"] = links[0]["url"]
+    found = _links(findings) if links else []
+    if found:
+        card["links"] = found
+        card["source"]["url"] = found[0]["url"]
     return card
 
 
 def _line(f: Finding) -> str:
-    verify = " *(from a secondary source: verify against the current policy)*" if f.confidence == "secondary" else ""
-    return f"- **{f.title or f.criterion}** — {f.status.value}: {md(f.reason)}{verify}"
+    return f"- **{f.title or f.criterion}** — {f.status.value}: {md(f.reason)}{_verify(f.confidence)}"
 
 
 def _notes(findings: list[Finding]) -> list[str]:
@@ -196,7 +210,78 @@ def _summary(findings: list[Finding], ctx: CardContext) -> dict:
     rows = ["| Criterion | Status | Why |", "|---|---|---|"]
     rows += [f"| {md(f.title or f.criterion)} | {f.status.value} | {md(f.reason)} |" for f in findings]
     detail = "\n".join([_header(ctx, findings), "", *rows])
-    return _card(ctx, "summary", text, "info", "appropriate-use", detail, findings)
+    return _card(ctx, "summary", text, "info", "appropriate-use", detail, findings, links=False)
+
+
+_NOT_COVERED = ("not-medically-necessary", "investigational", "not-covered")
+_ROUTE_PROBLEMS = {
+    payers.NO_COVERAGE: ("No insurance coverage found: the payer's CPT 64580 policy cannot be checked", "warning"),
+    payers.NO_ACTIVE_COVERAGE: ("The patient's coverage is not active: check insurance before CPT 64580", "warning"),
+    payers.AMBIGUOUS: (
+        "Several active coverages: set the order's insurance so the right payer policy applies",
+        "warning",
+    ),
+}
+
+
+def _payer(findings: list[Finding], ctx: CardContext) -> dict:
+    """The payer's stance for this order, or why no payer policy applies (never a silent fallback)."""
+    route = ctx.route
+    version = route.version
+    default_note = (
+        f"The default clinical criteria ({md(version.title)}) were applied instead; coverage was not determined."
+    )
+    if route.outcome in _ROUTE_PROBLEMS:
+        text, indicator = _ROUTE_PROBLEMS[route.outcome]
+        detail = "\n".join([text + ".", "", default_note])
+        return _card(ctx, "payer", text, indicator, "insurance", detail, [], links=False)
+    if not route.matched:
+        name = route.payer_name or "the payer"
+        why = (
+            "has no CPT 64580 policy in force on this date"
+            if route.outcome == payers.NOT_IN_FORCE
+            else "is not recognised"
+        )
+        text = f"Payer {name} {why}: coverage for CPT 64580 not determined"
+        detail = "\n".join([f"Payer {md(name)} {why} by this service.", "", default_note])
+        return _card(ctx, "payer", text, "info", "insurance", detail, [], links=False)
+
+    stance = version.coverage[ctx.group]
+    pa = version.prior_authorization
+    lines = [
+        f"**{md(version.title)}**, effective {version.effective_text}"
+        + (f" ({md(version.effective_note)})" if version.effective_note else "")
+        + f"; data last reviewed {version.last_reviewed}.",
+        "",
+        f"- Coverage: {md(stance.text)}" + _verify(stance.confidence),
+        f"- Prior authorization: {md(pa.text)}" + _verify(pa.confidence),
+    ]
+    lines += [
+        f"- {_PURPOSE.get(d.value, d.value)}: {md(d.text)}" + _verify(d.confidence) for d in version.documentation
+    ]
+    lines += [f"- {md(n.text)}" + _verify(n.confidence) for n in version.notes]
+    indicator = "warning" if stance.value in _NOT_COVERED else "info"
+    card = _card(ctx, "payer", stance.text, indicator, "guideline", "\n".join(lines), [], links=False)
+    urls = list(
+        dict.fromkeys([*stance.urls, *pa.urls, *(u for s in (*version.documentation, *version.notes) for u in s.urls)])
+    )
+    card["links"] = [
+        {"label": f"{route.plan.payer} policy: {_host(u)}", "url": u, "type": "absolute"} for u in urls[:5]
+    ]
+    card["source"]["url"] = urls[0]
+    return card
+
+
+_PURPOSE = {
+    "withpa": "Send with the prior-authorization request",
+    "withclaim": "Send with the claim",
+    "withorder": "Send with the order",
+    "retain-doc": "Keep in the record",
+}
+
+
+def _verify(confidence: str) -> str:
+    return " *(from a secondary source: verify against the current policy)*" if confidence == "secondary" else ""
 
 
 def _links(findings: list[Finding]) -> list[dict]:

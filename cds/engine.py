@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from cds import cards, codes, hooks, orders, prefetch, records, rules
+from cds import cards, codes, coverage, hooks, orders, payers, policies, prefetch, records, rules
 from cds.config import Settings
 from cds.errors import UnknownService
 from cds.fhirclient import Deadline, FHIRClient
 from cds.hooks import HookRequest
+from cds.policies import PolicySet
 from cds.records import Order, PatientRecord
-from cds.rules import RuleSet
 from cds.services import SERVICES, CdsService
 
 PAIN_SCORE_QUERY = "Observation?patient={patient}&code=http://loinc.org|72514-3"
@@ -38,7 +38,7 @@ def invoke(
     settings: Settings,
     client_factory: prefetch.ClientFactory = FHIRClient,
     as_of: date | None = None,
-    ruleset: RuleSet | None = None,
+    policy_set: PolicySet | None = None,
 ) -> dict:
     svc = service(service_id)
     request = hooks.parse(svc, body)
@@ -54,12 +54,22 @@ def invoke(
         extra = prefetch.fetch_situational(request, settings, more, client_factory, deadline)
         record = records.build([*data.all(), *extra], patient_id)
     as_of = as_of or request.as_of or datetime.now(UTC).date()
-    ruleset = ruleset or rules.default_ruleset()
+    policy_set = policy_set or policies.load()
     built: list[tuple[str, dict]] = []
+    actions: list[dict] = []
     for order in ours:
-        findings = rules.evaluate(record, order, ruleset, as_of)
-        built += cards.build(findings, _context(svc, request, record, order, as_of))
-    return {"cards": configured(built, request)}
+        route = payers.route(record, order, policy_set, as_of)
+        findings = rules.evaluate(record, order, route.version.ruleset(), as_of)
+        group = rules.indication_group(record, order.authored or as_of)
+        built += cards.build(findings, _context(svc, request, route, order, as_of, group))
+        if not svc.information_only and request.configuration.get("coverage-info", True):
+            assertion = coverage.assertion_id(request.fhir_server, request.context.patient_id, route, as_of)
+            info = coverage.decide(route, findings, order, group, as_of, assertion)
+            actions.append(coverage.system_action(order, info, route.payer_name or route.plan.payer))
+    response: dict = {"cards": configured(built, request)}
+    if actions:
+        response["systemActions"] = actions
+    return response
 
 
 def situational_queries(record: PatientRecord, ours: list[Order], patient_id: str) -> list[str]:
@@ -76,6 +86,15 @@ def situational_queries(record: PatientRecord, ours: list[Order], patient_id: st
                 for r in record.roles.values()
             ):
                 queries.append(f"PractitionerRole?practitioner={ident}")
+        known = {c.id for c in record.coverages}
+        queries += [f"Coverage/{records.ref_id(ref)}" for ref in order.insurance if records.ref_id(ref) not in known]
+    for cov in record.coverages:
+        if cov.status == "active" and record.payor_organization(cov) is None:
+            queries += [
+                f"Organization/{records.ref_id(p.reference)}"
+                for p in cov.payor or ()
+                if p.reference and p.reference.split("/")[-2:-1] == ["Organization"]
+            ]
     if record.procedure_events(codes.STIMULATION_TRIAL) and not record.observations:
         queries.append(PAIN_SCORE_QUERY.format(patient=patient_id))
     return list(dict.fromkeys(q for q in queries if _safe_id(q)))
@@ -85,17 +104,18 @@ def _safe_id(query: str) -> bool:
     return all(ch.isalnum() or ch in "-.?=&/|:" for ch in query)
 
 
-def _context(svc: CdsService, request: HookRequest, record: PatientRecord, order: Order, as_of: date):
+def _context(svc: CdsService, request: HookRequest, route: payers.Route, order: Order, as_of: date, group: str):
     version = request.requested_version or ""
     return cards.CardContext(
         hook_instance=request.hook_instance,
         order=order,
         patient_id=request.context.patient_id,
         user_id=request.context.user_id,
-        payer=record.payer_name(order),
+        route=route,
         as_of=as_of,
         topic_system=cards.CARD_TYPES_CRD_2_1 if version.startswith(("2.0", "2.1")) else cards.CARD_TYPES,
         information_only=svc.information_only,
+        group=group,
     )
 
 

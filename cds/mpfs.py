@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cds.errors import InvalidRequest
 
-DATA_FILE = Path(__file__).resolve().parent / "data" / "mpfs.json"
+DATA_FILE = Path(__file__).resolve().parent / "policies" / "fee-schedule" / "mpfs-64580.json"
 CODE = "64580"
 _FIELDS = {
     "GLOBDAYS": "global_days",

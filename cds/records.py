@@ -191,11 +191,11 @@ class PatientRecord:
             role = None
             if kind == "PractitionerRole":
                 role = self.roles.get(ident)
-                person = _ref_id(role.practitioner.reference) if role and role.practitioner else None
+                person = ref_id(role.practitioner.reference) if role and role.practitioner else None
             elif kind == "Practitioner":
                 person = ident
                 role = next(
-                    (r for r in self.roles.values() if r.practitioner and _ref_id(r.practitioner.reference) == ident),
+                    (r for r in self.roles.values() if r.practitioner and ref_id(r.practitioner.reference) == ident),
                     None,
                 )
             else:
@@ -207,19 +207,19 @@ class PatientRecord:
             surgeons.append(_surgeon(ref, role))
         return surgeons
 
-    def payer_name(self, order: Order) -> str | None:
-        """The insurer's name for the Coverage that applies to the order, when it can be told."""
-        coverage = None
-        for ref in order.insurance:
-            coverage = next((c for c in self.coverages if c.id == _ref_id(ref)), None) or coverage
-        if coverage is None:
-            active = [c for c in self.coverages if c.status == "active"]
-            coverage = active[0] if len(active) == 1 else None
-        if coverage is None or not coverage.payor:
-            return None
-        payor = coverage.payor[0]
-        org = self.organizations.get(_ref_id(payor.reference)) if payor.reference else None
-        return (org.name if org else None) or payor.display
+    def payor_organization(self, coverage: Coverage) -> Organization | None:
+        """The payor Organization of a Coverage: contained in it, or elsewhere in the record."""
+        for payor in coverage.payor or ():
+            reference = payor.reference or ""
+            if reference.startswith("#"):
+                for contained in coverage.contained or ():
+                    if contained.get_resource_type() == "Organization" and contained.id == reference[1:]:
+                        return contained
+            elif reference:
+                found = self.organizations.get(ref_id(reference))
+                if found is not None:
+                    return found
+        return None
 
 
 # ---- building ---------------------------------------------------------------------------------------------
@@ -332,7 +332,7 @@ def _medication_concept(resource: dict, medications: dict[str, dict]) -> dict | 
         )
         medication = contained
     else:
-        medication = medications.get(_ref_id(ref))
+        medication = medications.get(ref_id(ref))
     code = medication.get("code") if isinstance(medication, dict) else None
     if isinstance(code, dict):
         return code
@@ -456,7 +456,7 @@ def _split(reference: str) -> tuple[str, str]:
     return (parts[-2], parts[-1]) if len(parts) >= 2 else ("", reference)
 
 
-def _ref_id(reference: str | None) -> str:
+def ref_id(reference: str | None) -> str:
     return _split(reference)[1] if reference else ""
 
 

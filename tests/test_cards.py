@@ -31,8 +31,8 @@ CRITERIA = {
 def documented(*, pt: bool = True) -> dict:
     """Prefetch for a patient whose record meets every documentation criterion (pain scores are queried)."""
     data = full_prefetch()
-    _org, cov = coverage("Aetna")  # the payer Organization is not prefetched; the label comes from payor.display
-    cov["payor"][0]["display"] = "Aetna"
+    _org, cov = coverage("Medicare")  # the payer Organization is not prefetched; the label comes from payor.display
+    cov["payor"][0]["display"] = "Medicare"
     data["coverage"] = searchset(cov)
     data["conditions"] = searchset(condition("G89.29", onset="2025-06-01"))
     therapy = [procedure("97110", "2026-01-05"), procedure("97140", "2026-02-20")] if pt else []
@@ -99,7 +99,7 @@ def test_missing_physical_therapy_gives_a_documentation_warning_with_a_task(clie
     assert "physical therapy" in doc["summary"]
     assert statuses(doc)["physical-therapy"] == "not-met"
     assert statuses(doc)["indication"] == "met"
-    assert doc["source"]["label"] == "Aetna"
+    assert doc["source"]["label"] == "Medicare"
     assert any(link["type"] == "absolute" for link in doc["links"])
     [suggestion] = doc["suggestions"]
     [action] = suggestion["actions"]
@@ -110,11 +110,14 @@ def test_missing_physical_therapy_gives_a_documentation_warning_with_a_task(clie
     assert summary["indicator"] == "info"
 
 
-def test_well_documented_single_surgeon_gets_only_the_summary(client, ehr):
+def test_well_documented_single_surgeon_gets_the_payer_stance_and_the_summary(client, ehr):
     result = call(client, fhir_server=serve_pain_scores(ehr))
-    [summary] = result["cards"]
+    [payer, summary] = result["cards"]
+    assert payer["source"]["topic"]["code"] == "guideline" and payer["indicator"] == "info"
+    assert payer["summary"].startswith("Medicare: implanted PNS covered")
     assert summary["indicator"] == "info"
-    assert summary["summary"] == "CPT 64580 criteria for Aetna: 7 met, 0 not met, 0 unknown"
+    assert summary["summary"] == "CPT 64580 criteria for Medicare: 7 met, 0 not met, 0 unknown"
+    assert "links" not in summary and "suggestions" not in summary, "an Instructions card"
     assert statuses(summary)["stimulation-trial"] == "met"
     assert statuses(summary)["co-surgeon-modifier"] == "not-applicable"
     assert "| Physical therapy tried | met |" in summary["detail"]
@@ -178,9 +181,10 @@ def test_cards_are_identical_for_a_retried_call_and_unique_within_it(client):
 @pytest.mark.parametrize(
     ("configuration", "topics"),
     [
-        ({}, ["appropriate-use", "claim", "appropriate-use"]),
-        ({"appropriate-use": False}, ["claim"]),
-        ({"claim": False}, ["appropriate-use", "appropriate-use"]),
+        ({}, ["appropriate-use", "claim", "guideline", "appropriate-use"]),
+        ({"appropriate-use": False}, ["claim", "guideline"]),
+        ({"claim": False}, ["appropriate-use", "guideline", "appropriate-use"]),
+        ({"coverage-info": False}, ["appropriate-use", "claim", "appropriate-use"]),
         ({"max-cards": 1}, ["appropriate-use"]),
         ({"max-cards": 0}, []),
     ],
@@ -193,6 +197,7 @@ def test_crd_configuration_is_honoured(client, configuration, topics):
         extension={"davinci-crd.configuration": configuration},
     )
     assert [c["source"]["topic"]["code"] for c in result["cards"]] == topics
+    assert ("systemActions" in result) == configuration.get("coverage-info", True)
     severities = [c["indicator"] for c in result["cards"]]
     assert severities == sorted(severities, key=["warning", "info"].index), "warnings come first"
 
@@ -220,12 +225,8 @@ def test_each_64580_order_gets_its_own_cards(client):
         orders=[order(id="sr-a"), order(id="sr-b"), service_request(id="x", code="80053")],
     )
     associated = [c["extension"]["davinci-crd.associated-resource"][0]["reference"] for c in result["cards"]]
-    assert sorted(associated) == [
-        "ServiceRequest/sr-a",
-        "ServiceRequest/sr-a",
-        "ServiceRequest/sr-b",
-        "ServiceRequest/sr-b",
-    ]
+    assert sorted(associated) == ["ServiceRequest/sr-a"] * 3 + ["ServiceRequest/sr-b"] * 3
+    assert [a["resource"]["id"] for a in result["systemActions"]] == ["sr-a", "sr-b"]
 
 
 def test_bad_as_of_is_a_400(client):

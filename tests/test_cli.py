@@ -63,7 +63,8 @@ def test_serve_answers_discovery_hooks_and_feedback_over_http(served):
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
     kinds = [c["source"]["topic"]["code"] for c in response.json()["cards"]]
-    assert kinds == ["appropriate-use", "appropriate-use"], "an empty record: documentation card, then summary"
+    assert kinds == ["insurance", "appropriate-use", "appropriate-use"], "no coverage, documentation, summary"
+    assert response.json()["systemActions"][0]["type"] == "update"
 
     feedback = {"feedback": [{"card": "c-1", "outcome": "overridden", "outcomeTimestamp": "2026-11-27T10:00:00Z"}]}
     assert requests.post(f"{base}/cds-services/{ORDER_SIGN}/feedback", json=feedback, timeout=5).status_code == 200

@@ -14,6 +14,7 @@ import pytest
 from cds import codes, records, rules
 from cds.mpfs import Indicators
 from cds.rules import Status
+from cds.rules.params import Criterion
 
 from .clinical import condition, medication, pain_score, procedure, role
 from .support import service_request
@@ -24,14 +25,14 @@ MET, NOT_MET, UNKNOWN, NA = Status.MET, Status.NOT_MET, Status.UNKNOWN, Status.N
 
 def finding(criterion: str, *resources: dict, order: dict | None = None, mpfs: Indicators | None = None, **params):
     ruleset = rules.default_ruleset(mpfs or Indicators())
-    chosen = ruleset.criterion(criterion)
+    chosen = ruleset.criterion(criterion) or Criterion(criterion, criterion, "test (no default policy uses it)")
     if params:
         chosen = replace(chosen, params=MappingProxyType({**chosen.params, **params}))
     record = records.build(list(resources), "pat-1")
     [result] = rules.evaluate(
         record, records.order_from(order or service_request()), replace(ruleset, criteria=(chosen,)), AS_OF
     )
-    assert result.criterion == criterion and result.policy == "default-clinical" and result.source
+    assert result.criterion == criterion and result.policy.startswith("default-clinical@") and result.source
     return result
 
 
@@ -308,4 +309,22 @@ def test_every_criterion_is_evaluated_in_policy_order():
     record = records.build([], "pat-1")
     findings = rules.evaluate(record, records.order_from(service_request()), ruleset, AS_OF)
     assert [f.criterion for f in findings] == [c.id for c in ruleset.criteria]
-    assert set(rules.CRITERIA) == {c.id for c in ruleset.criteria}
+    assert {c.id for c in ruleset.criteria} <= set(rules.CRITERIA)
+
+
+@pytest.mark.parametrize(
+    ("criterion", "resources", "params", "status"),
+    [
+        ("objective-pathology", [procedure("95886", "2026-01-10")], {}, MET),
+        ("objective-pathology", [procedure("95910", "2026-01-10")], {}, MET),
+        ("objective-pathology", [procedure("95910", "2024-01-10")], {"lookback_months": 12}, NOT_MET),
+        ("objective-pathology", [procedure("95910", None)], {}, UNKNOWN),
+        ("objective-pathology", [procedure("95999", "2026-01-10")], {}, NOT_MET),
+        ("diagnostic-block", [procedure("64450", "2026-01-10")], {}, MET),
+        ("diagnostic-block", [procedure("64400", "2026-01-10")], {}, MET),
+        ("diagnostic-block", [procedure("64451", "2026-01-10")], {}, NOT_MET),
+        ("diagnostic-block", [procedure("64450", "2026-07-10")], {}, NOT_MET),  # after the order
+    ],
+)
+def test_diagnostic_procedures(criterion, resources, params, status):
+    assert finding(criterion, *resources, **params).status == status

@@ -91,16 +91,28 @@ def crd_request(realdata) -> dict:
 def test_modified_crd_example_fetches_what_prefetch_lacks(client, ehr, crd_request):
     for resource_type in ("Condition", "Procedure", "MedicationRequest", "MedicationStatement"):
         ehr.expect_request(f"/fhir/{resource_type}").respond_with_json(searchset())
+    ehr.expect_request("/fhir/Organization/acme-payer").respond_with_json(
+        {"resourceType": "Organization", "id": "acme-payer", "name": "Acme Health Plan"}
+    )
     crd_request["fhirServer"] = ehr.url_for("/fhir")
     response = post(client, service_for("order-sign"), crd_request)
     check(response)
     assert response.status_code == 200
     fetched = sorted(r.path for r, _ in ehr.log)
-    # patient, coverage and practitionerRoles came in the IG's prefetch; the rest was fetched.
-    assert fetched == ["/fhir/Condition", "/fhir/MedicationRequest", "/fhir/MedicationStatement", "/fhir/Procedure"]
+    # patient, coverage and practitionerRoles came in the IG's prefetch; the rest was fetched, then the payer.
+    assert fetched == [
+        "/fhir/Condition",
+        "/fhir/MedicationRequest",
+        "/fhir/MedicationStatement",
+        "/fhir/Organization/acme-payer",
+        "/fhir/Procedure",
+    ]
+    payer_card = next(c for c in response.get_json()["cards"] if c["source"]["topic"]["code"] == "insurance")
+    assert "Acme Health Plan" in payer_card["summary"] and "not recognised" in payer_card["summary"]
     token = crd_request["fhirAuthorization"]["access_token"]
     assert all(r.headers["Authorization"] == f"Bearer {token}" for r, _ in ehr.log)
-    assert all(r.args["patient"] == crd_request["context"]["patientId"] for r, _ in ehr.log)
+    searches = [r for r, _ in ehr.log if "Organization" not in r.path]
+    assert all(r.args["patient"] == crd_request["context"]["patientId"] for r in searches)
 
 
 def test_modified_crd_example_with_unreachable_server_is_412(make_app, crd_request):

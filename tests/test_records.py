@@ -65,8 +65,12 @@ def test_synthea_patient_as_prefetch_over_http(client, realdata):
     body["extension"] = {"cds64580.as-of": "2026-06-15"}
     response = client.post(f"/cds-services/{ORDER_SIGN}", data=orjson.dumps(body), content_type="application/json")
     assert response.status_code == 200
-    [documentation, _summary] = response.get_json()["cards"]
-    assert documentation["indicator"] == "warning"
+    cards = {}
+    for card in response.get_json()["cards"]:
+        cards.setdefault(card["source"]["topic"]["code"], card)  # the first of each topic
+    assert cards["appropriate-use"]["indicator"] == "warning" and "Documentation" in cards["appropriate-use"]["summary"]
+    # Synthea keeps Coverage only inside ExplanationOfBenefit: no coverage for the order, and the card says so.
+    assert cards["insurance"]["summary"].startswith("No insurance coverage found")
 
 
 def test_duplicates_keep_the_newest_version():

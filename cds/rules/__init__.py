@@ -12,6 +12,7 @@ from datetime import date
 from cds.records import Order, PatientRecord
 from cds.rules import diagnosis, surgeons, therapy, trial
 from cds.rules.context import Criterion, Evaluation
+from cds.rules.diagnosis import indication_group
 from cds.rules.findings import Evidence, Finding, Status
 from cds.rules.params import RuleSet, default_ruleset
 
@@ -23,6 +24,8 @@ CRITERIA: dict[str, Callable[[Evaluation, Criterion], Finding]] = {
     "medication-trial": therapy.medication_trial,
     "stimulation-trial": trial.stimulation_trial,
     "psych-evaluation": trial.psych_evaluation,
+    "objective-pathology": trial.objective_pathology,
+    "diagnostic-block": trial.diagnostic_block,
     "co-surgeon-modifier": surgeons.co_surgeon_modifier,
     "assistant-surgeon": surgeons.assistant_surgeon,
 }
@@ -46,4 +49,4 @@ def evaluate(record: PatientRecord, order: Order, ruleset: RuleSet, as_of: date)
     return findings
 
 
-__all__ = ["CRITERIA", "Evidence", "Finding", "RuleSet", "Status", "default_ruleset", "evaluate"]
+__all__ = ["CRITERIA", "Evidence", "Finding", "RuleSet", "Status", "default_ruleset", "evaluate", "indication_group"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from cds import codes
-from cds.records import Event
+from cds.records import Event, PatientRecord
 from cds.rules.context import Criterion, Evaluation
 from cds.rules.dates import months_before
 from cds.rules.findings import Evidence, Finding, Status
@@ -88,3 +90,12 @@ def chronicity(ev: Evaluation, c: Criterion) -> Finding:
         f"pain first documented {first.start.isoformat()}, less than {months} months before the order",
         _evidence([first]),
     )
+
+
+def indication_group(record: PatientRecord, order_date: date) -> str:
+    """Which coverage stance applies: "neuromuscular" when spasm or atrophy is the only indication, else "pain"."""
+
+    def active(vs: codes.ValueSet) -> bool:
+        return any(e.active and (e.start is None or e.start <= order_date) for e in record.condition_events(vs))
+
+    return "neuromuscular" if active(codes.INDICATION_NEUROMUSCULAR) and not active(codes.INDICATION_PAIN) else "pain"

@@ -106,3 +106,35 @@ def psych_evaluation(ev: Evaluation, c: Criterion) -> Finding:
             tuple(Evidence(e.reference) for e in events),
         )
     return Finding(c.id, Status.NOT_MET, f"no psychological evaluation in the last {lookback} months")
+
+
+def _documented(ev: Evaluation, c: Criterion, value_set: codes.ValueSet, what: str) -> Finding:
+    """A diagnostic procedure documented before the order (within ``lookback_months`` when the policy sets one)."""
+    lookback = c.param("lookback_months")
+    events = [e for e in ev.record.procedure_events(value_set) if e.start is None or e.start <= ev.order_date]
+    if lookback is not None:
+        since = months_before(ev.order_date, int(lookback))
+        events = [e for e in events if e.start is None or e.start >= since]
+    dated = [e for e in events if e.start is not None]
+    if dated:
+        last = max(dated, key=lambda e: e.start)
+        return Finding(
+            c.id,
+            Status.MET,
+            f"{what} on {last.start.isoformat()} (CPT {last.code})",
+            (Evidence(last.reference, last.start),),
+        )
+    if events:
+        return Finding(
+            c.id, Status.UNKNOWN, f"{what} documented without a date", tuple(Evidence(e.reference) for e in events)
+        )
+    window = f" in the last {lookback} months" if lookback is not None else ""
+    return Finding(c.id, Status.NOT_MET, f"no {what}{window} documented")
+
+
+def objective_pathology(ev: Evaluation, c: Criterion) -> Finding:
+    return _documented(ev, c, codes.EMG_NCS, "EMG or nerve conduction study")
+
+
+def diagnostic_block(ev: Evaluation, c: Criterion) -> Finding:
+    return _documented(ev, c, codes.NERVE_BLOCK, "diagnostic nerve block")

@@ -1,0 +1,115 @@
+"""Payer routing: which Coverage applies to the order, whose payer it is, and which policy plan serves it.
+
+Coverage: the order's ``insurance`` when set, else the single active Coverage in the record (several active ones
+are told apart only by ``Coverage.order``). Payer: the payor Organization (contained, prefetched or fetched) or
+the payor's display. Plan: the highest-priority matching rule across all plans, by identifier, name and
+Coverage.type. Nothing here falls back silently: every way routing can fail has its own outcome, and the caller
+shows it on a card and in the coverage information.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from cds.policies import Plan, PolicySet, Version
+from cds.records import Order, PatientRecord, ref_id
+
+MATCHED = "matched"
+UNRECOGNISED = "unrecognised"  # a payer we have no policy for
+NO_COVERAGE = "no-coverage"  # no Coverage at all
+NO_ACTIVE_COVERAGE = "no-active-coverage"  # Coverage exists, none active
+AMBIGUOUS = "ambiguous"  # several active coverages and the order names none
+NOT_IN_FORCE = "not-in-force"  # the payer's policy has no version in force on the date
+
+SOPT_ALIASES = {
+    "urn:oid:2.16.840.1.113883.3.221.5": "https://nahdo.org/sopt",
+    "http://nahdo.org/sopt": "https://nahdo.org/sopt",
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    outcome: str
+    plan: Plan  # the plan whose criteria are evaluated (the default plan unless matched)
+    version: Version
+    coverage_ref: str | None = None
+    payer_name: str | None = None
+
+    @property
+    def matched(self) -> bool:
+        return self.outcome == MATCHED
+
+
+def route(record: PatientRecord, order: Order, policies: PolicySet, as_of: date) -> Route:
+    default = policies.default
+    fallback = default.version_at(as_of) or default.current()
+
+    coverage, outcome = _coverage(record, order)
+    if coverage is None:
+        return Route(outcome, default, fallback)
+    coverage_ref = f"Coverage/{coverage.id}" if coverage.id else None
+    organization = record.payor_organization(coverage)
+    name = (organization.name if organization else None) or _payor_display(coverage)
+    identifiers = (
+        {(i.system, i.value) for i in (organization.identifier or ()) if i.system and i.value}
+        if organization
+        else set()
+    )
+    types = [(SOPT_ALIASES.get(s or "", s), c) for s, c in _codings(coverage.type)]
+
+    best: tuple[int, Plan] | None = None
+    tied = False
+    for plan in policies.plans:
+        for rule in plan.match:
+            if not _matches(rule, name, identifiers, types):
+                continue
+            if best is None or rule.priority > best[0]:
+                best, tied = (rule.priority, plan), False
+            elif rule.priority == best[0] and best[1].id != plan.id:
+                tied = True
+    if best is None or tied:
+        return Route(UNRECOGNISED, default, fallback, coverage_ref, name)
+    plan = best[1]
+    version = plan.version_at(as_of)
+    if version is None:
+        return Route(NOT_IN_FORCE, default, fallback, coverage_ref, name or plan.payer)
+    return Route(MATCHED, plan, version, coverage_ref, name or plan.payer)
+
+
+def _coverage(record: PatientRecord, order: Order):
+    for ref in order.insurance:
+        found = next((c for c in record.coverages if c.id == ref_id(ref)), None)
+        if found is not None:
+            return (found, MATCHED) if found.status == "active" else (None, NO_ACTIVE_COVERAGE)
+    active = [c for c in record.coverages if c.status == "active"]
+    if len(active) == 1:
+        return active[0], MATCHED
+    if len(active) > 1:
+        ranked = sorted(c.order for c in active if c.order is not None)
+        if ranked and ranked.count(ranked[0]) == 1:
+            return next(c for c in active if c.order == ranked[0]), MATCHED
+        return None, AMBIGUOUS
+    return None, NO_ACTIVE_COVERAGE if record.coverages else NO_COVERAGE
+
+
+def _payor_display(coverage) -> str | None:
+    return next((p.display for p in coverage.payor or () if p.display), None)
+
+
+def _codings(concept):
+    if concept is not None:
+        for coding in concept.coding or ():
+            yield coding.system, coding.code
+
+
+def _matches(rule, name: str | None, identifiers: set, types: list) -> bool:
+    if rule.identifier is not None and rule.identifier not in identifiers:
+        return False
+    if rule.name is not None and not (name and rule.name.search(name)):
+        return False
+    if rule.coverage_type is not None:
+        system, code, prefix = rule.coverage_type
+        if not any(s == system and c and (c.startswith(code) if prefix else c == code) for s, c in types):
+            return False
+    return True
