@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
-from cds import api, db, health
+from cds import api, db, health, policies
 from cds.config import DEFAULTS, Settings
 from cds.errors import INTERNAL_ERROR, CDSError, operation_outcome
 from cds.feedback import FeedbackStore
@@ -39,6 +39,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["cds.settings"] = settings
     app.extensions["cds.engine"] = engine
     app.extensions["cds.feedback"] = FeedbackStore(engine)
+    app.extensions["cds.policies"] = policies.load(settings.policy_dir)
     if "*" in settings.fhir_allowed_servers:
         log.warning("CDS_FHIR_ALLOWED_SERVERS allows any FHIR server: demo setting, not for production")
 

@@ -43,7 +43,9 @@ def discovery() -> Response:
 def call_service(service_id: str) -> Response:
     engine.service(service_id)  # 404 before reading the body
     body = read_json()
-    result = engine.invoke(service_id, body, current_app.extensions["cds.settings"])
+    result = engine.invoke(
+        service_id, body, current_app.extensions["cds.settings"], policy_set=current_app.extensions["cds.policies"]
+    )
     return json_response(result, **{"Cache-Control": "no-store"})
 
 

@@ -34,6 +34,8 @@ DEFAULTS: dict[str, Any] = {
     # Overall budget for fetching missing prefetch in one hook call (CRD asks for 5 s at p90).
     "HOOK_DEADLINE": 4.0,
     "LOG_LEVEL": "INFO",
+    # Folder of payer policy files; the package's own by default.
+    "POLICY_DIR": None,
 }
 
 
@@ -49,6 +51,7 @@ class Settings:
     fhir_max_parallel: int = 6
     fhir_allowed_servers: tuple[str, ...] = ("*",)
     hook_deadline: float = 4.0
+    policy_dir: str | None = None
 
     @classmethod
     def from_mapping(cls, config: dict[str, Any]) -> Settings:

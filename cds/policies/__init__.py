@@ -100,9 +100,13 @@ class PolicySet:
         return next(p for p in self.plans if p.id == plan_id)
 
 
+def load(directory: str | Path | None = None) -> PolicySet:
+    """The policies in ``directory`` (the package's own by default), validated; cached per folder."""
+    return _load(Path(directory or POLICY_DIR).resolve())
+
+
 @functools.cache
-def load(directory: Path | None = None) -> PolicySet:
-    directory = Path(directory or POLICY_DIR)
+def _load(directory: Path) -> PolicySet:
     files = sorted(directory.glob("*.json"))
     if not files:
         raise PolicyError(f"{directory}: no policy files (*.json)")
