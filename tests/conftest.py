@@ -4,22 +4,50 @@ import os
 from pathlib import Path
 
 import pytest
+from flask import request
 
-from cds import create_app
+from cds import coverage, create_app, schemas
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def conformance_problems(body: dict) -> list[str]:
+    """What is wrong with a hook response: the response schema, then every coverage-information extension."""
+    problems = [f"{e.json_path}: {e.message[:200]}" for e in schemas.validator("hook-response").iter_errors(body)]
+    for action in body.get("systemActions", ()):
+        for extension in action.get("resource", {}).get("extension", ()):
+            if extension.get("url") == coverage.EXTENSION:
+                problems += coverage.validate(extension, strict=True)
+    return problems
+
+
 @pytest.fixture
 def make_app(tmp_path):
-    """An app factory on a fresh SQLite file; tests override any setting."""
+    """An app factory on a fresh SQLite file; every hook response it gives is checked for conformance."""
+    failures: list[str] = []
 
     def make(**overrides):
         config = {"DATABASE_URL": f"sqlite:///{tmp_path / 'cds.sqlite3'}", "HOOK_DEADLINE": 3.0}
         config.update(overrides)
-        return create_app(config)
+        app = create_app(config)
 
-    return make
+        @app.after_request
+        def conformance(response):
+            parts = request.path.strip("/").split("/")
+            if (
+                request.method == "POST"
+                and len(parts) == 2
+                and parts[0] == "cds-services"
+                and response.status_code == 200
+            ):
+                problems = conformance_problems(response.get_json())
+                failures.extend(f"{request.path}: {p}" for p in problems)
+            return response
+
+        return app
+
+    yield make
+    assert not failures, "non-conformant hook responses:\n" + "\n".join(failures)
 
 
 @pytest.fixture
