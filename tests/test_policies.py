@@ -1,0 +1,477 @@
+"""Payer policies as data: every file validates, bad files are refused clearly, routing and CRD coverage info."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import orjson
+import pytest
+
+from cds import codes, coverage, payers, policies, records
+from cds.policies import POLICY_DIR, PolicyError
+
+from .clinical import condition, medication, pain_score, procedure, role
+from .support import ORDER_SIGN, full_prefetch, hook_request, searchset, service_request
+
+CDS = str(Path(sys.executable).with_name("cds"))
+SOPT = "https://nahdo.org/sopt"
+AS_OF = date(2026, 6, 15)
+
+
+# ---- the files ------------------------------------------------------------------------------------------
+
+
+def test_every_shipped_policy_file_validates_and_cites_its_sources():
+    policy_set = policies.load()
+    assert {p.file for p in policy_set.plans} == {p.name for p in POLICY_DIR.glob("*.json")}
+    assert policy_set.default.id == "default-clinical"
+    for plan in policy_set.plans:
+        for version in plan.versions:
+            statements = [
+                *version.coverage.values(),
+                version.prior_authorization,
+                *version.documentation,
+                *version.notes,
+            ]
+            assert all(s.urls and s.confidence in ("primary", "secondary") for s in statements), plan.id
+            assert all(c.source.startswith("http") for c in version.criteria), plan.id
+
+
+def test_every_family_the_product_names_has_a_plan():
+    ids = {p.id for p in policies.load().plans}
+    assert {"medicare-ffs", "medicare-advantage", "aetna", "cigna", "unitedhealthcare", "anthem", "blue-plan"} <= ids
+
+
+def broken_dir(tmp_path: Path, mutate) -> Path:
+    target = tmp_path / "policies"
+    shutil.copytree(POLICY_DIR, target, ignore=shutil.ignore_patterns("__pycache__", "*.py", "fee-schedule"))
+    data = json.loads((target / "aetna.json").read_text())
+    mutate(data)
+    (target / "aetna.json").write_text(json.dumps(data))
+    return target
+
+
+def _version(data):
+    return data["plans"][0]["versions"][0]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "words"),
+    [
+        (lambda d: _version(d)["criteria"][0].pop("source"), ["aetna.json", "criteria[0].source", "required"]),
+        (lambda d: _version(d).update(effective="2026-13-01"), ["aetna.json", "effective", "format"]),
+        (lambda d: _version(d).update(effective="2026-02-31"), ["aetna.json", "not a real date"]),
+        (lambda d: _version(d)["coverage"]["pain"].update(stance="probably"), ["aetna.json", "coverage.pain.stance"]),
+        (lambda d: _version(d)["criteria"][0].update(id="vibes"), ["aetna.json", "criteria[0].id"]),
+        (lambda d: _version(d)["criteria"].append(_version(d)["criteria"][0]), ["aetna.json", "listed twice"]),
+        (lambda d: d["plans"][0]["match"].append({"name": "(unclosed"}), ["aetna.json", "regular expression"]),
+        (lambda d: d["plans"][0].update(default=True, match=[]), ["exactly one plan must be the default"]),
+        (
+            lambda d: _version(d)["criteria"][0].update(source={"url": "not a url", "section": "x"}),
+            ["aetna.json", "source.url"],
+        ),
+    ],
+    ids=[
+        "missing-source",
+        "bad-date",
+        "impossible-date",
+        "bad-stance",
+        "unknown-criterion",
+        "duplicate-criterion",
+        "bad-regex",
+        "two-defaults",
+        "bad-url",
+    ],
+)
+def test_a_bad_file_is_refused_with_a_message_naming_file_and_field(tmp_path, mutate, words):
+    directory = broken_dir(tmp_path, mutate)
+    with pytest.raises(PolicyError) as caught:
+        policies.load(directory)
+    for word in words:
+        assert word in str(caught.value)
+    result = subprocess.run([CDS, "policies", "check", str(directory)], capture_output=True, text=True)
+    assert result.returncode == 1 and words[0] in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_bad_policy_folder_stops_the_service(tmp_path):
+    directory = broken_dir(tmp_path, lambda d: _version(d)["criteria"][0].pop("source"))
+    env = {**os.environ, "CDS_POLICY_DIR": str(directory)}
+    result = subprocess.run(
+        [CDS, "serve", "--port", "1"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "policy error" in result.stderr and "aetna.json" in result.stderr
+
+
+def test_policies_check_prints_a_summary_table():
+    result = subprocess.run([CDS, "policies", "check", "--as-of", "2025-06-01"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["plan", "file", "effective"]
+    cigna = next(line for line in lines if line.startswith("cigna "))
+    assert "not-medically-necessary" in cigna and "2025-05-15" in cigna
+    uhc = next(line for line in lines if line.startswith("unitedhealthcare "))
+    assert "2024-10-01" in uhc  # the version in force on 2025-06-01
+    assert lines[-1].endswith("valid (as of 2025-06-01)")
+
+
+def test_versions_are_chosen_as_of_a_date():
+    uhc = policies.load().plan("unitedhealthcare")
+    assert uhc.version_at(date(2025, 6, 1)).title.startswith("2024T0126PP")
+    assert uhc.version_at(date(2026, 1, 1)).title.startswith("2026T0126TT")
+    assert uhc.version_at(date(2024, 9, 30)) is None
+    assert policies.parse_date("2024-10") == date(2024, 10, 1)
+
+
+# ---- routing ---------------------------------------------------------------------------------------------
+
+
+def record_with(*coverages: dict, orgs: tuple[dict, ...] = ()) -> records.PatientRecord:
+    return records.build([*coverages, *orgs], "pat-1")
+
+
+def cov(
+    payer: str | None = None, *, status="active", sopt: str | None = None, order: int | None = None, id=None, payor=None
+):
+    c = {
+        "resourceType": "Coverage",
+        "id": id or f"cov-{payer or sopt}",
+        "status": status,
+        "beneficiary": {"reference": "Patient/pat-1"},
+        "payor": payor or [{"display": payer or "Unnamed"}],
+    }
+    if sopt:
+        c["type"] = {"coding": [{"system": SOPT, "code": sopt}]}
+    if order is not None:
+        c["order"] = order
+    return c
+
+
+def route_of(record, order=None, as_of=AS_OF, policy_set=None):
+    return payers.route(record, records.order_from(order or service_request()), policy_set or policies.load(), as_of)
+
+
+@pytest.mark.parametrize(
+    ("payer", "sopt", "plan"),
+    [
+        ("Aetna Life Insurance Company", None, "aetna"),
+        ("CIGNA Health and Life", None, "cigna"),
+        ("UnitedHealthcare", None, "unitedhealthcare"),
+        ("UnitedHealthcare", "111", "medicare-advantage"),  # UHC's Medicare Advantage plans
+        ("AARP Medicare Advantage from UnitedHealthcare", None, "medicare-advantage"),
+        ("Aetna Medicare Advantage", None, "medicare-advantage"),
+        ("Anthem Blue Cross", None, "anthem"),
+        ("Florida Blue", None, "florida-blue"),
+        ("Blue Cross Blue Shield of Vermont", None, "blue-plan"),
+        ("Centers for Medicare and Medicaid Services", None, "medicare-ffs"),
+        ("Medicare", None, "medicare-ffs"),
+        (None, "121", "medicare-ffs"),  # Medicare FFS by Coverage.type alone
+        (None, "112", "medicare-advantage"),
+        (None, "61", "blue-plan"),
+    ],
+)
+def test_payers_route_to_their_plan(payer, sopt, plan):
+    route = route_of(record_with(cov(payer, sopt=sopt)))
+    assert route.outcome == payers.MATCHED and route.plan.id == plan
+
+
+def test_an_identifier_beats_a_name(tmp_path):
+    directory = broken_dir(
+        tmp_path,
+        lambda d: d["plans"][0]["match"].append(
+            {"identifier": {"system": "http://example.org/payer-id", "value": "A1"}}
+        ),
+    )
+    org = {
+        "resourceType": "Organization",
+        "id": "o1",
+        "name": "Cigna",
+        "identifier": [{"system": "http://example.org/payer-id", "value": "A1"}],
+    }
+    record = record_with(cov(payor=[{"reference": "Organization/o1"}], id="c1"), orgs=(org,))
+    assert route_of(record, policy_set=policies.load(directory)).plan.id == "aetna"
+    assert route_of(record).plan.id == "cigna"  # the shipped files match it by name
+
+
+def test_contained_payor_organization_is_used():
+    c = cov(payor=[{"reference": "#payer"}], id="c1")
+    c["contained"] = [{"resourceType": "Organization", "id": "payer", "name": "Aetna"}]
+    route = route_of(record_with(c))
+    assert route.plan.id == "aetna" and route.payer_name == "Aetna"
+
+
+@pytest.mark.parametrize(
+    ("coverages", "outcome"),
+    [
+        ([], payers.NO_COVERAGE),
+        ([cov("Aetna", status="cancelled")], payers.NO_ACTIVE_COVERAGE),
+        ([cov("Aetna"), cov("Cigna")], payers.AMBIGUOUS),
+        ([cov("Acme Mutual")], payers.UNRECOGNISED),
+    ],
+)
+def test_routing_never_falls_back_silently(coverages, outcome):
+    route = route_of(record_with(*coverages))
+    assert route.outcome == outcome
+    assert route.plan.default, "the default clinical criteria still apply"
+
+
+def test_coverage_order_or_the_orders_insurance_settles_several_coverages():
+    both = record_with(cov("Aetna", order=2), cov("Cigna", order=1))
+    assert route_of(both).plan.id == "cigna"
+    named = service_request() | {"insurance": [{"reference": "Coverage/cov-Aetna"}]}
+    assert route_of(record_with(cov("Aetna"), cov("Cigna")), order=named).plan.id == "aetna"
+
+
+def test_a_policy_not_yet_in_force_is_said_so():
+    route = route_of(record_with(cov("UnitedHealthcare")), as_of=date(2024, 1, 1))
+    assert route.outcome == payers.NOT_IN_FORCE and route.plan.default
+
+
+# ---- the CRD coverage information, end to end -----------------------------------------------------------
+
+
+def documented_prefetch(*coverage_entries: dict, aetna_extras: bool = False) -> dict:
+    data = full_prefetch()
+    data["coverage"] = searchset(*coverage_entries)
+    data["conditions"] = searchset(condition("G89.29", onset="2025-06-01"))
+    items = [
+        procedure("97110", "2026-01-05"),
+        procedure("97140", "2026-02-20"),
+        procedure("64555", "2026-03-01", "2026-03-07"),
+        procedure("90791", "2026-02-01"),
+    ]
+    if aetna_extras:
+        items += [procedure("95886", "2025-12-01"), procedure("64450", "2025-12-15")]
+    data["procedures"] = searchset(*items)
+    data["medicationRequests"] = searchset(medication("25480"))
+    data["practitionerRoles"] = searchset(role("a", id="ra"), role("b", id="rb", specialty="207X00000X"))
+    return data
+
+
+def hook(client, ehr, prefetch: dict, orders=None) -> dict:
+    ehr.expect_request("/fhir/Observation").respond_with_json(
+        searchset(pain_score(8, "2026-02-25"), pain_score(3, "2026-03-04"))
+    )
+    body = hook_request(prefetch=prefetch, fhir_server=ehr.url_for("/fhir"), orders=orders)
+    body["extension"] = {"cds64580.as-of": AS_OF.isoformat()}
+    response = client.post(f"/cds-services/{ORDER_SIGN}", data=orjson.dumps(body), content_type="application/json")
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def info_of(result: dict, index: int = 0) -> dict[str, list]:
+    extension = next(
+        e for e in result["systemActions"][index]["resource"]["extension"] if e["url"] == coverage.EXTENSION
+    )
+    parts: dict[str, list] = {}
+    for sub in extension["extension"]:
+        value = next((v for k, v in sub.items() if k.startswith("value")), sub.get("extension"))
+        parts.setdefault(sub["url"], []).append(value)
+    return parts
+
+
+def payer_card(result: dict) -> dict:
+    return next(c for c in result["cards"] if c["source"]["topic"]["code"] in ("guideline", "insurance"))
+
+
+def with_payer(name: str, sopt: str | None = None) -> dict:
+    return cov(name, sopt=sopt, id="cov-1")
+
+
+@pytest.mark.parametrize(
+    ("payer", "sopt", "extras", "covered", "pa_needed"),
+    [
+        ("Medicare", None, False, "covered", "no-auth"),
+        ("UnitedHealthcare", "11", False, "covered", "indeterminate"),  # Medicare Advantage: plan sets prior auth
+        ("Aetna", None, True, "covered", "indeterminate"),
+        ("Florida Blue", None, True, "covered", "indeterminate"),
+    ],
+)
+def test_covered_when_the_payers_criteria_are_met(client, ehr, payer, sopt, extras, covered, pa_needed):
+    result = hook(client, ehr, documented_prefetch(with_payer(payer, sopt), aetna_extras=extras))
+    info = info_of(result)
+    assert info["covered"] == [covered] and info["pa-needed"] == [pa_needed]
+    assert info["coverage"] == [{"reference": "Coverage/cov-1"}]
+    assert {"system": codes.CPT, "code": "64580"} in info["billingCode"]
+    assert payer_card(result)["indicator"] == "info"
+
+
+@pytest.mark.parametrize("payer", ["Medicare", "Aetna", "Florida Blue"])
+def test_conditional_when_documentation_is_missing(client, ehr, payer):
+    prefetch = documented_prefetch(with_payer(payer))
+    prefetch["procedures"] = searchset(procedure("64555", "2026-03-01", "2026-03-07"))  # no PT, no psych, no EMG
+    info = info_of(hook(client, ehr, prefetch))
+    assert info["covered"] == ["conditional"]
+    assert "OTH" in info["info-needed"] and info["doc-needed"] == ["clinical"]
+    assert any("Physical therapy" in r["text"] for r in info["reason"])
+
+
+@pytest.mark.parametrize(
+    ("payer", "summary"),
+    [
+        ("Cigna", "Cigna: implanted PNS for pain not medically necessary (policy 0539)"),
+        (
+            "Anthem Blue Cross and Blue Shield",
+            "Anthem: implantable PNS investigational and not medically necessary (SURG.00158)",
+        ),
+        ("Premera Blue Cross", "Premera: implantable PNS investigational (7.01.574)"),
+    ],
+)
+def test_not_covered_where_the_policy_says_so(client, ehr, payer, summary):
+    result = hook(client, ehr, documented_prefetch(with_payer(payer)))
+    info = info_of(result)
+    assert info["covered"] == ["not-covered"] and "pa-needed" not in info
+    card = payer_card(result)
+    assert card["summary"] == summary and card["indicator"] == "warning"
+    assert card["source"]["label"] == payer
+    assert all(link["type"] == "absolute" for link in card["links"])
+    assert "verify against the current policy" in card["detail"] or "Anthem" in payer
+
+
+@pytest.mark.parametrize("payer", ["UnitedHealthcare", "Blue Cross Blue Shield of Kansas"])
+def test_indeterminate_where_the_policy_is_unknown_or_plan_specific(client, ehr, payer):
+    info = info_of(hook(client, ehr, documented_prefetch(with_payer(payer))))
+    assert info["covered"] == ["indeterminate"] and info["reason"][0]["text"]
+
+
+@pytest.mark.parametrize(
+    ("coverages", "covered", "reason_code", "card_start"),
+    [
+        ((), "not-covered", "coverage-not-found", "No insurance coverage found"),
+        (
+            (cov("Aetna", status="cancelled", id="c0"),),
+            "not-covered",
+            "no-active-coverage",
+            "The patient's coverage is not active",
+        ),
+        (
+            (cov("Aetna", id="c1"), cov("Cigna", id="c2")),
+            "indeterminate",
+            "coverage-not-found",
+            "Several active coverages",
+        ),
+        ((cov("Acme Mutual", id="c3"),), "indeterminate", None, "Payer Acme Mutual is not recognised"),
+    ],
+    ids=["no-coverage", "inactive", "two-coverages", "unknown-payer"],
+)
+def test_special_outcomes_have_a_card_and_still_the_clinical_cards(
+    client, ehr, coverages, covered, reason_code, card_start
+):
+    prefetch = documented_prefetch(*coverages)
+    prefetch["procedures"] = searchset()
+    result = hook(client, ehr, prefetch)
+    info = info_of(result)
+    assert info["covered"] == [covered]
+    codes_ = [c["code"] for r in info["reason"] for c in r.get("coding", ())]
+    assert (reason_code in codes_) if reason_code else not codes_
+    card = payer_card(result)
+    assert card["summary"].startswith(card_start) and card["source"]["topic"]["code"] == "insurance"
+    assert any(c["summary"].startswith("Documentation incomplete") for c in result["cards"]), "default clinical cards"
+
+
+def test_two_surgeons_put_modifier_62_in_the_billing_codes(client, ehr):
+    order = service_request() | {
+        "performer": [{"reference": "PractitionerRole/ra"}, {"reference": "PractitionerRole/rb"}]
+    }
+    info = info_of(hook(client, ehr, documented_prefetch(with_payer("Medicare")), orders=[order]))
+    assert info["billingCode"] == [{"system": codes.CPT, "code": "64580"}, {"system": codes.CPT, "code": "62"}]
+
+
+def test_the_system_action_changes_nothing_but_the_extension_and_ids_are_per_coverage(client, ehr):
+    a = service_request(id="sr-a") | {
+        "note": [{"text": "left ulnar nerve"}],
+        "extension": [{"url": "http://example.org/x", "valueString": "kept"}],
+    }
+    b = service_request(id="sr-b")
+    result = hook(client, ehr, documented_prefetch(with_payer("Medicare")), orders=[a, b])
+    [first, _second] = result["systemActions"]
+    assert first["type"] == "update" and "resourceId" not in first
+    resource = dict(first["resource"])
+    extensions = resource.pop("extension")
+    assert extensions[0] == {"url": "http://example.org/x", "valueString": "kept"} and len(extensions) == 2
+    assert resource == {k: v for k, v in a.items() if k != "extension"}
+    assert info_of(result, 0)["coverage-assertion-id"] == info_of(result, 1)["coverage-assertion-id"]
+    other = hook(client, ehr, documented_prefetch(cov("Medicare", id="cov-2")), orders=[b])
+    assert info_of(other)["coverage-assertion-id"] != info_of(result)["coverage-assertion-id"]
+
+
+# ---- the validator ---------------------------------------------------------------------------------------
+
+
+def extension_from(path: Path) -> dict:
+    action = json.loads(path.read_text())
+    action = action["systemActions"][0] if "systemActions" in action else action
+    return next(e for e in action["resource"]["extension"] if e["url"] == coverage.EXTENSION)
+
+
+def test_validator_accepts_the_published_examples(realdata):
+    for path in (
+        realdata / "davinci-crd-ig" / "CRDServiceResponse.json",
+        realdata / "inferno-crd-test-kit" / "coverage_info_system_action_covered.json",
+        realdata / "inferno-crd-test-kit" / "coverage_info_system_action_conditional.json",
+    ):
+        assert coverage.validate(extension_from(path)) == [], path.name
+
+
+def sub(url: str, **value) -> dict:
+    return {"url": url, **value}
+
+
+BASE = [
+    sub("coverage", valueReference={"reference": "Coverage/1"}),
+    sub("covered", valueCode="covered"),
+    sub("pa-needed", valueCode="no-auth"),
+    sub("date", valueDate="2026-06-15"),
+    sub("coverage-assertion-id", valueString="x"),
+]
+
+
+def ext(*changes: dict, drop: tuple[str, ...] = ()) -> dict:
+    parts = [p for p in BASE if p["url"] not in drop and p["url"] not in {c["url"] for c in changes}]
+    return {"url": coverage.EXTENSION, "extension": parts + list(changes)}
+
+
+@pytest.mark.parametrize(
+    ("extension", "problem"),
+    [
+        (ext(sub("covered", valueCode="not-covered")), "crd-ci-q2"),
+        (ext(sub("info-needed", valueCode="performer")), "crd-ci-q3"),
+        (ext(sub("questionnaire", valueCanonical="http://example.org/Q")), "crd-ci-q1"),
+        (ext(sub("pa-needed", valueCode="satisfied")), "crd-ci-q5"),
+        (ext(sub("satisfied-pa-id", valueString="PA1")), "crd-ci-q5"),
+        (
+            ext(
+                sub("pa-needed", valueCode="satisfied"),
+                sub("satisfied-pa-id", valueString="A"),
+                sub("doc-needed", valueCode="clinical"),
+                sub("doc-purpose", valueCode="withpa"),
+            ),
+            "crd-ci-q4",
+        ),
+        (ext(drop=("date",)), "date is required"),
+        (
+            ext(sub("covered", valueCode="conditional"), sub("info-needed", valueCode="OTH")),
+            "OTH or indeterminate needs a reason",
+        ),
+        (ext(sub("covered", valueCode="maybe")), "unknown code"),
+        (ext(sub("covered", valueCode="conditional")), "needs info-needed"),
+        (
+            ext(sub("reason", valueCodeableConcept={"coding": [{"system": "http://example.org", "code": "x"}]})),
+            "needs text",
+        ),
+        (ext(drop=("pa-needed",)), "pa-needed must be present"),  # strict only
+    ],
+)
+def test_validator_catches_each_invariant_violation(extension, problem):
+    problems = coverage.validate(extension, strict=True)
+    assert any(problem in p for p in problems), problems
+
+
+def test_validator_passes_a_clean_extension():
+    assert coverage.validate(ext(), strict=True) == []
