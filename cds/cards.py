@@ -186,9 +186,8 @@ def _billing(findings: list[Finding], ctx: CardContext) -> dict | None:
         return None
     lead = next((f for f in shown if f.status == Status.NOT_MET), None) or shown[0]
     indicator = "warning" if any(f.status == Status.NOT_MET for f in shown) else "info"
-    reason = lead.reason[:1].upper() + lead.reason[1:]
     detail = [_header(ctx, shown), "", *map(_line, shown), *_notes(shown)]
-    card = _card(ctx, "billing", f"CPT 64580: {reason}", indicator, "claim", "\n".join(detail), shown)
+    card = _card(ctx, "billing", _billing_summary(lead), indicator, "claim", "\n".join(detail), shown)
     card["overrideReasons"] = [
         _reason("billing-handles-modifiers", "Billing staff will set the modifiers on the claim"),
         _reason("roles-incorrect", "The surgeon roles on the order are not right"),
@@ -199,6 +198,20 @@ def _billing(findings: list[Finding], ctx: CardContext) -> dict | None:
         if action:
             _suggest(card, ctx, "modifier", action["description"], [action])
     return card
+
+
+def _billing_summary(f: Finding) -> str:
+    """One line a surgeon acts on, from what the finding asks of the order."""
+    if f.criterion == "co-surgeon-modifier":
+        if f.order_modifiers == (CO_SURGERY,):
+            return "Modifier 62 required: two primary surgeons on this CPT 64580 order"
+        if f.order_modifiers == (TEAM_SURGERY,):
+            return "Modifier 66 required: three or more primary surgeons (team surgery) on CPT 64580"
+        if f.order_modifiers == ():
+            return "Remove modifier 62/66: only one primary surgeon on this CPT 64580 order"
+        if f.status == Status.MET:
+            return "Co-surgery: each surgeon bills CPT 64580 with the modifier on an own claim and operative note"
+    return summary(f"CPT 64580: {f.reason[:1].upper()}{f.reason[1:]}")
 
 
 def _summary(findings: list[Finding], ctx: CardContext) -> dict:

@@ -129,7 +129,7 @@ def test_two_surgeons_without_62_get_a_claim_warning_that_adds_it(client):
     result = call(client, orders=[sr])
     [claim] = by_topic(result)["claim"]
     assert claim["indicator"] == "warning"
-    assert "modifier 62" in claim["summary"]
+    assert claim["summary"] == "Modifier 62 required: two primary surgeons on this CPT 64580 order"
     assert "62.5%" in claim["detail"] and "not loaded" in claim["detail"]
     [suggestion] = claim["suggestions"]
     [action] = suggestion["actions"]
