@@ -26,8 +26,21 @@ def main(argv: list[str] | None = None) -> int:
     check_cmd = check_commands.add_parser("check", help="validate policy files and print a summary table")
     check_cmd.add_argument("directory", nargs="?", type=Path, default=None)
     check_cmd.add_argument("--as-of", type=_date, default=None, help="show the versions in force on this date")
+    replay = commands.add_parser(
+        "replay", help="replay fixture cases, Bundles or hook requests and compare with expected.json"
+    )
+    replay.add_argument("paths", nargs="+", type=Path, help="case folders, folders of cases, Bundles or requests")
+    replay.add_argument("--json", action="store_true", help="print results as JSON")
+    replay.add_argument("--url", help="send the requests to a running service at this base URL")
+    replay.add_argument("--fhir", action="store_true", help="serve the Bundle as a FHIR server and send no prefetch")
+    replay.add_argument("--as-of", type=_date, default=None, help="evaluate as of this date")
+    replay.add_argument("--payer", help="replace the payer of every active Coverage with this name")
+    replay.add_argument("--record", action="store_true", help="write each actual outcome as the new expected.json")
+    replay.add_argument("--cards", action="store_true", help="print the cards of every case, not only of a single one")
     args = parser.parse_args(argv)
 
+    if args.command == "replay":
+        return _replay(args)
     if args.command == "policies":
         return _policies_check(args.directory, args.as_of)
     if args.command == "serve":
@@ -99,6 +112,68 @@ def _policies_check(directory: Path | None, as_of: date | None) -> int:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     print(f"{len(policy_set.plans)} plans in {len(set(p.file for p in policy_set.plans))} files valid (as of {as_of})")
     return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import json
+
+    from cds import fixtures, replay
+
+    try:
+        cases = fixtures.discover(args.paths)
+    except fixtures.CaseError as exc:
+        print(f"cds replay: {exc}", file=sys.stderr)
+        return 2
+    if not cases:
+        print("cds replay: no cases found", file=sys.stderr)
+        return 2
+    options = replay.Options(
+        url=args.url, fhir=args.fhir, as_of=args.as_of.isoformat() if args.as_of else None, payer=args.payer
+    )
+    results = []
+    for case in cases:
+        try:
+            result = replay.run(case, options)
+        except fixtures.CaseError as exc:
+            print(f"cds replay: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:  # the --url service is not reachable
+            print(f"cds replay: {case.name}: cannot reach the service ({exc.__class__.__name__})", file=sys.stderr)
+            return 2
+        results.append(result)
+        if args.record:
+            case.expected_path.write_text(json.dumps(result.outcome, indent=2) + "\n", encoding="utf-8")
+        if not args.json:
+            if args.cards or len(cases) == 1:
+                print(replay.render(result))
+            mark = {"passed": "PASS", "failed": "FAIL", "ran": "RAN "}[result.verdict]
+            print(f"{mark} {case.name}" + (" (recorded)" if args.record else ""))
+            if result.diff:
+                print(result.diff)
+    passed = sum(r.verdict == "passed" for r in results)
+    failed = sum(r.verdict == "failed" for r in results)
+    unchecked = sum(r.verdict == "ran" for r in results)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "case": r.case.name,
+                        "path": str(r.case.path),
+                        "status": r.status,
+                        "verdict": r.verdict,
+                        "outcome": r.outcome,
+                        "response": r.response,
+                        "notes": r.notes,
+                    }
+                    for r in results
+                ],
+                indent=2,
+            )
+        )
+    else:
+        print(f"{passed} passed, {failed} failed" + (f", {unchecked} skipped" if unchecked else ""))
+    return 1 if failed and not args.record else 0
 
 
 def _serve(host: str, port: int) -> int:

@@ -47,9 +47,13 @@ def schema(name: str) -> dict:
 
 @functools.cache
 def validator(name: str) -> Draft202012Validator:
+    """The validator for ``name`` (a file's stem), or for one of its definitions as ``name#definition``."""
     registry, by_name = _registry()
-    s = by_name[name]
+    base, _, definition = name.partition("#")
+    s = by_name[base]
     Draft202012Validator.check_schema(s)
+    if definition:
+        s = {"$ref": f"{s['$id']}#/$defs/{definition}"}
     return Draft202012Validator(s, registry=registry)
 
 

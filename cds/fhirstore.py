@@ -1,0 +1,180 @@
+"""A patient Bundle as a small FHIR server: in memory for in-process replay, over HTTP for ``--fhir``.
+
+It answers exactly the interactions this service makes: instance reads (``Patient/1``) and type searches by
+``patient``/``subject``/``beneficiary``, ``status``, ``code`` (``system|code``), ``practitioner`` and ``_id``, with
+``_count`` paging through ``next`` links. Anything else is a 400 OperationOutcome, as a strict server would do.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import orjson
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from cds.errors import FHIRResponseError
+from cds.fhirclient import bundle_resources
+
+PAGE = 100
+_REFERENCE_PARAMS = {
+    "patient": ("subject", "patient", "beneficiary"),
+    "subject": ("subject",),
+    "beneficiary": ("beneficiary",),
+}
+_SUPPORTED = {"patient", "subject", "beneficiary", "status", "code", "practitioner", "_id", "_count", "_page"}
+
+
+def flatten(resources: Iterable[dict]) -> list[dict]:
+    """Every resource of some Bundles and resources (transaction, batch, collection or searchset alike)."""
+    out: list[dict] = []
+    for resource in resources:
+        if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
+            out.extend(flatten(bundle_resources(resource)))
+        elif isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+            out.append(resource)
+    return out
+
+
+class FHIRStore:
+    def __init__(self, resources: Iterable[dict], base_url: str = "http://fixture.invalid/fhir"):
+        self.resources = flatten(resources)
+        self.base_url = base_url.rstrip("/")
+
+    # -- interactions -------------------------------------------------------------------------------------
+
+    def read(self, resource_type: str, ident: str) -> dict | None:
+        return next((r for r in self.resources if r["resourceType"] == resource_type and r.get("id") == ident), None)
+
+    def search(self, resource_type: str, params: dict[str, str]) -> list[dict]:
+        unknown = set(params) - _SUPPORTED
+        if unknown:
+            raise ValueError(f"unsupported search parameter(s): {', '.join(sorted(unknown))}")
+        found = [r for r in self.resources if r["resourceType"] == resource_type]
+        for name, value in params.items():
+            if name in ("_count", "_page"):
+                continue
+            found = [r for r in found if _matches(r, name, value)]
+        return found
+
+    def answer(self, path_and_query: str) -> tuple[int, dict]:
+        """(status, body) for a request path relative to the base, e.g. ``Condition?patient=1``."""
+        parts = urlsplit(path_and_query)
+        segments = [s for s in parts.path.split("/") if s]
+        params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        if len(segments) == 2:
+            found = self.read(*segments)
+            if found is None:
+                return 404, _outcome("not-found", f"{segments[0]}/{segments[1]} is not in this bundle")
+            return 200, found
+        if len(segments) != 1:
+            return 400, _outcome("not-supported", "only reads and type searches are supported")
+        try:
+            matches = self.search(segments[0], params)
+        except ValueError as exc:
+            return 400, _outcome("not-supported", str(exc))
+        count = int(params.get("_count", PAGE))
+        page = int(params.get("_page", 0))
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(matches),
+            "entry": [{"resource": r, "search": {"mode": "match"}} for r in matches[page * count : (page + 1) * count]],
+        }
+        if (page + 1) * count < len(matches):
+            query = urlencode({**params, "_count": count, "_page": page + 1})
+            bundle["link"] = [{"relation": "next", "url": f"{self.base_url}/{segments[0]}?{query}"}]
+        return 200, bundle
+
+    # -- as a FHIRClient (in-process replay) --------------------------------------------------------------
+
+    def client(self, *_args) -> StoreClient:
+        return StoreClient(self)
+
+    # -- as an HTTP server (--fhir) -------------------------------------------------------------------------
+
+    def wsgi(self, environ, start_response):
+        request = Request(environ)
+        prefix = urlsplit(self.base_url).path.rstrip("/")
+        path = request.path[len(prefix) :] if request.path.startswith(prefix) else request.path
+        query = request.query_string.decode()
+        status, body = self.answer(path + (f"?{query}" if query else ""))
+        return Response(orjson.dumps(body), status, mimetype="application/fhir+json")(environ, start_response)
+
+
+class StoreClient:
+    """The FHIRClient interface over a :class:`FHIRStore`, with no network."""
+
+    def __init__(self, store: FHIRStore):
+        self.store = store
+
+    def get(self, query: str) -> list[dict]:
+        status, body = self.store.answer(query)
+        if status == 404:
+            return []
+        if status != 200:
+            raise FHIRResponseError(f"the fixture store cannot answer {query.split('?')[0]}")
+        return self.collect(body, query) if body["resourceType"] == "Bundle" else [body]
+
+    def collect(self, bundle: dict, _label: str) -> list[dict]:
+        out = list(bundle_resources(bundle))
+        link = next((li["url"] for li in bundle.get("link", ()) if li.get("relation") == "next"), None)
+        while link:
+            _status, page = self.store.answer(link.removeprefix(self.store.base_url))
+            out.extend(bundle_resources(page))
+            link = next((li["url"] for li in page.get("link", ()) if li.get("relation") == "next"), None)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class ServedStore:
+    """A :class:`FHIRStore` served over HTTP on loopback for the life of a ``with`` block."""
+
+    def __init__(self, resources: Iterable[dict]):
+        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
+        self.base_url = f"http://127.0.0.1:{self._server.server_port}/fhir"
+        self.store = FHIRStore(resources, self.base_url)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _app(self, environ, start_response):
+        return self.store.wsgi(environ, start_response)
+
+    def __enter__(self) -> ServedStore:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _matches(resource: dict, name: str, value: str) -> bool:
+    if name in _REFERENCE_PARAMS:
+        for field in _REFERENCE_PARAMS[name]:
+            ref = resource.get(field)
+            if (
+                isinstance(ref, dict)
+                and str(ref.get("reference", "")).rstrip("/").split("/")[-1] == value.split("/")[-1]
+            ):
+                return True
+        return False
+    if name == "_id":
+        return resource.get("id") in value.split(",")
+    if name == "status":
+        return resource.get("status") in value.split(",")
+    if name == "practitioner":
+        ref = resource.get("practitioner")
+        return isinstance(ref, dict) and str(ref.get("reference", "")).split("/")[-1] == value.split("/")[-1]
+    if name == "code":
+        system, _, code = value.rpartition("|")
+        codings = (resource.get("code") or {}).get("coding") or ()
+        return any(c.get("code") == code and (not system or c.get("system") == system) for c in codings)
+    return False
+
+
+def _outcome(code: str, text: str) -> dict:
+    return {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": code, "diagnostics": text}]}

@@ -1,0 +1,200 @@
+"""Replay cases through the service (in-process or at a URL) and compare the outcome with expected.json.
+
+The outcome is what a tester judges: per order, the cards by topic and indicator, the criterion statuses and the
+coverage-information values. It never includes free text or uuids, so a reworded card does not fail a case.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import requests
+
+from cds import coverage, engine, policies
+from cds.config import Settings
+from cds.errors import INTERNAL_ERROR, CDSError
+from cds.fhirclient import FHIRClient
+from cds.fhirstore import FHIRStore, ServedStore
+from cds.fixtures import Case, build_request, with_payer
+from cds.services import SERVICES
+
+PASSED, FAILED, RAN = "passed", "failed", "ran"
+
+
+@dataclass
+class Result:
+    case: Case
+    status: int
+    response: dict
+    outcome: dict
+    verdict: str = RAN
+    diff: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Options:
+    url: str | None = None
+    fhir: bool = False
+    as_of: str | None = None
+    payer: str | None = None
+    timeout: float = 30.0
+
+
+def run(case: Case, options: Options) -> Result:
+    resources = with_payer(case.resources, options.payer) if options.payer else case.resources
+    notes = list(case.notes)
+    if options.payer and case.request is not None:
+        notes.append("--payer applies to Bundle cases only; this case is a complete request")
+    serve = case.request is None and (options.url is not None or options.fhir)
+    with _store(resources, serve) as store:
+        body = build_request(case, store, as_of=options.as_of, prefetch=not (case.fetch or options.fhir))
+        if options.url:
+            status, response = _post(options.url, body, options.timeout)
+        else:
+            factory = FHIRClient if (serve or case.request is not None) else store.client
+            status, response = _invoke(body, factory)
+    result = Result(case, status, response, outcome(status, response), notes=notes)
+    if case.expected is not None:
+        result.verdict = PASSED if result.outcome == case.expected else FAILED
+        if result.verdict == FAILED:
+            result.diff = diff(case.expected, result.outcome)
+    return result
+
+
+@contextlib.contextmanager
+def _store(resources: list[dict], serve: bool) -> Iterator[FHIRStore]:
+    if serve:
+        with ServedStore(resources) as served:
+            yield served.store
+    else:
+        yield FHIRStore(resources)
+
+
+def _service_for(hook: str) -> str:
+    return next(s.id for s in SERVICES.values() if s.hook == hook)
+
+
+def _invoke(body: dict, factory) -> tuple[int, dict]:
+    settings = Settings(database_url="sqlite://", hook_deadline=10.0)
+    try:
+        return 200, engine.invoke(
+            _service_for(body.get("hook", "")), body, settings, factory, policy_set=policies.load()
+        )
+    except CDSError as exc:
+        return exc.status, exc.to_operation_outcome()
+    except StopIteration:
+        return 404, {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "not-found", "diagnostics": "no service for this hook"}],
+        }
+    except Exception:  # noqa: BLE001  (a replay reports what the HTTP layer would: a 500)
+        return 500, INTERNAL_ERROR
+
+
+def _post(url: str, body: dict, timeout: float) -> tuple[int, dict]:
+    base = url.rstrip("/")
+    services = requests.get(f"{base}/cds-services", timeout=timeout).json().get("services", [])
+    service = next((s["id"] for s in services if s.get("hook") == body.get("hook")), None)
+    if service is None:
+        return 404, {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "not-found", "diagnostics": "no service for this hook"}],
+        }
+    response = requests.post(f"{base}/cds-services/{service}", json=body, timeout=timeout)
+    try:
+        return response.status_code, response.json()
+    except ValueError:
+        return response.status_code, {"text": response.text[:500]}
+
+
+def outcome(status: int, response: dict) -> dict:
+    """What a tester compares: per order, card topics and indicators, criterion statuses, coverage values."""
+    if status != 200:
+        return {"status": status}
+    orders: dict[str, dict] = {}
+    for card in response.get("cards", []):
+        extension = card.get("extension") or {}
+        associated = (extension.get("davinci-crd.associated-resource") or [{}])[0].get("reference", "*")
+        order = orders.setdefault(associated.split("/")[-1], {"cards": []})
+        entry = {"topic": card.get("source", {}).get("topic", {}).get("code", ""), "indicator": card.get("indicator")}
+        if card.get("suggestions"):
+            entry["suggestions"] = len(card["suggestions"])
+        order["cards"].append(entry)
+        order.setdefault("payer", card.get("source", {}).get("label", ""))
+        criteria = extension.get("cds64580.criteria")
+        if criteria and "criteria" not in order:
+            order["criteria"] = {c["id"]: c["status"] for c in criteria}
+    for action in response.get("systemActions", []):
+        resource = action.get("resource") or {}
+        for ext in resource.get("extension") or ():
+            if ext.get("url") == coverage.EXTENSION:
+                orders.setdefault(str(resource.get("id")), {"cards": []})["coverage"] = _coverage_values(ext)
+    return {"status": 200, "orders": orders}
+
+
+def _coverage_values(extension: dict) -> dict:
+    values: dict = {}
+    for sub in extension.get("extension", ()):
+        url = sub.get("url")
+        if url in ("covered", "pa-needed", "doc-needed"):
+            values[url] = sub.get("valueCode")
+        elif url in ("doc-purpose", "info-needed"):
+            values.setdefault(url, []).append(sub.get("valueCode"))
+        elif url == "billingCode":
+            values.setdefault(url, []).append(sub.get("valueCoding", {}).get("code"))
+        elif url == "reason":
+            codes = [c.get("code") for c in sub.get("valueCodeableConcept", {}).get("coding", ())]
+            values.setdefault("reason", []).extend(codes)
+    if values.get("reason") == []:
+        del values["reason"]
+    return values
+
+
+def diff(expected: dict, actual: dict) -> str:
+    a = json.dumps(expected, indent=2, sort_keys=True).splitlines()
+    b = json.dumps(actual, indent=2, sort_keys=True).splitlines()
+    return "\n".join(difflib.unified_diff(a, b, "expected.json", "actual", lineterm=""))
+
+
+def render(result: Result) -> str:
+    """The response as a clinician would read it."""
+    lines = [f"== {result.case.name}  ({result.case.path})"]
+    lines += [f"   note: {n}" for n in result.notes]
+    response = result.response
+    if result.status != 200:
+        lines.append(f"   HTTP {result.status}")
+        lines += [f"   - {i.get('diagnostics', '')}" for i in response.get("issue", ())]
+        return "\n".join(lines)
+    cards = response.get("cards", [])
+    if not cards:
+        lines.append("   no cards")
+    for card in cards:
+        topic = card.get("source", {}).get("topic", {}).get("code", "")
+        lines.append(f"   [{card.get('indicator', '').upper()}] {card.get('summary', '')}")
+        lines.append(f"      {card.get('source', {}).get('label', '')} · {topic}")
+        criteria = (card.get("extension") or {}).get("cds64580.criteria") or []
+        detail = card.get("detail", "")
+        if "| Criterion |" not in detail:  # the summary card's table is printed as the criteria table below
+            lines += [f"      {line}" for line in detail.splitlines() if line.strip()]
+        for suggestion in card.get("suggestions", ()):
+            actions = ", ".join(
+                f"{a.get('type')} {a.get('resource', {}).get('resourceType', '')}"
+                for a in suggestion.get("actions", ())
+            )
+            lines.append(f"      -> suggestion: {suggestion.get('label')} ({actions})")
+        if "| Criterion |" in detail:
+            width = max((len(c["id"]) for c in criteria), default=10)
+            lines.append("      criteria:")
+            lines += [f"        {c['id']:<{width}}  {c['status']:<14}  {c.get('reason', '')}" for c in criteria]
+        for link in card.get("links", ()):
+            lines.append(f"      link: {link.get('label')} <{link.get('url')}>")
+    for order_id, values in result.outcome.get("orders", {}).items():
+        if "coverage" in values:
+            shown = ", ".join(f"{k} {'/'.join(v) if isinstance(v, list) else v}" for k, v in values["coverage"].items())
+            lines.append(f"   coverage information for ServiceRequest/{order_id}: {shown}")
+    return "\n".join(lines)
