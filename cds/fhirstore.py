@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import orjson
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from cds.errors import FHIRResponseError
@@ -131,14 +131,19 @@ class StoreClient:
         pass
 
 
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *_args) -> None:  # request lines carry patient ids; a replay tool keeps quiet
+        pass
+
+
 class ServedStore:
     """A :class:`FHIRStore` served over HTTP on loopback for the life of a ``with`` block."""
 
     def __init__(self, resources: Iterable[dict]):
-        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
+        self._server = make_server("127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietHandler)
         self.base_url = f"http://127.0.0.1:{self._server.server_port}/fhir"
         self.store = FHIRStore(resources, self.base_url)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def _app(self, environ, start_response):
         return self.store.wsgi(environ, start_response)
