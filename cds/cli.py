@@ -147,7 +147,8 @@ def _replay(args: argparse.Namespace) -> int:
             if args.cards or len(cases) == 1:
                 print(replay.render(result))
             mark = {"passed": "PASS", "failed": "FAIL", "ran": "RAN "}[result.verdict]
-            print(f"{mark} {case.name}" + (" (recorded)" if args.record else ""))
+            notes = "" if len(cases) == 1 or args.cards else "".join(f" ({n})" for n in result.notes)
+            print(f"{mark} {case.name}" + (" (recorded)" if args.record else "") + notes)
             if result.diff:
                 print(result.diff)
     passed = sum(r.verdict == "passed" for r in results)

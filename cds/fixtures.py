@@ -165,11 +165,11 @@ def _draft_order(patient_id: str) -> dict:
 
 
 def with_payer(resources: list[dict], payer: str) -> list[dict]:
-    """The resources with every active Coverage's payor replaced by ``payer`` (its name only)."""
+    """The resources with every active Coverage's payer replaced by ``payer``: its name only, no type."""
     out = []
     for r in resources:
         if r["resourceType"] == "Coverage" and r.get("status") == "active":
-            r = {k: v for k, v in r.items() if k != "contained"} | {"payor": [{"display": payer}]}
+            r = {k: v for k, v in r.items() if k not in ("contained", "type")} | {"payor": [{"display": payer}]}
         out.append(r)
     return out
 

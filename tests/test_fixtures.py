@@ -1,0 +1,205 @@
+"""fhir_fixtures/: every case folder replays to its expected outcome, in-process and over HTTP; `cds replay`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from cds import fixtures, payers, policies, records, replay, rules
+
+CDS = str(Path(sys.executable).with_name("cds"))
+CASES = fixtures.discover([fixtures.FIXTURE_DIR])
+IDS = [c.name for c in CASES]
+
+
+def test_there_are_enough_cases_and_all_have_expectations():
+    assert len(CASES) >= 20
+    assert all(c.expected is not None for c in CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_case_replays_in_process(case):
+    result = replay.run(case, replay.Options())
+    assert result.verdict == replay.PASSED, result.diff
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The real app behind a real HTTP server on loopback."""
+    from cds import create_app
+
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('db') / 'cds.sqlite3'}"})
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_case_replays_over_http(case, served):
+    result = replay.run(case, replay.Options(url=served))
+    assert result.verdict == replay.PASSED, result.diff
+
+
+def test_the_cases_cover_every_payer_file_and_routing_outcome():
+    policy_set = policies.load()
+    files, outcomes = set(), set()
+    for case in CASES:
+        if case.request is not None:
+            continue
+        record = records.build(case.resources, fixtures._patient_id(case.resources, case.spec.get("patient")))
+        for order in case.spec["orders"]:
+            if order["resourceType"] == "ServiceRequest" and fixtures._is_64580(order):
+                route = payers.route(record, records.order_from(order), policy_set, records.as_date(case.spec["as_of"]))
+                outcomes.add(route.outcome)
+                files.add(route.plan.file)
+    assert files == {p.file for p in policy_set.plans}
+    assert outcomes >= {
+        payers.MATCHED,
+        payers.UNRECOGNISED,
+        payers.NO_COVERAGE,
+        payers.NO_ACTIVE_COVERAGE,
+        payers.AMBIGUOUS,
+    }
+
+
+def test_the_cases_cover_every_criterion_status():
+    seen: dict[str, set[str]] = {}
+    for case in CASES:
+        for order in case.expected.get("orders", {}).values():
+            for criterion, status in order.get("criteria", {}).items():
+                seen.setdefault(criterion, set()).add(status)
+    assert set(seen) == set(rules.CRITERIA)
+    for criterion, statuses in seen.items():
+        assert len(statuses) >= 2, (criterion, statuses)
+    assert set().union(*seen.values()) == {"met", "not-met", "unknown", "not-applicable"}
+    cards = {
+        (c["topic"], c["indicator"])
+        for case in CASES
+        for o in case.expected.get("orders", {}).values()
+        for c in o["cards"]
+    }
+    assert {
+        ("claim", "warning"),
+        ("insurance", "warning"),
+        ("guideline", "warning"),
+        ("appropriate-use", "warning"),
+    } <= cards
+
+
+# ---- the command --------------------------------------------------------------------------------------------
+
+
+def cds(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([CDS, "replay", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def copy_case(tmp_path: Path, name: str = "co-surgeons-without-62") -> Path:
+    target = tmp_path / name
+    shutil.copytree(fixtures.FIXTURE_DIR / name, target)
+    return target
+
+
+def test_cli_passes_every_fixture_with_a_summary_line():
+    result = cds(str(fixtures.FIXTURE_DIR))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    assert result.stdout.strip().splitlines()[-1] == f"{len(CASES)} passed, 0 failed"
+
+
+def test_cli_prints_cards_as_a_clinician_reads_them(tmp_path):
+    result = cds(str(copy_case(tmp_path)))
+    assert result.returncode == 0
+    out = result.stdout
+    assert "[WARNING] Modifier 62 required: two primary surgeons on this CPT 64580 order" in out
+    assert "-> suggestion: Add modifier 62 (co-surgeons) to the order (update ServiceRequest)" in out
+    assert "criteria:" in out and "co-surgeon-modifier" in out and "not-met" in out
+    assert "coverage information for ServiceRequest/sr-64580: covered covered" in out
+
+
+def test_cli_mismatch_shows_a_diff_and_exits_1(tmp_path):
+    folder = copy_case(tmp_path)
+    expected = json.loads((folder / "expected.json").read_text())
+    expected["orders"]["sr-64580"]["criteria"]["co-surgeon-modifier"] = "met"
+    (folder / "expected.json").write_text(json.dumps(expected))
+    result = cds(str(folder))
+    assert result.returncode == 1
+    lines = [line.replace(" ", "").rstrip(",") for line in result.stdout.splitlines()]
+    assert "---expected.json" in lines and "+++actual" in lines
+    assert '-"co-surgeon-modifier":"met"' in lines and '+"co-surgeon-modifier":"not-met"' in lines
+    assert result.stdout.strip().splitlines()[-1] == "0 passed, 1 failed"
+
+
+def test_cli_record_writes_the_actual_outcome(tmp_path):
+    folder = copy_case(tmp_path)
+    original = (folder / "expected.json").read_text()
+    (folder / "expected.json").unlink()
+    assert cds(str(folder)).stdout.strip().splitlines()[-1] == "0 passed, 0 failed, 1 skipped"
+    recorded = cds(str(folder), "--record")
+    assert recorded.returncode == 0 and "(recorded)" in recorded.stdout
+    assert json.loads((folder / "expected.json").read_text()) == json.loads(original)
+
+
+def test_cli_json_is_valid_and_complete(tmp_path):
+    result = cds(str(copy_case(tmp_path)), str(copy_case(tmp_path, "no-coverage")), "--json")
+    assert result.returncode == 0
+    data = json.loads(result.stdout)
+    assert [d["case"] for d in data] == ["co-surgeons-without-62", "no-coverage"]
+    assert all(d["verdict"] == "passed" and d["status"] == 200 and d["response"]["cards"] for d in data)
+
+
+def test_cli_payer_override_and_as_of(tmp_path):
+    result = cds(
+        str(copy_case(tmp_path, "medicare-all-criteria-met")), "--payer", "Cigna", "--json", "--as-of", "2026-06-15"
+    )
+    [data] = json.loads(result.stdout)
+    assert data["outcome"]["orders"]["sr-64580"]["coverage"]["covered"] == "not-covered"
+    assert data["verdict"] == "failed" and result.returncode == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"resourceType": "Patient", "id": "x"}', "neither a FHIR Bundle nor a CDS Hooks request"),
+        ('{"resourceType": "Bundle", "entry": "nope"}', "Bundle.entry must be a list"),
+        ('{"resourceType": "Bundle", "entry": []}', "no Patient"),
+    ],
+)
+def test_cli_malformed_input_is_a_clear_error(tmp_path, content, message):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    result = cds(str(bad))
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_bad_case_file_names_the_file(tmp_path):
+    folder = copy_case(tmp_path)
+    (folder / "case.json").write_text(json.dumps({"description": "x", "hook": "patient-view"}))
+    result = cds(str(folder))
+    assert result.returncode == 2 and "case.json" in result.stderr and "hook" in result.stderr
+
+
+def test_cli_replays_real_bundles_and_requests(realdata):
+    result = cds(
+        str(realdata / "synthea" / "Leta870_Kihn564_5a67c244-3dae-770c-1a41-85790f73b1b1.json"),
+        str(realdata / "davinci-crd-ig" / "CRDServiceRequest.json"),
+        str(realdata / "inferno-crd-test-kit" / "order_sign_hook_request.json"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no draft CPT 64580 order in the Bundle: one was added for the replay" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "0 passed, 0 failed, 3 skipped"
+
+
+def test_cli_fhir_mode_fetches_everything_over_http(tmp_path):
+    result = cds(str(copy_case(tmp_path, "medicare-all-criteria-met")), "--fhir")
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "1 passed, 0 failed"
