@@ -77,17 +77,24 @@ def stimulation_trial(ev: Evaluation, c: Criterion) -> Finding:
 
 
 def psych_evaluation(ev: Evaluation, c: Criterion) -> Finding:
-    lookback = int(c.param("lookback_months", 12))
-    since = months_before(ev.order_date, lookback)
-    events = ev.record.procedure_events(codes.PSYCH_EVALUATION)
-    dated = [e for e in events if e.start and e.start <= ev.order_date]
-    recent = [e for e in dated if e.start >= since]
+    return _documented(ev, c, codes.PSYCH_EVALUATION, "psychological evaluation")
+
+
+def _documented(ev: Evaluation, c: Criterion, value_set: codes.ValueSet, what: str) -> Finding:
+    """A procedure documented before the order (within ``lookback_months`` when the policy sets one)."""
+    lookback = c.param("lookback_months")
+    events = [e for e in ev.record.procedure_events(value_set) if e.start is None or e.start <= ev.order_date]
+    dated = [e for e in events if e.start is not None]
+    recent = dated
+    if lookback is not None:
+        since = months_before(ev.order_date, int(lookback))
+        recent = [e for e in dated if e.start >= since]
     if recent:
         last = max(recent, key=lambda e: e.start)
         return Finding(
             c.id,
             Status.MET,
-            f"psychological evaluation on {last.start.isoformat()} (CPT {last.code})",
+            f"{what} on {last.start.isoformat()} (CPT {last.code})",
             (Evidence(last.reference, last.start),),
         )
     if dated:
@@ -95,33 +102,7 @@ def psych_evaluation(ev: Evaluation, c: Criterion) -> Finding:
         return Finding(
             c.id,
             Status.NOT_MET,
-            f"last psychological evaluation {last.start.isoformat()} is older than {lookback} months",
-            (Evidence(last.reference, last.start),),
-        )
-    if events:
-        return Finding(
-            c.id,
-            Status.UNKNOWN,
-            "psychological evaluation documented without a date",
-            tuple(Evidence(e.reference) for e in events),
-        )
-    return Finding(c.id, Status.NOT_MET, f"no psychological evaluation in the last {lookback} months")
-
-
-def _documented(ev: Evaluation, c: Criterion, value_set: codes.ValueSet, what: str) -> Finding:
-    """A diagnostic procedure documented before the order (within ``lookback_months`` when the policy sets one)."""
-    lookback = c.param("lookback_months")
-    events = [e for e in ev.record.procedure_events(value_set) if e.start is None or e.start <= ev.order_date]
-    if lookback is not None:
-        since = months_before(ev.order_date, int(lookback))
-        events = [e for e in events if e.start is None or e.start >= since]
-    dated = [e for e in events if e.start is not None]
-    if dated:
-        last = max(dated, key=lambda e: e.start)
-        return Finding(
-            c.id,
-            Status.MET,
-            f"{what} on {last.start.isoformat()} (CPT {last.code})",
+            f"last {what} {last.start.isoformat()} is older than {lookback} months",
             (Evidence(last.reference, last.start),),
         )
     if events:
