@@ -9,7 +9,8 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
-from cds import api, db, health, policies
+from cds import api, db, health, logs, policies, trust
+from cds.audit import AuditLog
 from cds.config import DEFAULTS, Settings
 from cds.errors import INTERNAL_ERROR, CDSError, operation_outcome
 from cds.feedback import FeedbackStore
@@ -29,9 +30,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.from_prefixed_env("CDS")
     if test_config:
         app.config.from_mapping(test_config)
-    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # urllib3 logs every URL it calls at DEBUG, and FHIR search URLs carry the patient id.
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    logs.configure(app.config["LOG_LEVEL"], json_lines=bool(app.config["LOG_JSON"]))
 
     settings = Settings.from_mapping(app.config)
     engine = db.engine_for(settings.database_url)
@@ -39,8 +38,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["cds.settings"] = settings
     app.extensions["cds.engine"] = engine
     app.extensions["cds.feedback"] = FeedbackStore(engine)
+    app.extensions["cds.audit"] = AuditLog(engine, int(app.config["AUDIT_RETENTION_DAYS"]))
+    app.extensions["cds.audit"].purge()
     app.extensions["cds.policies"] = policies.load(settings.policy_dir)
-    if "*" in settings.fhir_allowed_servers:
+    clients_file = app.config["TRUSTED_CLIENTS"]
+    if clients_file:
+        app.extensions["cds.verifier"] = trust.Verifier(
+            trust.load_clients(clients_file), leeway=float(app.config["JWT_LEEWAY"])
+        )
+    else:
+        app.extensions["cds.verifier"] = None
+        log.warning("JWT CHECKS ARE OFF: any caller is trusted. Demo only; set CDS_TRUSTED_CLIENTS in production.")
+    if "*" in settings.fhir_allowed_servers and not clients_file:
         log.warning("CDS_FHIR_ALLOWED_SERVERS allows any FHIR server: demo setting, not for production")
 
     app.register_blueprint(api.bp)
@@ -54,7 +63,10 @@ def _register_error_handlers(app: Flask) -> None:
     def cds_error(exc: CDSError) -> Response:
         if exc.status >= 500:
             log.error("%s: %s", type(exc).__name__, exc.diagnostics)
-        return api.json_response(exc.to_operation_outcome(), exc.status)
+        response = api.json_response(exc.to_operation_outcome(), exc.status)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

@@ -36,6 +36,20 @@ DEFAULTS: dict[str, Any] = {
     "LOG_LEVEL": "INFO",
     # Folder of payer policy files; the package's own by default.
     "POLICY_DIR": None,
+    # Trusted EHR clients (JSON or TOML, see README); when set, every call must carry a valid JWT.
+    "TRUSTED_CLIENTS": None,
+    # The service's public base URL, for the JWT audience when behind a proxy (default: as the request arrived).
+    "PUBLIC_BASE_URL": None,
+    "JWT_LEEWAY": 60,
+    # Origins browsers may call us from (the CDS Hooks sandbox is a browser app); "*" allows any.
+    "CORS_ORIGINS": ["*"],
+    # Audit rows (every hook call and response, CRD found-37) older than this are purged.
+    "AUDIT_RETENTION_DAYS": 365,
+    # Request limits beyond the body size.
+    "MAX_DRAFT_ORDERS": 50,
+    "MAX_PREFETCH_ENTRIES": 20000,
+    # JSON lines logs (set false for plain text when reading a terminal).
+    "LOG_JSON": True,
 }
 
 
@@ -52,6 +66,8 @@ class Settings:
     fhir_allowed_servers: tuple[str, ...] = ("*",)
     hook_deadline: float = 4.0
     policy_dir: str | None = None
+    max_draft_orders: int = 50
+    max_prefetch_entries: int = 20000
 
     @classmethod
     def from_mapping(cls, config: dict[str, Any]) -> Settings:

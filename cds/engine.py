@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 
 from cds import cards, codes, coverage, hooks, orders, payers, policies, prefetch, records, rules
 from cds.config import Settings
-from cds.errors import UnknownService
+from cds.errors import PayloadTooLarge, UnknownService
 from cds.fhirclient import Deadline, FHIRClient
 from cds.hooks import HookRequest
 from cds.policies import PolicySet
@@ -42,6 +42,7 @@ def invoke(
 ) -> dict:
     svc = service(service_id)
     request = hooks.parse(svc, body)
+    _check_limits(request, settings)
     ours = [records.order_from(o) for o in orders.in_scope(request.context.draft_orders)]
     if not ours:
         return {"cards": []}
@@ -70,6 +71,18 @@ def invoke(
     if actions:
         response["systemActions"] = actions
     return response
+
+
+def _check_limits(request: HookRequest, settings: Settings) -> None:
+    if len(request.context.draft_orders) > settings.max_draft_orders:
+        raise PayloadTooLarge(
+            f"context.draftOrders has more than {settings.max_draft_orders} orders", expression=("context.draftOrders",)
+        )
+    entries = sum(len(v.get("entry") or ()) if isinstance(v, dict) else 0 for v in request.prefetch.values())
+    if entries > settings.max_prefetch_entries:
+        raise PayloadTooLarge(
+            f"prefetch has more than {settings.max_prefetch_entries} entries", expression=("prefetch",)
+        )
 
 
 def situational_queries(record: PatientRecord, ours: list[Order], patient_id: str) -> list[str]:

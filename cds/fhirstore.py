@@ -8,6 +8,7 @@ It answers exactly the interactions this service makes: instance reads (``Patien
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterable
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -30,9 +31,11 @@ _SUPPORTED = {"patient", "subject", "beneficiary", "status", "code", "practition
 def flatten(resources: Iterable[dict]) -> list[dict]:
     """Every resource of some Bundles and resources (transaction, batch, collection or searchset alike)."""
     out: list[dict] = []
-    for resource in resources:
+    pending = deque(resources)
+    while pending:
+        resource = pending.popleft()
         if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
-            out.extend(flatten(bundle_resources(resource)))
+            pending.extendleft(reversed(bundle_resources(resource)))
         elif isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
             out.append(resource)
     return out

@@ -289,11 +289,19 @@ def order_from(resource: dict) -> Order:
 
 
 def _flatten(resources: Iterable[dict]) -> Iterator[dict]:
-    for resource in resources:
+    """Resources, with Bundles (nested ones too) opened; iterative, so no nesting depth can exhaust the stack."""
+    stack = [iter(resources)]
+    while stack:
+        resource = next(stack[-1], None)
+        if resource is None:
+            stack.pop()
+            continue
         if not isinstance(resource, dict):
             continue
         if resource.get("resourceType") == "Bundle":
-            yield from _flatten(e.get("resource") for e in resource.get("entry") or () if isinstance(e, dict))
+            entries = resource.get("entry")
+            if isinstance(entries, list):
+                stack.append(e.get("resource") for e in entries if isinstance(e, dict))
         else:
             yield resource
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -7,6 +8,25 @@ import pytest
 from flask import request
 
 from cds import coverage, create_app, schemas
+from cds.logs import JSONFormatter
+
+# Every log line the service writes during the whole run, as it would reach the log (test_zz_log_scan reads it).
+CAPTURED: list[str] = []
+
+
+class _Capture(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name != "werkzeug":  # the fake EHR servers' own access logs, not ours
+            CAPTURED.append(JSONFormatter().format(record))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def capture_logs():
+    handler = _Capture(level=logging.DEBUG)
+    logging.getLogger().addHandler(handler)
+    yield CAPTURED
+    logging.getLogger().removeHandler(handler)
+
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +47,7 @@ def make_app(tmp_path):
     failures: list[str] = []
 
     def make(**overrides):
-        config = {"DATABASE_URL": f"sqlite:///{tmp_path / 'cds.sqlite3'}", "HOOK_DEADLINE": 3.0}
+        config = {"DATABASE_URL": f"sqlite:///{tmp_path / 'cds.sqlite3'}", "HOOK_DEADLINE": 3.0, "LOG_LEVEL": "DEBUG"}
         config.update(overrides)
         app = create_app(config)
 

@@ -1,0 +1,92 @@
+"""The audit trail CRD found-37 asks for: every hook call and its response, to settle disputes and claims.
+
+Rows hold PHI (the response names the patient's findings), so the database is access-restricted and rows older
+than the configured retention are purged. Card uuids are stored apart so feedback can be joined to its call.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from sqlalchemy import Column, DateTime, Float, Integer, String, Table, Text, delete, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from cds.db import metadata
+
+audit_table = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("hook_instance", String(64), index=True),
+    Column("service_id", String(128), nullable=False),
+    Column("client", String(512)),
+    Column("received_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("status", Integer, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("outcome", Text),  # per order: covered / pa-needed (compact JSON)
+    Column("card_uuids", Text),
+    Column("response", Text),
+)
+
+
+class AuditLog:
+    def __init__(self, engine: Engine, retention_days: int):
+        self._engine = engine
+        self._retention = timedelta(days=retention_days)
+
+    def record(
+        self,
+        *,
+        hook_instance: str | None,
+        service_id: str,
+        client: str | None,
+        status: int,
+        latency_ms: float,
+        response: dict | None,
+    ) -> None:
+        cards = (response or {}).get("cards", []) if status == 200 else []
+        row = {
+            "hook_instance": hook_instance,
+            "service_id": service_id,
+            "client": client,
+            "received_at": datetime.now(UTC),
+            "status": status,
+            "latency_ms": latency_ms,
+            "outcome": orjson.dumps(outcome_summary(response)).decode() if status == 200 else None,
+            "card_uuids": orjson.dumps([c.get("uuid") for c in cards]).decode(),
+            "response": orjson.dumps(response).decode() if response is not None else None,
+        }
+        with self._engine.begin() as conn:
+            conn.execute(audit_table.insert(), row)
+
+    def purge(self) -> int:
+        cutoff = datetime.now(UTC) - self._retention
+        try:
+            with self._engine.begin() as conn:
+                return conn.execute(delete(audit_table).where(audit_table.c.received_at < cutoff)).rowcount
+        except SQLAlchemyError:
+            return 0
+
+    def for_hook_instance(self, hook_instance: str) -> list[dict]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(audit_table).where(audit_table.c.hook_instance == hook_instance))
+            return [dict(r._mapping) for r in rows]
+
+    def for_card(self, card_uuid: str) -> list[dict]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(audit_table).where(audit_table.c.card_uuids.contains(card_uuid)))
+            return [dict(r._mapping) for r in rows]
+
+
+def outcome_summary(response: dict | None) -> dict:
+    """Per order id: the coverage-information codes (no free text)."""
+    summary = {}
+    for action in (response or {}).get("systemActions", ()):
+        resource = action.get("resource") or {}
+        for ext in resource.get("extension") or ():
+            if str(ext.get("url", "")).endswith("ext-coverage-information"):
+                values = {s["url"]: s.get("valueCode") for s in ext.get("extension", ()) if "valueCode" in s}
+                summary[str(resource.get("id"))] = values
+    return summary

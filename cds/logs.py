@@ -1,0 +1,45 @@
+"""Structured logs: one JSON object per line, with the hook call's facts and never its secrets.
+
+Only what an operator needs goes in: event, hookInstance, service, status, latency, payer, card topics, client.
+No tokens, JWTs, names, birth dates or identifiers: those are never passed to a logger in this package, and the
+HTTP library's URL logging (FHIR search URLs carry patient ids) is held at WARNING.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import orjson
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure(level: str, json_lines: bool = True) -> None:
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if getattr(h, "_cds", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler()
+        handler._cds = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    handler.setFormatter(
+        JSONFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    )
+    root.setLevel(level)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def event(logger: logging.Logger, message: str, level: int = logging.INFO, **fields) -> None:
+    logger.log(level, message, extra={"fields": {k: v for k, v in fields.items() if v is not None}})

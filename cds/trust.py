@@ -1,0 +1,266 @@
+"""Trusting CDS clients: verify the JWT every EHR call carries (CDS Hooks 2.0 #trusting-cds-clients).
+
+Checks, in order: a Bearer token of sane size; an asymmetric ``alg`` (``none`` and HMAC are refused); ``typ`` JWT;
+a ``kid``; a known ``iss``; the ``tenant`` when the client has one; the key, from the client's inline JWK Set or
+a ``jku`` on the client's allow-list (cached, refreshed once when a ``kid`` is unknown, rate-limited); then the
+signature, ``aud`` equal to the URL called, ``exp``/``iat`` with a small leeway and a lifetime of at most an hour;
+last, a ``jti`` never seen before within its lifetime. Every failure is :class:`InvalidToken`: the client gets a
+bare 401, the log gets the reason, and nobody gets the token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import jwt
+import requests
+from jwt import PyJWK, PyJWKSet
+
+from cds.errors import CDSError
+
+log = logging.getLogger(__name__)
+
+ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+MAX_TOKEN_BYTES = 8192
+MAX_LIFETIME = 3600  # seconds: "no more than an hour" (cds-hooks.org best practices)
+JWKS_MAX_BYTES = 256 * 1024
+
+
+class InvalidToken(CDSError):
+    """401: the caller is not a trusted client. The response says only "invalid token"."""
+
+    status = 401
+    issue_code = "login"
+
+    def __init__(self, reason: str):
+        super().__init__("invalid token")
+        self.reason = reason  # for the log only
+
+
+class TrustConfigError(ValueError):
+    """The trusted-clients file is unusable; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class TrustedClient:
+    iss: str
+    jwks: PyJWKSet | None = field(default=None, repr=False)
+    jku: tuple[str, ...] = ()
+    tenant: str | None = None
+    fhir_servers: tuple[str, ...] = ()
+
+
+def load_clients(path: str | Path) -> dict[str, TrustedClient]:
+    """Read ``CDS_TRUSTED_CLIENTS`` (JSON or TOML): ``clients = [{iss, jwks | jwks_file, jku, tenant, fhir_servers}]``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except OSError as exc:
+        raise TrustConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    except ValueError as exc:
+        raise TrustConfigError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'} ({exc})") from None
+    entries = data.get("clients") if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise TrustConfigError(f"{path}: needs a non-empty 'clients' list")
+    clients: dict[str, TrustedClient] = {}
+    for i, entry in enumerate(entries):
+        where = f"{path}: clients[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("iss"), str) or not entry["iss"]:
+            raise TrustConfigError(f"{where}: needs an 'iss'")
+        jwks = entry.get("jwks")
+        if "jwks_file" in entry:
+            try:
+                jwks = json.loads((path.parent / entry["jwks_file"]).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise TrustConfigError(f"{where}.jwks_file: cannot be read ({exc})") from None
+        key_set = None
+        if jwks is not None:
+            try:
+                key_set = PyJWKSet.from_dict(jwks)
+            except (jwt.PyJWKSetError, jwt.PyJWKError, jwt.InvalidKeyError, KeyError, TypeError) as exc:
+                raise TrustConfigError(f"{where}.jwks: not a usable JWK Set ({exc})") from None
+            if any(k.key_type == "oct" for k in key_set.keys):
+                raise TrustConfigError(f"{where}.jwks: symmetric keys are not allowed")
+        jku = entry.get("jku", [])
+        jku = (jku,) if isinstance(jku, str) else tuple(jku)
+        if key_set is None and not jku:
+            raise TrustConfigError(f"{where}: needs 'jwks', 'jwks_file' or 'jku'")
+        if any(not u.startswith("https://") and not u.startswith("http://127.0.0.1") for u in jku):
+            raise TrustConfigError(f"{where}.jku: JWKS URLs must be https")
+        servers = entry.get("fhir_servers", [])
+        clients[entry["iss"]] = TrustedClient(
+            iss=entry["iss"],
+            jwks=key_set,
+            jku=jku,
+            tenant=entry.get("tenant"),
+            fhir_servers=tuple(servers),
+        )
+    return clients
+
+
+class ReplayStore(Protocol):
+    """Remembers ``jti`` values until they expire; shared (e.g. Redis) when several instances serve."""
+
+    def first_use(self, key: str, expires_at: float) -> bool:
+        """True if ``key`` was not seen before (and remember it until ``expires_at``), False for a replay."""
+
+
+class MemoryReplayStore:
+    def __init__(self) -> None:
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def first_use(self, key: str, expires_at: float) -> bool:
+        now = time.time()
+        with self._lock:
+            if len(self._seen) > 10_000:
+                self._seen = {k: v for k, v in self._seen.items() if v > now}
+            if self._seen.get(key, 0) > now:
+                return False
+            self._seen[key] = expires_at
+            return True
+
+
+class JWKSCache:
+    """JWK Sets fetched from allow-listed ``jku`` URLs: cached, and refetched once for an unknown ``kid``."""
+
+    def __init__(self, ttl: float = 3600, min_refresh: float = 300, timeout: float = 3.0):
+        self._ttl, self._min_refresh, self._timeout = ttl, min_refresh, timeout
+        self._sets: dict[str, tuple[float, PyJWKSet]] = {}
+        self._lock = threading.Lock()
+
+    def key(self, url: str, kid: str) -> PyJWK:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._sets.get(url)
+        if cached is None or now - cached[0] > self._ttl:
+            cached = self._refresh(url, now)
+        found = _find(cached[1], kid)
+        if found is None and now - cached[0] >= self._min_refresh:
+            found = _find(self._refresh(url, now)[1], kid)  # a rotated key: one refetch, rate-limited
+        if found is None:
+            raise InvalidToken(f"kid not in the JWK Set at {url}")
+        return found
+
+    def _refresh(self, url: str, now: float) -> tuple[float, PyJWKSet]:
+        try:
+            response = requests.get(url, timeout=self._timeout, allow_redirects=False, stream=True)
+            body = response.raw.read(JWKS_MAX_BYTES + 1, decode_content=True)
+            if response.status_code != 200 or len(body) > JWKS_MAX_BYTES:
+                raise InvalidToken(f"JWK Set at {url} answered {response.status_code} or is too large")
+            key_set = PyJWKSet.from_dict(json.loads(body))
+        except (requests.RequestException, ValueError, jwt.PyJWKSetError, jwt.PyJWKError, jwt.InvalidKeyError) as exc:
+            raise InvalidToken(f"JWK Set at {url} could not be fetched ({exc.__class__.__name__})") from None
+        with self._lock:
+            self._sets[url] = (now, key_set)
+        return now, key_set
+
+
+def _find(key_set: PyJWKSet, kid: str) -> PyJWK | None:
+    return next((k for k in key_set.keys if k.key_id == kid), None)
+
+
+class Verifier:
+    def __init__(
+        self,
+        clients: dict[str, TrustedClient],
+        replay: ReplayStore | None = None,
+        jwks: JWKSCache | None = None,
+        leeway: float = 60,
+    ):
+        self.clients = clients
+        self.replay = replay or MemoryReplayStore()
+        self.jwks = jwks or JWKSCache()
+        self.leeway = leeway
+
+    def verify(self, authorization: str | None, audience: str) -> TrustedClient:
+        token = _bearer(authorization)
+        try:
+            header = jwt.get_unverified_header(token)
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"malformed JWT ({exc.__class__.__name__})") from None
+        alg = header.get("alg")
+        if alg not in ALGORITHMS:
+            raise InvalidToken(f"alg {alg!r} is not allowed")
+        if str(header.get("typ", "")).upper() != "JWT":
+            raise InvalidToken("typ is not JWT")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise InvalidToken("no kid")
+        client = self.clients.get(claims.get("iss")) if isinstance(claims.get("iss"), str) else None
+        if client is None:
+            raise InvalidToken("iss is not a trusted client")
+        if client.tenant is not None and claims.get("tenant") != client.tenant:
+            raise InvalidToken("tenant does not match the client's")
+        key = self._key(client, header, kid)
+        if key.algorithm_name and key.algorithm_name != alg:
+            raise InvalidToken(f"alg {alg} does not match the key's {key.algorithm_name}")
+        try:
+            verified = jwt.decode(
+                token,
+                key.key,
+                algorithms=[alg],
+                audience=audience,
+                issuer=client.iss,
+                leeway=self.leeway,
+                options={"require": ["exp", "iat", "jti", "aud", "iss"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"JWT rejected ({exc.__class__.__name__}: {exc})") from None
+        now = time.time()
+        if verified["iat"] > now + self.leeway:
+            raise InvalidToken("iat is in the future")
+        if (
+            verified["exp"] - verified["iat"] > MAX_LIFETIME + self.leeway
+            or verified["exp"] > now + MAX_LIFETIME + self.leeway
+        ):
+            raise InvalidToken("token lifetime exceeds one hour")
+        if not isinstance(verified["jti"], str) or not verified["jti"]:
+            raise InvalidToken("jti is missing")
+        if not self.replay.first_use(f"{client.iss}|{verified['jti']}", verified["exp"] + self.leeway):
+            raise InvalidToken("jti was already used (replay)")
+        return client
+
+    def _key(self, client: TrustedClient, header: dict, kid: str) -> PyJWK:
+        jku = header.get("jku")
+        if jku is not None:
+            if jku not in client.jku:
+                raise InvalidToken("jku is not on the client's allow-list")
+            return self.jwks.key(jku, kid)
+        if client.jwks is not None:
+            found = _find(client.jwks, kid)
+            if found is not None:
+                return found
+        for url in client.jku:
+            with_url = _maybe(self.jwks, url, kid)
+            if with_url is not None:
+                return with_url
+        raise InvalidToken("kid is not one of the client's keys")
+
+
+def _maybe(cache: JWKSCache, url: str, kid: str) -> PyJWK | None:
+    try:
+        return cache.key(url, kid)
+    except InvalidToken:
+        return None
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise InvalidToken("no Authorization header")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("Authorization is not a Bearer token")
+    token = token.strip()
+    if len(token) > MAX_TOKEN_BYTES:
+        raise InvalidToken("token too large")
+    return token

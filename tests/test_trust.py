@@ -1,0 +1,361 @@
+"""JWT trust, the FHIR-server allow-list, audit, CORS and request limits, through HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import orjson
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from pytest_httpserver import HTTPServer
+
+from cds.audit import audit_table
+
+from .secrets import remember
+from .support import ORDER_SIGN, full_prefetch, hook_request, service_request
+
+ISS = "https://ehr.example.org"
+KID_EC, KID_RSA = "ec-key-1", "rsa-key-1"
+EC_KEY = ec.generate_private_key(ec.SECP384R1())
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+OTHER_EC_KEY = ec.generate_private_key(ec.SECP384R1())
+
+
+def jwk(private_key, kid: str, alg: str) -> dict:
+    data = json.loads(jwt.algorithms.get_default_algorithms()[alg].to_jwk(private_key.public_key()))
+    return data | {"kid": kid, "alg": alg, "use": "sig"}
+
+
+JWKS = {"keys": [jwk(EC_KEY, KID_EC, "ES384"), jwk(RSA_KEY, KID_RSA, "RS384")]}
+
+
+@pytest.fixture
+def clients_file(tmp_path, realdata, ehr):
+    """Two trusted clients: ours with inline keys and one allowed FHIR server, and the CDS Hooks sandbox by file."""
+    (tmp_path / "sandbox-jwks.json").write_text((realdata / "cds-hooks-sandbox" / "jwks.json").read_text())
+    config = {
+        "clients": [
+            {"iss": ISS, "jwks": JWKS, "jku": [ehr.url_for("/jwks.json")], "fhir_servers": [ehr.url_for("/fhir")]},
+            {"iss": "https://sandbox.cds-hooks.org", "jwks_file": "sandbox-jwks.json"},
+            {"iss": "https://tenant.example.org", "jwks": JWKS, "tenant": "hospital-a"},
+        ]
+    }
+    path = tmp_path / "clients.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.fixture
+def trusted(make_app, clients_file):
+    return make_app(TRUSTED_CLIENTS=str(clients_file)).test_client()
+
+
+def url(path: str) -> str:
+    return f"http://localhost{path}"
+
+
+def token(
+    *,
+    key=EC_KEY,
+    alg="ES384",
+    kid=KID_EC,
+    aud=None,
+    iss=ISS,
+    exp_in=300,
+    iat_shift=0,
+    jti=None,
+    extra_headers=None,
+    drop=(),
+    **claims,
+) -> str:
+    now = int(time.time())
+    payload = {
+        "iss": iss,
+        "aud": aud or url(f"/cds-services/{ORDER_SIGN}"),
+        "exp": now + exp_in,
+        "iat": now + iat_shift,
+        "jti": jti or str(uuid.uuid4()),
+    } | claims
+    for name in drop:
+        payload.pop(name)
+    headers = {"kid": kid, "typ": "JWT"} | (extra_headers or {})
+    return remember(jwt.encode(payload, key, algorithm=alg, headers=headers))
+
+
+def call(client, auth: str | None, path=f"/cds-services/{ORDER_SIGN}", body=None):
+    headers = {"Authorization": auth} if auth is not None else {}
+    body = body if body is not None else hook_request(orders=[service_request(code="80053")])
+    return client.post(path, data=orjson.dumps(body), content_type="application/json", headers=headers)
+
+
+def unsigned(alg: str = "none") -> str:
+    def seg(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{seg({'alg': alg, 'typ': 'JWT', 'kid': KID_EC})}.{seg({'iss': ISS, 'aud': url('/cds-services/' + ORDER_SIGN), 'exp': int(time.time()) + 300, 'iat': int(time.time()), 'jti': 'x'})}."
+
+
+def hs256_with_public_key() -> str:
+    pem = EC_KEY.public_key().public_bytes(
+        encoding=__import__("cryptography").hazmat.primitives.serialization.Encoding.PEM,
+        format=__import__("cryptography").hazmat.primitives.serialization.PublicFormat.SubjectPublicKeyInfo,
+    )
+    header = {"alg": "HS256", "typ": "JWT", "kid": KID_EC}
+    payload = {
+        "iss": ISS,
+        "aud": url(f"/cds-services/{ORDER_SIGN}"),
+        "exp": int(time.time()) + 300,
+        "iat": int(time.time()),
+        "jti": "h",
+    }
+    import hashlib
+    import hmac
+
+    def seg(data: dict) -> bytes:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=")
+
+    signing = seg(header) + b"." + seg(payload)
+    signature = base64.urlsafe_b64encode(hmac.new(pem, signing, hashlib.sha256).digest()).rstrip(b"=")
+    return (signing + b"." + signature).decode()
+
+
+def tampered() -> str:
+    head, payload, sig = token().split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["iss"] = ISS  # same issuer, changed audience: the signature no longer covers it
+    claims["aud"] = "https://attacker.example/cds-services"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{head}.{forged}.{sig}"
+
+
+BAD_TOKENS = {
+    "missing": lambda: None,
+    "not-bearer": lambda: "Basic dXNlcjpwYXNz",
+    "empty-bearer": lambda: "Bearer ",
+    "malformed": lambda: "Bearer abc.def",
+    "alg-none": lambda: "Bearer " + unsigned("none"),
+    "hs256-public-key-as-secret": lambda: "Bearer " + hs256_with_public_key(),
+    "wrong-key": lambda: "Bearer " + token(key=OTHER_EC_KEY),
+    "unknown-kid": lambda: "Bearer " + token(kid="nope"),
+    "expired": lambda: "Bearer " + token(exp_in=-300, iat_shift=-600),
+    "future-iat": lambda: "Bearer " + token(iat_shift=600, exp_in=900),
+    "wrong-aud": lambda: "Bearer " + token(aud=url("/cds-services/other")),
+    "wrong-iss": lambda: "Bearer " + token(iss="https://stranger.example.org"),
+    "jku-not-allowed": lambda: "Bearer " + token(extra_headers={"jku": "https://evil.example.org/jwks.json"}),
+    "tenant-mismatch": lambda: "Bearer " + token(iss="https://tenant.example.org", tenant="hospital-b"),
+    "tenant-missing": lambda: "Bearer " + token(iss="https://tenant.example.org"),
+    "tampered-payload": lambda: "Bearer " + tampered(),
+    "oversize": lambda: "Bearer " + token(padding="x" * 9000),
+    "no-jti": lambda: "Bearer " + token(drop=("jti",)),
+    "no-exp": lambda: "Bearer " + token(drop=("exp",)),
+    "lifetime-over-an-hour": lambda: "Bearer " + token(exp_in=7200),
+    "typ-not-jwt": lambda: "Bearer " + token(extra_headers={"typ": "at+jwt"}),
+    "alg-does-not-match-key": lambda: "Bearer " + token(key=RSA_KEY, alg="RS384", kid=KID_EC),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_TOKENS))
+def test_bad_tokens_are_401_with_no_detail(trusted, name, caplog):
+    auth = BAD_TOKENS[name]()
+    with caplog.at_level(logging.WARNING):
+        response = call(trusted, auth)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    body = response.get_json()
+    assert body["resourceType"] == "OperationOutcome"
+    assert [i["diagnostics"] for i in body["issue"]] == ["invalid token"]
+    failures = [
+        getattr(r, "fields", {}) for r in caplog.records if getattr(r, "fields", {}).get("event") == "auth-failed"
+    ]
+    assert failures and failures[0]["reason"], "the reason goes to the log"
+    logged = caplog.text + json.dumps(failures)
+    if auth and " " in auth and auth.split(" ", 1)[1]:
+        assert auth.split(" ", 1)[1] not in logged
+
+
+def test_a_replayed_jti_is_refused(trusted):
+    once = "Bearer " + token()
+    assert call(trusted, once).status_code == 200
+    assert call(trusted, once).status_code == 401
+
+
+@pytest.mark.parametrize(("key", "alg", "kid"), [(EC_KEY, "ES384", KID_EC), (RSA_KEY, "RS384", KID_RSA)])
+def test_valid_es384_and_rs384_tokens_are_accepted(trusted, key, alg, kid):
+    response = call(trusted, "Bearer " + token(key=key, alg=alg, kid=kid))
+    assert response.status_code == 200
+    assert response.get_json() == {"cards": []}
+
+
+def test_every_endpoint_needs_a_token_but_health(trusted):
+    assert trusted.get("/cds-services").status_code == 401
+    good = "Bearer " + token(aud=url("/cds-services"))
+    assert trusted.get("/cds-services", headers={"Authorization": good}).status_code == 200
+    feedback = {"feedback": [{"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-11-27T10:00:00Z"}]}
+    path = f"/cds-services/{ORDER_SIGN}/feedback"
+    assert call(trusted, None, path, feedback).status_code == 401
+    assert call(trusted, "Bearer " + token(aud=url(path)), path, feedback).status_code == 200
+    assert trusted.get("/healthz").status_code == 200
+
+
+def test_the_public_base_url_sets_the_audience(make_app, clients_file):
+    client = make_app(TRUSTED_CLIENTS=str(clients_file), PUBLIC_BASE_URL="https://cds.example.org/").test_client()
+    assert call(client, "Bearer " + token()).status_code == 401
+    ok = token(aud=f"https://cds.example.org/cds-services/{ORDER_SIGN}")
+    assert call(client, "Bearer " + ok).status_code == 200
+
+
+def test_keys_from_an_allowed_jku_are_fetched_and_rotated(trusted, ehr):
+    rotated = ec.generate_private_key(ec.SECP384R1())
+    ehr.expect_request("/jwks.json").respond_with_json({"keys": [jwk(rotated, "rotated-1", "ES384")]})
+    jku = ehr.url_for("/jwks.json")
+    response = call(trusted, "Bearer " + token(key=rotated, kid="rotated-1", extra_headers={"jku": jku}))
+    assert response.status_code == 200
+    assert [r.path for r, _ in ehr.log] == ["/jwks.json"]
+    call(trusted, "Bearer " + token(key=rotated, kid="rotated-1", extra_headers={"jku": jku}))
+    assert len(ehr.log) == 1, "the JWK Set is cached"
+
+
+def test_the_sandbox_public_key_loads_as_a_client_key(trusted):
+    # Signed with our own key under the sandbox's kid: the configured sandbox key must reject the signature.
+    forged = token(iss="https://sandbox.cds-hooks.org", kid="44823f3d-0b01-4a6c-a80e-b9d3e8a7226f")
+    assert call(trusted, "Bearer " + forged).status_code == 401
+
+
+def test_bad_trusted_clients_file_stops_the_service(tmp_path, make_app):
+    from cds.trust import TrustConfigError
+
+    bad = tmp_path / "clients.json"
+    bad.write_text(json.dumps({"clients": [{"iss": "x", "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}}]}))
+    with pytest.raises(TrustConfigError, match="clients\\[0\\]"):
+        make_app(TRUSTED_CLIENTS=str(bad))
+    toml = tmp_path / "clients.toml"
+    toml.write_text('[[clients]]\niss = "https://ehr.example.org"\njku = ["https://ehr.example.org/jwks.json"]\n')
+    assert make_app(TRUSTED_CLIENTS=str(toml)) is not None
+
+
+# ---- FHIR server allow-list ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stranger():
+    """A second FHIR server that must never be contacted."""
+    server = HTTPServer(host="127.0.0.1", port=0)
+    server.start()
+    server.expect_request("/fhir/Patient/pat-1").respond_with_json({"resourceType": "Patient", "id": "pat-1"})
+    yield server
+    server.clear()
+    server.stop()
+
+
+def test_a_trusted_client_cannot_send_us_to_another_fhir_server(trusted, stranger):
+    body = hook_request(fhir_server=stranger.url_for("/fhir"))
+    response = call(trusted, "Bearer " + token(), body=body)
+    assert response.status_code == 412
+    assert "allow-list" in response.get_json()["issue"][0]["diagnostics"]
+    assert stranger.log == []
+
+
+def test_without_trust_the_configured_allow_list_applies(make_app, stranger):
+    client = make_app(FHIR_ALLOWED_SERVERS=["https://ehr.example.org/fhir"]).test_client()
+    response = call(client, None, body=hook_request(fhir_server=stranger.url_for("/fhir")))
+    assert response.status_code == 412 and stranger.log == []
+
+
+def test_a_trusted_clients_own_server_is_used(trusted, ehr):
+    ehr.expect_request("/fhir/Patient/pat-1").respond_with_json({"resourceType": "Patient", "id": "pat-1"})
+    data = full_prefetch()
+    del data["patient"]
+    response = call(trusted, "Bearer " + token(), body=hook_request(prefetch=data, fhir_server=ehr.url_for("/fhir")))
+    assert response.status_code == 200
+    assert [r.path for r, _ in ehr.log] == ["/fhir/Patient/pat-1"]
+
+
+# ---- audit, CORS, limits --------------------------------------------------------------------------------------
+
+
+def audit_rows(app) -> list[dict]:
+    with app.extensions["cds.engine"].connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(audit_table.select().order_by(audit_table.c.id))]
+
+
+def test_every_hook_call_is_audited(make_app, clients_file):
+    app = make_app(TRUSTED_CLIENTS=str(clients_file))
+    client = app.test_client()
+    body = hook_request(prefetch=full_prefetch())
+    ok = call(client, "Bearer " + token(), body=body)
+    assert ok.status_code == 200
+    bad = call(client, "Bearer " + token(), body={"hook": "order-sign"})
+    assert bad.status_code == 400
+    denied = call(client, None, body=body)
+    assert denied.status_code == 401
+    rows = audit_rows(app)
+    assert [r["status"] for r in rows] == [200, 400, 401]
+    first = rows[0]
+    assert first["hook_instance"] == body["hookInstance"] and first["client"] == ISS
+    assert json.loads(first["card_uuids"]) == [c["uuid"] for c in ok.get_json()["cards"]]
+    assert json.loads(first["response"]) == ok.get_json()
+    assert app.extensions["cds.audit"].for_card(ok.get_json()["cards"][0]["uuid"])[0]["id"] == first["id"]
+
+
+def test_old_audit_rows_are_purged(make_app):
+    app = make_app(AUDIT_RETENTION_DAYS=30)
+    call(app.test_client(), None, body=hook_request(prefetch=full_prefetch()))
+    with app.extensions["cds.engine"].begin() as conn:
+        conn.execute(audit_table.update().values(received_at=datetime.now(UTC) - timedelta(days=31)))
+    call(app.test_client(), None, body=hook_request(prefetch=full_prefetch()))
+    assert app.extensions["cds.audit"].purge() == 1
+    assert len(audit_rows(app)) == 1
+
+
+def test_cors_for_browser_clients(make_app, clients_file):
+    client = make_app(TRUSTED_CLIENTS=str(clients_file), CORS_ORIGINS=["https://sandbox.cds-hooks.org"]).test_client()
+    preflight = client.options(
+        f"/cds-services/{ORDER_SIGN}",
+        headers={"Origin": "https://sandbox.cds-hooks.org", "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.status_code == 200, "a preflight carries no token and must not be refused"
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://sandbox.cds-hooks.org"
+    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+    other = client.options("/cds-services", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    denied = client.get("/cds-services", headers={"Origin": "https://sandbox.cds-hooks.org"})
+    assert (
+        denied.status_code == 401 and denied.headers["Access-Control-Allow-Origin"] == "https://sandbox.cds-hooks.org"
+    )
+
+
+def test_too_many_draft_orders_is_413(client):
+    orders = [service_request(id=f"o{i}", code="80053") for i in range(51)]
+    response = call(client, None, body=hook_request(orders=orders))
+    assert response.status_code == 413
+    assert response.get_json()["issue"][0]["expression"] == ["context.draftOrders"]
+
+
+def test_too_many_prefetch_entries_is_413(make_app):
+    client = make_app(MAX_PREFETCH_ENTRIES=10).test_client()
+    data = full_prefetch()
+    data["conditions"] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": {"resourceType": "Condition"}}] * 11,
+    }
+    assert call(client, None, body=hook_request(prefetch=data)).status_code == 413
+
+
+def test_absurd_nesting_is_400_and_deep_bundles_are_harmless(client):
+    deep = "[" * 5000 + "]" * 5000
+    response = client.post(f"/cds-services/{ORDER_SIGN}", data=deep, content_type="application/json")
+    assert response.status_code == 400
+    nested: dict = {"resourceType": "Condition", "id": "c"}
+    for _ in range(150):
+        nested = {"resourceType": "Bundle", "entry": [{"resource": nested}]}
+    data = full_prefetch()
+    data["conditions"] = nested
+    raw = json.dumps(hook_request(prefetch=data))  # deeper than orjson writes; the service reads up to 1024 levels
+    assert client.post(f"/cds-services/{ORDER_SIGN}", data=raw, content_type="application/json").status_code == 200
