@@ -104,7 +104,13 @@ def assertion_id(fhir_server: str | None, patient_id: str, route: payers.Route, 
 
 
 def decide(
-    route: payers.Route, findings: list[Finding], order: Order, group: str, as_of: date, assertion: str
+    route: payers.Route,
+    findings: list[Finding],
+    order: Order,
+    group: str,
+    as_of: date,
+    assertion: str,
+    late: frozenset[str] = frozenset(),
 ) -> CoverageInformation:
     """The coverage information for one order; ``group`` is the indication group ("pain" or "neuromuscular")."""
     coverage_ref = (
@@ -119,6 +125,10 @@ def decide(
     if route.outcome == payers.NO_ACTIVE_COVERAGE:
         info.covered = "not-covered"
         info.reasons = [_reason("The patient has no active Coverage", "no-active-coverage")]
+        return info
+    if route.outcome == payers.TECHNICAL:
+        info.pa_needed = "indeterminate"
+        info.reasons = [_reason("The EHR's FHIR server did not return the patient's coverage in time", "technical")]
         return info
     if route.outcome == payers.AMBIGUOUS:
         info.pa_needed = "indeterminate"
@@ -138,6 +148,13 @@ def decide(
         info.reasons = [_reason(f"Payer {route.payer_name or '(unnamed)'} {why}; coverage cannot be determined")]
         return info
 
+    if late:
+        info.pa_needed = "indeterminate"
+        info.reasons = [
+            _reason(f"The EHR's FHIR server did not answer in time ({', '.join(sorted(late))})", "technical")
+        ]
+        info.details = [_policy_detail(route, route.version.coverage[group])]
+        return info
     version = route.version
     stance = version.coverage[group]
     open_items = [f for f in findings if f.needs_action and f.criterion not in BILLING_CRITERIA]

@@ -58,14 +58,15 @@ def invoke(
     policy_set = policy_set or policies.load()
     built: list[tuple[str, dict]] = []
     actions: list[dict] = []
+    late = data.late
     for order in ours:
-        route = payers.route(record, order, policy_set, as_of)
-        findings = rules.evaluate(record, order, route.version.ruleset(), as_of)
+        route = payers.route(record, order, policy_set, as_of, coverage_late="coverage" in late)
+        findings = rules.without_late_data(rules.evaluate(record, order, route.version.ruleset(), as_of), late)
         group = rules.indication_group(record, order.authored or as_of)
         built += cards.build(findings, _context(svc, request, route, order, as_of, group))
         if not svc.information_only and request.configuration.get("coverage-info", True):
             assertion = coverage.assertion_id(request.fhir_server, request.context.patient_id, route, as_of)
-            info = coverage.decide(route, findings, order, group, as_of, assertion)
+            info = coverage.decide(route, findings, order, group, as_of, assertion, late)
             actions.append(coverage.system_action(order, info, route.payer_name or route.plan.payer))
     response: dict = {"cards": configured(built, request)}
     if actions:

@@ -24,6 +24,15 @@ from cds.errors import (
 )
 
 CHUNK = 64 * 1024
+MAX_RETRY_WAIT = 1.0  # seconds we will wait on a 429's Retry-After within one hook call
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (the HTTP-date form is too coarse for a hook call and is not waited on)."""
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 class Deadline:
@@ -124,7 +133,7 @@ class FHIRClient:
                 raise FHIRResponseError(f"a page of the {label} search is not a Bundle")
         return resources
 
-    def _fetch(self, url: str, label: str, *, missing_ok: bool) -> dict | None:
+    def _fetch(self, url: str, label: str, *, missing_ok: bool, retried: bool = False) -> dict | None:
         remaining = self._deadline.remaining()
         if remaining <= 0:
             raise FHIRTimeout(f"the hook deadline passed before the {label} query")
@@ -146,6 +155,12 @@ class FHIRClient:
                 raise FHIRAuthError(f"the FHIR server refused the {label} query ({status})")
             if status in (404, 410) and missing_ok:
                 return None
+            if status == 429 and not retried:
+                wait = _retry_after(response.headers.get("Retry-After"))
+                if wait is not None and wait <= min(MAX_RETRY_WAIT, self._deadline.remaining() - 0.2):
+                    response.close()
+                    time.sleep(wait)  # the server asked for a short pause and the deadline allows it: one retry
+                    return self._fetch(url, label, missing_ok=missing_ok, retried=True)
             if status == 429 or status >= 500:
                 raise FHIRUnavailable(f"the FHIR server failed the {label} query ({status})")
             if 300 <= status < 400:

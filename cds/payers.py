@@ -21,6 +21,7 @@ NO_COVERAGE = "no-coverage"  # no Coverage at all
 NO_ACTIVE_COVERAGE = "no-active-coverage"  # Coverage exists, none active
 AMBIGUOUS = "ambiguous"  # several active coverages and the order names none
 NOT_IN_FORCE = "not-in-force"  # the payer's policy has no version in force on the date
+TECHNICAL = "technical"  # the Coverage could not be read in time
 
 SOPT_ALIASES = {
     "urn:oid:2.16.840.1.113883.3.221.5": "https://nahdo.org/sopt",
@@ -41,9 +42,11 @@ class Route:
         return self.outcome == MATCHED
 
 
-def route(record: PatientRecord, order: Order, policies: PolicySet, as_of: date) -> Route:
+def route(record: PatientRecord, order: Order, policies: PolicySet, as_of: date, coverage_late: bool = False) -> Route:
     default = policies.default
     fallback = default.version_at(as_of) or default.current()
+    if coverage_late:
+        return Route(TECHNICAL, default, fallback)
 
     coverage, outcome = _coverage(record, order)
     if coverage is None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from cds.config import Settings
-from cds.errors import DataUnobtainable, FHIRError
+from cds.errors import DataUnobtainable, FHIRError, FHIRTimeout
 from cds.fhirclient import Deadline, FHIRClient, bundle_resources, next_link
 from cds.hooks import HookRequest
 from cds.services import CdsService, PrefetchTemplate
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 _TOKEN = re.compile(r"\{\{([A-Za-z.]+)\}\}")
 
 # How each key's data came to us, for the audit trail and for testers.
-FROM_PREFETCH, FROM_NULL, FETCHED, SKIPPED, FAILED = "prefetch", "null", "fetched", "skipped", "failed"
+FROM_PREFETCH, FROM_NULL, FETCHED, SKIPPED, FAILED, LATE = "prefetch", "null", "fetched", "skipped", "failed", "late"
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,11 @@ class ResolvedData:
     def all(self) -> Iterator[dict]:
         for items in self.resources.values():
             yield from items
+
+    @property
+    def late(self) -> frozenset[str]:
+        """Keys the FHIR server did not answer before the hook deadline: the answer is partial for them."""
+        return frozenset(k for k, v in self.origin.items() if v == LATE)
 
 
 def render(template: str, tokens: dict[str, str]) -> str | None:
@@ -130,15 +135,16 @@ def fetch_situational(
 
 
 def _fetch_all(request, settings, client_factory, deadline, to_fetch, to_page, resources, origin) -> None:
-    failures: list[tuple[PrefetchTemplate, str]] = []
+    """Fetch what prefetch lacked. Slowness (the deadline) gives a partial answer; any other failure a 412."""
+    failures: list[tuple[PrefetchTemplate, FHIRError]] = []
     if not request.fhir_server:
-        failures = [(t, "the request has no fhirServer to fetch it from") for t, _ in [*to_fetch, *to_page]]
+        failures = [(t, FHIRError("the request has no fhirServer to fetch it from")) for t, _ in [*to_fetch, *to_page]]
     else:
         token = request.fhir_authorization.access_token if request.fhir_authorization else None
         try:
             client = client_factory(request.fhir_server, token, settings, deadline)
         except FHIRError as exc:
-            failures = [(t, exc.diagnostics) for t, _ in [*to_fetch, *to_page]]
+            failures = [(t, exc) for t, _ in [*to_fetch, *to_page]]
         else:
             jobs: list[tuple[PrefetchTemplate, Callable[[], list[dict]]]] = [
                 (t, lambda q=q: client.get(q)) for t, q in to_fetch
@@ -152,16 +158,16 @@ def _fetch_all(request, settings, client_factory, deadline, to_fetch, to_page, r
                             resources[template.key] = future.result()
                             origin[template.key] = FETCHED
                         except FHIRError as exc:
-                            failures.append((template, exc.diagnostics))
+                            failures.append((template, exc))
             finally:
                 client.close()
 
     required = []
-    for template, why in failures:
-        origin[template.key] = FAILED
+    for template, exc in failures:
+        origin[template.key] = LATE if isinstance(exc, FHIRTimeout) else FAILED
         resources[template.key] = []
-        log.warning("prefetch key %s unobtainable: %s", template.key, why)
+        log.warning("prefetch key %s unobtainable: %s", template.key, exc.diagnostics)
         if template.required:
-            required.append((template.key, why))
-    if required:
-        raise DataUnobtainable(required)
+            required.append((template, exc))
+    if any(not isinstance(exc, FHIRTimeout) for _, exc in required):
+        raise DataUnobtainable([(t.key, exc.diagnostics) for t, exc in required])

@@ -31,6 +31,39 @@ CRITERIA: dict[str, Callable[[Evaluation, Criterion], Finding]] = {
 }
 
 
+# The prefetch keys each criterion reads: when one arrived late, the criterion cannot be judged.
+READS: dict[str, frozenset[str]] = {
+    "indication": frozenset({"conditions"}),
+    "substance-use": frozenset({"conditions"}),
+    "chronicity": frozenset({"conditions"}),
+    "physical-therapy": frozenset({"procedures"}),
+    "medication-trial": frozenset({"medicationRequests", "medicationStatements"}),
+    "stimulation-trial": frozenset({"procedures"}),
+    "psych-evaluation": frozenset({"procedures"}),
+    "objective-pathology": frozenset({"procedures"}),
+    "diagnostic-block": frozenset({"procedures"}),
+    "co-surgeon-modifier": frozenset({"practitionerRoles"}),
+    "assistant-surgeon": frozenset({"practitionerRoles"}),
+}
+
+
+def without_late_data(findings: list[Finding], late: frozenset[str]) -> list[Finding]:
+    """Findings that read data the FHIR server did not deliver in time become ``unknown``: never a false not-met."""
+    out = []
+    for f in findings:
+        missing = sorted(READS.get(f.criterion, frozenset()) & late)
+        if missing:
+            f = replace(
+                f,
+                status=Status.UNKNOWN,
+                evidence=(),
+                order_modifiers=None,
+                reason=f"the EHR's FHIR server did not answer in time ({', '.join(missing)})",
+            )
+        out.append(f)
+    return out
+
+
 def evaluate(record: PatientRecord, order: Order, ruleset: RuleSet, as_of: date) -> list[Finding]:
     """Every criterion of ``ruleset`` for ``order``, in the policy's order, each tagged with its source."""
     ev = Evaluation(record, order, ruleset, as_of)
@@ -49,4 +82,15 @@ def evaluate(record: PatientRecord, order: Order, ruleset: RuleSet, as_of: date)
     return findings
 
 
-__all__ = ["CRITERIA", "Evidence", "Finding", "RuleSet", "Status", "default_ruleset", "evaluate", "indication_group"]
+__all__ = [
+    "CRITERIA",
+    "READS",
+    "Evidence",
+    "Finding",
+    "RuleSet",
+    "Status",
+    "default_ruleset",
+    "evaluate",
+    "indication_group",
+    "without_late_data",
+]
