@@ -14,7 +14,7 @@ import orjson
 from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds import engine, feedback, logs
+from cds import engine, feedback, logs, metrics
 from cds.errors import MalformedJSON, UnsupportedMediaType
 from cds.services import discovery_document
 from cds.trust import InvalidToken
@@ -81,6 +81,7 @@ def around(response: Response) -> Response:
             response.headers.add("Vary", "Origin")
     if request.method == "POST" and request.endpoint == "cds.call_service":
         _audit(response)
+    metrics.REQUESTS.labels(request.endpoint or "unknown", str(response.status_code)).inc()
     return response
 
 
@@ -106,6 +107,8 @@ def _audit(response: Response) -> None:
         )
     except SQLAlchemyError:
         log.error("audit write failed for a hook call; the answer was still sent")
+    if response.status_code == 200:
+        metrics.observe_hook(service_id[:128], latency / 1000, cards)
     logs.event(
         log,
         "hook call",

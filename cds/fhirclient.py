@@ -14,9 +14,11 @@ from urllib.parse import urljoin, urlsplit
 import orjson
 import requests
 
+from cds import metrics
 from cds.config import Settings
 from cds.errors import (
     FHIRAuthError,
+    FHIRError,
     FHIRNotAllowed,
     FHIRResponseError,
     FHIRTimeout,
@@ -141,6 +143,16 @@ class FHIRClient:
             min(self._settings.fhir_connect_timeout, remaining),
             min(self._settings.fhir_read_timeout, remaining),
         )
+        started = time.perf_counter()
+        try:
+            return self._fetch_once(url, label, timeout, missing_ok=missing_ok, retried=retried)
+        except FHIRError as exc:
+            metrics.FHIR_ERRORS.labels(label, type(exc).__name__).inc()
+            raise
+        finally:
+            metrics.FHIR_LATENCY.labels(label).observe(time.perf_counter() - started)
+
+    def _fetch_once(self, url: str, label: str, timeout, *, missing_ok: bool, retried: bool) -> dict | None:
         try:
             response = self._session.get(
                 url, headers=self._headers, timeout=timeout, stream=True, allow_redirects=False

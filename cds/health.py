@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app
 from sqlalchemy.exc import SQLAlchemyError
 
+from cds import metrics
 from cds.api import json_response
 from cds.db import ping
 from cds.errors import ServiceUnavailable
@@ -16,6 +17,13 @@ bp = Blueprint("health", __name__)
 def live() -> Response:
     """The process answers: restart it if this fails."""
     return json_response({"status": "pass"})
+
+
+@bp.get("/metrics")
+def prometheus() -> Response:
+    """Prometheus exposition; no JWT (scrapers do not carry one): keep it on the internal network."""
+    body, content_type = metrics.exposition()
+    return Response(body, 200, content_type=content_type)
 
 
 @bp.get("/readyz")

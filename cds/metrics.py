@@ -1,0 +1,64 @@
+"""Prometheus metrics: requests, hook latency per service, FHIR fetch latency and errors, cards by topic, and the
+CRD metric "% of responses under 5 seconds" (CRD metrics.html, metric 6).
+
+Per process by default; under gunicorn set ``PROMETHEUS_MULTIPROC_DIR`` to an empty folder and ``/metrics``
+aggregates every worker (the under-5-seconds share is then derived in PromQL from the two counters).
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+CRD_TARGET_SECONDS = 5.0
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+REQUESTS = Counter("cds_requests_total", "HTTP requests by endpoint and status", ["endpoint", "status"])
+HOOK_LATENCY = Histogram("cds_hook_latency_seconds", "Hook call latency by service", ["service"], buckets=_BUCKETS)
+HOOK_RESPONSES = Counter("cds_hook_responses_total", "Hook calls answered", ["service"])
+HOOK_IN_TIME = Counter("cds_hook_responses_under_5s_total", "Hook calls answered in under 5 seconds", ["service"])
+FHIR_LATENCY = Histogram(
+    "cds_fhir_fetch_seconds", "FHIR server request latency by resource type", ["resource"], buckets=_BUCKETS
+)
+FHIR_ERRORS = Counter(
+    "cds_fhir_fetch_errors_total", "FHIR server failures by resource type and kind", ["resource", "kind"]
+)
+CARDS = Counter("cds_cards_total", "Cards returned by topic and indicator", ["topic", "indicator"])
+
+
+def _share_in_time() -> float:
+    total = sum(s.value for m in HOOK_RESPONSES.collect() for s in m.samples if s.name.endswith("_total"))
+    in_time = sum(s.value for m in HOOK_IN_TIME.collect() for s in m.samples if s.name.endswith("_total"))
+    return 100.0 * in_time / total if total else 100.0
+
+
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    Gauge("cds_crd_responses_under_5s_percent", "CRD metric 6: share of hook calls answered in under 5 s").set_function(
+        _share_in_time
+    )
+
+
+def observe_hook(service: str, seconds: float, cards: list[dict]) -> None:
+    HOOK_LATENCY.labels(service).observe(seconds)
+    HOOK_RESPONSES.labels(service).inc()
+    if seconds < CRD_TARGET_SECONDS:
+        HOOK_IN_TIME.labels(service).inc()
+    for card in cards:
+        CARDS.labels(card.get("source", {}).get("topic", {}).get("code", ""), card.get("indicator", "")).inc()
+
+
+def exposition() -> tuple[bytes, str]:
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
