@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: install run test lint format clean
+.PHONY: install run test lint format clean fuzz load bench
 
 install: $(STAMP)
 
@@ -29,6 +29,15 @@ format: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=500 $(BIN)/python -m pytest -q tests/test_fuzz.py -m "slow or not slow"
+
+load: $(STAMP)
+	LOAD_REQUESTS=5000 $(BIN)/python -m pytest -q tests/test_load.py -m "slow or not slow"
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -14,7 +14,7 @@ import orjson
 from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds import engine, feedback, logs, metrics
+from cds import engine, feedback, logs, metrics, openapi
 from cds.errors import MalformedJSON, UnsupportedMediaType
 from cds.services import discovery_document
 from cds.trust import InvalidToken
@@ -126,6 +126,11 @@ def _audit(response: Response) -> None:
 @bp.get("/cds-services")
 def discovery() -> Response:
     return json_response(_DISCOVERY)
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    return json_response(openapi.document())
 
 
 @bp.post("/cds-services/<service_id>")

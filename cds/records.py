@@ -236,7 +236,7 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
         if rtype == "Medication" and isinstance(resource.get("id"), str):
             medications[resource["id"]] = resource
             continue
-        if rtype not in MODELS or rtype == "ServiceRequest":
+        if not isinstance(rtype, str) or rtype not in MODELS or rtype == "ServiceRequest":
             continue
         rid = resource.get("id")
         if not isinstance(rid, str):

@@ -1,0 +1,141 @@
+"""Fuzzing: schemathesis against the live app from /openapi.json, and hypothesis properties of the data path.
+
+Bounded here so the suite stays fast; `make fuzz` runs the same with many more examples (FUZZ_EXAMPLES).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cds import create_app, hooks, prefetch, records
+from cds.config import Settings
+from cds.errors import CDSError
+from cds.services import SERVICES
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
+_app = create_app(
+    {"DATABASE_URL": "sqlite:///:memory:", "HOOK_DEADLINE": 0.5, "FHIR_ALLOWED_SERVERS": ["http://127.0.0.1:9"]}
+)
+schema = schemathesis.openapi.from_wsgi("/openapi.json", _app)
+
+
+def test_openapi_document_is_served_and_names_every_endpoint():
+    document = _app.test_client().get("/openapi.json").get_json()
+    assert document["openapi"].startswith("3.1")
+    assert {"/cds-services", "/cds-services/{service_id}", "/cds-services/{service_id}/feedback"} <= set(
+        document["paths"]
+    )
+
+
+@schema.parametrize()
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_input_gives_a_server_error(case):
+    response = case.call()
+    assert response.status_code < 500, f"{case.method} {case.path} -> {response.status_code}: {response.text[:300]}"
+    if response.status_code >= 400:
+        assert response.json()["resourceType"] == "OperationOutcome"
+
+
+# ---- properties of the data path ---------------------------------------------------------------------------
+
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
+json_values = st.recursive(
+    json_leaf,
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=10), kids, max_size=4),
+    max_leaves=20,
+)
+resource_types = st.sampled_from(
+    [
+        "Condition",
+        "Procedure",
+        "MedicationRequest",
+        "MedicationStatement",
+        "Observation",
+        "Coverage",
+        "Organization",
+        "Practitioner",
+        "PractitionerRole",
+        "Patient",
+        "Bundle",
+        "Encounter",
+    ]
+)
+fields = st.sampled_from(
+    [
+        "id",
+        "code",
+        "status",
+        "subject",
+        "onsetDateTime",
+        "performedPeriod",
+        "performedDateTime",
+        "clinicalStatus",
+        "medicationCodeableConcept",
+        "payor",
+        "entry",
+        "contained",
+        "valueQuantity",
+        "effectiveDateTime",
+        "practitioner",
+        "specialty",
+        "meta",
+        "resourceType",
+    ]
+)
+resources = st.builds(
+    lambda t, extra: {"resourceType": t, **extra}, resource_types, st.dictionaries(fields, json_values, max_size=6)
+)
+
+
+@given(st.lists(st.one_of(resources, json_values), max_size=12), st.one_of(st.none(), st.text(max_size=10)))
+@settings(max_examples=EXAMPLES * 5, deadline=None)
+def test_the_record_builder_never_crashes(items, patient_id):
+    record = records.build(items, patient_id)
+    assert record.unreadable >= 0
+    for value_set in (records.codes.PHYSICAL_THERAPY, records.codes.STIMULATION_TRIAL):
+        record.procedure_events(value_set)
+    record.medication_events()
+    record.pain_scores()
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from([t.key for t in SERVICES["cpt64580-order-sign"].prefetch] + ["extra"]),
+        st.one_of(
+            st.none(),
+            resources,
+            st.builds(
+                lambda e: {"resourceType": "Bundle", "entry": e},
+                st.lists(st.builds(lambda r: {"resource": r}, resources), max_size=4),
+            ),
+        ),
+        max_size=9,
+    )
+)
+@settings(max_examples=EXAMPLES * 5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_the_prefetch_resolver_returns_data_or_a_clear_error(prefetch_values):
+    service = SERVICES["cpt64580-order-sign"]
+    body = {
+        "hook": "order-sign",
+        "hookInstance": "9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d",
+        "context": {"userId": "Practitioner/1", "patientId": "p1", "draftOrders": {"resourceType": "Bundle"}},
+        "prefetch": prefetch_values,
+    }
+    try:
+        request = hooks.parse(service, body)
+        resolved = prefetch.resolve(service, request, Settings(database_url="sqlite://", hook_deadline=0.2))
+    except CDSError as exc:
+        assert 400 <= exc.status < 500
+        return
+    assert set(resolved.origin) <= {t.key for t in service.prefetch}
+    assert all(isinstance(r, dict) for r in resolved.all())
+
+
+@pytest.mark.slow
+def test_long_fuzz_is_a_separate_target():
+    """Marker for `make fuzz`: the same tests, run with FUZZ_EXAMPLES=500."""

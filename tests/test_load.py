@@ -1,0 +1,112 @@
+"""A bounded load test against gunicorn on loopback: zero errors, and every feedback post is in the database.
+
+`make load` runs it with LOAD_REQUESTS=5000.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import create_engine, func, select
+
+from cds.audit import audit_table
+from cds.feedback import feedback_table
+
+from .support import ORDER_SIGN, full_prefetch, hook_request
+
+REQUESTS = int(os.environ.get("LOAD_REQUESTS", "300"))
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def gunicorn(tmp_path):
+    port = free_port()
+    database = tmp_path / "load.sqlite3"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")} | {
+        "CDS_DATABASE_URL": f"sqlite:///{database}",
+        "CDS_LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen(
+        [
+            GUNICORN,
+            "cds:create_app()",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--timeout",
+            "30",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail(f"gunicorn did not start: {process.stderr.read()[-2000:]}")
+    yield base, database
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_bounded_load_has_no_errors_and_loses_no_feedback(gunicorn):
+    base, database = gunicorn
+    prefetch = full_prefetch()
+    session_by_thread: dict[int, requests.Session] = {}
+
+    def one(i: int) -> tuple[str, int]:
+        import threading
+
+        session = session_by_thread.setdefault(threading.get_ident(), requests.Session())
+        kind = ("hook", "feedback", "hook", "discovery")[i % 4]
+        if kind == "hook":
+            response = session.post(
+                f"{base}/cds-services/{ORDER_SIGN}", json=hook_request(prefetch=prefetch), timeout=30
+            )
+        elif kind == "feedback":
+            item = {"card": str(uuid.uuid4()), "outcome": "overridden", "outcomeTimestamp": "2026-11-27T10:00:00Z"}
+            response = session.post(f"{base}/cds-services/{ORDER_SIGN}/feedback", json={"feedback": [item]}, timeout=30)
+        else:
+            response = session.get(f"{base}/cds-services", timeout=30)
+        return kind, response.status_code
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(one, range(REQUESTS)))
+    elapsed = time.monotonic() - started
+    errors = [r for r in results if r[1] != 200]
+    assert not errors, errors[:5]
+    engine = create_engine(f"sqlite:///{database}")
+    with engine.connect() as conn:
+        stored = conn.scalar(select(func.count()).select_from(feedback_table))
+        audited = conn.scalar(select(func.count()).select_from(audit_table))
+    assert stored == sum(1 for kind, _ in results if kind == "feedback")
+    assert audited == sum(1 for kind, _ in results if kind == "hook")
+    print(f"{REQUESTS} requests in {elapsed:.1f}s ({REQUESTS / elapsed:.0f}/s), 0 errors")
