@@ -50,10 +50,11 @@ def invoke(
     data = prefetch.resolve(svc, request, settings, client_factory, deadline)
     patient_id = request.context.patient_id
     record = records.build(data.all(), patient_id)
-    more = situational_queries(record, ours, patient_id)
+    more = situational_queries(record, ours, patient_id) if request.fhir_server else []
     if more:
         extra = prefetch.fetch_situational(request, settings, more, client_factory, deadline)
-        record = records.build([*data.all(), *extra], patient_id)
+        if extra:
+            record = records.build([*data.all(), *extra], patient_id)
     as_of = as_of or request.as_of or datetime.now(UTC).date()
     policy_set = policy_set or policies.load()
     built: list[tuple[str, dict]] = []

@@ -112,10 +112,24 @@ class PatientRecord:
     unreadable: int = 0
     # medication codes resolved while filtering (contained or separate Medication resources), by resource ref
     _medication_concepts: dict[str, dict] = field(default_factory=dict, repr=False)
+    # views already computed: several criteria read the same events
+    _views: dict[tuple[str, str], list] = field(default_factory=dict, repr=False)
 
     # ---- views the rules read -------------------------------------------------------------------------
 
     def condition_events(self, value_set: ValueSet) -> list[Event]:
+        key = ("condition", value_set.id)
+        if key not in self._views:
+            self._views[key] = self._condition_events(value_set)
+        return self._views[key]
+
+    def procedure_events(self, value_set: ValueSet) -> list[Event]:
+        key = ("procedure", value_set.id)
+        if key not in self._views:
+            self._views[key] = self._procedure_events(value_set)
+        return self._views[key]
+
+    def _condition_events(self, value_set: ValueSet) -> list[Event]:
         events = []
         for c in self.conditions:
             hit = value_set.match_codings(_model_codings(c.code))
@@ -136,7 +150,7 @@ class PatientRecord:
             )
         return events
 
-    def procedure_events(self, value_set: ValueSet) -> list[Event]:
+    def _procedure_events(self, value_set: ValueSet) -> list[Event]:
         events = []
         for p in self.procedures:
             if p.status not in _DONE_PROCEDURE:
@@ -316,11 +330,9 @@ def _newer(candidate: dict, current: dict) -> bool:
 
 def _relevant(rtype: str, resource: dict) -> bool:
     if rtype == "Condition":
-        pairs = list(codes.codings(resource.get("code")))
-        return any(vs.match_codings(pairs) for vs in codes.CONDITION_SETS)
+        return codes.RELEVANT_CONDITION.match_codings(codes.codings(resource.get("code"))) is not None
     if rtype == "Procedure":
-        pairs = list(codes.codings(resource.get("code")))
-        return any(vs.match_codings(pairs) for vs in codes.PROCEDURE_SETS)
+        return codes.RELEVANT_PROCEDURE.match_codings(codes.codings(resource.get("code"))) is not None
     if rtype == "Observation":
         return codes.PAIN_SCORE.match_codings(codes.codings(resource.get("code"))) is not None
     return True
