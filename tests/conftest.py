@@ -107,3 +107,23 @@ def ehr(ehr_server):
     yield ehr_server
     ehr_server.clear()
     ehr_server.clear_all_handlers()
+
+
+@pytest.fixture(scope="module")
+def own_ehr():
+    """A FHIR server of the module's own, for handlers that outlive their test (slow answers): their late log
+    entries then cannot land in another test's server log."""
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+@pytest.fixture
+def slow_ehr(own_ehr):
+    own_ehr.clear()
+    own_ehr.clear_all_handlers()
+    return own_ehr

@@ -143,9 +143,11 @@ def test_server_outside_the_allow_list_is_never_contacted(make_app, ehr):
     assert ehr.log == []
 
 
-def test_slow_server_gets_a_partial_answer_at_the_deadline(make_app, ehr):
+def test_slow_server_gets_a_partial_answer_at_the_deadline(make_app, slow_ehr):
+    ehr = slow_ehr
+
     def slow(_request):
-        time.sleep(1.5)
+        time.sleep(2.5)
         from werkzeug import Response
 
         return Response(orjson.dumps(searchset()), mimetype="application/fhir+json")
@@ -168,7 +170,7 @@ def test_slow_server_gets_a_partial_answer_at_the_deadline(make_app, ehr):
     response = call(client, hook_request(prefetch=data, fhir_server=ehr.url_for("/fhir")))
     elapsed = time.monotonic() - started
     assert response.status_code == 200
-    assert elapsed < 1.2, elapsed
+    assert elapsed < 1.6, elapsed
     body = response.get_json()
     criteria = {c["id"]: c for c in body["cards"][0]["extension"]["cds64580.criteria"]}
     assert criteria["physical-therapy"]["status"] == "unknown" and "in time" in criteria["physical-therapy"]["reason"]
