@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/cds serve --host $(HOST) --port $(PORT)
+	CDS_VIEWER=$${CDS_VIEWER:-true} $(BIN)/cds serve --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -55,6 +55,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    if app.config.get("VIEWER"):
+        from cds import viewer
+
+        app.register_blueprint(viewer.bp)
     if app.config.get("BENCH_FLOOR"):
         from cds import floor
 

@@ -48,6 +48,8 @@ DEFAULTS: dict[str, Any] = {
     # Request limits beyond the body size.
     "MAX_DRAFT_ORDERS": 50,
     "MAX_PREFETCH_ENTRIES": 20000,
+    # The card viewer at /viewer (on for `make run`; leave off in production).
+    "VIEWER": False,
     # JSON lines logs (set false for plain text when reading a terminal).
     "LOG_JSON": True,
 }

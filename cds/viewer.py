@@ -1,0 +1,174 @@
+"""The card viewer for testers and clinicians (``/viewer``): run a case, see the cards as an EHR shows them, why.
+
+Enabled by ``CDS_VIEWER`` (on for ``make run``, off by default). The page is static HTML and JavaScript served from
+``cds/viewer_static``; this blueprint gives it the fixture cases, runs a case the way ``cds replay`` does, and
+returns the answer with the evidence resources and the timeline events the page draws.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, Response, request, send_from_directory
+
+from cds import codes, fixtures, policies, records, replay
+from cds.api import json_response
+from cds.errors import InvalidRequest
+from cds.fhirstore import flatten
+
+STATIC = Path(__file__).resolve().parent / "viewer_static"
+bp = Blueprint("viewer", __name__, url_prefix="/viewer")
+
+
+@bp.get("/")
+def page() -> Response:
+    return send_from_directory(STATIC, "index.html", max_age=0)
+
+
+@bp.get("/static/<path:name>")
+def static(name: str) -> Response:
+    return send_from_directory(STATIC, name, max_age=0)
+
+
+@bp.get("/api/cases")
+def cases() -> Response:
+    found = fixtures.discover([fixtures.FIXTURE_DIR]) if fixtures.FIXTURE_DIR.is_dir() else []
+    return json_response(
+        [
+            {"name": c.name, "description": c.spec.get("description", ""), "hook": c.hook, "payer": c.spec.get("payer")}
+            for c in found
+        ]
+    )
+
+
+def _case(body: dict) -> fixtures.Case:
+    try:
+        if body.get("case"):
+            name = str(body["case"])
+            if "/" in name or name.startswith("."):
+                raise InvalidRequest("unknown case", expression=("case",))
+            return fixtures.load_folder(fixtures.FIXTURE_DIR / name)
+        if isinstance(body.get("request"), dict):
+            case = fixtures.Case("pasted request", Path("pasted"), request=body["request"])
+            return case
+        if isinstance(body.get("bundle"), dict):
+            resources = fixtures._bundle(Path("pasted bundle"), body["bundle"])
+            orders = [r for r in resources if r["resourceType"] == "ServiceRequest" and fixtures._is_64580(r)]
+            case = fixtures.Case("pasted bundle", Path("pasted"), resources=resources)
+            if not orders:
+                orders = [fixtures._draft_order(fixtures._patient_id(resources, None))]
+                case.notes.append("no draft CPT 64580 order in the Bundle: one was added")
+            case.spec = {"hook": body.get("hook") or "order-sign", "orders": orders}
+            return case
+    except fixtures.CaseError as exc:
+        raise InvalidRequest(str(exc)) from None
+    raise InvalidRequest("choose a case, or paste a hook request or a patient Bundle", expression=("case",))
+
+
+@bp.post("/api/run")
+def run() -> Response:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidRequest("send a JSON object")
+    case = _case(body)
+    if body.get("hook") in ("order-sign", "order-select") and case.request is None:
+        case.spec = {**case.spec, "hook": body["hook"]}
+    options = replay.Options(
+        url=body.get("url") or None, as_of=body.get("as_of") or None, payer=body.get("payer") or None
+    )
+    try:
+        result = replay.run(case, options)
+    except fixtures.CaseError as exc:
+        raise InvalidRequest(str(exc)) from None
+    except OSError as exc:
+        raise InvalidRequest(f"the service at {options.url} could not be reached ({exc.__class__.__name__})") from None
+    resources = case.resources or flatten((case.request or {}).get("prefetch", {}).values())
+    by_ref = {f"{r['resourceType']}/{r['id']}": r for r in resources if isinstance(r.get("id"), str)}
+    patient = (case.request or {}).get("context", {}).get("patientId") or case.spec.get("patient")
+    return json_response(
+        {
+            "status": result.status,
+            "response": result.response,
+            "outcome": result.outcome,
+            "verdict": result.verdict,
+            "notes": result.notes,
+            "resources": by_ref,
+            "timeline": timeline(
+                resources, patient, case.spec.get("orders", []), options.as_of or case.spec.get("as_of")
+            ),
+        }
+    )
+
+
+def timeline(resources: list[dict], patient: str | None, orders: list[dict], as_of: str | None) -> dict:
+    """The dated evidence a reviewer would otherwise line up by hand."""
+    record = records.build(resources, patient)
+    events = []
+
+    def add(kind: str, label: str, event, value=None):
+        if event.start:
+            end = event.end if event.end and event.end != event.start else None
+            events.append(
+                {
+                    "kind": kind,
+                    "label": label,
+                    "start": event.start.isoformat(),
+                    "end": end.isoformat() if end else None,
+                    "value": value,
+                    "reference": event.reference,
+                }
+            )
+
+    for e in record.condition_events(codes.INDICATION_PAIN) + record.condition_events(codes.INDICATION_NEUROMUSCULAR):
+        add("diagnosis", f"Diagnosis {e.code}", e)
+    for e in record.procedure_events(codes.PHYSICAL_THERAPY):
+        add("physical-therapy", f"Physical therapy {e.code}", e)
+    for e in record.medication_events():
+        add("medication", codes.MEDICATION_CLASSES[e.kind].title, e)
+    for e in record.procedure_events(codes.STIMULATION_TRIAL):
+        add("trial", f"Stimulation trial {e.code}", e)
+    for e in record.pain_scores():
+        add("pain-score", f"Pain {e.value:g}/10", e, e.value)
+    for e in record.procedure_events(codes.PSYCH_EVALUATION):
+        add("psych", f"Psychological evaluation {e.code}", e)
+    order_dates = [o.get("authoredOn", "")[:10] for o in orders if o.get("authoredOn")]
+    return {"events": sorted(events, key=lambda e: e["start"]), "order_date": (order_dates or [as_of or ""])[0] or None}
+
+
+@bp.get("/api/policies")
+def policy_table() -> Response:
+    rows = []
+    for plan in policies.load().plans:
+        version = plan.current()
+        rows.append(
+            {
+                "plan": plan.id,
+                "payer": plan.payer,
+                "family": plan.family,
+                "file": plan.file,
+                "title": version.title,
+                "effective": version.effective_text,
+                "effective_note": version.effective_note,
+                "reviewed": version.last_reviewed,
+                "coverage": {
+                    g: {"stance": s.value, "summary": s.text, "confidence": s.confidence, "urls": s.urls}
+                    for g, s in version.coverage.items()
+                },
+                "prior_authorization": {
+                    "stance": version.prior_authorization.value,
+                    "summary": version.prior_authorization.text,
+                },
+                "criteria": [
+                    {
+                        "id": c.id,
+                        "title": c.title,
+                        "params": dict(c.params),
+                        "confidence": c.confidence,
+                        "source": c.source,
+                    }
+                    for c in version.criteria
+                ],
+                "versions": [v.effective_text for v in plan.versions],
+            }
+        )
+    return json_response(rows)

@@ -1,0 +1,219 @@
+"""The card viewer in a real headless Chromium: run a case, read the cards, give feedback, timeline, policies.
+
+Needs Debian's chromium (`.ci/run` installs it); skipped with a reason where it is missing. Screenshots are saved
+under var/test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from cds import create_app
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "var" / "test-artifacts"
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)"
+)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    app = create_app(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('viewer') / 'cds.sqlite3'}",
+            "VIEWER": True,
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield app, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+    assert not errors, errors
+
+
+def run_case(page, base: str, case: str) -> None:
+    page.goto(f"{base}/viewer/")
+    page.wait_for_selector("body[data-ready='true']")
+    page.select_option("#case", case)
+    page.click("#send")
+    page.wait_for_selector(".card")
+
+
+def test_a_fixture_shows_its_cards_criteria_and_coverage(site, page):
+    _app, base = site
+    run_case(page, base, "co-surgeons-without-62")
+    cards = page.locator(".card")
+    assert cards.count() == 3
+    first = cards.nth(0)
+    assert "warning" in first.get_attribute("class")
+    assert (
+        first.locator(".summary-text").inner_text()
+        == "Modifier 62 required: two primary surgeons on this CPT 64580 order"
+    )
+    assert page.locator("#criteria tr[data-criterion='co-surgeon-modifier'] td").nth(1).inner_text() == "not-met"
+    assert page.locator("#criteria tr[data-criterion='physical-therapy'] td").nth(1).inner_text() == "met"
+    assert page.locator("#coverage [data-field='covered']").inner_text() == "Covered"
+    page.locator("#coverage summary").click()
+    assert "ext-coverage-information" in page.locator("#coverage pre").inner_text()
+    assert "expected outcome passed" in page.locator("#status").inner_text()
+
+
+def test_evidence_opens_the_resource_json(site, page):
+    _app, base = site
+    run_case(page, base, "medicare-all-criteria-met")
+    page.locator("#criteria tr[data-criterion='stimulation-trial'] button").first.click()
+    shown = json.loads(page.locator("#resource-json").inner_text())
+    assert shown["resourceType"] == "Procedure"
+
+
+def feedback_rows(app, card_uuid: str) -> list[dict]:
+    return app.extensions["cds.feedback"].for_card(card_uuid)
+
+
+def card_uuid(page, index: int) -> str:
+    raw = json.loads(page.locator("#raw-response").text_content())
+    return raw["cards"][index]["uuid"]
+
+
+def test_accepting_a_suggestion_shows_the_action_and_stores_feedback(site, page):
+    app, base = site
+    run_case(page, base, "co-surgeons-without-62")
+    page.locator(".card").nth(0).locator("button.accept").click()
+    page.wait_for_selector(".card >> nth=0 >> .action-json")
+    action = json.loads(page.locator(".card").nth(0).locator(".action-json").inner_text())
+    assert action[0]["type"] == "update" and action[0]["resource"]["orderDetail"][0]["coding"][0]["code"] == "62"
+    page.wait_for_function("document.querySelector('.card .feedback').textContent.includes('stored')")
+    [row] = feedback_rows(app, card_uuid(page, 0))
+    assert row["outcome"] == "accepted"
+
+
+def test_dismissing_asks_for_a_reason_and_stores_feedback(site, page):
+    app, base = site
+    run_case(page, base, "medicare-no-physical-therapy")
+    documentation = page.locator(".card").nth(0)
+    documentation.locator("button.dismiss").click()
+    page.locator("#dismiss label", has_text="The payer confirmed").click()
+    page.fill("#dismiss-comment", "confirmed by phone")
+    page.click("#dismiss-ok")
+    page.wait_for_function("document.querySelector('.card .feedback').textContent.includes('Dismissed')")
+    [row] = feedback_rows(app, card_uuid(page, 0))
+    assert row["outcome"] == "overridden" and row["override_reason_code"] == "payer-confirmed"
+    assert row["user_comment"] == "confirmed by phone"
+
+
+def test_the_timeline_draws_the_evidence(site, page):
+    _app, base = site
+    run_case(page, base, "medicare-all-criteria-met")
+    svg = page.locator("#timeline svg")
+    for kind in ("diagnosis", "physical-therapy", "medication", "trial", "pain-score", "psych"):
+        assert svg.locator(f"g[data-kind='{kind}']").count() >= 1, kind
+    assert svg.locator("[data-kind='order']").count() == 1
+    assert svg.locator("g[data-kind='pain-score'] text").all_text_contents() == ["8", "3", "4"]
+
+
+def test_the_policy_page_lists_every_plan(site, page):
+    _app, base = site
+    page.goto(f"{base}/viewer/#policies")
+    page.wait_for_selector("#policies tbody tr")
+    assert page.locator("#policies tbody tr").count() == 10
+    cigna = page.locator("#policies tr[data-plan='cigna']")
+    assert "not-medically-necessary" in cigna.inner_text()
+    assert (
+        "min weeks 6"
+        in page.locator("#policies tr[data-plan='aetna'] li[data-criterion='physical-therapy']").inner_text()
+    )
+
+
+def test_html_and_script_in_a_card_are_shown_as_text(site, page):
+    _app, base = site
+    hostile = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p1"}},
+            {"resource": {"resourceType": "Organization", "id": "o1", "name": hostile}},
+            {
+                "resource": {
+                    "resourceType": "Coverage",
+                    "id": "c1",
+                    "status": "active",
+                    "beneficiary": {"reference": "Patient/p1"},
+                    "payor": [{"reference": "Organization/o1"}],
+                }
+            },
+        ],
+    }
+    page.goto(f"{base}/viewer/")
+    page.fill("#pasted", json.dumps(bundle))
+    page.click("#send")
+    page.wait_for_selector(".card")
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator(".card img").count() == 0 and page.locator(".card script").count() == 0
+    payer_card = page.locator(".card[data-topic='insurance']")
+    assert "<script>" in payer_card.locator(".summary-text").inner_text()
+    assert "<script>" in payer_card.locator(".detail").inner_text()
+
+
+def test_keyboard_and_narrow_screens(site, browser):
+    _app, base = site
+    context = browser.new_context(viewport={"width": 800, "height": 900})
+    page = context.new_page()
+    page.goto(f"{base}/viewer/")
+    page.wait_for_selector("body[data-ready='true']")
+    page.focus("#case")
+    page.keyboard.press("ArrowDown")
+    page.focus("#send")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".card")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 800, "no horizontal scrolling of the page itself at 800 px"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "viewer-800px.png"), full_page=True)
+    context.close()
+
+
+def test_the_viewer_is_off_by_default(client):
+    assert client.get("/viewer/").status_code == 404
