@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import orjson
-from sqlalchemy import Column, DateTime, Float, Integer, String, Table, Text, delete, select
+from sqlalchemy import Column, DateTime, Float, ForeignKey, Integer, String, Table, Text, delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -28,6 +28,14 @@ audit_table = Table(
     Column("outcome", Text),  # per order: covered / pa-needed (compact JSON)
     Column("card_uuids", Text),
     Column("response", Text),
+)
+
+# One row per card of an audited answer, so feedback (which names only the card) finds its call by index.
+audit_cards_table = Table(
+    "audit_cards",
+    metadata,
+    Column("audit_id", Integer, ForeignKey("audit.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("card_uuid", String(64), nullable=False, index=True),
 )
 
 
@@ -59,12 +67,17 @@ class AuditLog:
             "response": orjson.dumps(response).decode() if response is not None else None,
         }
         with self._engine.begin() as conn:
-            conn.execute(audit_table.insert(), row)
+            audit_id = conn.execute(audit_table.insert().returning(audit_table.c.id), row).scalar_one()
+            uuids = [c.get("uuid") for c in cards if isinstance(c.get("uuid"), str)]
+            if uuids:
+                conn.execute(audit_cards_table.insert(), [{"audit_id": audit_id, "card_uuid": u[:64]} for u in uuids])
 
     def purge(self) -> int:
         cutoff = datetime.now(UTC) - self._retention
         try:
             with self._engine.begin() as conn:
+                old = select(audit_table.c.id).where(audit_table.c.received_at < cutoff)
+                conn.execute(delete(audit_cards_table).where(audit_cards_table.c.audit_id.in_(old)))
                 return conn.execute(delete(audit_table).where(audit_table.c.received_at < cutoff)).rowcount
         except SQLAlchemyError:
             return 0
@@ -75,8 +88,9 @@ class AuditLog:
             return [dict(r._mapping) for r in rows]
 
     def for_card(self, card_uuid: str) -> list[dict]:
+        query = select(audit_table).join(audit_cards_table, audit_cards_table.c.audit_id == audit_table.c.id)
         with self._engine.connect() as conn:
-            rows = conn.execute(select(audit_table).where(audit_table.c.card_uuids.contains(card_uuid)))
+            rows = conn.execute(query.where(audit_cards_table.c.card_uuid == card_uuid))
             return [dict(r._mapping) for r in rows]
 
 

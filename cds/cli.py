@@ -37,8 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--payer", help="replace the payer of every active Coverage with this name")
     replay.add_argument("--record", action="store_true", help="write each actual outcome as the new expected.json")
     replay.add_argument("--cards", action="store_true", help="print the cards of every case, not only of a single one")
+    database = commands.add_parser("db", help="the feedback and audit database")
+    database_commands = database.add_subparsers(dest="db_command", required=True)
+    database_commands.add_parser("upgrade", help="apply schema migrations (CDS_DATABASE_URL)")
     args = parser.parse_args(argv)
 
+    if args.command == "db":
+        return _db_upgrade()
     if args.command == "replay":
         return _replay(args)
     if args.command == "policies":
@@ -175,6 +180,24 @@ def _replay(args: argparse.Namespace) -> int:
     else:
         print(f"{passed} passed, {failed} failed" + (f", {unchecked} skipped" if unchecked else ""))
     return 1 if failed and not args.record else 0
+
+
+def _db_upgrade() -> int:
+    import os
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cds import db
+    from cds.config import default_database_url
+
+    url = os.environ.get("CDS_DATABASE_URL") or default_database_url()
+    try:
+        db.upgrade(db.engine_for(url))
+    except SQLAlchemyError as exc:
+        print(f"cds db upgrade: {exc.__class__.__name__}: the database could not be migrated", file=sys.stderr)
+        return 1
+    print("database schema is up to date")
+    return 0
 
 
 def _serve(host: str, port: int) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy import MetaData, create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 
@@ -35,15 +35,33 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def init(engine: Engine) -> None:
-    """Create missing tables (schema migrations arrive with the PostgreSQL work)."""
-    from cds import feedback  # noqa: F401  (registers its table on the metadata)
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
-    try:
-        metadata.create_all(engine)
-    except OperationalError:
-        # Several workers starting at once race to create the same table; the loser looks again.
-        metadata.create_all(engine)
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` with Alembic (``cds db upgrade``; also run at start-up)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    for attempt in range(3):
+        try:
+            with engine.begin() as connection:
+                config.attributes["connection"] = connection
+                tables = inspect(connection).get_table_names()
+                if "feedback" in tables and "alembic_version" not in tables:
+                    command.stamp(config, "0001")  # a database made before migrations existed
+                command.upgrade(config, revision)
+            return
+        except OperationalError:
+            # SQLite runs DDL outside transactions: workers starting at once may race; the loser looks again.
+            if attempt == 2:
+                raise
+
+
+def init(engine: Engine) -> None:
+    upgrade(engine)
 
 
 def ping(engine: Engine) -> None:
