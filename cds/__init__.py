@@ -44,8 +44,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["cds.policies"] = policies.load(settings.policy_dir)
     clients_file = app.config["TRUSTED_CLIENTS"]
     if clients_file:
+        replay_store, jwks_cache = None, None
+        if app.config.get("REDIS_URL"):
+            from cds import shared
+
+            redis_client = shared.client(app.config["REDIS_URL"])
+            replay_store, jwks_cache = shared.RedisReplayStore(redis_client), shared.RedisJWKSCache(redis_client)
         app.extensions["cds.verifier"] = trust.Verifier(
-            trust.load_clients(clients_file), leeway=float(app.config["JWT_LEEWAY"])
+            trust.load_clients(clients_file), replay_store, jwks_cache, leeway=float(app.config["JWT_LEEWAY"])
         )
     else:
         app.extensions["cds.verifier"] = None

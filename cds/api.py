@@ -81,6 +81,8 @@ def around(response: Response) -> Response:
             response.headers.add("Vary", "Origin")
     if request.method == "POST" and request.endpoint == "cds.call_service":
         _audit(response)
+    if current_app.config.get("INSTANCE_NAME"):
+        response.headers["X-CDS-Instance"] = str(current_app.config["INSTANCE_NAME"])
     metrics.REQUESTS.labels(request.endpoint or "unknown", str(response.status_code)).inc()
     return response
 

@@ -48,6 +48,10 @@ DEFAULTS: dict[str, Any] = {
     # Request limits beyond the body size.
     "MAX_DRAFT_ORDERS": 50,
     "MAX_PREFETCH_ENTRIES": 20000,
+    # Redis for state shared by several instances (JWT replay store, JWKS cache); in-process without it.
+    "REDIS_URL": None,
+    # A name for this instance, sent back as X-CDS-Instance (which instance behind the balancer answered).
+    "INSTANCE_NAME": None,
     # The card viewer at /viewer (on for `make run`; leave off in production).
     "VIEWER": False,
     # JSON lines logs (set false for plain text when reading a terminal).

@@ -134,13 +134,12 @@ class JWKSCache:
 
     def __init__(self, ttl: float = 3600, min_refresh: float = 300, timeout: float = 3.0):
         self._ttl, self._min_refresh, self._timeout = ttl, min_refresh, timeout
-        self._sets: dict[str, tuple[float, PyJWKSet]] = {}
+        self._sets: dict[str, tuple[float, PyJWKSet]] = {}  # url -> (fetched at, keys)
         self._lock = threading.Lock()
 
     def key(self, url: str, kid: str) -> PyJWK:
-        now = time.monotonic()
-        with self._lock:
-            cached = self._sets.get(url)
+        now = time.time()
+        cached = self._cached(url)
         if cached is None or now - cached[0] > self._ttl:
             cached = self._refresh(url, now)
         found = _find(cached[1], kid)
@@ -150,17 +149,25 @@ class JWKSCache:
             raise InvalidToken(f"kid not in the JWK Set at {url}")
         return found
 
+    def _cached(self, url: str) -> tuple[float, PyJWKSet] | None:
+        with self._lock:
+            return self._sets.get(url)
+
+    def _store(self, url: str, fetched: float, jwks: dict) -> None:
+        with self._lock:
+            self._sets[url] = (fetched, PyJWKSet.from_dict(jwks))
+
     def _refresh(self, url: str, now: float) -> tuple[float, PyJWKSet]:
         try:
             response = requests.get(url, timeout=self._timeout, allow_redirects=False, stream=True)
             body = response.raw.read(JWKS_MAX_BYTES + 1, decode_content=True)
             if response.status_code != 200 or len(body) > JWKS_MAX_BYTES:
                 raise InvalidToken(f"JWK Set at {url} answered {response.status_code} or is too large")
-            key_set = PyJWKSet.from_dict(json.loads(body))
+            jwks = json.loads(body)
+            key_set = PyJWKSet.from_dict(jwks)
         except (requests.RequestException, ValueError, jwt.PyJWKSetError, jwt.PyJWKError, jwt.InvalidKeyError) as exc:
             raise InvalidToken(f"JWK Set at {url} could not be fetched ({exc.__class__.__name__})") from None
-        with self._lock:
-            self._sets[url] = (now, key_set)
+        self._store(url, now, jwks)
         return now, key_set
 
 

@@ -1,0 +1,172 @@
+"""Throwaway PostgreSQL, Redis and nginx servers on loopback for the storage and scale-out tests.
+
+Each runs from Debian's packages (`.ci/run` installs them) in a temporary folder and is stopped afterwards; a test
+that needs one is skipped with the reason when the package is missing.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+def postgres_bin() -> str | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return str(Path(found[-1]).parent) if found else None
+
+
+def as_postgres(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    command = args if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--", *args]
+    return subprocess.run(command, check=True, capture_output=True, text=True, **kwargs)
+
+
+@contextmanager
+def postgres(tmp: Path):
+    """A PostgreSQL cluster of its own; yields the SQLAlchemy URL."""
+    bindir = postgres_bin()
+    data = tmp / "pgdata"
+    data.mkdir(parents=True)
+    if os.geteuid() == 0:
+        shutil.chown(tmp, "postgres")
+        shutil.chown(data, "postgres")
+    port = free_port()
+    as_postgres([f"{bindir}/initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+    as_postgres(
+        [
+            f"{bindir}/pg_ctl",
+            "-D",
+            str(data),
+            "-l",
+            str(data / "log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=on",
+            "start",
+        ]
+    )
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-m", "fast", "stop"])
+
+
+@contextmanager
+def redis_server(tmp: Path):
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@contextmanager
+def nginx(tmp: Path, upstreams: list[int], port: int):
+    """nginx on ``port`` in front of ``upstreams``, with the retry rules of deploy/nginx.conf; yields its base URL."""
+    template = (Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf").read_text()
+    servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in upstreams)
+    conf = template.replace(
+        "        server cds-1:8080 max_fails=1 fail_timeout=2s;\n        server cds-2:8080 max_fails=1 fail_timeout=2s;",
+        servers,
+    )
+    conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{port};")
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf = f"{user}pid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\n" + conf.replace(
+        "/var/log/nginx/cds-access.log", f"{tmp}/access.log"
+    )
+    conf = conf.replace("client_body_temp_path /tmp;", f"client_body_temp_path {tmp};")
+    (tmp / "nginx.conf").write_text(conf)
+    process = subprocess.Popen(
+        ["nginx", "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        wait_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def missing(*programs: str) -> str | None:
+    """Why a test cannot run here, or None."""
+    absent = [p for p in programs if p != "initdb" and not shutil.which(p)]
+    if "initdb" in programs and postgres_bin() is None:
+        absent.append("postgresql")
+    return f"not installed: {', '.join(absent)} (.ci/run installs them)" if absent else None
+
+
+@contextmanager
+def gunicorn(tmp: Path, port: int, env: dict[str, str], name: str):
+    """One service instance (1 worker x 4 threads) on ``port``."""
+    import sys
+
+    binary = str(Path(sys.executable).with_name("gunicorn"))
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")} | env | {"CDS_INSTANCE_NAME": name}
+    process = subprocess.Popen(
+        [
+            binary,
+            "cds:create_app()",
+            "--workers",
+            "1",
+            "--threads",
+            "4",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--timeout",
+            "30",
+            "--graceful-timeout",
+            "10",
+        ],
+        cwd=tmp,
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / f"{name}.log", "w"),  # noqa: SIM115
+    )
+    try:
+        wait_port(port, 30)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
