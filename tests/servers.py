@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,10 +48,12 @@ def as_postgres(args: list[str], **kwargs) -> subprocess.CompletedProcess:
 def postgres(tmp: Path):
     """A PostgreSQL cluster of its own; yields the SQLAlchemy URL."""
     bindir = postgres_bin()
-    data = tmp / "pgdata"
-    data.mkdir(parents=True)
+    # Its own folder under /tmp: the postgres user cannot enter pytest's root-only temporary folders.
+    home = Path(tempfile.mkdtemp(prefix="cds-pg-"))
+    data = home / "pgdata"
+    data.mkdir()
     if os.geteuid() == 0:
-        shutil.chown(tmp, "postgres")
+        shutil.chown(home, "postgres")
         shutil.chown(data, "postgres")
     port = free_port()
     as_postgres([f"{bindir}/initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
@@ -71,6 +74,7 @@ def postgres(tmp: Path):
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
         as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-m", "fast", "stop"])
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @contextmanager

@@ -1,0 +1,68 @@
+"""Storage through one SQLAlchemy code path: migrations match the tables, PostgreSQL keeps feedback durably."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from cds import audit, create_app, db, feedback  # noqa: F401  (their tables join the metadata)
+
+from . import servers
+
+CDS = str(Path(sys.executable).with_name("cds"))
+
+
+def test_migrations_create_exactly_the_tables_the_code_uses(tmp_path):
+    engine = db.engine_for(f"sqlite:///{tmp_path / 'm.sqlite3'}")
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+    assert diff == []
+
+
+def test_cds_db_upgrade_and_instances_starting_together(tmp_path):
+    url = f"sqlite:///{tmp_path / 'together.sqlite3'}"
+    result = subprocess.run(
+        [CDS, "db", "upgrade"], env={"CDS_DATABASE_URL": url, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "up to date" in result.stdout
+    # Four worker processes starting at once on a fresh database: one migrates, none fails.
+    fresh = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    code = f"from cds import create_app; create_app({{'DATABASE_URL': {fresh!r}, 'LOG_LEVEL': 'WARNING'}})"
+    workers = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outcomes = [(w.wait(timeout=60), w.stderr.read()) for w in workers]
+    assert all(code == 0 for code, _ in outcomes), [err[-500:] for code, err in outcomes if code]
+
+
+@pytest.mark.skipif(servers.missing("initdb", "runuser") is not None, reason=servers.missing("initdb", "runuser") or "")
+def test_feedback_and_audit_on_postgresql_survive_a_restart(tmp_path):
+    with servers.postgres(tmp_path) as url:
+        card = str(uuid.uuid4())
+        first = create_app({"DATABASE_URL": url, "LOG_LEVEL": "WARNING"})
+        item = {"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-27T10:00:00Z"}
+        assert (
+            first.test_client()
+            .post("/cds-services/cpt64580-order-sign/feedback", json={"feedback": [item]})
+            .status_code
+            == 200
+        )
+        assert (
+            first.test_client()
+            .post("/cds-services/cpt64580-order-sign/feedback", json={"feedback": [item]})
+            .get_json()["stored"]
+            == 0
+        )
+        first.extensions["cds.engine"].dispose()
+        second = create_app({"DATABASE_URL": url, "LOG_LEVEL": "WARNING"})
+        [row] = second.extensions["cds.feedback"].for_card(card)
+        assert row["outcome"] == "overridden"
+        with second.extensions["cds.engine"].connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+        assert diff == []
+        second.extensions["cds.engine"].dispose()
