@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: install run test lint format clean fuzz load bench
+.PHONY: install run test lint format clean fuzz load bench bench-scale
 
 install: $(STAMP)
 
@@ -38,6 +38,9 @@ load: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
+
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
