@@ -31,7 +31,10 @@ def main() -> int:
         lb = servers.free_port()
         (tmp / "nginx").mkdir()
         stack.enter_context(servers.nginx(tmp / "nginx", ports, lb))
-        for label, port in (("one instance (1 worker x 4 threads), direct", ports[0]), ("two instances behind nginx", lb)):
+        for label, port in (
+            ("one instance (1 worker x 4 threads), direct", ports[0]),
+            ("two instances behind nginx", lb),
+        ):
             throughput(port, SERVICE, raw, 8, 2.0)  # warm-up
             results.append((label, throughput(port, SERVICE, raw, 8, 8.0)))
     for label, rate in results:
