@@ -105,11 +105,13 @@ def test_instances_agree_share_replay_state_and_store_everything_in_postgres(bac
         assert stored == 1000
 
 
-def test_killing_an_instance_mid_load_loses_no_accepted_request(backends):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "graceful-shutdown"])
+def test_losing_an_instance_mid_load_loses_no_accepted_request(backends, stop):
     tmp, database, redis_url = backends
     with ExitStack() as stack:
-        (tmp / "open").mkdir()
-        base, _direct, processes = cluster(stack, tmp / "open", database, redis_url, trust=False)
+        folder = tmp / f"open-{stop.name}"
+        folder.mkdir()
+        base, _direct, processes = cluster(stack, folder, database, redis_url, trust=False)
         path = f"/cds-services/{ORDER_SIGN}/feedback"
         cards = [str(uuid.uuid4()) for _ in range(400)]
         body = hook_request(prefetch=full_prefetch())
@@ -117,7 +119,7 @@ def test_killing_an_instance_mid_load_loses_no_accepted_request(backends):
 
         def post(i: int) -> int:
             if i == 120:
-                os.kill(processes[1].pid, signal.SIGKILL)  # one instance dies mid-load
+                os.kill(processes[1].pid, stop)  # one instance dies (or is told to stop) mid-load
                 done.set()
             if i % 2:
                 return requests.post(base + URL, json=body, timeout=20).status_code
