@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -88,42 +89,46 @@ def realdata() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def ehr_server():
+@contextlib.contextmanager
+def _fhir_server():
     """A real FHIR-ish HTTP server on loopback (threaded, so slow handlers do not block the others)."""
     from pytest_httpserver import HTTPServer
 
     server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
     server.start()
-    yield server
+    try:
+        yield server
+    finally:
+        server.clear()
+        server.stop()
+
+
+def _fresh(server):
     server.clear()
-    server.stop()
+    server.clear_all_handlers()
+    return server
+
+
+@pytest.fixture(scope="session")
+def ehr_server():
+    with _fhir_server() as server:
+        yield server
 
 
 @pytest.fixture
 def ehr(ehr_server):
-    ehr_server.clear()
-    ehr_server.clear_all_handlers()
-    yield ehr_server
-    ehr_server.clear()
-    ehr_server.clear_all_handlers()
+    yield _fresh(ehr_server)
+    _fresh(ehr_server)
 
 
 @pytest.fixture(scope="module")
 def own_ehr():
     """A FHIR server of the module's own, for handlers that outlive their test (slow answers): their late log
     entries then cannot land in another test's server log."""
-    from pytest_httpserver import HTTPServer
-
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
+    with _fhir_server() as server:
+        yield server
 
 
 @pytest.fixture
 def slow_ehr(own_ehr):
-    own_ehr.clear()
-    own_ehr.clear_all_handlers()
-    return own_ehr
+    return _fresh(own_ehr)

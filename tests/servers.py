@@ -34,6 +34,20 @@ def wait_port(port: int, seconds: float = 20) -> None:
     raise TimeoutError(f"nothing listens on {port}")
 
 
+def wait_ready(base: str, process: subprocess.Popen, seconds: float = 30) -> None:
+    import requests
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{base} did not become ready")
+
+
 def postgres_bin() -> str | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     return str(Path(found[-1]).parent) if found else None
@@ -141,8 +155,8 @@ def missing(*programs: str) -> str | None:
 
 
 @contextmanager
-def gunicorn(tmp: Path, port: int, env: dict[str, str], name: str):
-    """One service instance (1 worker x 4 threads) on ``port``."""
+def gunicorn(tmp: Path, port: int, env: dict[str, str], name: str, workers: int = 1):
+    """One service instance (``workers`` x 4 threads) on ``port``, ready (its /readyz answers) when yielded."""
     import sys
 
     binary = str(Path(sys.executable).with_name("gunicorn"))
@@ -168,7 +182,7 @@ def gunicorn(tmp: Path, port: int, env: dict[str, str], name: str):
         stderr=open(tmp / f"{name}.log", "w"),  # noqa: SIM115
     )
     try:
-        wait_port(port, 30)
+        wait_ready(f"http://127.0.0.1:{port}", process)
         yield process
     finally:
         if process.poll() is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,20 +11,15 @@ from pathlib import Path
 import pytest
 import requests
 
+from . import servers
 from .support import ORDER_SIGN, full_prefetch, hook_request
 
 CDS = str(Path(sys.executable).with_name("cds"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def served(tmp_path):
-    port = free_port()
+    port = servers.free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
     process = subprocess.Popen(
         [CDS, "serve", "--host", "127.0.0.1", "--port", str(port)],

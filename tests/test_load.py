@@ -6,13 +6,9 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
@@ -21,59 +17,19 @@ from sqlalchemy import create_engine, func, select
 from cds.audit import audit_table
 from cds.feedback import feedback_table
 
+from . import servers
 from .support import ORDER_SIGN, full_prefetch, hook_request
 
 REQUESTS = int(os.environ.get("LOAD_REQUESTS", "300"))
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def gunicorn(tmp_path):
-    port = free_port()
+    port = servers.free_port()
     database = tmp_path / "load.sqlite3"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")} | {
-        "CDS_DATABASE_URL": f"sqlite:///{database}",
-        "CDS_LOG_LEVEL": "WARNING",
-    }
-    process = subprocess.Popen(
-        [
-            GUNICORN,
-            "cds:create_app()",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--timeout",
-            "30",
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail(f"gunicorn did not start: {process.stderr.read()[-2000:]}")
-    yield base, database
-    process.terminate()
-    process.wait(timeout=30)
+    env = {"CDS_DATABASE_URL": f"sqlite:///{database}", "CDS_LOG_LEVEL": "WARNING"}
+    with servers.gunicorn(tmp_path, port, env, "load", workers=2):
+        yield f"http://127.0.0.1:{port}", database
 
 
 def test_bounded_load_has_no_errors_and_loses_no_feedback(gunicorn):
