@@ -50,6 +50,26 @@ MODELS = {
     "PractitionerRole": PractitionerRole,
     "ServiceRequest": ServiceRequest,
 }
+# The elements the rules read, per type: the rest (narrative, identifiers, notes, extensions) is never validated.
+READ_ELEMENTS = {
+    "Condition": {"clinicalStatus", "verificationStatus", "code", "subject", "onsetDateTime", "onsetPeriod",
+                  "recordedDate", "abatementDateTime"},
+    "Procedure": {"status", "code", "subject", "performedDateTime", "performedPeriod"},
+    "MedicationRequest": {"status", "intent", "subject", "medicationCodeableConcept", "medicationReference",
+                          "authoredOn", "dispenseRequest"},
+    "MedicationStatement": {"status", "subject", "medicationCodeableConcept", "medicationReference",
+                            "effectiveDateTime", "effectivePeriod", "dateAsserted"},
+    "Observation": {"status", "code", "subject", "effectiveDateTime", "effectivePeriod", "issued", "valueQuantity",
+                    "valueInteger"},
+    "Coverage": {"status", "beneficiary", "payor", "type", "order", "contained"},
+    "Organization": {"name", "identifier"},
+    "Practitioner": {"name"},
+    "PractitionerRole": {"practitioner", "code", "specialty"},
+    "Patient": {"birthDate", "gender"},
+    "ServiceRequest": {"status", "intent", "code", "subject", "authoredOn", "performer", "orderDetail", "insurance"},
+}
+_ALWAYS = {"resourceType", "id", "meta"}
+
 _IGNORED_STATUS = {"entered-in-error", "not-done", "cancelled", "refuted", "draft", "intended", "not-taken"}
 _DONE_PROCEDURE = {"completed", "in-progress", "unknown"}
 _ACTIVE_CONDITION = {"active", "recurrence", "relapse"}
@@ -362,13 +382,14 @@ def _medication_concept(resource: dict, medications: dict[str, dict]) -> dict | 
 
 def _validate(rtype: str, resource: dict, patient_id: str | None):
     model = MODELS[rtype]
-    data = resource
-    for _attempt in range(4):
+    keep = READ_ELEMENTS[rtype] | _ALWAYS
+    data = {k: v for k, v in resource.items() if k in keep}
+    for attempt in range(4):
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            if data is resource:
-                data = copy.deepcopy(resource)
+            if attempt == 0:
+                data = copy.deepcopy(data)
             if not _repair(rtype, data, exc.errors(), patient_id):
                 return None
         except (TypeError, ValueError):
