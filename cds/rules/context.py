@@ -5,8 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from cds.records import Order, PatientRecord
+from cds.records import Event, Order, PatientRecord
+from cds.rules.dates import months_before
 from cds.rules.params import Criterion, RuleSet
+
+
+@dataclass(frozen=True)
+class Window:
+    """Events sorted by when they happened relative to the order: every criterion with a lookback needs this."""
+
+    dated: list[Event]  # dated on or before the order
+    recent: list[Event]  # of those, within the lookback (all of them when there is none)
+    undated: list[Event]
+
+    def last(self, events: list[Event]) -> Event:
+        return max(events, key=lambda e: e.start)
 
 
 @dataclass(frozen=True)
@@ -21,5 +34,11 @@ class Evaluation:
         """The day the order is placed: its authoredOn when it has one, else the evaluation date."""
         return self.order.authored or self.as_of
 
+    def window(self, events: list[Event], lookback_months: int | None) -> Window:
+        dated = [e for e in events if e.start is not None and e.start <= self.order_date]
+        since = months_before(self.order_date, int(lookback_months)) if lookback_months is not None else None
+        recent = [e for e in dated if since is None or e.start >= since]
+        return Window(dated, recent, [e for e in events if e.start is None])
 
-__all__ = ["Criterion", "Evaluation"]
+
+__all__ = ["Criterion", "Evaluation", "Window"]

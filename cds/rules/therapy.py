@@ -4,33 +4,30 @@ from __future__ import annotations
 
 from cds import codes
 from cds.rules.context import Criterion, Evaluation
-from cds.rules.dates import months_before, weeks
+from cds.rules.dates import weeks
 from cds.rules.findings import Evidence, Finding, Status
 
 
 def physical_therapy(ev: Evaluation, c: Criterion) -> Finding:
     lookback = int(c.param("lookback_months", 12))
     min_weeks = c.param("min_weeks")
-    since = months_before(ev.order_date, lookback)
-    events = ev.record.procedure_events(codes.PHYSICAL_THERAPY)
-    dated = [e for e in events if e.start is not None and e.start <= ev.order_date]
-    window = [e for e in dated if e.start >= since]
+    found = ev.window(ev.record.procedure_events(codes.PHYSICAL_THERAPY), lookback)
+    window = found.recent
     if not window:
-        if dated:
-            last = max(dated, key=lambda e: e.start)
+        if found.dated:
+            last = found.last(found.dated)
             return Finding(
                 c.id,
                 Status.NOT_MET,
                 f"no physical therapy in the last {lookback} months (last on {last.start.isoformat()})",
                 (Evidence(last.reference, last.start),),
             )
-        undated = [e for e in events if e.start is None]
-        if undated:
+        if found.undated:
             return Finding(
                 c.id,
                 Status.UNKNOWN,
                 "physical therapy is documented without dates",
-                tuple(Evidence(e.reference) for e in undated),
+                tuple(Evidence(e.reference) for e in found.undated),
             )
         return Finding(c.id, Status.NOT_MET, f"no physical therapy in the last {lookback} months")
     first = min(e.start for e in window)

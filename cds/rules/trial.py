@@ -7,7 +7,6 @@ from statistics import fmean
 
 from cds import codes
 from cds.rules.context import Criterion, Evaluation
-from cds.rules.dates import months_before
 from cds.rules.findings import Evidence, Finding, Status
 
 
@@ -23,11 +22,10 @@ def stimulation_trial(ev: Evaluation, c: Criterion) -> Finding:
             (Evidence(last.reference, last.start),),
         )
     lookback = int(c.param("lookback_months", 12))
-    since = months_before(order_date, lookback)
-    trials = [e for e in record.procedure_events(codes.STIMULATION_TRIAL) if e.start and e.start <= order_date]
-    recent = [e for e in trials if e.start >= since]
+    found = ev.window(record.procedure_events(codes.STIMULATION_TRIAL), lookback)
+    recent = found.recent
     if not recent:
-        if trials:
+        if found.dated:
             return Finding(c.id, Status.NOT_MET, f"no stimulation trial in the last {lookback} months")
         return Finding(c.id, Status.NOT_MET, "no percutaneous stimulation trial (CPT 64555/64596/64597) documented")
     trial = max(recent, key=lambda e: e.start)
@@ -83,31 +81,29 @@ def psych_evaluation(ev: Evaluation, c: Criterion) -> Finding:
 def _documented(ev: Evaluation, c: Criterion, value_set: codes.ValueSet, what: str) -> Finding:
     """A procedure documented before the order (within ``lookback_months`` when the policy sets one)."""
     lookback = c.param("lookback_months")
-    events = [e for e in ev.record.procedure_events(value_set) if e.start is None or e.start <= ev.order_date]
-    dated = [e for e in events if e.start is not None]
-    recent = dated
-    if lookback is not None:
-        since = months_before(ev.order_date, int(lookback))
-        recent = [e for e in dated if e.start >= since]
-    if recent:
-        last = max(recent, key=lambda e: e.start)
+    found = ev.window(ev.record.procedure_events(value_set), lookback)
+    if found.recent:
+        last = found.last(found.recent)
         return Finding(
             c.id,
             Status.MET,
             f"{what} on {last.start.isoformat()} (CPT {last.code})",
             (Evidence(last.reference, last.start),),
         )
-    if dated:
-        last = max(dated, key=lambda e: e.start)
+    if found.dated:
+        last = found.last(found.dated)
         return Finding(
             c.id,
             Status.NOT_MET,
             f"last {what} {last.start.isoformat()} is older than {lookback} months",
             (Evidence(last.reference, last.start),),
         )
-    if events:
+    if found.undated:
         return Finding(
-            c.id, Status.UNKNOWN, f"{what} documented without a date", tuple(Evidence(e.reference) for e in events)
+            c.id,
+            Status.UNKNOWN,
+            f"{what} documented without a date",
+            tuple(Evidence(e.reference) for e in found.undated),
         )
     window = f" in the last {lookback} months" if lookback is not None else ""
     return Finding(c.id, Status.NOT_MET, f"no {what}{window} documented")
