@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests import servers  # noqa: E402
 from tests.clinical import condition, medication, pain_score, procedure, role  # noqa: E402
 from tests.support import full_prefetch, hook_request, searchset, service_request  # noqa: E402
 
@@ -94,12 +94,6 @@ def count_resources(body: dict) -> int:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def post(conn: http.client.HTTPConnection, path: str, raw: bytes) -> tuple[int, bytes]:
     conn.request("POST", path, raw, {"Content-Type": "application/json"})
     response = conn.getresponse()
@@ -156,7 +150,7 @@ def worker_rss_kb(master: int) -> list[int]:
 
 
 def main() -> int:
-    port = free_port()
+    port = servers.free_port()
     tmp = tempfile.mkdtemp()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")} | {
         "CDS_DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3",
@@ -181,13 +175,8 @@ def main() -> int:
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        time.sleep(1.0)
+        servers.wait_ready(f"http://127.0.0.1:{port}", server)
+        time.sleep(0.5)
         rows = []
         for name, body, n, seconds in (("typical", typical(), 400, 5.0), ("large", large(), 40, 8.0)):
             raw = json.dumps(body).encode()

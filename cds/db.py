@@ -6,11 +6,13 @@ several gunicorn workers can write (``busy_timeout`` makes them wait for each ot
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 from pathlib import Path
 
 from sqlalchemy import MetaData, create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 
 metadata = MetaData()
 
@@ -45,19 +47,34 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    for attempt in range(3):
+    with _sqlite_lock(engine):
+        for attempt in range(3):
+            try:
+                with engine.begin() as connection:
+                    config.attributes["connection"] = connection
+                    tables = inspect(connection).get_table_names()
+                    if "feedback" in tables and "alembic_version" not in tables:
+                        command.stamp(config, "0001")  # a database made before migrations existed
+                    command.upgrade(config, revision)
+                return
+            except SQLAlchemyError:
+                if attempt == 2:
+                    raise
+
+
+@contextlib.contextmanager
+def _sqlite_lock(engine: Engine):
+    """SQLite runs DDL outside transactions: workers starting at once take turns on a lock file next to it."""
+    database = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            with engine.begin() as connection:
-                config.attributes["connection"] = connection
-                tables = inspect(connection).get_table_names()
-                if "feedback" in tables and "alembic_version" not in tables:
-                    command.stamp(config, "0001")  # a database made before migrations existed
-                command.upgrade(config, revision)
-            return
-        except OperationalError:
-            # SQLite runs DDL outside transactions: workers starting at once may race; the loser looks again.
-            if attempt == 2:
-                raise
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def init(engine: Engine) -> None:
