@@ -123,11 +123,11 @@ def redis_server(tmp: Path):
 def nginx(tmp: Path, upstreams: list[int], port: int):
     """nginx on ``port`` in front of ``upstreams``, with the retry rules of deploy/nginx.conf; yields its base URL."""
     template = (Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf").read_text()
-    servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in upstreams)
-    conf = template.replace(
-        "        server cds-1:8080 max_fails=1 fail_timeout=2s;\n        server cds-2:8080 max_fails=1 fail_timeout=2s;",
-        servers,
-    )
+    # The upstream block of the real file, with its two hosts replaced by the instances on loopback.
+    lines = [line for line in template.splitlines() if not line.strip().startswith("server cds-")]
+    first = next(i for i, line in enumerate(lines) if line.strip() == "upstream cds {")
+    lines[first + 1 : first + 1] = [f"        server 127.0.0.1:{p} max_fails=2 fail_timeout=2s;" for p in upstreams]
+    conf = "\n".join(lines)
     conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{port};")
     user = "user root;\n" if os.geteuid() == 0 else ""
     conf = f"{user}pid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\n" + conf.replace(
