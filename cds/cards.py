@@ -33,16 +33,7 @@ CRITERIA_EXTENSION = "cds64580.criteria"
 ASSOCIATED = "davinci-crd.associated-resource"
 _NAMESPACE = uuid.UUID("0f6b5d8e-6b1a-5c43-9d55-64580c0d1e64")
 
-DOCUMENTATION = (
-    "indication",
-    "substance-use",
-    "chronicity",
-    "physical-therapy",
-    "medication-trial",
-    "stimulation-trial",
-    "psych-evaluation",
-)
-BILLING = ("co-surgeon-modifier", "assistant-surgeon")
+BILLING = ("co-surgeon-modifier", "assistant-surgeon")  # every other criterion is about documentation
 SUMMARY_MAX = 139
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
 _URL = re.compile(r"https?://[^\s;,)]+")
@@ -91,7 +82,7 @@ def build(findings: list[Finding], ctx: CardContext) -> list[tuple[str, dict]]:
     criteria = [f.to_json() for f in findings]
     by_id = {f.criterion: f for f in findings}
     cards = [("payer", _payer(findings, ctx))]
-    documentation = _documentation([by_id[i] for i in DOCUMENTATION if i in by_id], ctx)
+    documentation = _documentation([f for f in findings if f.criterion not in BILLING], ctx)
     if documentation:
         cards.append(("documentation", documentation))
     billing = _billing([by_id[i] for i in BILLING if i in by_id], ctx)

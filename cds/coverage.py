@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from cds import payers
+from cds.cards import BILLING
 from cds.codes import CPT
 from cds.records import Order
 from cds.rules.findings import Finding, Status
@@ -35,7 +36,6 @@ PA_NEEDED = {"no-auth", "auth-needed", "satisfied", "performpa", "conditional", 
 DOC_NEEDED = {"no-doc", "clinical", "admin", "patient", "both", "conditional", "indeterminate"}
 DOC_PURPOSE = {"withpa", "withclaim", "withorder", "retain-doc", "OTH"}
 INFO_NEEDED = {"performer", "location", "timeframe", "contract-window", "detail-code", "OTH"}
-BILLING_CRITERIA = {"co-surgeon-modifier", "assistant-surgeon"}
 _ORDER = [
     "coverage",
     "covered",
@@ -157,7 +157,7 @@ def decide(
         return info
     version = route.version
     stance = version.coverage[group]
-    open_items = [f for f in findings if f.needs_action and f.criterion not in BILLING_CRITERIA]
+    open_items = [f for f in findings if f.needs_action and f.criterion not in BILLING]
     performer_unknown = any(f.criterion == "co-surgeon-modifier" and f.status == Status.UNKNOWN for f in findings)
     if stance.value in ("not-medically-necessary", "investigational", "not-covered"):
         info.covered = "not-covered"

@@ -9,23 +9,13 @@ import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.task import Task
 
-from cds import cards, codes, schemas
+from cds import cards, codes, policies, schemas
 
 from .clinical import condition, coverage, medication, pain_score, procedure, role
 from .support import ORDER_SELECT, ORDER_SIGN, full_prefetch, hook_request, searchset, service_request
 
 AS_OF = "2026-06-15"
-CRITERIA = {
-    "indication",
-    "substance-use",
-    "chronicity",
-    "physical-therapy",
-    "medication-trial",
-    "stimulation-trial",
-    "psych-evaluation",
-    "co-surgeon-modifier",
-    "assistant-surgeon",
-}
+CRITERIA = {c.id for c in policies.load().plan("medicare-ffs").current().criteria}  # the payer these cards use
 
 
 def documented(*, pt: bool = True) -> dict:

@@ -475,3 +475,15 @@ def test_validator_catches_each_invariant_violation(extension, problem):
 
 def test_validator_passes_a_clean_extension():
     assert coverage.validate(ext(), strict=True) == []
+
+
+def test_policy_specific_criteria_reach_the_documentation_card(client, ehr):
+    """Aetna's EMG/NCS and diagnostic-block criteria are listed for the staff, not only in the summary."""
+    result = hook(client, ehr, documented_prefetch(with_payer("Aetna")))
+    documentation = next(c for c in result["cards"] if c["summary"].startswith("Documentation"))
+    assert (
+        "Objective pathology (EMG/NCS)" in documentation["detail"]
+        and "Diagnostic nerve block" in documentation["detail"]
+    )
+    notes = [n["text"] for n in documentation["suggestions"][0]["actions"][0]["resource"]["note"]]
+    assert any(n.startswith("Objective pathology") for n in notes)
