@@ -22,7 +22,7 @@ from datetime import date
 from cds import payers
 from cds.codes import CPT, HCPCS, canonical, codings
 from cds.records import Order
-from cds.rules.findings import Finding, Status
+from cds.rules.findings import BillingOption, Finding, Status
 from cds.rules.surgeons import CO_SURGERY, TEAM_SURGERY
 
 CARD_TYPES = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
@@ -33,7 +33,7 @@ CRITERIA_EXTENSION = "cds64580.criteria"
 ASSOCIATED = "davinci-crd.associated-resource"
 _NAMESPACE = uuid.UUID("0f6b5d8e-6b1a-5c43-9d55-64580c0d1e64")
 
-BILLING = ("co-surgeon-modifier", "assistant-surgeon")  # every other criterion is about documentation
+BILLING = ("co-surgeon-modifier", "assistant-surgeon", "global-period")  # every other one is about documentation
 SUMMARY_MAX = 139
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
 _URL = re.compile(r"https?://[^\s;,)]+")
@@ -119,7 +119,9 @@ def _line(f: Finding) -> str:
 
 
 def _notes(findings: list[Finding]) -> list[str]:
-    return [f"- {md(n)}" for f in findings for n in f.notes]
+    notes = [f"- {md(n)}" for f in findings for n in f.notes]
+    documents = list(dict.fromkeys(d for f in findings for d in f.documents))
+    return notes + [f"- Send with the claim: {md(d)}." for d in documents]
 
 
 def _header(ctx: CardContext, findings: list[Finding]) -> str:
@@ -156,7 +158,9 @@ def _documentation(findings: list[Finding], ctx: CardContext) -> dict | None:
     ]
     if not ctx.information_only:
         _suggest(
-            card, ctx, "documentation-task", "Create a documentation task for the care team", [_task_action(open_, ctx)]
+            card,
+            ctx,
+            [("documentation-task", "Create a documentation task for the care team", [_task_action(open_, ctx)])],
         )
     return card
 
@@ -185,24 +189,31 @@ def _billing(findings: list[Finding], ctx: CardContext) -> dict | None:
     ]
     co = next((f for f in shown if f.criterion == "co-surgeon-modifier" and f.status == Status.NOT_MET), None)
     if co and not ctx.information_only:
-        action = _modifier_action(ctx.order, co)
-        if action:
-            _suggest(card, ctx, "modifier", action["description"], [action])
+        suggestions = _billing_suggestions(co, ctx)
+        if suggestions:
+            _suggest(card, ctx, suggestions)
     return card
 
 
+def _billing_suggestions(co: Finding, ctx: CardContext) -> list[tuple[str, str, list[dict]]]:
+    """Fix the order's 62/66, and (where co-surgery is not paid) bill the second surgeon as assistant instead."""
+    change = _modifier_action(ctx.order, co)
+    found = [
+        (f"assistant-{o.modifier}", o.label, [*([change] if change else []), _assistant_task(o, ctx)])
+        for o in co.options
+    ]
+    if change and co.options:
+        found.append(
+            ("modifier", "Remove modifier 62 only: each surgeon bills the code of their own procedure", [change])
+        )
+    elif change:
+        found.append(("modifier", change["description"], [change]))
+    return found
+
+
 def _billing_summary(f: Finding) -> str:
-    """One line a surgeon acts on, from what the finding asks of the order."""
-    if f.criterion == "co-surgeon-modifier":
-        if f.order_modifiers == (CO_SURGERY,):
-            return "Modifier 62 required: two primary surgeons on this CPT 64580 order"
-        if f.order_modifiers == (TEAM_SURGERY,):
-            return "Modifier 66 required: three or more primary surgeons (team surgery) on CPT 64580"
-        if f.order_modifiers == ():
-            return "Remove modifier 62/66: only one primary surgeon on this CPT 64580 order"
-        if f.status == Status.MET:
-            return "Co-surgery: each surgeon bills CPT 64580 with the modifier on an own claim and operative note"
-    return summary(f"CPT 64580: {f.reason[:1].upper()}{f.reason[1:]}")
+    """One line a surgeon acts on: the rule's own headline, else its reason."""
+    return summary(f.headline or f"CPT 64580: {f.reason[:1].upper()}{f.reason[1:]}")
 
 
 def _summary(findings: list[Finding], ctx: CardContext) -> dict:
@@ -305,26 +316,50 @@ def _reason(code: str, display: str) -> dict:
     return {"system": OVERRIDE_REASONS, "code": code, "display": display}
 
 
-def _suggest(card: dict, ctx: CardContext, kind: str, label: str, actions: list[dict]) -> None:
-    card["suggestions"] = [{"label": label, "uuid": _uuid(ctx, kind), "isRecommended": True, "actions": actions}]
+def _suggest(card: dict, ctx: CardContext, suggestions: list[tuple[str, str, list[dict]]]) -> None:
+    """Mutually exclusive suggestions (kind, label, actions); the first is the recommended one."""
+    card["suggestions"] = [
+        {"label": label, "uuid": _uuid(ctx, kind), "isRecommended": i == 0, "actions": actions}
+        for i, (kind, label, actions) in enumerate(suggestions)
+    ]
     card["selectionBehavior"] = "at-most-one"
 
 
-def _task_action(findings: list[Finding], ctx: CardContext) -> dict:
+def _task(ctx: CardContext, description: str, notes: list[str]) -> dict:
     task = {
         "resourceType": "Task",
         "status": "requested",
         "intent": "order",
         "priority": "routine",
-        "description": "Complete the documentation CPT 64580 needs before it is signed",
+        "description": description,
         "focus": {"reference": ctx.order.reference},
         "for": {"reference": f"Patient/{ctx.patient_id}"},
         "authoredOn": ctx.as_of.isoformat(),
-        "note": [{"text": f"{f.title or f.criterion}: {f.reason}"} for f in findings],
+        "note": [{"text": n} for n in notes],
     }
     if ctx.user_id:
         task["requester"] = {"reference": ctx.user_id}
+    return task
+
+
+def _task_action(findings: list[Finding], ctx: CardContext) -> dict:
+    task = _task(
+        ctx,
+        "Complete the documentation CPT 64580 needs before it is signed",
+        [f"{f.title or f.criterion}: {f.reason}" for f in findings],
+    )
     return {"type": "create", "description": "Create a Task listing the missing documentation", "resource": task}
+
+
+def _assistant_task(option: BillingOption, ctx: CardContext) -> dict:
+    """A billing task: the second surgeon's claim is 64580 with an assistant modifier, not 62."""
+    task = _task(
+        ctx,
+        f"Bill CPT 64580 for {option.surgeon} as assistant at surgery with modifier {option.modifier}",
+        ["Medicare does not pay co-surgeons on CPT 64580; an assistant at surgery may be paid."],
+    )
+    description = f"Create a billing task: {option.surgeon} bills 64580-{option.modifier}"
+    return {"type": "create", "description": description, "resource": task}
 
 
 def _modifier_action(order: Order, finding: Finding) -> dict | None:

@@ -18,9 +18,24 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8080)
     mpfs = commands.add_parser("mpfs", help="Medicare fee-schedule indicators for 64580")
     mpfs_commands = mpfs.add_subparsers(dest="mpfs_command", required=True)
-    mpfs_import = mpfs_commands.add_parser("import", help="load indicators from a CMS PPRRVU relative value CSV")
-    mpfs_import.add_argument("file", type=Path)
-    mpfs_import.add_argument("--out", type=Path, default=None, help="data file to write (default: the package's)")
+    mpfs_import = mpfs_commands.add_parser(
+        "import", help="keep a release's indicators from a CMS PPRRVU relative value CSV, as dated data"
+    )
+    mpfs_import.add_argument("file", type=Path, help="the PPRRVU*.csv exactly as CMS ships it")
+    mpfs_import.add_argument(
+        "--out", type=Path, default=None, help="folder to write RVUyyX.json in (default: the package's)"
+    )
+    mpfs_import.add_argument(
+        "--codes", type=_codes, default=None, help="comma-separated codes to keep (default: the neurostimulator family)"
+    )
+    mpfs_import.add_argument(
+        "--read-from", default=None, help="where this copy of the CMS file came from (kept as provenance)"
+    )
+    mpfs_show = mpfs_commands.add_parser("show", help="print a code's indicators in the release in force on a date")
+    mpfs_show.add_argument("code")
+    mpfs_show.add_argument("--as-of", type=_date, default=None, help="the date of service (default: today)")
+    mpfs_show.add_argument("--json", action="store_true", help="print one JSON object")
+    mpfs_show.add_argument("--data", type=Path, default=None, help="folder of release files (default: the package's)")
     check = commands.add_parser("policies", help="payer policy files")
     check_commands = check.add_subparsers(dest="policies_command", required=True)
     check_cmd = check_commands.add_parser("check", help="validate policy files and print a summary table")
@@ -51,29 +66,65 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args.host, args.port)
     if args.command == "mpfs":
-        return _mpfs_import(args.file, args.out)
+        return _mpfs_import(args) if args.mpfs_command == "import" else _mpfs_show(args)
     return 2  # pragma: no cover  (argparse rejects unknown commands)
 
 
-def _mpfs_import(path: Path, out: Path | None) -> int:
+def _mpfs_import(args: argparse.Namespace) -> int:
     from cds import mpfs
 
     try:
-        indicators = mpfs.read_pprrvu(path)
+        release = mpfs.read_pprrvu(args.file, args.codes or mpfs.FAMILY, read_from=args.read_from)
     except OSError as exc:
-        print(f"cds mpfs import: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        print(f"cds mpfs import: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
     except mpfs.MPFSFileError as exc:
         print(f"cds mpfs import: {exc.diagnostics}", file=sys.stderr)
         return 2
-    target = out or mpfs.DATA_FILE
-    mpfs.save_indicators(indicators, target)
+    target = mpfs.save(release, args.out or mpfs.DATA_DIR)
     print(
-        f"CPT {indicators.code} from {path.name}: global {indicators.global_days}, co-surgeon {indicators.co_surg}, "
-        f"assistant {indicators.asst_surg}, team {indicators.team_surg}, bilateral {indicators.bilat_surg}, "
-        f"multiple procedure {indicators.mult_proc} -> {target}"
+        f"{release.release} ({release.title}, released {release.released}, in force from {release.effective}): "
+        f"{len(release.codes)} codes -> {target}"
     )
+    for code in sorted(release.codes):
+        print("  " + _indicator_line(release.indicators(code)))
     return 0
+
+
+def _mpfs_show(args: argparse.Namespace) -> int:
+    import json
+
+    from cds import mpfs
+
+    try:
+        schedule = mpfs.load(args.data or mpfs.DATA_DIR)
+    except mpfs.MPFSFileError as exc:
+        print(f"cds mpfs show: {exc.diagnostics}", file=sys.stderr)
+        return 2
+    as_of = args.as_of or datetime.now(UTC).date()
+    indicators = schedule.indicators(args.code.strip(), as_of)
+    if indicators is None:
+        print(f"cds mpfs show: {schedule.explain_missing(args.code.strip(), as_of)}", file=sys.stderr)
+        return 1
+    print(json.dumps(indicators.to_json(), indent=2) if args.json else _indicator_line(indicators, verbose=True))
+    return 0
+
+
+def _indicator_line(i, verbose: bool = False) -> str:
+    line = (
+        f"CPT {i.code}: status {i.status_code}, global {i.glob_days}, multiple procedure {i.mult_proc}, "
+        f"bilateral {i.bilat_surg}, assistant {i.asst_surg}, co-surgeons {i.co_surg}, team {i.team_surg}"
+    )
+    if verbose:
+        line += f"\n{i.release}, released {i.released}, in force from {i.effective}\nsource: {i.source}"
+    return line
+
+
+def _codes(text: str) -> tuple[str, ...]:
+    found = tuple(c.strip().upper() for c in text.split(",") if c.strip())
+    if not found or not all(len(c) == 5 and c.isalnum() for c in found):
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of 5-character codes: {text!r}")
+    return found
 
 
 def _date(text: str) -> date:

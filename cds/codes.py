@@ -266,10 +266,18 @@ MEDICATION_CLASSES: dict[str, ValueSet] = {
 
 NON_PHYSICIAN_ASSISTANT = ValueSet(
     "non-physician-assistant",
-    "Physician assistant or nurse practitioner (assistant modifier AS)",
-    "NUCC Health Care Provider Taxonomy, https://taxonomy.nucc.org (363A00000X, 363L00000X); "
-    f"{DOMAIN} section 1 (AS modifier)",
-    (Include(NUCC, codes=frozenset({"363A00000X", "363L00000X"})),),
+    "Physician assistant, nurse practitioner or clinical nurse specialist (assistant modifier AS)",
+    "NUCC Health Care Provider Taxonomy, https://taxonomy.nucc.org (363A Physician Assistants, 363L Nurse "
+    "Practitioners, 364S Clinical Nurse Specialists, with every specialization); modifier AS for PA, NP and CNS: "
+    "https://cms.gov/data-research/monitoring-programs/medicare-fee-service-compliance-programs/medicare-fee-service/"
+    "0222-non-physician-billed-without-correct-assistant-surgery-modifier-incorrect-coding",
+    (Include(NUCC, prefixes=("363A", "363L", "364S")),),
+)
+NEUROSTIMULATOR_FAMILY = ValueSet(
+    "neurostimulator-family",
+    "Neurostimulator electrode, trial, revision and generator procedures (their global periods)",
+    "CMS PFS relative value file (cds/policies/fee-schedule); CPT family 64555-64597",
+    (_cpt("64555", "64575", "64580", "64581", "64582", "64585", "64590", "64595", "64596", "64597"),),
 )
 
 VALUE_SETS: dict[str, ValueSet] = {
@@ -290,6 +298,7 @@ VALUE_SETS: dict[str, ValueSet] = {
         NERVE_BLOCK,
         PAIN_SCORE,
         NON_PHYSICIAN_ASSISTANT,
+        NEUROSTIMULATOR_FAMILY,
         *MEDICATION_CLASSES.values(),
     )
 }
@@ -315,7 +324,15 @@ CONDITION_SETS = tuple(
 )
 PROCEDURE_SETS = tuple(
     VALUE_SETS[i]
-    for i in ("physical-therapy", "stimulation-trial", "prior-implant", "psych-evaluation", "emg-ncs", "nerve-block")
+    for i in (
+        "physical-therapy",
+        "stimulation-trial",
+        "prior-implant",
+        "psych-evaluation",
+        "emg-ncs",
+        "nerve-block",
+        "neurostimulator-family",
+    )
 )
 
 

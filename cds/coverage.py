@@ -158,7 +158,7 @@ def decide(
     version = route.version
     stance = version.coverage[group]
     open_items = [f for f in findings if f.needs_action and f.criterion not in BILLING]
-    performer_unknown = any(f.criterion == "co-surgeon-modifier" and f.status == Status.UNKNOWN for f in findings)
+    performer_unknown = any(f.info_needed == "performer" for f in findings)
     if stance.value in ("not-medically-necessary", "investigational", "not-covered"):
         info.covered = "not-covered"
         info.reasons = [_reason(stance.text)]
@@ -186,6 +186,8 @@ def decide(
         if info.pa_needed == "indeterminate":
             info.reasons.append(_reason(pa.text))
         purposes = [d.purpose for d in version.documentation if d.purpose]
+        if any(f.documents for f in findings if f.status != Status.NOT_APPLICABLE):
+            purposes.append("withclaim")  # e.g. both operative notes for co-surgery with documentation
         if purposes and info.covered in ("covered", "conditional"):
             info.doc_needed = "clinical"
             info.doc_purpose = list(dict.fromkeys(purposes))

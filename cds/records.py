@@ -62,7 +62,7 @@ READ_ELEMENTS = {
         "recordedDate",
         "abatementDateTime",
     },
-    "Procedure": {"status", "code", "subject", "performedDateTime", "performedPeriod"},
+    "Procedure": {"status", "code", "subject", "performedDateTime", "performedPeriod", "performer"},
     "MedicationRequest": {
         "status",
         "intent",
@@ -96,7 +96,18 @@ READ_ELEMENTS = {
     "Practitioner": {"name"},
     "PractitionerRole": {"practitioner", "code", "specialty"},
     "Patient": {"birthDate", "gender"},
-    "ServiceRequest": {"status", "intent", "code", "subject", "authoredOn", "performer", "orderDetail", "insurance"},
+    "ServiceRequest": {
+        "status",
+        "intent",
+        "code",
+        "subject",
+        "authoredOn",
+        "occurrenceDateTime",
+        "occurrencePeriod",
+        "performer",
+        "orderDetail",
+        "insurance",
+    },
 }
 _ALWAYS = {"resourceType", "id", "meta"}
 
@@ -118,6 +129,7 @@ class Event:
     status: str | None = None
     value: float | None = None
     active: bool = True
+    performers: tuple[str, ...] = ()  # who did it (Procedure.performer.actor references)
 
 
 @dataclass(frozen=True)
@@ -140,10 +152,16 @@ class Order:
     performers: tuple[str, ...]
     modifiers: frozenset[str]
     insurance: tuple[str, ...]
+    occurrence: date | None = None  # the planned day of surgery, when the order says
 
     @property
     def reference(self) -> str:
         return f"ServiceRequest/{self.id}"
+
+    @property
+    def service_date(self) -> date | None:
+        """The day the procedure is expected: the planned occurrence, else the day it was ordered."""
+        return self.occurrence or self.authored
 
 
 @dataclass
@@ -209,7 +227,10 @@ class PatientRecord:
             if not hit:
                 continue
             start, end = _period(p.performedDateTime, p.performedPeriod)
-            events.append(Event(f"Procedure/{p.id}", value_set.id, hit[1], start, end or start, p.status))
+            actors = tuple(a.actor.reference for a in p.performer or () if a.actor and a.actor.reference)
+            events.append(
+                Event(f"Procedure/{p.id}", value_set.id, hit[1], start, end or start, p.status, performers=actors)
+            )
         return sorted(events, key=lambda e: (e.start is None, e.start or date.min))
 
     def medication_events(self) -> list[Event]:
@@ -251,25 +272,33 @@ class PatientRecord:
         seen: set[str] = set()
         surgeons = []
         for ref in order.performers:
-            kind, ident = _split(ref)
-            role = None
-            if kind == "PractitionerRole":
-                role = self.roles.get(ident)
-                person = ref_id(role.practitioner.reference) if role and role.practitioner else None
-            elif kind == "Practitioner":
-                person = ident
-                role = next(
-                    (r for r in self.roles.values() if r.practitioner and ref_id(r.practitioner.reference) == ident),
-                    None,
-                )
-            else:
+            kind, _ident = _split(ref)
+            if kind not in ("PractitionerRole", "Practitioner"):
                 continue  # an Organization or CareTeam is not a surgeon
-            identity = person or ref
+            identity = self.person(ref)
             if identity in seen:
                 continue
             seen.add(identity)
-            surgeons.append(_surgeon(ref, role))
+            surgeons.append(_surgeon(ref, self._role_of(ref)))
         return surgeons
+
+    def person(self, reference: str) -> str:
+        """The practitioner behind a Practitioner or PractitionerRole reference (the reference itself if unknown)."""
+        kind, ident = _split(reference)
+        if kind == "Practitioner":
+            return f"Practitioner/{ident}"
+        role = self.roles.get(ident) if kind == "PractitionerRole" else None
+        if role is not None and role.practitioner and role.practitioner.reference:
+            return f"Practitioner/{ref_id(role.practitioner.reference)}"
+        return reference
+
+    def _role_of(self, reference: str) -> PractitionerRole | None:
+        kind, ident = _split(reference)
+        if kind == "PractitionerRole":
+            return self.roles.get(ident)
+        return next(
+            (r for r in self.roles.values() if r.practitioner and ref_id(r.practitioner.reference) == ident), None
+        )
 
     def payor_organization(self, coverage: Coverage) -> Organization | None:
         """The payor Organization of a Coverage: contained in it, or elsewhere in the record."""
@@ -342,10 +371,16 @@ def order_from(resource: dict) -> Order:
             if system in (codes.CPT, codes.HCPCS) and code:
                 modifiers.add(code.upper())
     insurance = tuple(r.get("reference") for r in resource.get("insurance") or () if isinstance(r, dict))
+    occurrence = None
+    if model is not None:
+        occurrence = as_date(model.occurrenceDateTime) or (
+            as_date(model.occurrencePeriod.start) if model.occurrencePeriod else None
+        )
     return Order(
         id=str(resource.get("id") or "unknown"),
         resource=resource,
         authored=as_date(model.authoredOn) if model else None,
+        occurrence=occurrence,
         performers=tuple(p for p in performers if isinstance(p, str)),
         modifiers=frozenset(modifiers),
         insurance=tuple(i for i in insurance if isinstance(i, str)),

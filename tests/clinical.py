@@ -36,7 +36,13 @@ def condition(code: str, onset: str | None = "2025-01-01", *, clinical: str = "a
 
 
 def procedure(
-    code: str, when: str | None = "2026-01-10", end: str | None = None, *, system=codes.CPT, status="completed"
+    code: str,
+    when: str | None = "2026-01-10",
+    end: str | None = None,
+    *,
+    system=codes.CPT,
+    status="completed",
+    performer: str | None = None,
 ):
     p = {
         "resourceType": "Procedure",
@@ -49,6 +55,8 @@ def procedure(
         p["performedPeriod"] = {"start": when, "end": end}
     elif when:
         p["performedDateTime"] = when
+    if performer:
+        p["performer"] = [{"actor": {"reference": performer}}]
     return p
 
 

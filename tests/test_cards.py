@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import json
 
 import orjson
 import pytest
@@ -113,23 +113,47 @@ def test_well_documented_single_surgeon_gets_the_payer_stance_and_the_summary(cl
     assert "| Physical therapy tried | met |" in summary["detail"]
 
 
-def test_two_surgeons_without_62_get_a_claim_warning_that_adds_it(client):
+def _every_card_text(result: dict) -> str:
+    return json.dumps(result["cards"])
+
+
+def _modifiers_set_by(action: dict) -> set[str]:
+    details = action["resource"].get("orderDetail") or [] if action["type"] == "update" else []
+    return {c["code"] for d in details for c in d.get("coding", [])}
+
+
+def test_two_medicare_surgeons_are_told_co_surgeons_are_not_paid_and_offered_assistant_billing(client):
     sr = order("PractitionerRole/ra", "PractitionerRole/rb")
     sr["note"] = [{"text": "left side"}]
     result = call(client, orders=[sr])
     [claim] = by_topic(result)["claim"]
     assert claim["indicator"] == "warning"
-    assert claim["summary"] == "Modifier 62 required: two primary surgeons on this CPT 64580 order"
-    assert "62.5%" in claim["detail"] and "not loaded" in claim["detail"]
-    [suggestion] = claim["suggestions"]
-    [action] = suggestion["actions"]
-    assert action["type"] == "update"
-    updated = action["resource"]
-    ServiceRequest.model_validate(updated)
-    assert updated["orderDetail"] == [{"coding": [{"system": codes.CPT, "code": "62"}], "text": "CPT modifier 62"}]
-    unchanged = copy.deepcopy(updated)
-    del unchanged["orderDetail"]
-    assert unchanged == sr, "the suggestion changes nothing but the modifier"
+    assert claim["summary"].startswith("Medicare does not pay co-surgeons on CPT 64580")
+    assert "RVU" in claim["detail"] and "64580-AS" in claim["detail"] and "64590" in claim["detail"]
+    labels = [s["label"] for s in claim["suggestions"]]
+    assert any("64580-80" in label for label in labels) and any("64580-82" in label for label in labels)
+    for suggestion in claim["suggestions"]:
+        for action in suggestion["actions"]:
+            assert "62" not in _modifiers_set_by(action) and "66" not in _modifiers_set_by(action)
+            if action["type"] == "create":
+                Task.model_validate(action["resource"])
+                assert "PractitionerRole/rb" in action["resource"]["description"]
+    assert "cds mpfs" not in _every_card_text(result) and ".json" not in claim["detail"]
+    [info] = result["systemActions"]
+    billing = [e for e in info["resource"]["extension"][-1]["extension"] if e["url"] == "billingCode"]
+    assert [b["valueCoding"]["code"] for b in billing] == ["64580"]
+
+
+def test_a_62_on_a_medicare_co_surgery_order_is_taken_off_by_every_suggestion(client):
+    sr = order("PractitionerRole/ra", "PractitionerRole/rb", modifiers=("62",))
+    sr["orderDetail"].append({"text": "bring the programmer"})
+    [claim] = by_topic(call(client, orders=[sr]))["claim"]
+    assert claim["indicator"] == "warning" and "must come off" in claim["detail"]
+    assert claim["suggestions"][-1]["label"].startswith("Remove modifier 62 only")
+    for suggestion in claim["suggestions"]:
+        [update] = [a for a in suggestion["actions"] if a["type"] == "update"]
+        ServiceRequest.model_validate(update["resource"])
+        assert update["resource"]["orderDetail"] == [{"text": "bring the programmer"}]
 
 
 def test_modifier_62_with_one_surgeon_is_flagged_and_removed(client):
@@ -140,14 +164,6 @@ def test_modifier_62_with_one_surgeon_is_flagged_and_removed(client):
     assert "only one primary surgeon" in claim["summary"]
     updated = claim["suggestions"][0]["actions"][0]["resource"]
     assert updated["orderDetail"] == [{"text": "bring the programmer"}]
-
-
-def test_co_surgeons_with_62_get_an_info_claim_card(client):
-    result = call(client, orders=[order("PractitionerRole/ra", "PractitionerRole/rb", modifiers=("62",))])
-    [claim] = by_topic(result)["claim"]
-    assert claim["indicator"] == "info"
-    assert "suggestions" not in claim
-    assert statuses(claim)["co-surgeon-modifier"] == "met"
 
 
 def test_a_request_without_a_64580_order_gets_no_cards(client):

@@ -11,26 +11,33 @@ from types import MappingProxyType
 
 import pytest
 
-from cds import codes, records, rules
-from cds.mpfs import Indicators
+from cds import codes, mpfs, records, rules
 from cds.rules import Status
 from cds.rules.params import Criterion
 
-from .clinical import condition, medication, pain_score, procedure, role
+from .clinical import condition, medication, pain_score, procedure
 from .support import service_request
 
 AS_OF = date(2026, 6, 15)
 MET, NOT_MET, UNKNOWN, NA = Status.MET, Status.NOT_MET, Status.UNKNOWN, Status.NOT_APPLICABLE
 
 
-def finding(criterion: str, *resources: dict, order: dict | None = None, mpfs: Indicators | None = None, **params):
-    ruleset = rules.default_ruleset(mpfs or Indicators())
+def finding(
+    criterion: str,
+    *resources: dict,
+    order: dict | None = None,
+    schedule: mpfs.FeeSchedule | None = None,
+    as_of: date = AS_OF,
+    **params,
+):
+    """``criterion`` of the default policy (with ``params`` over its own) evaluated on ``resources``."""
+    ruleset = rules.default_ruleset(schedule)
     chosen = ruleset.criterion(criterion) or Criterion(criterion, criterion, "test (no default policy uses it)")
     if params:
         chosen = replace(chosen, params=MappingProxyType({**chosen.params, **params}))
     record = records.build(list(resources), "pat-1")
     [result] = rules.evaluate(
-        record, records.order_from(order or service_request()), replace(ruleset, criteria=(chosen,)), AS_OF
+        record, records.order_from(order or service_request()), replace(ruleset, criteria=(chosen,)), as_of
     )
     assert result.criterion == criterion and result.policy.startswith("default-clinical@") and result.source
     return result
@@ -229,83 +236,8 @@ def test_psych_evaluation(resources, status):
     assert finding("psych-evaluation", *resources).status == status
 
 
-def surgical_order(*performers: str, modifiers: tuple[str, ...] = ()) -> dict:
-    order = service_request()
-    order["performer"] = [{"reference": p} for p in performers]
-    if modifiers:
-        order["orderDetail"] = [{"coding": [{"system": codes.CPT, "code": m}]} for m in modifiers]
-    return order
-
-
-ROLES = [
-    role("a", id="ra"),
-    role("b", id="rb", specialty="207X00000X"),
-    role("c", id="rc"),
-    role("d", "assistant-surgeon", id="rd"),
-    role("e", None, id="re"),  # no role documented
-    role("f", "PPRF", system=codes.V3_PARTICIPATION, id="rf"),
-    role("g", None, text="Co-surgeon (vascular)", id="rg"),
-    role("h", "assistant-surgeon", specialty="363A00000X", id="rh"),
-]
-
-
-@pytest.mark.parametrize(
-    ("performers", "modifiers", "status", "fix"),
-    [
-        (("PractitionerRole/ra",), (), NA, None),
-        (("PractitionerRole/ra",), ("62",), NOT_MET, ()),
-        (("PractitionerRole/ra", "PractitionerRole/rb"), (), NOT_MET, ("62",)),
-        (("PractitionerRole/ra", "PractitionerRole/rb"), ("62",), MET, None),
-        (("PractitionerRole/ra", "PractitionerRole/rb", "PractitionerRole/rc"), ("62",), NOT_MET, ("66",)),
-        (("PractitionerRole/ra", "PractitionerRole/rb", "PractitionerRole/rc"), ("66",), MET, None),
-        (("PractitionerRole/ra", "PractitionerRole/re"), (), UNKNOWN, None),
-        (("PractitionerRole/ra", "Practitioner/a"), (), NA, None),  # the same surgeon twice
-        (("Practitioner/a", "Practitioner/f"), (), NOT_MET, ("62",)),  # roles found through the practitioner
-        (("PractitionerRole/ra", "PractitionerRole/rg"), ("62",), MET, None),  # role from text
-        (("PractitionerRole/ra", "PractitionerRole/rd"), (), NA, None),  # surgeon + assistant is not co-surgery
-        (("Organization/o1",), ("62",), NOT_MET, ()),
-    ],
-)
-def test_co_surgeon_modifier(performers, modifiers, status, fix):
-    result = finding("co-surgeon-modifier", *ROLES, order=surgical_order(*performers, modifiers=modifiers))
-    assert result.status == status, result.reason
-    assert result.order_modifiers == fix
-
-
-def test_co_surgeon_payment_indicators():
-    order = surgical_order("PractitionerRole/ra", "PractitionerRole/rc")  # same specialty
-    unknown = finding("co-surgeon-modifier", *ROLES, order=order)
-    assert any("not loaded" in n for n in unknown.notes)
-    assert finding("co-surgeon-modifier", *ROLES, order=order, mpfs=Indicators(co_surg="0")).status == NOT_MET
-    two = finding("co-surgeon-modifier", *ROLES, order=order, mpfs=Indicators(co_surg="2"))
-    assert any("operative report" in n for n in two.notes), "same specialty with indicator 2 needs documentation"
-    different = surgical_order("PractitionerRole/ra", "PractitionerRole/rb")
-    two_diff = finding("co-surgeon-modifier", *ROLES, order=different, mpfs=Indicators(co_surg="2"))
-    assert not any("operative report" in n for n in two_diff.notes)
-
-
-@pytest.mark.parametrize(
-    ("performers", "mpfs", "status"),
-    [
-        (("PractitionerRole/ra",), Indicators(), NA),
-        (("PractitionerRole/ra", "PractitionerRole/rd"), Indicators(), UNKNOWN),
-        (("PractitionerRole/ra", "PractitionerRole/rd"), Indicators(asst_surg="2"), MET),
-        (("PractitionerRole/ra", "PractitionerRole/rd"), Indicators(asst_surg="1"), NOT_MET),
-        (("PractitionerRole/ra", "PractitionerRole/rd"), Indicators(asst_surg="0"), NOT_MET),
-        (("PractitionerRole/ra", "PractitionerRole/rb", "PractitionerRole/rd"), Indicators(asst_surg="2"), NOT_MET),
-    ],
-)
-def test_assistant_surgeon(performers, mpfs, status):
-    assert finding("assistant-surgeon", *ROLES, order=surgical_order(*performers), mpfs=mpfs).status == status
-
-
-def test_non_physician_assistant_uses_modifier_as():
-    result = finding("assistant-surgeon", *ROLES, order=surgical_order("PractitionerRole/ra", "PractitionerRole/rh"))
-    assert any("AS (non-physician)" in n for n in result.notes)
-
-
 def test_every_criterion_is_evaluated_in_policy_order():
-    ruleset = rules.default_ruleset(Indicators())
+    ruleset = rules.default_ruleset()
     record = records.build([], "pat-1")
     findings = rules.evaluate(record, records.order_from(service_request()), ruleset, AS_OF)
     assert [f.criterion for f in findings] == [c.id for c in ruleset.criteria]

@@ -118,8 +118,11 @@ def test_cli_prints_cards_as_a_clinician_reads_them(tmp_path):
     result = cds(str(copy_case(tmp_path)))
     assert result.returncode == 0
     out = result.stdout
-    assert "[WARNING] Modifier 62 required: two primary surgeons on this CPT 64580 order" in out
-    assert "-> suggestion: Add modifier 62 (co-surgeons) to the order (update ServiceRequest)" in out
+    assert (
+        "[WARNING] Medicare does not pay co-surgeons on CPT 64580: bill the second surgeon as assistant at surgery"
+        in out
+    )
+    assert "-> suggestion: Bill PractitionerRole/role-b as assistant at surgery: 64580-80 (create Task)" in out
     assert "criteria:" in out and "co-surgeon-modifier" in out and "not-met" in out
     assert "coverage information for ServiceRequest/sr-64580: covered covered" in out
 

@@ -375,12 +375,15 @@ def test_special_outcomes_have_a_card_and_still_the_clinical_cards(
     assert any(c["summary"].startswith("Documentation incomplete") for c in result["cards"]), "default clinical cards"
 
 
-def test_two_surgeons_put_modifier_62_in_the_billing_codes(client, ehr):
+@pytest.mark.parametrize("modifiers", [[], [{"coding": [{"system": codes.CPT, "code": "62"}]}]])
+def test_medicare_co_surgery_never_puts_62_in_the_billing_codes(client, ehr, modifiers):
     order = service_request() | {
         "performer": [{"reference": "PractitionerRole/ra"}, {"reference": "PractitionerRole/rb"}]
     }
+    if modifiers:
+        order["orderDetail"] = modifiers
     info = info_of(hook(client, ehr, documented_prefetch(with_payer("Medicare")), orders=[order]))
-    assert info["billingCode"] == [{"system": codes.CPT, "code": "64580"}, {"system": codes.CPT, "code": "62"}]
+    assert info["billingCode"] == [{"system": codes.CPT, "code": "64580"}]
 
 
 def test_the_system_action_changes_nothing_but_the_extension_and_ids_are_per_coverage(client, ehr):

@@ -10,7 +10,6 @@ import orjson
 import pytest
 
 from cds import codes, records, rules
-from cds.mpfs import Indicators
 
 from .clinical import condition, medication, procedure
 from .support import ORDER_SIGN, hook_request, searchset, service_request
@@ -31,9 +30,7 @@ def test_real_bundles_build_and_give_sensible_not_met_findings(realdata):
         assert record.unreadable == 0, path.name
         findings = {
             f.criterion: f
-            for f in rules.evaluate(
-                record, records.order_from(service_request()), rules.default_ruleset(Indicators()), AS_OF
-            )
+            for f in rules.evaluate(record, records.order_from(service_request()), rules.default_ruleset(), AS_OF)
         }
         # COVID-19 and hypoxemia patients: nothing qualifies them for a neurostimulator.
         for criterion in ("indication", "chronicity", "physical-therapy", "stimulation-trial", "psych-evaluation"):

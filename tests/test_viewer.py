@@ -90,7 +90,7 @@ def test_a_fixture_shows_its_cards_criteria_and_coverage(site, page):
     assert "warning" in first.get_attribute("class")
     assert (
         first.locator(".summary-text").inner_text()
-        == "Modifier 62 required: two primary surgeons on this CPT 64580 order"
+        == "Medicare does not pay co-surgeons on CPT 64580: bill the second surgeon as assistant at surgery (80/82)"
     )
     assert page.locator("#criteria tr[data-criterion='co-surgeon-modifier'] td").nth(1).inner_text() == "not-met"
     assert page.locator("#criteria tr[data-criterion='physical-therapy'] td").nth(1).inner_text() == "met"
@@ -120,10 +120,11 @@ def card_uuid(page, index: int) -> str:
 def test_accepting_a_suggestion_shows_the_action_and_stores_feedback(site, page):
     app, base = site
     run_case(page, base, "co-surgeons-without-62")
-    page.locator(".card").nth(0).locator("button.accept").click()
+    page.locator(".card").nth(0).locator("button.accept").first.click()
     page.wait_for_selector(".card >> nth=0 >> .action-json")
     action = json.loads(page.locator(".card").nth(0).locator(".action-json").inner_text())
-    assert action[0]["type"] == "update" and action[0]["resource"]["orderDetail"][0]["coding"][0]["code"] == "62"
+    assert action[0]["type"] == "create" and action[0]["resource"]["resourceType"] == "Task"
+    assert "modifier 80" in action[0]["resource"]["description"]
     page.wait_for_function("document.querySelector('.card .feedback').textContent.includes('stored')")
     [row] = feedback_rows(app, card_uuid(page, 0))
     assert row["outcome"] == "accepted"

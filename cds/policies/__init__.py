@@ -15,9 +15,8 @@ from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 
-from cds import schemas
+from cds import mpfs, schemas
 from cds.errors import SchemaViolation
-from cds.mpfs import Indicators, load_indicators
 from cds.rules.params import TITLES, Criterion, RuleSet
 
 POLICY_DIR = Path(__file__).resolve().parent
@@ -62,9 +61,11 @@ class Version:
     notes: tuple[Statement, ...]
     plan_id: str = ""
 
-    def ruleset(self, mpfs: Indicators | None = None) -> RuleSet:
+    def ruleset(self, fee_schedule: mpfs.FeeSchedule | None = None) -> RuleSet:
         return RuleSet(
-            policy=f"{self.plan_id}@{self.effective_text}", criteria=self.criteria, mpfs=mpfs or load_indicators()
+            policy=f"{self.plan_id}@{self.effective_text}",
+            criteria=self.criteria,
+            fee_schedule=fee_schedule or mpfs.load(),
         )
 
 

@@ -28,6 +28,7 @@ CRITERIA: dict[str, Callable[[Evaluation, Criterion], Finding]] = {
     "diagnostic-block": trial.diagnostic_block,
     "co-surgeon-modifier": surgeons.co_surgeon_modifier,
     "assistant-surgeon": surgeons.assistant_surgeon,
+    "global-period": surgeons.global_period,
 }
 
 
@@ -44,6 +45,7 @@ READS: dict[str, frozenset[str]] = {
     "diagnostic-block": frozenset({"procedures"}),
     "co-surgeon-modifier": frozenset({"practitionerRoles"}),
     "assistant-surgeon": frozenset({"practitionerRoles"}),
+    "global-period": frozenset({"procedures", "practitionerRoles"}),
 }
 
 

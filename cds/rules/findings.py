@@ -26,6 +26,15 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class BillingOption:
+    """One way to bill a surgeon on the order: who, with which modifier, and why (a card offers each)."""
+
+    surgeon: str  # the performer reference on the order
+    modifier: str  # 80, 82, AS
+    label: str
+
+
+@dataclass(frozen=True)
 class Finding:
     criterion: str
     status: Status
@@ -33,6 +42,10 @@ class Finding:
     evidence: tuple[Evidence, ...] = ()
     notes: tuple[str, ...] = ()  # further facts a reader needs (documentation, payment rules)
     order_modifiers: tuple[str, ...] | None = None  # the 62/66 modifiers the order should carry, when it must change
+    options: tuple[BillingOption, ...] = ()  # other ways to bill a surgeon, offered as suggestions
+    documents: tuple[str, ...] = ()  # what must go with the claim
+    info_needed: str | None = None  # the CRD info-needed code when the record lacks what the finding needs
+    headline: str = ""  # the card summary when this finding leads its card (else one is made from the reason)
     policy: str = ""
     source: str = ""
     confidence: str = "primary"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from cds.mpfs import Indicators
+from cds.mpfs import FeeSchedule
 
 TITLES = {
     "indication": "Qualifying diagnosis",
@@ -25,6 +25,7 @@ TITLES = {
     "diagnostic-block": "Diagnostic nerve block",
     "co-surgeon-modifier": "Co-surgeon modifier",
     "assistant-surgeon": "Assistant at surgery",
+    "global-period": "Global surgical period",
 }
 
 
@@ -42,18 +43,18 @@ class Criterion:
 
 @dataclass(frozen=True)
 class RuleSet:
-    """The criteria one policy version evaluates for CPT 64580, and the Medicare fee-schedule indicators."""
+    """The criteria one policy version evaluates for CPT 64580, and the Medicare fee schedule's releases."""
 
     policy: str
     criteria: tuple[Criterion, ...]
-    mpfs: Indicators
+    fee_schedule: FeeSchedule
 
     def criterion(self, criterion_id: str) -> Criterion | None:
         return next((c for c in self.criteria if c.id == criterion_id), None)
 
 
-def default_ruleset(mpfs: Indicators | None = None) -> RuleSet:
+def default_ruleset(fee_schedule: FeeSchedule | None = None) -> RuleSet:
     """The default clinical policy's criteria (``cds/policies/default.json``)."""
     from cds import policies
 
-    return policies.load().default.current().ruleset(mpfs)
+    return policies.load().default.current().ruleset(fee_schedule)

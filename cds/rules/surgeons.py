@@ -1,31 +1,53 @@
-"""Who operates: co-surgeon modifier 62, team-surgery modifier 66, and the assistant at surgery.
+"""Who operates, and how each surgeon bills: co-surgery (62), team surgery (66), assistants, global periods.
 
-Two primary surgeons bill 64580 each with modifier 62 (62.5% each under Medicare); three or more is team
-surgery (66); one surgeon never carries 62. Whether Medicare pays co- or assistant surgeons for 64580 depends on
-the fee-schedule indicators, which are reported as unknown until the CMS file is imported.
+Medicare decides these per code with the fee-schedule indicators (CMS PFS relative value file): for 64580,
+co-surgeons and team surgery are not permitted and an assistant at surgery may be paid. A payer whose policy data
+says, with a source, that it applies the CMS indicators (criterion parameter ``fee_schedule: "cms"``: Medicare and
+Medicare Advantage) is advised from them; for any other payer the card says the payer's own co-surgery policy
+decides and shows the CMS indicator only as reference. No indicator for the date: the rule says it could not be
+checked, never guesses.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from cds import codes
+from cds.mpfs import Indicators
 from cds.records import Surgeon
 from cds.rules.context import Criterion, Evaluation
-from cds.rules.findings import Evidence, Finding, Status
+from cds.rules.findings import BillingOption, Evidence, Finding, Status
 
 CO_SURGERY, TEAM_SURGERY = "62", "66"
-ASSISTANT_MODIFIERS = frozenset({"80", "81", "82", "AS"})
+SURGERY_MODIFIERS = frozenset({CO_SURGERY, TEAM_SURGERY})
+GLOBAL_MODIFIERS = ("58", "78", "79")
+CMS = "cms"  # the criterion parameter value: this payer applies the CMS fee-schedule indicators
 
-_CO_SURG_MEANING = {
-    "0": "co-surgeons are not permitted for 64580 under Medicare",
-    "1": "co-surgery is payable only with documentation (the operative report) sent with the claim",
-    "2": "co-surgery is permitted; no documentation is needed when the surgeons' specialties differ",
-    "9": "the co-surgeon concept does not apply to 64580",
+_MEANING = {
+    "co_surg": {
+        "0": "co-surgeons are not permitted",
+        "1": "co-surgeons are paid only with documentation of why two surgeons were needed",
+        "2": "co-surgeons are permitted, without documentation when their specialties differ",
+        "9": "the co-surgery concept does not apply",
+    },
+    "team_surg": {
+        "0": "team surgery is not permitted",
+        "1": "team surgery is paid only with documentation, by report",
+        "2": "team surgery is permitted, by report",
+        "9": "the team-surgery concept does not apply",
+    },
+    "asst_surg": {
+        "0": "an assistant at surgery is paid only with documentation that one was needed",
+        "1": "an assistant at surgery is not paid",
+        "2": "an assistant at surgery may be paid",
+        "9": "the assistant-at-surgery concept does not apply",
+    },
 }
-_ASST_MEANING = {
-    "0": "an assistant is payable only with documentation that one was needed",
-    "1": "an assistant at surgery cannot be paid for 64580 under Medicare",
-    "2": "an assistant at surgery can be paid",
-    "9": "the assistant concept does not apply to 64580",
-}
+_RULE = {"co_surg": "co-surgery", "team_surg": "team-surgery", "asst_surg": "assistant-at-surgery"}
+DIFFERENT_PROCEDURES = (
+    "Surgeons who each did a different procedure (for example one places the array, 64580, the other the "
+    "generator, 64590) bill their own codes: co-surgery rules do not apply between them."
+)
 
 
 def _split(surgeons: list[Surgeon]) -> tuple[list[Surgeon], list[Surgeon], list[Surgeon]]:
@@ -39,97 +61,305 @@ def _evidence(surgeons: list[Surgeon], order_ref: str) -> tuple[Evidence, ...]:
     return (Evidence(order_ref), *(Evidence(s.reference, note=s.role) for s in surgeons))
 
 
-def co_surgeon_modifier(ev: Evaluation, c: Criterion) -> Finding:
-    surgeons = ev.record.surgeons(ev.order)
-    primary, _assistants, unknown = _split(surgeons)
-    modifiers = ev.order.modifiers
-    evidence = _evidence(primary + unknown, ev.order.reference)
-    indicator = ev.ruleset.mpfs.co_surg
-    notes = []
-    if indicator is None:
-        notes.append("The CMS co-surgeon indicator for 64580 is not loaded (`cds mpfs import`); verify it.")
-    elif indicator in _CO_SURG_MEANING:
-        notes.append(f"CMS co-surgeon indicator {indicator}: {_CO_SURG_MEANING[indicator]}.")
+def _follows_cms(c: Criterion) -> bool:
+    return c.param("fee_schedule") == CMS
 
+
+def _indicator(ev: Evaluation, field: str) -> tuple[Indicators | None, str | None]:
+    found = ev.ruleset.fee_schedule.indicators("64580", ev.as_of)
+    return found, getattr(found, field) if found else None
+
+
+def _not_checked(field: str) -> str:
+    return f"Medicare's {_RULE[field]} rule for 64580 could not be checked for this date"
+
+
+def _cms_note(found: Indicators, field: str) -> str:
+    value = getattr(found, field)
+    meaning = _MEANING[field].get(value, "an indicator this service does not know")
+    return f"Medicare fee schedule {found.release}: {_RULE[field]} indicator {value} for 64580 ({meaning})."
+
+
+def _reference_note(found: Indicators | None, field: str) -> tuple[str, ...]:
+    """For payers with their own rules: the CMS indicator, shown as reference only."""
+    if found is None or getattr(found, field) is None:
+        return ()
+    return ("For reference only, " + _cms_note(found, field),)
+
+
+def assistant_modifier(surgeon: Surgeon) -> str:
+    return "AS" if surgeon.non_physician else "80"
+
+
+def _assistant_options(surgeon: Surgeon) -> tuple[BillingOption, ...]:
+    """AS for a PA, NP or CNS; 80 or 82 for a physician; all three when the specialty is not recorded."""
+    ref = surgeon.reference
+    non_physician = BillingOption(ref, "AS", f"Bill {ref} as assistant at surgery: 64580-AS (PA, NP or CNS)")
+    if surgeon.non_physician:
+        return (non_physician,)
+    physician = (
+        BillingOption(ref, "80", f"Bill {ref} as assistant at surgery: 64580-80"),
+        BillingOption(ref, "82", f"Bill {ref} as assistant at surgery: 64580-82 (no qualified resident available)"),
+    )
+    return physician if surgeon.specialties else (*physician, non_physician)
+
+
+def co_surgeon_modifier(ev: Evaluation, c: Criterion) -> Finding:
+    primary, _assistants, unknown = _split(ev.record.surgeons(ev.order))
+    on_order = ev.order.modifiers & SURGERY_MODIFIERS
+    evidence = _evidence(primary + unknown, ev.order.reference)
     if len(primary) >= 3:
-        if TEAM_SURGERY in modifiers and CO_SURGERY not in modifiers:
-            return Finding(c.id, Status.MET, f"{len(primary)} primary surgeons, modifier 66 on the order", evidence)
-        return Finding(
-            c.id,
-            Status.NOT_MET,
-            f"{len(primary)} primary surgeons: team surgery needs modifier 66 (not 62), billed by report",
-            evidence,
-            tuple(notes),
-            order_modifiers=(TEAM_SURGERY,),
-        )
+        return _team(ev, c, len(primary), on_order, evidence)
     if len(primary) == 2:
-        if indicator == "0":
-            return Finding(c.id, Status.NOT_MET, "two primary surgeons, but " + _CO_SURG_MEANING["0"], evidence)
-        specialties = [s.specialties for s in primary]
-        if indicator in ("1", "2") and (indicator == "1" or (specialties[0] & specialties[1])):
-            notes.append("Send the operative report showing why two surgeons were needed with each claim.")
-        if CO_SURGERY in modifiers and TEAM_SURGERY not in modifiers:
-            return Finding(
-                c.id,
-                Status.MET,
-                "two primary surgeons and modifier 62 on the order: each bills 64580-62 with an own operative note",
-                evidence,
-                tuple(notes),
-            )
-        return Finding(
-            c.id,
-            Status.NOT_MET,
-            "two primary surgeons: both claims need modifier 62 (each paid 62.5% under Medicare)",
-            evidence,
-            tuple(notes),
-            order_modifiers=(CO_SURGERY,),
-        )
+        return _co_surgery(ev, c, primary, on_order, evidence)
     if len(primary) + len(unknown) >= 2:
         return Finding(
             c.id,
             Status.UNKNOWN,
             f"{len(unknown)} performer(s) on the order without a documented surgical role; co-surgery cannot be told",
             evidence,
+            info_needed="performer",
+            headline="Surgeon roles missing on this CPT 64580 order: co-surgery cannot be checked",
         )
-    wrong = sorted(modifiers & {CO_SURGERY, TEAM_SURGERY})
-    if wrong:
+    if on_order:
         return Finding(
             c.id,
             Status.NOT_MET,
-            f"modifier {'/'.join(wrong)} on the order but only one primary surgeon: remove it",
+            f"modifier {'/'.join(sorted(on_order))} on the order but only one primary surgeon: remove it",
             evidence,
             order_modifiers=(),
+            headline=f"Remove modifier {'/'.join(sorted(on_order))}: only one primary surgeon on this CPT 64580 order",
         )
     return Finding(c.id, Status.NOT_APPLICABLE, "one surgeon: no co-surgeon modifier", evidence)
 
 
+def _removal(on_order: frozenset[str]) -> str:
+    return f"; modifier {'/'.join(sorted(on_order))} on the order must come off" if on_order else ""
+
+
+def _co_surgery(
+    ev: Evaluation, c: Criterion, primary: list[Surgeon], on_order: frozenset[str], evidence: tuple[Evidence, ...]
+) -> Finding:
+    found, value = _indicator(ev, "co_surg")
+    if not _follows_cms(c):
+        return Finding(
+            c.id,
+            Status.UNKNOWN,
+            "two primary surgeons: the payer's own co-surgery policy decides whether 64580 is billed with modifier 62",
+            evidence,
+            (*_reference_note(found, "co_surg"), DIFFERENT_PROCEDURES),
+            headline="Two primary surgeons on CPT 64580: the payer's own co-surgery policy decides whether 62 is paid",
+        )
+    if found is None or value is None:
+        return Finding(c.id, Status.UNKNOWN, _not_checked("co_surg"), evidence)
+    notes = [_cms_note(found, "co_surg")]
+    fix = () if on_order else None
+    if value == "0":
+        assistant = found.asst_surg
+        options = _assistant_options(primary[1]) if assistant in ("0", "2") else ()
+        if options:
+            notes.append(
+                f"{_cms_note(found, 'asst_surg')} The second surgeon bills 64580-80, or 64580-82 where no qualified "
+                "resident was available; a physician assistant, nurse practitioner or clinical nurse specialist "
+                "bills 64580-AS."
+            )
+        notes.append(DIFFERENT_PROCEDURES)
+        reason = "two primary surgeons, but Medicare does not pay co-surgeons on 64580" + _removal(on_order)
+        if options:
+            reason += "; bill the second surgeon as assistant at surgery"
+        offer = f": bill the second surgeon as assistant at surgery ({'/'.join(o.modifier for o in options)})"
+        headline = "Medicare does not pay co-surgeons on CPT 64580" + (
+            offer if options else (": remove modifier 62" if on_order else "")
+        )
+        return Finding(
+            c.id,
+            Status.NOT_MET,
+            reason,
+            evidence,
+            tuple(notes),
+            order_modifiers=fix,
+            options=options,
+            headline=headline,
+        )
+    if value not in ("1", "2"):
+        reason = "two primary surgeons, but " + _MEANING["co_surg"].get(value, "co-surgery is not paid") + " for 64580"
+        return Finding(c.id, Status.NOT_MET, reason + _removal(on_order), evidence, tuple(notes), order_modifiers=fix)
+
+    documents: tuple[str, ...] = ()
+    problem = None
+    if value == "1":
+        documents = ("Both surgeons' operative notes showing why two surgeons were needed",)
+    else:
+        first, second = (s.specialties for s in primary)
+        if first and second and first & second:
+            problem = (
+                f"both surgeons have specialty {', '.join(sorted(first & second))}: Medicare pays co-surgery on "
+                "64580 without documentation only for surgeons of different specialties"
+            )
+            documents = ("Both surgeons' operative notes showing why two surgeons of one specialty were needed",)
+        elif not (first and second):
+            notes.append("A surgeon's specialty is not recorded: the two specialties must differ, else document why.")
+    has_62 = CO_SURGERY in on_order and TEAM_SURGERY not in on_order
+    if problem:
+        fix62 = None if has_62 else (CO_SURGERY,)
+        return Finding(
+            c.id,
+            Status.NOT_MET,
+            problem,
+            evidence,
+            tuple(notes),
+            order_modifiers=fix62,
+            documents=documents,
+            headline="Co-surgeons of one specialty on CPT 64580: send why both were needed with the claims",
+        )
+    if has_62:
+        reason = "two primary surgeons and modifier 62 on the order: each bills 64580-62 with an own operative note"
+        headline = "Co-surgery: each surgeon bills CPT 64580-62 on an own claim with an own operative note"
+        return Finding(c.id, Status.MET, reason, evidence, tuple(notes), documents=documents, headline=headline)
+    return Finding(
+        c.id,
+        Status.NOT_MET,
+        "two primary surgeons: both claims need modifier 62",
+        evidence,
+        tuple(notes),
+        order_modifiers=(CO_SURGERY,),
+        documents=documents,
+        headline="Modifier 62 required: two primary surgeons on this CPT 64580 order",
+    )
+
+
+def _team(
+    ev: Evaluation, c: Criterion, count: int, on_order: frozenset[str], evidence: tuple[Evidence, ...]
+) -> Finding:
+    found, value = _indicator(ev, "team_surg")
+    if not _follows_cms(c):
+        return Finding(
+            c.id,
+            Status.UNKNOWN,
+            f"{count} primary surgeons: the payer's own policy decides whether team surgery (modifier 66) is paid",
+            evidence,
+            (*_reference_note(found, "team_surg"), DIFFERENT_PROCEDURES),
+            headline=f"{count} primary surgeons on CPT 64580: the payer's own policy decides whether team surgery is paid",
+        )
+    if found is None or value is None:
+        return Finding(c.id, Status.UNKNOWN, _not_checked("team_surg"), evidence)
+    notes = (_cms_note(found, "team_surg"), DIFFERENT_PROCEDURES)
+    if value in ("1", "2"):
+        documents = ("Each surgeon's operative note stating their role (team surgery is priced by report)",)
+        if TEAM_SURGERY in on_order and CO_SURGERY not in on_order:
+            reason = f"{count} primary surgeons, modifier 66 on the order: each surgeon's role must be documented"
+            return Finding(c.id, Status.MET, reason, evidence, notes, documents=documents)
+        return Finding(
+            c.id,
+            Status.NOT_MET,
+            f"{count} primary surgeons: team surgery needs modifier 66 (not 62), billed by report",
+            evidence,
+            notes,
+            order_modifiers=(TEAM_SURGERY,),
+            documents=documents,
+            headline="Modifier 66 required: three or more primary surgeons (team surgery) on CPT 64580",
+        )
+    reason = (
+        f"{count} primary surgeons, but Medicare does not pay team surgery on 64580{_removal(on_order)}: one surgeon "
+        "bills 64580, the others as assistant at surgery or with the codes of the procedures they did"
+    )
+    headline = "Medicare does not pay team surgery on CPT 64580: one surgeon bills it, the others as assistants"
+    return Finding(
+        c.id, Status.NOT_MET, reason, evidence, notes, order_modifiers=() if on_order else None, headline=headline
+    )
+
+
 def assistant_surgeon(ev: Evaluation, c: Criterion) -> Finding:
-    surgeons = ev.record.surgeons(ev.order)
-    primary, assistants, _unknown = _split(surgeons)
+    primary, assistants, _unknown = _split(ev.record.surgeons(ev.order))
     if not assistants:
         return Finding(c.id, Status.NOT_APPLICABLE, "no assistant surgeon on the order")
     evidence = _evidence(assistants, ev.order.reference)
-    modifier = ", ".join(
-        sorted({"AS (non-physician)" if s.non_physician else "80/81/82 (physician)" for s in assistants})
-    )
-    notes = (f"The assistant bills 64580 with modifier {modifier} on an own claim.",)
+    billing = "; ".join(f"{s.reference} bills 64580-{assistant_modifier(s)}" for s in assistants)
+    notes: tuple[str, ...] = (f"Each assistant bills on an own claim: {billing}.",)
+    if any(not s.non_physician for s in assistants):
+        notes += ("A physician assistant at surgery uses 80, or 82 where no qualified resident was available.",)
     if len(primary) >= 2:
         return Finding(
             c.id,
             Status.NOT_MET,
-            "assistant listed alongside co-surgeons: generally not paid when 62/66 is paid",
+            "an assistant at surgery is not paid alongside co-surgeons or a surgical team",
             evidence,
             notes,
         )
-    indicator = ev.ruleset.mpfs.asst_surg
-    if indicator is None:
+    found, value = _indicator(ev, "asst_surg")
+    if not _follows_cms(c):
         return Finding(
             c.id,
             Status.UNKNOWN,
-            "the CMS assistant-at-surgery indicator for 64580 is not loaded; payment cannot be told",
+            f"the payer's own policy decides whether an assistant at surgery is paid for 64580 ({billing})",
+            evidence,
+            (*notes, *_reference_note(found, "asst_surg")),
+        )
+    if found is None or value is None:
+        return Finding(c.id, Status.UNKNOWN, _not_checked("asst_surg"), evidence, notes)
+    notes += (_cms_note(found, "asst_surg"),)
+    if value == "2":
+        reason = f"assistant at surgery payable for 64580 under Medicare: {billing}"
+        modifiers = "/".join(sorted({assistant_modifier(s) for s in assistants}))
+        headline = f"Assistant at surgery on CPT 64580: payable under Medicare, billed 64580-{modifiers}"
+        return Finding(c.id, Status.MET, reason, evidence, notes, headline=headline)
+    if value == "9":
+        reason = "the assistant-at-surgery concept does not apply to 64580 under Medicare"
+        return Finding(c.id, Status.NOT_APPLICABLE, reason, evidence, notes)
+    if value == "0":
+        return Finding(
+            c.id,
+            Status.NOT_MET,
+            "Medicare pays an assistant at surgery on 64580 only with documentation that one was needed",
             evidence,
             notes,
+            documents=("Documentation of why an assistant at surgery was needed",),
         )
-    meaning = _ASST_MEANING.get(indicator, f"indicator {indicator}")
-    status = Status.MET if indicator == "2" else Status.NOT_MET
-    return Finding(c.id, status, f"CMS assistant indicator {indicator}: {meaning}", evidence, notes)
+    return Finding(c.id, Status.NOT_MET, "Medicare does not pay an assistant at surgery on 64580", evidence, notes)
+
+
+def global_period(ev: Evaluation, c: Criterion) -> Finding:
+    """An earlier procedure of the family by a surgeon on this order, whose global period covers this one."""
+    day = ev.order.service_date or ev.as_of
+    ours = {ev.record.person(ref) for ref in ev.order.performers}
+    schedule = ev.ruleset.fee_schedule
+    inside = []
+    for e in ev.record.procedure_events(codes.NEUROSTIMULATOR_FAMILY):
+        if e.start is None or e.start >= day or not ({ev.record.person(p) for p in e.performers} & ours):
+            continue
+        found = schedule.indicators(e.code, e.start) or schedule.indicators(e.code, ev.as_of)
+        if found is None or found.global_days is None:
+            continue
+        ends = e.start + timedelta(days=found.global_days)
+        if day <= ends:
+            inside.append((e, found, ends))
+    if not inside:
+        return Finding(c.id, Status.NOT_APPLICABLE, "no earlier procedure by the same surgeon inside its global period")
+    e, found, ends = max(inside, key=lambda hit: hit[0].start)
+    what = (
+        f"{e.code} by the same surgeon on {e.start.isoformat()}: its {found.global_days}-day global period runs to "
+        f"{ends.isoformat()}"
+    )
+    evidence = tuple(Evidence(hit.reference, hit.start, f"global period to {to.isoformat()}") for hit, _f, to in inside)
+    if not _follows_cms(c):
+        return Finding(
+            c.id,
+            Status.UNKNOWN,
+            f"{what} (Medicare's global period; the payer's own rules decide)",
+            (Evidence(ev.order.reference), *evidence),
+        )
+    notes = (
+        "58: staged or planned (for example the permanent implant planned after the trial); 78: unplanned return "
+        "to the operating room for a related problem; 79: an unrelated procedure.",
+        f"Global period from Medicare fee schedule {found.release} (GLOB DAYS {found.glob_days} for {e.code}).",
+    )
+    present = sorted(ev.order.modifiers & set(GLOBAL_MODIFIERS))
+    if present:
+        reason = f"modifier {'/'.join(present)} on the order; {what}"
+        return Finding(c.id, Status.MET, reason, (Evidence(ev.order.reference), *evidence), notes)
+    reason = f"check modifier 58, 78 or 79: {what}"
+    headline = (
+        f"Check modifier 58, 78 or 79: {e.code} by the same surgeon on {e.start.isoformat()} is inside its "
+        f"{found.global_days}-day global period"
+    )
+    return Finding(c.id, Status.NOT_MET, reason, (Evidence(ev.order.reference), *evidence), notes, headline=headline)

@@ -1,0 +1,211 @@
+"""Who operates and how each surgeon bills: the CMS indicators decide for Medicare, the payer's own policy otherwise.
+
+Pure: the rules run on FHIR dicts with the fee schedule shipped in the package (CO- SURG 0, TEAM SURG 0, ASST
+SURG 2 for 64580 in 2025 and 2026), or with a one-release schedule holding other indicator values.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from cds import codes, mpfs
+from cds.rules import Status
+
+from .clinical import procedure, role
+from .support import service_request
+from .test_criteria import finding
+
+MET, NOT_MET, UNKNOWN, NA = Status.MET, Status.NOT_MET, Status.UNKNOWN, Status.NOT_APPLICABLE
+CMS = {"fee_schedule": "cms"}  # the criterion parameter Medicare's policy files carry
+
+
+def surgical_order(*performers: str, modifiers: tuple[str, ...] = (), when: str | None = None) -> dict:
+    order = service_request()
+    order["performer"] = [{"reference": p} for p in performers]
+    if modifiers:
+        order["orderDetail"] = [{"coding": [{"system": codes.CPT, "code": m}]} for m in modifiers]
+    if when:
+        order["occurrenceDateTime"] = when
+    return order
+
+
+ROLES = [
+    role("a", id="ra"),  # 207T00000X neurological surgery
+    role("b", id="rb", specialty="207X00000X"),  # orthopaedic surgery
+    role("c", id="rc"),
+    role("d", "assistant-surgeon", id="rd"),
+    role("e", None, id="re"),  # no role documented
+    role("f", "PPRF", system=codes.V3_PARTICIPATION, id="rf"),
+    role("g", None, text="Co-surgeon (vascular)", id="rg"),
+    role("h", "assistant-surgeon", specialty="363A00000X", id="rh"),  # physician assistant
+    role("i", "assistant-surgeon", specialty="363LA2100X", id="ri"),  # nurse practitioner, acute care
+    role("j", "assistant-surgeon", specialty="364SA2100X", id="rj"),  # clinical nurse specialist
+    role("k", specialty=None, id="rk"),  # a primary surgeon whose specialty is not recorded
+    role("l", specialty="363LA2100X", id="rl"),  # listed as a second primary surgeon, but an NP
+]
+A, B, C = "PractitionerRole/ra", "PractitionerRole/rb", "PractitionerRole/rc"
+
+
+def co(*performers, modifiers=(), schedule=None, **params):
+    order = surgical_order(*performers, modifiers=modifiers)
+    return finding("co-surgeon-modifier", *ROLES, order=order, schedule=schedule, **params)
+
+
+def permitted(**values: str) -> mpfs.FeeSchedule:
+    return mpfs.single({"co_surg": "2", "team_surg": "2", "asst_surg": "2", **values})
+
+
+@pytest.mark.parametrize(
+    ("performers", "modifiers", "status", "fix"),
+    [
+        ((A,), (), NA, None),
+        ((A,), ("62",), NOT_MET, ()),
+        ((A, B), (), NOT_MET, ("62",)),
+        ((A, B), ("62",), MET, None),
+        ((A, B, C), ("62",), NOT_MET, ("66",)),
+        ((A, B, C), ("66",), MET, None),
+        ((A, "PractitionerRole/re"), (), UNKNOWN, None),
+        ((A, "Practitioner/a"), (), NA, None),  # the same surgeon twice
+        (("Practitioner/b", "Practitioner/f"), (), NOT_MET, ("62",)),  # roles found through the practitioner
+        ((B, "PractitionerRole/rg"), ("62",), MET, None),  # role from text
+        ((A, "PractitionerRole/rd"), (), NA, None),  # surgeon + assistant is not co-surgery
+        (("Organization/o1",), ("62",), NOT_MET, ()),
+    ],
+)
+def test_roles_and_modifiers_where_co_and_team_surgery_are_permitted(performers, modifiers, status, fix):
+    result = co(*performers, modifiers=modifiers, schedule=permitted(), **CMS)
+    assert result.status == status, result.reason
+    assert result.order_modifiers == fix
+
+
+def test_medicare_two_surgeons_are_told_co_surgeons_are_not_paid_and_offered_assistant_billing():
+    result = co(A, B, **CMS)
+    assert result.status == NOT_MET
+    assert "Medicare does not pay co-surgeons on 64580" in result.reason
+    assert result.order_modifiers is None, "nothing to take off, and never a 62 to add"
+    assert [(o.surgeon, o.modifier) for o in result.options] == [(B, "80"), (B, "82")]
+    assert "co-surgery indicator 0" in " ".join(result.notes) and "RVU26A" in " ".join(result.notes)
+    assert any("64590" in n and "their own codes" in n for n in result.notes)
+
+
+def test_a_62_already_on_a_medicare_order_is_taken_off():
+    result = co(A, B, modifiers=("62",), **CMS)
+    assert result.status == NOT_MET and result.order_modifiers == ()
+    assert "must come off" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("second", "modifiers"),
+    [(B, ["80", "82"]), ("PractitionerRole/rl", ["AS"]), ("PractitionerRole/rk", ["80", "82", "AS"])],
+)
+def test_the_assistant_modifier_offered_follows_the_second_surgeons_taxonomy(second, modifiers):
+    assert [o.modifier for o in co(A, second, **CMS).options] == modifiers
+
+
+def test_no_assistant_is_offered_where_the_assistant_is_not_payable_either():
+    result = co(A, B, schedule=mpfs.single({"co_surg": "0", "asst_surg": "1"}), **CMS)
+    assert result.status == NOT_MET and result.options == ()
+
+
+def test_medicare_team_of_three_gets_no_66():
+    result = co(A, B, C, **CMS)
+    assert result.status == NOT_MET and result.order_modifiers is None
+    assert "does not pay team surgery" in result.reason
+    taken_off = co(A, B, C, modifiers=("66",), **CMS)
+    assert taken_off.order_modifiers == ()
+
+
+def test_co_surgery_with_documentation_asks_for_both_operative_notes():
+    without = co(A, B, schedule=permitted(co_surg="1"), **CMS)
+    assert without.order_modifiers == ("62",) and without.documents
+    with_62 = co(A, B, modifiers=("62",), schedule=permitted(co_surg="1"), **CMS)
+    assert with_62.status == MET and "operative notes" in with_62.documents[0]
+
+
+def test_co_surgery_indicator_2_needs_different_specialties():
+    same = co(A, C, modifiers=("62",), schedule=permitted(), **CMS)  # both 207T00000X
+    assert same.status == NOT_MET and "207T00000X" in same.reason and same.documents
+    different = co(A, B, modifiers=("62",), schedule=permitted(), **CMS)
+    assert different.status == MET and not different.documents
+
+
+def test_a_payer_with_its_own_rules_is_not_told_medicares_answer_as_its_own():
+    result = co(A, B)  # the default policy does not say it follows the CMS indicators
+    assert result.status == UNKNOWN and result.order_modifiers is None and not result.options
+    assert "payer's own co-surgery policy decides" in result.reason
+    assert any(n.startswith("For reference only") and "indicator 0" in n for n in result.notes)
+    assert result.info_needed is None, "the roles are known: nothing is missing from the record"
+
+
+def test_no_release_in_force_is_said_in_words():
+    result = co(A, B, schedule=mpfs.single({"co_surg": "0"}, effective=date(2027, 1, 1)), **CMS)
+    assert result.status == UNKNOWN
+    assert result.reason == "Medicare's co-surgery rule for 64580 could not be checked for this date"
+    assert "cds mpfs" not in result.reason + " ".join(result.notes)
+
+
+def assistant(*performers, schedule=None, **params):
+    order = surgical_order(*performers)
+    return finding("assistant-surgeon", *ROLES, order=order, schedule=schedule, **params)
+
+
+@pytest.mark.parametrize(
+    ("performers", "value", "status"),
+    [
+        ((A,), "2", NA),
+        ((A, "PractitionerRole/rd"), "2", MET),
+        ((A, "PractitionerRole/rd"), "1", NOT_MET),
+        ((A, "PractitionerRole/rd"), "0", NOT_MET),
+        ((A, "PractitionerRole/rd"), "9", NA),
+        ((A, B, "PractitionerRole/rd"), "2", NOT_MET),  # not paid alongside co-surgeons
+    ],
+)
+def test_assistant_at_surgery_follows_the_indicator(performers, value, status):
+    assert assistant(*performers, schedule=mpfs.single({"asst_surg": value}), **CMS).status == status
+
+
+@pytest.mark.parametrize("second", ["PractitionerRole/rh", "PractitionerRole/ri", "PractitionerRole/rj"])
+def test_pa_np_and_cns_assistants_bill_as_and_are_not_flagged_under_medicare(second):
+    result = assistant(A, second, **CMS)
+    assert result.status == MET and f"{second} bills 64580-AS" in result.reason
+
+
+def test_a_physician_assistant_at_surgery_bills_80():
+    result = assistant(A, "PractitionerRole/rd", **CMS)
+    assert "bills 64580-80" in result.reason and any("82" in n for n in result.notes)
+
+
+def test_assistant_under_a_payer_with_its_own_rules_is_unknown_with_the_cms_reference():
+    result = assistant(A, "PractitionerRole/rh")
+    assert result.status == UNKNOWN and any("For reference only" in n for n in result.notes)
+
+
+def global_period(*resources, modifiers=(), when="2026-06-15", **params):
+    order = surgical_order(A, modifiers=modifiers, when=when)
+    return finding("global-period", *ROLES, *resources, order=order, **{**CMS, **params})
+
+
+@pytest.mark.parametrize(
+    ("resources", "status"),
+    [
+        ([procedure("64555", "2026-06-10", performer="Practitioner/a")], NOT_MET),  # 10-day global to 06-20
+        ([procedure("64555", "2026-06-10", performer=A)], NOT_MET),  # the same surgeon through the role
+        ([procedure("64555", "2026-05-20", performer="Practitioner/a")], NA),  # global ended 05-30
+        ([procedure("64555", "2026-06-10", performer="Practitioner/b")], NA),  # another surgeon
+        ([procedure("64555", "2026-06-10")], NA),  # performer not recorded
+        ([procedure("64580", "2026-04-01", performer="Practitioner/a")], NOT_MET),  # inside 90 days
+        ([procedure("64580", "2026-01-01", performer="Practitioner/a")], NA),  # 90 days ended 04-01
+    ],
+)
+def test_global_period_of_an_earlier_procedure_by_the_same_surgeon(resources, status):
+    assert global_period(*resources).status == status
+
+
+def test_global_period_says_check_with_the_dates_and_accepts_a_modifier_on_the_order():
+    trial = procedure("64555", "2026-06-10", performer="Practitioner/a")
+    result = global_period(trial)
+    assert result.reason.startswith("check modifier 58, 78 or 79")
+    assert "2026-06-10" in result.reason and "2026-06-20" in result.reason and "10-day" in result.reason
+    assert global_period(trial, modifiers=("58",)).status == MET
