@@ -145,7 +145,7 @@ def _documentation(findings: list[Finding], ctx: CardContext) -> dict | None:
             headline, [(f.title or f.criterion).lower() for f in (not_met + [f for f in open_ if f not in not_met])]
         )
     met = [f.title or f.criterion for f in findings if f.status == Status.MET]
-    detail = [_header(ctx, findings), "", "**Document before signing:**", *map(_line, open_)]
+    detail = [_header(ctx, findings), "", "**Document before signing:**", *map(_line, open_), *_notes(open_)]
     if met:
         detail += ["", f"Already documented: {', '.join(met)}."]
     card = _card(

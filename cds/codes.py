@@ -159,9 +159,32 @@ POLYNEUROPATHY = ValueSet(
 )
 SUBSTANCE_USE = ValueSet(
     "substance-use",
-    "Mental and behavioural disorders due to psychoactive substance use",
-    f"{DOMAIN} section 4 exclusion flags; section 5 rule 11",
-    (_icd("F10", "F11", "F12", "F13", "F14", "F15", "F16", "F17", "F18", "F19"),),
+    "Mental and behavioural disorders due to psychoactive substance use, nicotine excepted",
+    f"{DOMAIN} section 4 exclusion flags; section 5 rule 11 (F10-F19 less F17: nicotine counts only where a "
+    "policy names tobacco, see tobacco-use)",
+    (_icd("F10", "F11", "F12", "F13", "F14", "F15", "F16", "F18", "F19"),),
+)
+TOBACCO_USE = ValueSet(
+    "tobacco-use",
+    "Nicotine dependence",
+    "ICD-10-CM F17 (nicotine dependence); read only where a policy names tobacco",
+    (_icd("F17"),),
+)
+# "In remission" forms: F1x.11 (abuse), F1x.21 (dependence), F1x.91 (use, unspecified) per the ICD-10-CM Official
+# Guidelines I.C.5.b.1, and nicotine dependence F17.2x1.
+REMISSION_SOURCE = (
+    "CMS ICD-10-CM Official Guidelines for Coding and Reporting FY2026, I.C.5.b.1: 'in remission' codes of "
+    "categories F10-F19 are -.11, -.21, -.91 (as quoted at https://icd10codingpro.com/codes/F10.23); nicotine "
+    "dependence in remission F17.2x1"
+)
+SUBSTANCE_REMISSION = ValueSet(
+    "substance-use-remission",
+    "Psychoactive substance use disorder in remission",
+    REMISSION_SOURCE,
+    (
+        _icd(*(f"F1{n}.{s}" for n in "01234568" for s in ("11", "21", "91"))),
+        _icd("F19.11", "F19.21", "F19.91", "F17.201", "F17.211", "F17.221", "F17.291"),
+    ),
 )
 PHANTOM_LIMB = ValueSet(
     "phantom-limb", "Phantom limb syndrome with pain", f"{DOMAIN} section 2 (Medicare summary)", (_icd("G54.6"),)
@@ -180,14 +203,22 @@ PHYSICAL_THERAPY = ValueSet(
 STIMULATION_TRIAL = ValueSet(
     "stimulation-trial",
     "Percutaneous peripheral nerve stimulation trial",
-    f"{DOMAIN} section 4 (PNS/PENS trial 64555, 64596/64597); NCD 160.7.1",
-    (_cpt("64555", "64596", "64597"),),
+    f"{DOMAIN} section 4 (PNS/PENS trial 64555); NCD 160.7.1. 64596/64597 place a permanent percutaneous "
+    "integrated system: a prior system, not a trial",
+    (_cpt("64555"),),
 )
 PRIOR_IMPLANT = ValueSet(
     "prior-implant",
-    "Earlier neurostimulator array or generator (revision or replacement)",
-    f"{DOMAIN} section 5 rule 15 (MP-623: no trial for revision/replacement)",
-    (_cpt("64580", "64585", "64590"),),
+    "Earlier neuromuscular or peripheral nerve array: a permanent system at the same target (revision/replacement)",
+    f"{DOMAIN} section 5 rule 15 (MP-623: no trial for revision/replacement); correction 4 (code family): "
+    "64580 neuromuscular, 64575 peripheral nerve, 64596/64597 percutaneous integrated systems",
+    (_cpt("64580", "64575", "64596", "64597"),),
+)
+ARRAY_REMOVAL = ValueSet(
+    "array-removal",
+    "Revision or removal of a peripheral neurostimulator array",
+    f"{DOMAIN} section 1 (64585 revision/removal of peripheral array)",
+    (_cpt("64585"),),
 )
 PSYCH_EVALUATION = ValueSet(
     "psych-evaluation",
@@ -198,17 +229,23 @@ PSYCH_EVALUATION = ValueSet(
 EMG_NCS = ValueSet(
     "emg-ncs",
     "Electromyography or nerve conduction studies",
-    f"{DOMAIN} section 4; section 5 rule 12",
-    (_cpt(ranges=(("95885", "95887"), ("95907", "95913"))),),
+    f"{DOMAIN} section 4; section 5 rule 12 (95885-95887, 95907-95913); needle electromyography 95860-95872 "
+    "(AMA CPT code set, Medicine: neuromuscular procedures)",
+    (_cpt(ranges=(("95860", "95872"), ("95885", "95887"), ("95907", "95913"))),),
 )
 NERVE_BLOCK = ValueSet(
-    "nerve-block", "Diagnostic peripheral nerve block", f"{DOMAIN} section 4", (_cpt(ranges=(("64400", "64450"),)),)
+    "nerve-block",
+    "Diagnostic peripheral nerve block",
+    f"{DOMAIN} section 4 (64400-64450); CPT 64400-64455 somatic nerve injections, including 64451 (nerves "
+    "innervating the sacroiliac joint) and 64454 (genicular nerve branches)",
+    (_cpt(ranges=(("64400", "64455"),)),),
 )
 PAIN_SCORE = ValueSet(
     "pain-score",
-    "Pain severity 0-10 verbal numeric rating",
-    f"{DOMAIN} section 4 (LOINC 72514-3)",
-    (Include(LOINC, codes=frozenset({"72514-3"})),),
+    "Pain severity 0-10",
+    f"{DOMAIN} section 4 (LOINC 72514-3 'Pain severity - 0-10 verbal numeric rating [Score] - Reported', "
+    "https://loinc.org/72514-3); LOINC 38208-5 'Pain severity - Reported' (https://loinc.org/38208-5)",
+    (Include(LOINC, codes=frozenset({"72514-3", "38208-5"})),),
 )
 
 _ATC_SOURCE = f"{DOMAIN} section 4 (ATC classes, https://atcddd.fhi.no; RxNorm ingredients)"
@@ -299,6 +336,9 @@ VALUE_SETS: dict[str, ValueSet] = {
         PAIN_SCORE,
         NON_PHYSICIAN_ASSISTANT,
         NEUROSTIMULATOR_FAMILY,
+        TOBACCO_USE,
+        SUBSTANCE_REMISSION,
+        ARRAY_REMOVAL,
         *MEDICATION_CLASSES.values(),
     )
 }
@@ -318,6 +358,7 @@ CONDITION_SETS = tuple(
         "fibromyalgia",
         "polyneuropathy",
         "substance-use",
+        "tobacco-use",
         "phantom-limb",
         "postherpetic",
     )

@@ -19,7 +19,7 @@ from cds.policies import PolicySet
 from cds.records import Order, PatientRecord
 from cds.services import SERVICES, CdsService
 
-PAIN_SCORE_QUERY = "Observation?patient={patient}&code=http://loinc.org|72514-3"
+PAIN_SCORE_QUERY = "Observation?patient={patient}&code=http://loinc.org|72514-3,http://loinc.org|38208-5"
 
 
 def service(service_id: str) -> CdsService:
@@ -116,7 +116,7 @@ def situational_queries(record: PatientRecord, ours: list[Order], patient_id: st
 
 
 def _safe_id(query: str) -> bool:
-    return all(ch.isalnum() or ch in "-.?=&/|:" for ch in query)
+    return all(ch.isalnum() or ch in "-.?=&/|:," for ch in query)
 
 
 def _context(svc: CdsService, request: HookRequest, route: payers.Route, order: Order, as_of: date, group: str):

@@ -177,10 +177,14 @@ def _matches(resource: dict, name: str, value: str) -> bool:
     if name == "practitioner":
         ref = resource.get("practitioner")
         return isinstance(ref, dict) and str(ref.get("reference", "")).split("/")[-1] == value.split("/")[-1]
-    if name == "code":
-        system, _, code = value.rpartition("|")
+    if name == "code":  # a comma is "or", as in FHIR search
         codings = (resource.get("code") or {}).get("coding") or ()
-        return any(c.get("code") == code and (not system or c.get("system") == system) for c in codings)
+        wanted = [v.rpartition("|") for v in value.split(",")]
+        return any(
+            c.get("code") == code and (not system or c.get("system") == system)
+            for system, _, code in wanted
+            for c in codings
+        )
     return False
 
 

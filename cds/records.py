@@ -62,7 +62,7 @@ READ_ELEMENTS = {
         "recordedDate",
         "abatementDateTime",
     },
-    "Procedure": {"status", "code", "subject", "performedDateTime", "performedPeriod", "performer"},
+    "Procedure": {"status", "code", "subject", "performedDateTime", "performedPeriod", "performer", "bodySite"},
     "MedicationRequest": {
         "status",
         "intent",
@@ -104,6 +104,7 @@ READ_ELEMENTS = {
         "authoredOn",
         "occurrenceDateTime",
         "occurrencePeriod",
+        "bodySite",
         "performer",
         "orderDetail",
         "insurance",
@@ -114,6 +115,9 @@ _ALWAYS = {"resourceType", "id", "meta"}
 _IGNORED_STATUS = {"entered-in-error", "not-done", "cancelled", "refuted", "draft", "intended", "not-taken"}
 _DONE_PROCEDURE = {"completed", "in-progress", "unknown"}
 _ACTIVE_CONDITION = {"active", "recurrence", "relapse"}
+_REFUTED_CONDITION = {"refuted", "entered-in-error"}  # never evidence of anything
+_UNCONFIRMED_CONDITION = {"unconfirmed", "provisional", "differential"}  # evidence of nothing yet
+_ONGOING_MEDICATION = {"active", "on-hold"}
 _STATUS_DEFAULTS = {"Procedure", "Observation", "MedicationRequest", "MedicationStatement"}
 
 
@@ -130,6 +134,10 @@ class Event:
     value: float | None = None
     active: bool = True
     performers: tuple[str, ...] = ()  # who did it (Procedure.performer.actor references)
+    confirmed: bool = True  # a Condition whose verificationStatus is unconfirmed/provisional/differential is not
+    display: str = ""  # what the record calls it (a drug's name, a procedure's text)
+    sites: frozenset[tuple[str, str]] = frozenset()  # bodySite codings (system, code)
+    ongoing: bool = False  # a medication still being taken (status active or on-hold)
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,8 @@ class Order:
     modifiers: frozenset[str]
     insurance: tuple[str, ...]
     occurrence: date | None = None  # the planned day of surgery, when the order says
+    sites: frozenset[tuple[str, str]] = frozenset()  # bodySite codings (system, code)
+    site_text: str = ""  # bodySite text and displays, for laterality written in words
 
     @property
     def reference(self) -> str:
@@ -203,6 +213,9 @@ class PatientRecord:
             hit = value_set.match_codings(_model_codings(c.code))
             if not hit:
                 continue
+            verification = _first_code(c.verificationStatus)
+            if verification in _REFUTED_CONDITION:
+                continue
             clinical = _first_code(c.clinicalStatus)
             start = as_date(c.onsetDateTime) or (as_date(c.onsetPeriod.start) if c.onsetPeriod else None)
             events.append(
@@ -214,6 +227,7 @@ class PatientRecord:
                     end=as_date(c.abatementDateTime),
                     status=clinical,
                     active=clinical is None or clinical in _ACTIVE_CONDITION,
+                    confirmed=verification not in _UNCONFIRMED_CONDITION,
                 )
             )
         return events
@@ -229,7 +243,17 @@ class PatientRecord:
             start, end = _period(p.performedDateTime, p.performedPeriod)
             actors = tuple(a.actor.reference for a in p.performer or () if a.actor and a.actor.reference)
             events.append(
-                Event(f"Procedure/{p.id}", value_set.id, hit[1], start, end or start, p.status, performers=actors)
+                Event(
+                    f"Procedure/{p.id}",
+                    value_set.id,
+                    hit[1],
+                    start,
+                    end or start,
+                    p.status,
+                    performers=actors,
+                    display=_text(p.code),
+                    sites=_sites(p.bodySite),
+                )
             )
         return sorted(events, key=lambda e: (e.start is None, e.start or date.min))
 
@@ -252,7 +276,16 @@ class PatientRecord:
         concept = self._medication_concepts.get(reference)
         found = codes.medication_class(concept) if concept else None
         if found:
-            yield Event(reference, found[0], found[1], start, end, m.status)
+            yield Event(
+                reference,
+                found[0],
+                found[1],
+                start,
+                end,
+                m.status,
+                display=_name(concept) or found[1],
+                ongoing=m.status in _ONGOING_MEDICATION,
+            )
 
     def pain_scores(self) -> list[Event]:
         events = []
@@ -264,7 +297,9 @@ class PatientRecord:
             when = when or as_date(o.issued)
             if value is None or when is None:
                 continue
-            events.append(Event(f"Observation/{o.id}", "pain-score", "72514-3", when, when, o.status, float(value)))
+            hit = codes.PAIN_SCORE.match_codings(_model_codings(o.code))
+            code = hit[1] if hit else "72514-3"
+            events.append(Event(f"Observation/{o.id}", "pain-score", code, when, when, o.status, float(value)))
         return sorted(events, key=lambda e: e.start)
 
     def surgeons(self, order: Order) -> list[Surgeon]:
@@ -381,6 +416,8 @@ def order_from(resource: dict) -> Order:
         resource=resource,
         authored=as_date(model.authoredOn) if model else None,
         occurrence=occurrence,
+        sites=_sites(model.bodySite) if model else frozenset(),
+        site_text=" ".join(_text(c) for c in (model.bodySite or ())) if model else "",
         performers=tuple(p for p in performers if isinstance(p, str)),
         modifiers=frozenset(modifiers),
         insurance=tuple(i for i in insurance if isinstance(i, str)),
@@ -551,6 +588,31 @@ def _model_codings(concept) -> Iterator[tuple[str | None, str | None]]:
     if concept is not None:
         for coding in concept.coding or ():
             yield coding.system, coding.code
+
+
+def _text(concept) -> str:
+    if concept is None:
+        return ""
+    return " ".join(p for p in [concept.text, *(c.display for c in concept.coding or ())] if p)
+
+
+def _name(concept: dict) -> str:
+    """A medication's name as the record writes it: the concept's text, else its first display."""
+    text = concept.get("text")
+    if isinstance(text, str) and text.strip():
+        return text.strip()
+    return next(
+        (
+            c["display"].strip()
+            for c in concept.get("coding") or ()
+            if isinstance(c, dict) and isinstance(c.get("display"), str) and c["display"].strip()
+        ),
+        "",
+    )
+
+
+def _sites(concepts) -> frozenset[tuple[str, str]]:
+    return frozenset((s, c) for concept in concepts or () for s, c in _model_codings(concept) if s and c)
 
 
 def _first_code(concept) -> str | None:

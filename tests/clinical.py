@@ -19,7 +19,15 @@ def _subject() -> dict:
     return {"reference": f"Patient/{PATIENT_ID}"}
 
 
-def condition(code: str, onset: str | None = "2025-01-01", *, clinical: str = "active", system=codes.ICD10CM, **extra):
+def condition(
+    code: str,
+    onset: str | None = "2025-01-01",
+    *,
+    clinical: str = "active",
+    verification: str | None = None,
+    system=codes.ICD10CM,
+    **extra,
+):
     c = {
         "resourceType": "Condition",
         "id": _id("cond"),
@@ -31,6 +39,10 @@ def condition(code: str, onset: str | None = "2025-01-01", *, clinical: str = "a
     }
     if onset:
         c["onsetDateTime"] = onset
+    if verification:
+        c["verificationStatus"] = {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": verification}]
+        }
     c.update(extra)
     return c
 
@@ -43,6 +55,8 @@ def procedure(
     system=codes.CPT,
     status="completed",
     performer: str | None = None,
+    text: str | None = None,
+    site: str | None = None,
 ):
     p = {
         "resourceType": "Procedure",
@@ -57,6 +71,10 @@ def procedure(
         p["performedDateTime"] = when
     if performer:
         p["performer"] = [{"actor": {"reference": performer}}]
+    if text:
+        p["code"]["text"] = text
+    if site:
+        p["bodySite"] = [{"coding": [{"system": codes.SNOMED, "code": site}]}]
     return p
 
 
@@ -66,6 +84,7 @@ def medication(
     text: str | None = None,
     *,
     when="2025-11-01",
+    until: str | None = None,
     status="completed",
     kind="MedicationRequest",
 ):
@@ -83,17 +102,21 @@ def medication(
     }
     if kind == "MedicationRequest":
         m.update(intent="order", authoredOn=when)
+        if until:
+            m["dispenseRequest"] = {"validityPeriod": {"start": when, "end": until}}
+    elif until:
+        m["effectivePeriod"] = {"start": when, "end": until}
     else:
         m["effectiveDateTime"] = when
     return m
 
 
-def pain_score(value: float, when: str) -> dict:
+def pain_score(value: float, when: str, code: str = "72514-3") -> dict:
     return {
         "resourceType": "Observation",
         "id": _id("obs"),
         "status": "final",
-        "code": {"coding": [{"system": codes.LOINC, "code": "72514-3"}]},
+        "code": {"coding": [{"system": codes.LOINC, "code": code}]},
         "subject": _subject(),
         "effectiveDateTime": when,
         "valueQuantity": {"value": value, "unit": "{score}"},

@@ -260,7 +260,7 @@ def test_surgeon_roles_and_pain_scores_are_fetched_when_not_prefetched(client, e
     assert statuses(topics["claim"][0])["co-surgeon-modifier"] == "not-met"
     assert statuses(topics["claim"][0])["stimulation-trial"] == "met"
     observation_query = next(r for r, _ in ehr.log if r.path == "/fhir/Observation")
-    assert observation_query.args["code"] == "http://loinc.org|72514-3"
+    assert observation_query.args["code"] == "http://loinc.org|72514-3,http://loinc.org|38208-5"
 
 
 def test_situational_fetch_failure_leaves_criteria_unknown_not_an_error(client, ehr):

@@ -205,8 +205,9 @@ TRIAL = ("2026-03-01", "2026-03-07")
         ([procedure("64555", "2026-03-01"), pain_score(8, "2026-02-20"), pain_score(2, "2026-03-09")], {}, MET),
         ([procedure("64555", "2025-05-01", "2025-05-07")], {}, NOT_MET),  # older than 12 months
         ([procedure("64580", "2024-01-10"), procedure("64555", *TRIAL)], {}, NA),  # revision
-        ([procedure("64590", "2024-01-10")], {}, NA),
-        ([procedure("64596", *TRIAL), pain_score(6, "2026-02-25"), pain_score(3, "2026-03-04")], {}, MET),
+        ([procedure("64590", "2024-01-10")], {}, NOT_MET),  # a generator alone is no array to revise
+        ([procedure("64596", "2025-01-10")], {}, NA),  # a percutaneous integrated system: a prior permanent system
+        ([procedure("64555", *TRIAL), pain_score(8, "2026-02-20"), pain_score(4, "2026-03-05", "38208-5")], {}, MET),
     ],
 )
 def test_stimulation_trial(resources, params, status):
@@ -252,9 +253,13 @@ def test_every_criterion_is_evaluated_in_policy_order():
         ("objective-pathology", [procedure("95910", "2024-01-10")], {"lookback_months": 12}, NOT_MET),
         ("objective-pathology", [procedure("95910", None)], {}, UNKNOWN),
         ("objective-pathology", [procedure("95999", "2026-01-10")], {}, NOT_MET),
+        ("objective-pathology", [procedure("95860", "2026-01-10")], {}, MET),  # needle EMG, one extremity
+        ("objective-pathology", [procedure("95872", "2026-01-10")], {}, MET),
         ("diagnostic-block", [procedure("64450", "2026-01-10")], {}, MET),
         ("diagnostic-block", [procedure("64400", "2026-01-10")], {}, MET),
-        ("diagnostic-block", [procedure("64451", "2026-01-10")], {}, NOT_MET),
+        ("diagnostic-block", [procedure("64451", "2026-01-10")], {}, MET),
+        ("diagnostic-block", [procedure("64454", "2026-01-10")], {}, MET),
+        ("diagnostic-block", [procedure("64461", "2026-01-10")], {}, NOT_MET),
         ("diagnostic-block", [procedure("64450", "2026-07-10")], {}, NOT_MET),  # after the order
     ],
 )

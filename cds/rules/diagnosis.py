@@ -20,29 +20,45 @@ def _evidence(events: list[Event]) -> tuple[Evidence, ...]:
 
 
 def _in_remission(event: Event) -> bool:
-    """ICD-10-CM F1x.11 / F1x.21 are the 'in remission' codes of abuse and dependence."""
-    return event.code[:1] == "F" and event.code[3:] in ("11", "21")
+    """ICD-10-CM F1x.11, F1x.21, F1x.91 and F17.2x1 are the 'in remission' forms (codes.SUBSTANCE_REMISSION)."""
+    return codes.SUBSTANCE_REMISSION.matches(codes.ICD10CM, event.code)
+
+
+def current(ev: Evaluation, events: list[Event]) -> list[Event]:
+    """Diagnoses that are active (clinical status active, recurrence, relapse, or none) and not after the order.
+
+    Refuted and entered-in-error diagnoses never reach here (the record drops them); resolved, inactive and
+    remission are not active. Unconfirmed ones are kept: the caller decides what "not confirmed" means for it.
+    """
+    return [e for e in events if e.active and (e.start is None or e.start <= ev.order_date)]
+
+
+def _codes(events: list[Event]) -> str:
+    return ", ".join(sorted({e.code for e in events}))
 
 
 def indication(ev: Evaluation, c: Criterion) -> Finding:
-    before = [
-        e
-        for vs in _sets(c.param("include", ()))
-        for e in ev.record.condition_events(vs)
-        if e.active and (e.start is None or e.start <= ev.order_date)
-    ]
+    before = current(ev, [e for vs in _sets(c.param("include", ())) for e in ev.record.condition_events(vs)])
     excluded_sets = _sets(c.param("exclude", ()))
     excluded = [e for e in before if any(vs.matches(codes.ICD10CM, e.code) for vs in excluded_sets)]
-    qualifying = [e for e in before if e not in excluded]
+    candidates = [e for e in before if e not in excluded]
+    qualifying = [e for e in candidates if e.confirmed]
     if qualifying:
-        codes_ = ", ".join(sorted({e.code for e in qualifying}))
-        return Finding(c.id, Status.MET, f"qualifying diagnosis documented ({codes_})", _evidence(qualifying))
+        return Finding(
+            c.id, Status.MET, f"qualifying diagnosis documented ({_codes(qualifying)})", _evidence(qualifying)
+        )
+    if candidates:
+        return Finding(
+            c.id,
+            Status.UNKNOWN,
+            f"diagnosis not confirmed ({_codes(candidates)} is unconfirmed, provisional or differential)",
+            _evidence(candidates),
+        )
     if excluded:
-        names = ", ".join(sorted({e.code for e in excluded}))
         return Finding(
             c.id,
             Status.NOT_MET,
-            f"only diagnoses this policy does not cover are documented ({names})",
+            f"only diagnoses this policy does not cover are documented ({_codes(excluded)})",
             _evidence(excluded),
         )
     return Finding(
@@ -53,42 +69,72 @@ def indication(ev: Evaluation, c: Criterion) -> Finding:
 
 
 def substance_use(ev: Evaluation, c: Criterion) -> Finding:
-    active = [
-        e
-        for vs in _sets(c.param("value_sets", ("substance-use",)))
-        for e in ev.record.condition_events(vs)
-        if e.active and not _in_remission(e) and (e.start is None or e.start <= ev.order_date)
-    ]
+    found = current(
+        ev, [e for vs in _sets(c.param("value_sets", ("substance-use",))) for e in ev.record.condition_events(vs)]
+    )
+    active = [e for e in found if not _in_remission(e)]
+    confirmed = [e for e in active if e.confirmed]
+    if confirmed:
+        return Finding(
+            c.id,
+            Status.NOT_MET,
+            f"active substance-use disorder documented ({_codes(confirmed)})",
+            _evidence(confirmed),
+        )
     if active:
-        found = ", ".join(sorted({e.code for e in active}))
-        return Finding(c.id, Status.NOT_MET, f"active substance-use disorder documented ({found})", _evidence(active))
+        return Finding(
+            c.id,
+            Status.UNKNOWN,
+            f"substance-use diagnosis not confirmed ({_codes(active)} is unconfirmed, provisional or differential)",
+            _evidence(active),
+        )
     return Finding(c.id, Status.MET, "no active substance-use disorder documented")
 
 
 def chronicity(ev: Evaluation, c: Criterion) -> Finding:
+    """How long the active pain diagnosis has been there: its onset, else the date it was recorded.
+
+    An earlier episode that resolved is context, never evidence: carpal tunnel ten years ago does not make a new
+    pain diagnosis chronic.
+    """
     months = int(c.param("months", 3))
     pain = [e for e in ev.record.condition_events(codes.INDICATION_PAIN) if e.start is None or e.start <= ev.order_date]
-    if not pain:
-        if any(e.active for e in ev.record.condition_events(codes.INDICATION_NEUROMUSCULAR)):
-            return Finding(c.id, Status.NOT_APPLICABLE, "the indication is spasm or atrophy, not pain")
-        return Finding(c.id, Status.NOT_MET, "no pain diagnosis documented, so its duration cannot be shown")
-    dated = [e for e in pain if e.start is not None]
+    active = [e for e in current(ev, pain) if e.confirmed]
+    past = [e for e in pain if not e.active and e.start is not None]
+    context = tuple(
+        f"Earlier episode, not active ({e.status}): {e.code} from {e.start.isoformat()}"
+        + (f" to {e.end.isoformat()}" if e.end else "")
+        for e in sorted(past, key=lambda e: e.start)
+    )
+    if not active:
+        if any(e.active for e in current(ev, ev.record.condition_events(codes.INDICATION_NEUROMUSCULAR))):
+            return Finding(c.id, Status.NOT_APPLICABLE, "the indication is spasm or atrophy, not pain", notes=context)
+        if any(not e.confirmed for e in current(ev, pain)):
+            return Finding(c.id, Status.UNKNOWN, "the pain diagnosis is not confirmed", notes=context)
+        return Finding(
+            c.id, Status.NOT_MET, "no active pain diagnosis documented, so its duration cannot be shown", notes=context
+        )
+    dated = [e for e in active if e.start is not None]
     if not dated:
-        return Finding(c.id, Status.UNKNOWN, "pain diagnoses have no onset or recorded date", _evidence(pain))
+        return Finding(
+            c.id, Status.UNKNOWN, "the pain diagnosis has no onset or recorded date", _evidence(active), context
+        )
     first = min(dated, key=lambda e: e.start)
     cutoff = months_before(ev.order_date, months)
     if first.start <= cutoff:
         return Finding(
             c.id,
             Status.MET,
-            f"pain documented since {first.start.isoformat()} (>= {months} months)",
+            f"active pain diagnosis {first.code} since {first.start.isoformat()} (>= {months} months)",
             _evidence([first]),
+            context,
         )
     return Finding(
         c.id,
         Status.NOT_MET,
-        f"pain first documented {first.start.isoformat()}, less than {months} months before the order",
+        f"active pain diagnosis {first.code} since {first.start.isoformat()}, less than {months} months before the order",
         _evidence([first]),
+        context,
     )
 
 

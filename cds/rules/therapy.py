@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from cds import codes
+from cds.records import Event
 from cds.rules.context import Criterion, Evaluation
-from cds.rules.dates import weeks
+from cds.rules.dates import months_before, weeks
 from cds.rules.findings import Evidence, Finding, Status
 
 
@@ -45,20 +46,78 @@ def physical_therapy(ev: Evaluation, c: Criterion) -> Finding:
     return Finding(c.id, Status.MET, described, evidence)
 
 
+def _course(e: Event) -> str:
+    """'gabapentin 300 mg (gabapentinoids) from 2025-11-01, ongoing' in words."""
+    what = f"{e.display or e.code} ({codes.MEDICATION_CLASSES[e.kind].title.lower()})"
+    if e.start is None:
+        return what + (", ongoing" if e.ongoing else ", undated")
+    if e.ongoing:
+        return f"{what} from {e.start.isoformat()}, ongoing"
+    if e.end and e.end != e.start:
+        return f"{what} {e.start.isoformat()} to {e.end.isoformat()}"
+    return f"{what} on {e.start.isoformat()}"
+
+
 def medication_trial(ev: Evaluation, c: Criterion) -> Finding:
+    """Qualifying drug classes tried within the lookback (default 24 months); an ongoing prescription counts.
+
+    Where a course has a recorded end (or is ongoing) and the policy sets ``min_weeks``, shorter courses do not
+    count. The reason names the drugs, their classes and dates.
+    """
     classes = tuple(c.param("classes", ()))
     needed = int(c.param("min_classes", 1))
-    tried = [
-        e for e in ev.record.medication_events() if e.kind in classes and (e.start is None or e.start <= ev.order_date)
-    ]
-    distinct = sorted({e.kind for e in tried})
-    evidence = tuple(Evidence(e.reference, e.start, f"{e.kind} by {e.code}") for e in tried)
-    names = ", ".join(codes.MEDICATION_CLASSES[k].title.lower() for k in distinct)
+    lookback = int(c.param("lookback_months", 24))
+    min_weeks = c.param("min_weeks")
+    since = months_before(ev.order_date, lookback)
+    counted: list[Event] = []
+    old: list[Event] = []
+    short: list[Event] = []
+    undated: list[Event] = []
+    for e in ev.record.medication_events():
+        if e.kind not in classes or (e.start is not None and e.start > ev.order_date):
+            continue
+        last = ev.order_date if e.ongoing else (e.end or e.start)
+        if last is None:
+            undated.append(e)
+        elif last < since:
+            old.append(e)
+        elif (
+            min_weeks is not None
+            and e.start is not None
+            and (e.ongoing or e.end)
+            and ((last - e.start).days < int(min_weeks) * 7)
+        ):
+            short.append(e)
+        else:
+            counted.append(e)
+    distinct = sorted({e.kind for e in counted})
+    evidence = tuple(Evidence(e.reference, e.start, _course(e)) for e in counted)
+    courses = "; ".join(_course(e) for e in sorted(counted, key=lambda e: (e.start is None, e.start))[:4])
     if len(distinct) >= needed:
-        return Finding(c.id, Status.MET, f"tried: {names}", evidence)
-    wanted = ", ".join(codes.MEDICATION_CLASSES[k].title.lower() for k in classes)
+        return Finding(c.id, Status.MET, f"tried within {lookback} months: {courses}", evidence)
+    notes = tuple(f"Older than {lookback} months, not counted: {_course(e)}" for e in old[:3])
+    notes += tuple(f"Shorter than {min_weeks} weeks, not counted: {_course(e)}" for e in short[:3])
     if distinct:
         return Finding(
-            c.id, Status.NOT_MET, f"{len(distinct)} medication class(es) tried ({names}); {needed} needed", evidence
+            c.id,
+            Status.NOT_MET,
+            f"{len(distinct)} medication class(es) tried within {lookback} months ({courses}); {needed} needed",
+            evidence,
+            notes,
         )
-    return Finding(c.id, Status.NOT_MET, f"no trial of a qualifying medication documented ({wanted})")
+    if undated:
+        return Finding(
+            c.id,
+            Status.UNKNOWN,
+            "qualifying medication documented without dates: " + "; ".join(_course(e) for e in undated[:3]),
+            tuple(Evidence(e.reference) for e in undated),
+            notes,
+        )
+    wanted = ", ".join(codes.MEDICATION_CLASSES[k].title.lower() for k in classes)
+    return Finding(
+        c.id,
+        Status.NOT_MET,
+        f"no trial of a qualifying medication in the last {lookback} months ({wanted})",
+        tuple(Evidence(e.reference, e.start, _course(e)) for e in old + short),
+        notes,
+    )

@@ -6,28 +6,74 @@ from datetime import timedelta
 from statistics import fmean
 
 from cds import codes
+from cds.records import Event
 from cds.rules.context import Criterion, Evaluation
 from cds.rules.findings import Evidence, Finding, Status
 
+_OTHER_SYSTEMS = {"64581": "a sacral nerve array", "64582": "a hypoglossal nerve system", "64590": "a generator alone"}
 
-def stimulation_trial(ev: Evaluation, c: Criterion) -> Finding:
+
+def _permanent_64555(e: Event) -> bool:
+    return "permanent" in e.display.lower()
+
+
+def prior_system(ev: Evaluation) -> Event | None:
+    """The earlier neuromuscular or peripheral array this order revises or replaces, if any.
+
+    An earlier 64580 or 64575, a percutaneous integrated system (64596/64597) or a 64555 documented as permanent,
+    placed before the order, not removed since (64585), and on the same body site when both are coded. Sacral
+    (64581), hypoglossal (64582-64584) and gastric systems never count, nor does a generator (64590) alone.
+    """
     record, order_date = ev.record, ev.order_date
     prior = [e for e in record.procedure_events(codes.PRIOR_IMPLANT) if e.start and e.start < order_date]
-    if prior:
-        last = max(prior, key=lambda e: e.start)
+    prior += [
+        e
+        for e in record.procedure_events(codes.STIMULATION_TRIAL)
+        if e.start and e.start < order_date and _permanent_64555(e)
+    ]
+    removals = [e for e in record.procedure_events(codes.ARRAY_REMOVAL) if e.start and e.start < order_date]
+
+    def same_site(a: Event | frozenset, b: Event) -> bool:
+        sites = a if isinstance(a, frozenset) else a.sites
+        return not sites or not b.sites or bool(sites & b.sites)
+
+    kept = [
+        p
+        for p in prior
+        if same_site(ev.order.sites, p) and not any(r.start >= p.start and same_site(r, p) for r in removals)
+    ]
+    return max(kept, key=lambda e: e.start) if kept else None
+
+
+def _other_systems(ev: Evaluation) -> tuple[str, ...]:
+    return tuple(
+        f"CPT {e.code} on {e.start.isoformat()} ({_OTHER_SYSTEMS[e.code]}) does not make this a revision"
+        for e in ev.record.procedure_events(codes.NEUROSTIMULATOR_FAMILY)
+        if e.code in _OTHER_SYSTEMS and e.start and e.start < ev.order_date
+    )
+
+
+def stimulation_trial(ev: Evaluation, c: Criterion) -> Finding:
+    record = ev.record
+    revised = prior_system(ev)
+    if revised is not None:
+        what = "a permanent 64555" if revised.code == "64555" else f"CPT {revised.code}"
         return Finding(
             c.id,
             Status.NOT_APPLICABLE,
-            f"revision or replacement: CPT {last.code} on {last.start.isoformat()}, no new trial required",
-            (Evidence(last.reference, last.start),),
+            f"revision or replacement of {what} placed on {revised.start.isoformat()} ({revised.reference}), not "
+            "removed since: no new trial required",
+            (Evidence(revised.reference, revised.start),),
         )
     lookback = int(c.param("lookback_months", 12))
-    found = ev.window(record.procedure_events(codes.STIMULATION_TRIAL), lookback)
+    trials = [e for e in record.procedure_events(codes.STIMULATION_TRIAL) if not _permanent_64555(e)]
+    found = ev.window(trials, lookback)
     recent = found.recent
     if not recent:
+        notes = _other_systems(ev)
         if found.dated:
-            return Finding(c.id, Status.NOT_MET, f"no stimulation trial in the last {lookback} months")
-        return Finding(c.id, Status.NOT_MET, "no percutaneous stimulation trial (CPT 64555/64596/64597) documented")
+            return Finding(c.id, Status.NOT_MET, f"no stimulation trial in the last {lookback} months", notes=notes)
+        return Finding(c.id, Status.NOT_MET, "no percutaneous stimulation trial (CPT 64555) documented", notes=notes)
     trial = max(recent, key=lambda e: e.start)
     start = trial.start
     end = trial.end if trial.end and trial.end > start else None
@@ -57,7 +103,7 @@ def stimulation_trial(ev: Evaluation, c: Criterion) -> Finding:
         return Finding(
             c.id,
             Status.UNKNOWN,
-            f"trial documented but {missing} it is missing (LOINC 72514-3); relief cannot be computed",
+            f"trial documented but {missing} it is missing (LOINC 72514-3 or 38208-5); relief cannot be computed",
             tuple(evidence + [Evidence(s.reference, s.start) for s in before + during]),
         )
     baseline = before[-1]

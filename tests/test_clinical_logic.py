@@ -1,0 +1,148 @@
+"""Clinical logic a pain surgeon would sign: diagnosis status, chronicity, prior implants, medication lookback.
+
+Each case here was "met" where it must not be, or "not met" where the record is fine, before the rules read
+verification status, clinical status, removal procedures and dates.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from cds.rules import Status
+
+from .clinical import condition, medication, procedure
+from .support import service_request
+from .test_criteria import TRIAL, finding
+
+MET, NOT_MET, UNKNOWN, NA = Status.MET, Status.NOT_MET, Status.UNKNOWN, Status.NOT_APPLICABLE
+
+
+@pytest.mark.parametrize(
+    ("verification", "status"),
+    [
+        (None, MET),
+        ("confirmed", MET),
+        ("refuted", NOT_MET),
+        ("entered-in-error", NOT_MET),
+        ("unconfirmed", UNKNOWN),
+        ("provisional", UNKNOWN),
+        ("differential", UNKNOWN),
+    ],
+)
+def test_indication_reads_verification_status(verification, status):
+    result = finding("indication", condition("G57.12", verification=verification))
+    assert result.status == status, result.reason
+    if status == UNKNOWN:
+        assert "not confirmed" in result.reason
+
+
+def test_a_refuted_diagnosis_does_not_hide_a_confirmed_one():
+    both = [condition("G57.12", verification="refuted"), condition("G89.29")]
+    assert finding("indication", *both).status == MET
+
+
+@pytest.mark.parametrize(
+    ("resources", "params", "status"),
+    [
+        ([condition("F11.20", verification="refuted")], {}, MET),
+        ([condition("F11.20", verification="provisional")], {}, UNKNOWN),
+        ([condition("F11.20", clinical="resolved")], {}, MET),
+        ([condition("F10.91")], {}, MET),  # alcohol use, unspecified, in remission
+        ([condition("F12.11")], {}, MET),  # cannabis abuse, in remission
+        ([condition("F17.210")], {}, MET),  # nicotine alone: only where a policy names tobacco
+        ([condition("F17.210")], {"value_sets": ["substance-use", "tobacco-use"]}, NOT_MET),
+        ([condition("F17.211")], {"value_sets": ["substance-use", "tobacco-use"]}, MET),  # in remission
+        ([condition("F15.20")], {}, NOT_MET),
+    ],
+)
+def test_substance_use_status_remission_and_nicotine(resources, params, status):
+    assert finding("substance-use", *resources, **params).status == status
+
+
+def test_chronicity_is_measured_on_the_active_diagnosis_not_a_resolved_old_episode():
+    old = condition("G56.01", onset="2016-03-01", clinical="resolved", abatementDateTime="2016-09-01")
+    new = condition("G57.12", onset="2026-05-01")
+    result = finding("chronicity", old, new)
+    assert result.status == NOT_MET and "G5712" in result.reason and "2026-05-01" in result.reason
+    assert [e.reference for e in result.evidence] == [f"Condition/{new['id']}"], "the old episode is no evidence"
+    assert any("2016-03-01" in n and "resolved" in n for n in result.notes), "but it is shown as context"
+
+
+@pytest.mark.parametrize(
+    ("resources", "status"),
+    [
+        ([condition("G57.12", onset="2025-01-01", verification="provisional")], UNKNOWN),
+        ([condition("G57.12", onset="2025-01-01", verification="refuted")], NOT_MET),
+        ([condition("G57.12", onset="2025-01-01", clinical="inactive")], NOT_MET),
+    ],
+)
+def test_chronicity_needs_an_active_confirmed_diagnosis(resources, status):
+    assert finding("chronicity", *resources).status == status
+
+
+@pytest.mark.parametrize(
+    ("resources", "params", "status"),
+    [
+        ([medication("25480", when="2020-05-01")], {}, NOT_MET),  # six years ago
+        ([medication("25480", when="2024-07-01")], {}, MET),  # inside 24 months
+        ([medication("25480", when="2020-05-01", status="active")], {}, MET),  # still taking it
+        ([medication("25480", when="2020-05-01", until="2025-01-01")], {}, MET),  # a course ending in the window
+        ([medication("25480", when="2024-07-01")], {"lookback_months": 12}, NOT_MET),
+        ([medication("25480", when="2026-01-01", until="2026-01-15")], {"min_weeks": 4}, NOT_MET),  # 2 weeks
+        ([medication("25480", when="2026-01-01", until="2026-03-01")], {"min_weeks": 4}, MET),
+        ([medication("25480", when="2026-04-01")], {"min_weeks": 4}, MET),  # no duration recorded: counts
+    ],
+)
+def test_medication_trial_lookback_and_duration(resources, params, status):
+    assert finding("medication-trial", *resources, **params).status == status
+
+
+def test_medication_reason_names_drugs_classes_and_dates():
+    result = finding(
+        "medication-trial",
+        medication("25480", text="gabapentin 300 MG", when="2025-11-01", status="active"),
+        medication("72625", text="duloxetine 60 MG", when="2025-12-01", until="2026-02-01"),
+        medication("25480", text="gabapentin 100 MG", when="2019-01-01"),
+    )
+    assert result.status == MET
+    assert "gabapentin 300 MG (gabapentinoids) from 2025-11-01, ongoing" in result.reason
+    assert "duloxetine 60 MG (serotonin-norepinephrine reuptake inhibitors) 2025-12-01 to 2026-02-01" in result.reason
+    assert "2019" not in result.reason
+
+
+def test_an_old_medication_is_named_when_nothing_recent_is_found():
+    result = finding("medication-trial", medication("25480", text="gabapentin", when="2020-05-01"))
+    assert result.status == NOT_MET and any("2020-05-01" in n and "Older than 24 months" in n for n in result.notes)
+
+
+LUMBAR, FOREARM = "122496007", "14975008"  # SNOMED CT body structures (lumbar spine, forearm)
+
+
+@pytest.mark.parametrize(
+    ("resources", "order_site", "status", "said"),
+    [
+        ([procedure("64580", "2023-01-10")], None, NA, "CPT 64580 placed on 2023-01-10"),
+        ([procedure("64575", "2023-01-10")], None, NA, "CPT 64575"),
+        ([procedure("64597", "2024-01-10")], None, NA, "CPT 64597"),
+        ([procedure("64555", "2023-01-10", text="Permanent percutaneous PNS array")], None, NA, "a permanent 64555"),
+        ([procedure("64581", "2020-01-10"), procedure("64590", "2020-01-10")], None, NOT_MET, "sacral nerve array"),
+        ([procedure("64582", "2021-01-10")], None, NOT_MET, "hypoglossal nerve system"),
+        ([procedure("64585", "2023-01-10")], None, NOT_MET, ""),  # a removal alone
+        ([procedure("64580", "2022-01-10"), procedure("64585", "2023-01-10")], None, NOT_MET, ""),  # removed since
+        ([procedure("64580", "2022-01-10", site=FOREARM)], LUMBAR, NOT_MET, ""),  # another target
+        ([procedure("64580", "2022-01-10", site=LUMBAR)], LUMBAR, NA, "CPT 64580"),
+        ([procedure("64580", "2022-01-10")], LUMBAR, NA, "CPT 64580"),  # the earlier site is not coded
+    ],
+)
+def test_only_a_true_revision_waives_the_trial(resources, order_site, status, said):
+    order = service_request()
+    if order_site:
+        order["bodySite"] = [{"coding": [{"system": "http://snomed.info/sct", "code": order_site}]}]
+    result = finding("stimulation-trial", *resources, order=order)
+    assert result.status == status, result.reason
+    assert said in result.reason + " ".join(result.notes)
+
+
+def test_a_64596_is_a_prior_system_not_a_trial():
+    result = finding("stimulation-trial", procedure("64596", *TRIAL))
+    assert result.status == NA and "revision or replacement" in result.reason
