@@ -42,7 +42,7 @@ def typical() -> dict:
             "payor": [{"display": "Medicare"}],
         }
     )
-    conditions = [condition("G57.12", onset="2025-04-02")] + [
+    conditions = [condition("G90.522", onset="2025-04-02")] + [
         condition("J06.9", onset=f"2024-0{1 + i % 9}-10", clinical="resolved") for i in range(10)
     ]
     procedures = [procedure("97110", f"2026-0{1 + i % 3}-1{i}") for i in range(6)] + [
@@ -72,7 +72,7 @@ def large() -> dict:
     history = [
         condition("J06.9", onset=f"20{15 + i % 10}-0{1 + i % 9}-1{i % 9}", clinical="resolved") for i in range(1200)
     ]
-    history += [condition("G57.12", onset="2025-04-02")]
+    history += [condition("G90.522", onset="2025-04-02")]
     procs = [procedure("99213", f"20{15 + i % 10}-0{1 + i % 9}-1{i % 9}") for i in range(2400)]
     procs += [procedure("97110", f"2026-0{1 + i % 3}-1{i % 9}") for i in range(40)] + [
         procedure("64555", "2026-03-01", "2026-03-07")

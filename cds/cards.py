@@ -23,6 +23,7 @@ from cds import payers
 from cds.codes import CPT, HCPCS, canonical, codings
 from cds.records import Order
 from cds.rules.findings import BillingOption, Finding, Status
+from cds.rules.pathways import PAIN, Pathway
 from cds.rules.surgeons import CO_SURGERY, TEAM_SURGERY
 
 CARD_TYPES = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
@@ -31,6 +32,7 @@ OVERRIDE_REASONS = "urn:cds64580:override-reason"
 SERVICE_LABEL = "CPT 64580 documentation check"
 CRITERIA_EXTENSION = "cds64580.criteria"
 ASSOCIATED = "davinci-crd.associated-resource"
+DEFAULT_PATHWAY = Pathway(PAIN, "no indication documented")
 _NAMESPACE = uuid.UUID("0f6b5d8e-6b1a-5c43-9d55-64580c0d1e64")
 
 BILLING = ("co-surgeon-modifier", "assistant-surgeon", "global-period")  # every other one is about documentation
@@ -43,6 +45,7 @@ OPTION_FOR_KIND = {
     "payer": "coverage-info",
     "documentation": "appropriate-use",
     "billing": "claim",
+    "code": "claim",
     "summary": "appropriate-use",
 }
 
@@ -57,7 +60,11 @@ class CardContext:
     as_of: date
     topic_system: str = CARD_TYPES
     information_only: bool = False
-    group: str = "pain"
+    pathway: Pathway = DEFAULT_PATHWAY
+
+    @property
+    def group(self) -> str:
+        return self.pathway.id
 
     @property
     def payer(self) -> str | None:
@@ -88,6 +95,9 @@ def build(findings: list[Finding], ctx: CardContext) -> list[tuple[str, dict]]:
     billing = _billing([by_id[i] for i in BILLING if i in by_id], ctx)
     if billing:
         cards.append(("billing", billing))
+    pointer = next((f for f in findings if f.alternative), None)
+    if pointer:
+        cards.append(("code", _code(pointer, ctx)))
     cards.append(("summary", _summary(findings, ctx)))
     for _kind, card in cards:
         card["extension"] = {
@@ -127,8 +137,8 @@ def _notes(findings: list[Finding]) -> list[str]:
 def _header(ctx: CardContext, findings: list[Finding]) -> str:
     policy = findings[0].policy if findings else ""
     return (
-        f"Order {md(ctx.order.reference)} for CPT 64580, policy **{md(policy)}**, evaluated as of "
-        f"{ctx.as_of.isoformat()}."
+        f"Order {md(ctx.order.reference)} for CPT 64580, policy **{md(policy)}**, pathway **{ctx.pathway.label}** "
+        f"(from {md(ctx.pathway.why)}), evaluated as of {ctx.as_of.isoformat()}."
     )
 
 
@@ -193,6 +203,24 @@ def _billing(findings: list[Finding], ctx: CardContext) -> dict | None:
         if suggestions:
             _suggest(card, ctx, suggestions)
     return card
+
+
+def _code(f: Finding, ctx: CardContext) -> dict:
+    """The sibling code the documentation points to: information only, the surgeon decides."""
+    code, what = f.alternative  # type: ignore[misc]
+    text = f"The documentation points to CPT {code} ({what}), not 64580"
+    detail = "\n".join(
+        [
+            _header(ctx, [f]),
+            "",
+            f"{md(f.reason[:1].upper() + f.reason[1:])}.",
+            "",
+            "CPT splits open array implantation by target: 64575 peripheral nerve, 64580 neuromuscular, 64581 "
+            "sacral nerve, 64582 hypoglossal nerve. If the operation targets a muscle, document that target; the "
+            "surgeon decides the code.",
+        ]
+    )
+    return _card(ctx, "code", text, "info", "claim", detail, [f], links=False)
 
 
 def _billing_suggestions(co: Finding, ctx: CardContext) -> list[tuple[str, str, list[dict]]]:
@@ -261,7 +289,7 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
         detail = "\n".join([f"Payer {md(name)} {why} by this service.", "", default_note])
         return _card(ctx, "payer", text, "info", "insurance", detail, [], links=False)
 
-    stance = version.coverage[ctx.group]
+    stance = version.stance(ctx.group)
     pa = version.prior_authorization
     lines = [
         f"**{md(version.title)}**, effective {version.effective_text}"

@@ -153,6 +153,44 @@ INDICATION_NEUROMUSCULAR = ValueSet(
     f"{DOMAIN} section 4 (M62.83x spasm, M62.5x atrophy); section 5 rule 36",
     (_icd("M62.830", "M62.831", "M62.838", "M62.5"),),
 )
+INDICATION_RESTORATIVE = ValueSet(
+    "indication-restorative",
+    "Dysfunction of the multifidus muscles, lumbar region (restorative neurostimulation)",
+    "ICD-10-CM M62.85, from October 2024: ISASS 2025 guideline update (Lorio et al., Int J Spine Surg), "
+    "https://scholars.duke.edu/publication/1696141; FDA product code QLK (ReActiv8, PMA P190021)",
+    (_icd("M62.85"),),
+)
+INDICATION_PHRENIC = ValueSet(
+    "indication-phrenic",
+    "Respiratory insufficiency treated by diaphragm (phrenic nerve) pacing",
+    "NCD 160.19 'partial or complete respiratory insufficiency' "
+    "(https://www.cms.gov/medicare-coverage-database/view/ncd.aspx?NCDId=244&ncdver=1): chronic respiratory "
+    "failure J96.1, dependence on a ventilator Z99.11; Blue plan MP-714 (CCHS G47.35, quadriplegia G82.5), "
+    "https://al-policies.exploremyplan.com/portal/web/medical-policies/-/mp-714?print=1",
+    (_icd("J96.1", "Z99.11", "G47.35", "G82.5"),),
+)
+NAMED_NERVE_PAIN = ValueSet(
+    "named-nerve-pain",
+    "Mononeuropathy of a named peripheral nerve (its stimulator is an open peripheral nerve array, 64575)",
+    f"ICD-10-CM G56 (upper limb), G57 (lower limb), G58.0 (intercostal); {DOMAIN} correction 4 (64575 peripheral "
+    "nerve, 64580 neuromuscular)",
+    (_icd("G56", "G57", "G58.0"),),
+)
+SLEEP_APNEA = ValueSet(
+    "obstructive-sleep-apnea",
+    "Obstructive sleep apnea (hypoglossal nerve stimulation, 64582)",
+    f"ICD-10-CM G47.33; {DOMAIN} section 1 (64582 hypoglossal system for OSA) and correction 4",
+    (_icd("G47.33"),),
+)
+SACRAL_INDICATION = ValueSet(
+    "sacral-neuromodulation",
+    "Urinary retention, urge incontinence, overactive bladder, urinary frequency, fecal incontinence (64581)",
+    f"ICD-10-CM R33, N39.41, N32.81, R35.0, R15; {DOMAIN} correction 4 (64581 sacral nerve); Cigna 0404 sacral "
+    "nerve stimulation for urinary voiding dysfunction (https://payerpolicy.org/updates/cigna/"
+    "cigna-mm-0404-sacral-nerve-stimulation-for-urinary-voiding-dysfu-coverage-update, secondary)",
+    (_icd("R33", "N39.41", "N32.81", "R35.0", "R15"),),
+)
+LOW_BACK_PAIN = ValueSet("low-back-pain", "Low back pain", "ICD-10-CM M54.5 (M54.50, M54.51, M54.59)", (_icd("M54.5"),))
 FIBROMYALGIA = ValueSet("fibromyalgia", "Fibromyalgia", f"{DOMAIN} section 4 exclusion flags", (_icd("M79.7"),))
 POLYNEUROPATHY = ValueSet(
     "polyneuropathy", "Diffuse polyneuropathy", f"{DOMAIN} section 4 exclusion flags", (_icd("G62", "E11.42"),)
@@ -219,6 +257,12 @@ ARRAY_REMOVAL = ValueSet(
     "Revision or removal of a peripheral neurostimulator array",
     f"{DOMAIN} section 1 (64585 revision/removal of peripheral array)",
     (_cpt("64585"),),
+)
+LUMBAR_IMAGING = ValueSet(
+    "lumbar-imaging",
+    "MRI or CT of the lumbar spine",
+    "CPT 72131-72133 (CT lumbar spine), 72148, 72149, 72158 (MRI lumbar spine) (AMA CPT code set, Radiology)",
+    (_cpt("72148", "72149", "72158", ranges=(("72131", "72133"),)),),
 )
 PSYCH_EVALUATION = ValueSet(
     "psych-evaluation",
@@ -322,6 +366,13 @@ VALUE_SETS: dict[str, ValueSet] = {
     for vs in (
         INDICATION_PAIN,
         INDICATION_NEUROMUSCULAR,
+        INDICATION_RESTORATIVE,
+        INDICATION_PHRENIC,
+        NAMED_NERVE_PAIN,
+        SLEEP_APNEA,
+        SACRAL_INDICATION,
+        LOW_BACK_PAIN,
+        LUMBAR_IMAGING,
         FIBROMYALGIA,
         POLYNEUROPATHY,
         SUBSTANCE_USE,
@@ -355,6 +406,11 @@ CONDITION_SETS = tuple(
     for i in (
         "indication-pain",
         "indication-neuromuscular",
+        "indication-restorative",
+        "indication-phrenic",
+        "obstructive-sleep-apnea",
+        "sacral-neuromodulation",
+        "low-back-pain",
         "fibromyalgia",
         "polyneuropathy",
         "substance-use",
@@ -373,6 +429,7 @@ PROCEDURE_SETS = tuple(
         "emg-ncs",
         "nerve-block",
         "neurostimulator-family",
+        "lumbar-imaging",
     )
 )
 

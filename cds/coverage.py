@@ -112,7 +112,7 @@ def decide(
     assertion: str,
     late: frozenset[str] = frozenset(),
 ) -> CoverageInformation:
-    """The coverage information for one order; ``group`` is the indication group ("pain" or "neuromuscular")."""
+    """The coverage information for one order; ``group`` is its indication pathway (cds.rules.pathways)."""
     coverage_ref = (
         {"reference": route.coverage_ref} if route.coverage_ref else {"display": "No applicable Coverage found"}
     )
@@ -153,10 +153,10 @@ def decide(
         info.reasons = [
             _reason(f"The EHR's FHIR server did not answer in time ({', '.join(sorted(late))})", "technical")
         ]
-        info.details = [_policy_detail(route, route.version.coverage[group])]
+        info.details = [_policy_detail(route, route.version.stance(group))]
         return info
     version = route.version
-    stance = version.coverage[group]
+    stance = version.stance(group)
     open_items = [f for f in findings if f.needs_action and f.criterion not in BILLING]
     performer_unknown = any(f.info_needed == "performer" for f in findings)
     if stance.value in ("not-medically-necessary", "investigational", "not-covered"):

@@ -62,9 +62,11 @@ def invoke(
     late = data.late
     for order in ours:
         route = payers.route(record, order, policy_set, as_of, coverage_late="coverage" in late)
-        findings = rules.without_late_data(rules.evaluate(record, order, route.version.ruleset(), as_of), late)
-        group = rules.indication_group(record, order.authored or as_of)
-        built += cards.build(findings, _context(svc, request, route, order, as_of, group))
+        pathway = rules.choose_pathway(record, order, as_of)
+        ruleset = route.version.ruleset(pathway.id)
+        findings = rules.without_late_data(rules.evaluate(record, order, ruleset, as_of, pathway), late)
+        group = pathway.id
+        built += cards.build(findings, _context(svc, request, route, order, as_of, pathway))
         if not svc.information_only and request.configuration.get("coverage-info", True):
             assertion = coverage.assertion_id(request.fhir_server, request.context.patient_id, route, as_of)
             info = coverage.decide(route, findings, order, group, as_of, assertion, late)
@@ -119,7 +121,7 @@ def _safe_id(query: str) -> bool:
     return all(ch.isalnum() or ch in "-.?=&/|:," for ch in query)
 
 
-def _context(svc: CdsService, request: HookRequest, route: payers.Route, order: Order, as_of: date, group: str):
+def _context(svc: CdsService, request: HookRequest, route: payers.Route, order: Order, as_of: date, pathway):
     version = request.requested_version or ""
     return cards.CardContext(
         hook_instance=request.hook_instance,
@@ -130,7 +132,7 @@ def _context(svc: CdsService, request: HookRequest, route: payers.Route, order: 
         as_of=as_of,
         topic_system=cards.CARD_TYPES_CRD_2_1 if version.startswith(("2.0", "2.1")) else cards.CARD_TYPES,
         information_only=svc.information_only,
-        group=group,
+        pathway=pathway,
     )
 
 

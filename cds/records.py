@@ -105,6 +105,7 @@ READ_ELEMENTS = {
         "occurrenceDateTime",
         "occurrencePeriod",
         "bodySite",
+        "reasonCode",
         "performer",
         "orderDetail",
         "insurance",
@@ -163,6 +164,7 @@ class Order:
     occurrence: date | None = None  # the planned day of surgery, when the order says
     sites: frozenset[tuple[str, str]] = frozenset()  # bodySite codings (system, code)
     site_text: str = ""  # bodySite text and displays, for laterality written in words
+    reasons: frozenset[tuple[str, str]] = frozenset()  # reasonCode codings (system, code), canonical
 
     @property
     def reference(self) -> str:
@@ -418,6 +420,9 @@ def order_from(resource: dict) -> Order:
         occurrence=occurrence,
         sites=_sites(model.bodySite) if model else frozenset(),
         site_text=" ".join(_text(c) for c in (model.bodySite or ())) if model else "",
+        reasons=frozenset(
+            codes.canonical(sy, co) for c in (model.reasonCode or () if model else ()) for sy, co in _model_codings(c)
+        ),
         performers=tuple(p for p in performers if isinstance(p, str)),
         modifiers=frozenset(modifiers),
         insurance=tuple(i for i in insurance if isinstance(i, str)),

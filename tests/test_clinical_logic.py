@@ -30,14 +30,14 @@ MET, NOT_MET, UNKNOWN, NA = Status.MET, Status.NOT_MET, Status.UNKNOWN, Status.N
     ],
 )
 def test_indication_reads_verification_status(verification, status):
-    result = finding("indication", condition("G57.12", verification=verification))
+    result = finding("indication", condition("G90.522", verification=verification))
     assert result.status == status, result.reason
     if status == UNKNOWN:
         assert "not confirmed" in result.reason
 
 
 def test_a_refuted_diagnosis_does_not_hide_a_confirmed_one():
-    both = [condition("G57.12", verification="refuted"), condition("G89.29")]
+    both = [condition("G90.522", verification="refuted"), condition("G89.29")]
     assert finding("indication", *both).status == MET
 
 
@@ -61,9 +61,9 @@ def test_substance_use_status_remission_and_nicotine(resources, params, status):
 
 def test_chronicity_is_measured_on_the_active_diagnosis_not_a_resolved_old_episode():
     old = condition("G56.01", onset="2016-03-01", clinical="resolved", abatementDateTime="2016-09-01")
-    new = condition("G57.12", onset="2026-05-01")
+    new = condition("G90.522", onset="2026-05-01")
     result = finding("chronicity", old, new)
-    assert result.status == NOT_MET and "G5712" in result.reason and "2026-05-01" in result.reason
+    assert result.status == NOT_MET and "G90522" in result.reason and "2026-05-01" in result.reason
     assert [e.reference for e in result.evidence] == [f"Condition/{new['id']}"], "the old episode is no evidence"
     assert any("2016-03-01" in n and "resolved" in n for n in result.notes), "but it is shown as context"
 
@@ -71,9 +71,9 @@ def test_chronicity_is_measured_on_the_active_diagnosis_not_a_resolved_old_episo
 @pytest.mark.parametrize(
     ("resources", "status"),
     [
-        ([condition("G57.12", onset="2025-01-01", verification="provisional")], UNKNOWN),
-        ([condition("G57.12", onset="2025-01-01", verification="refuted")], NOT_MET),
-        ([condition("G57.12", onset="2025-01-01", clinical="inactive")], NOT_MET),
+        ([condition("G90.522", onset="2025-01-01", verification="provisional")], UNKNOWN),
+        ([condition("G90.522", onset="2025-01-01", verification="refuted")], NOT_MET),
+        ([condition("G90.522", onset="2025-01-01", clinical="inactive")], NOT_MET),
     ],
 )
 def test_chronicity_needs_an_active_confirmed_diagnosis(resources, status):

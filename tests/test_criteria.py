@@ -47,7 +47,8 @@ def finding(
     ("resources", "status"),
     [
         ([condition("G89.29")], MET),
-        ([condition("G56.01")], MET),  # G56 prefix
+        ([condition("G56.01")], NOT_MET),  # a named nerve alone: 64575's indication
+        ([condition("G56.01"), condition("M62.830")], MET),  # with a neuromuscular target (spasm)
         ([condition("G8929")], MET),  # no dot
         ([condition("G89.29", system="urn:oid:2.16.840.1.113883.6.90")], MET),  # OID spelling
         ([condition("M62.830")], MET),  # spasm

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
@@ -20,7 +20,20 @@ from cds.errors import SchemaViolation
 from cds.rules.params import TITLES, Criterion, RuleSet
 
 POLICY_DIR = Path(__file__).resolve().parent
-GROUPS = ("pain", "neuromuscular")
+GROUPS = ("pain", "neuromuscular")  # the pathways every version states a coverage stance for
+PATHWAYS = ("pain", "restorative", "neuromuscular")
+BILLING = ("co-surgeon-modifier", "assistant-surgeon", "global-period")
+# Where the criteria of a derived pathway come from, when the policy itself does not state that pathway.
+RESTORATIVE_SOURCE = (
+    "FDA PMA P190021 (ReActiv8, product code QLK): chronic low back pain with multifidus dysfunction shown by imaging "
+    "or physiological testing, after failed pain medications and physical therapy, not a candidate for spine "
+    "surgery; https://www.accessdata.fda.gov/scripts/cdrh/cfdocs/cfpma/pma.cfm?id=P190021 (indication as "
+    "summarised in the domain facts; label text not re-read); ISASS 2025, https://scholars.duke.edu/publication/1696141"
+)
+PHRENIC_SOURCE = (
+    "NCD 160.19 Phrenic Nerve Stimulator: 'effective only if the patient has an intact phrenic nerve and diaphragm', "
+    "https://www.cms.gov/medicare-coverage-database/view/ncd.aspx?NCDId=244&ncdver=1"
+)
 
 
 class PolicyError(ValueError):
@@ -60,13 +73,23 @@ class Version:
     documentation: tuple[Statement, ...]
     notes: tuple[Statement, ...]
     plan_id: str = ""
+    pathways: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # id -> criteria
 
-    def ruleset(self, fee_schedule: mpfs.FeeSchedule | None = None) -> RuleSet:
+    def ruleset(self, pathway: str = "pain", fee_schedule: mpfs.FeeSchedule | None = None) -> RuleSet:
+        """The criteria this version evaluates on ``pathway``, with the Medicare fee schedule."""
         return RuleSet(
             policy=f"{self.plan_id}@{self.effective_text}",
-            criteria=self.criteria,
+            criteria=self.pathways.get(pathway, self.criteria),
             fee_schedule=fee_schedule or mpfs.load(),
+            pathway=pathway,
         )
+
+    def stance(self, pathway: str) -> Statement:
+        """The coverage stance on ``pathway``; a pathway the policy does not address says so, as unknown."""
+        if pathway in self.coverage:
+            return self.coverage[pathway]
+        text = "This policy does not address restorative stimulation (lumbar multifidus): coverage not determined"
+        return Statement("unknown", text, self.title, (), "primary")
 
 
 @dataclass(frozen=True)
@@ -142,9 +165,14 @@ def _plan(file: str, family: str, index: int, raw: dict) -> Plan:
     where = f"{file}: plans[{index}]"
     versions = []
     for j, v in enumerate(raw["versions"]):
-        ids = [c["id"] for c in v["criteria"]]
-        if len(ids) != len(set(ids)):
-            raise PolicyError(f"{where}.versions[{j}].criteria: a criterion is listed twice")
+        lists = {
+            "criteria": v["criteria"],
+            **{f"pathways.{k}": p["criteria"] for k, p in v.get("pathways", {}).items()},
+        }
+        for name, listed in lists.items():
+            ids = [c["id"] for c in listed]
+            if len(ids) != len(set(ids)):
+                raise PolicyError(f"{where}.versions[{j}].{name}: a criterion is listed twice")
         try:
             versions.append(_version(raw["id"], v))
         except ValueError:
@@ -190,15 +218,57 @@ def _statement(raw: dict, value_key: str, text_key: str) -> Statement:
     return Statement(raw.get(value_key, ""), raw[text_key], source, urls, raw["confidence"], raw.get("purpose"))
 
 
-def _version(plan_id: str, raw: dict) -> Version:
-    criteria = []
-    for c in raw["criteria"]:
+def _criteria(raw: list[dict]) -> tuple[Criterion, ...]:
+    out = []
+    for c in raw:
         source, _urls = _sources(c["source"])
-        criteria.append(
-            Criterion(
-                c["id"], c.get("title", TITLES[c["id"]]), source, c["confidence"], MappingProxyType(c.get("params", {}))
-            )
-        )
+        params = MappingProxyType(c.get("params", {}))
+        out.append(Criterion(c["id"], c.get("title", TITLES[c["id"]]), source, c["confidence"], params))
+    return tuple(out)
+
+
+def _with(c: Criterion, **params) -> Criterion:
+    return replace(c, params=MappingProxyType({**c.params, **params}))
+
+
+def derived_restorative(pain: tuple[Criterion, ...]) -> tuple[Criterion, ...]:
+    """Restorative criteria for a policy that states none: its conservative-care and billing criteria, the FDA
+    indication's own conditions, and a trial criterion that can never be ``not-met`` (the trial is percutaneous)."""
+    by_id = {c.id: c for c in pain}
+    label = "the policy does not state restorative criteria: " + RESTORATIVE_SOURCE
+    indication = Criterion("indication", TITLES["indication"], label, "secondary")
+    out = [_with(indication, include=["indication-restorative"])]
+    out += [by_id[i] for i in ("substance-use", "physical-therapy", "medication-trial") if i in by_id]
+    out += [Criterion(i, TITLES[i], label, "secondary") for i in ("not-surgical-candidate", "multifidus-dysfunction")]
+    if "stimulation-trial" in by_id:
+        out.append(by_id["stimulation-trial"])
+    return (*out, *(by_id[i] for i in BILLING if i in by_id))
+
+
+def derived_neuromuscular(pain: tuple[Criterion, ...]) -> tuple[Criterion, ...]:
+    """Neuromuscular criteria for a policy that states none: the pain criteria on spasm, atrophy and diaphragm
+    pacing diagnoses, with NCD 160.19's intact phrenic nerve and diaphragm for pacing."""
+    out = []
+    for c in pain:
+        if c.id == "indication":
+            out.append(_with(c, include=["indication-neuromuscular", "indication-phrenic"]))
+            out.append(Criterion("phrenic-nerve", TITLES["phrenic-nerve"], PHRENIC_SOURCE, "primary"))
+        else:
+            out.append(c)
+    return tuple(out)
+
+
+def _pathways(raw: dict, pain: tuple[Criterion, ...]) -> MappingProxyType:
+    stated = raw.get("pathways", {})
+    derive = {"restorative": derived_restorative, "neuromuscular": derived_neuromuscular}
+    found = {"pain": pain}
+    for pathway, make in derive.items():
+        found[pathway] = _criteria(stated[pathway]["criteria"]) if pathway in stated else make(pain)
+    return MappingProxyType(found)
+
+
+def _version(plan_id: str, raw: dict) -> Version:
+    criteria = _criteria(raw["criteria"])
     parse_date(raw["last_reviewed"])
     return Version(
         effective=parse_date(raw["effective"]),
@@ -206,9 +276,10 @@ def _version(plan_id: str, raw: dict) -> Version:
         effective_note=raw.get("effective_note"),
         last_reviewed=raw["last_reviewed"],
         title=raw["title"],
-        coverage=MappingProxyType({g: _statement(raw["coverage"][g], "stance", "summary") for g in GROUPS}),
+        coverage=MappingProxyType({g: _statement(c, "stance", "summary") for g, c in raw["coverage"].items()}),
         prior_authorization=_statement(raw["prior_authorization"], "stance", "summary"),
-        criteria=tuple(criteria),
+        criteria=criteria,
+        pathways=_pathways(raw, criteria),
         documentation=tuple(_statement(d, "purpose", "item") for d in raw.get("documentation", ())),
         notes=tuple(_statement(n, "text", "text") for n in raw.get("notes", ())),
         plan_id=plan_id,

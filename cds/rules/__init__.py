@@ -10,11 +10,11 @@ from dataclasses import replace
 from datetime import date
 
 from cds.records import Order, PatientRecord
-from cds.rules import diagnosis, surgeons, therapy, trial
+from cds.rules import diagnosis, pathways, surgeons, therapy, trial
 from cds.rules.context import Criterion, Evaluation
-from cds.rules.diagnosis import indication_group
 from cds.rules.findings import Evidence, Finding, Status
 from cds.rules.params import RuleSet, default_ruleset
+from cds.rules.pathways import Pathway
 
 CRITERIA: dict[str, Callable[[Evaluation, Criterion], Finding]] = {
     "indication": diagnosis.indication,
@@ -29,8 +29,14 @@ CRITERIA: dict[str, Callable[[Evaluation, Criterion], Finding]] = {
     "co-surgeon-modifier": surgeons.co_surgeon_modifier,
     "assistant-surgeon": surgeons.assistant_surgeon,
     "global-period": surgeons.global_period,
+    "not-surgical-candidate": trial.not_surgical_candidate,
+    "multifidus-dysfunction": trial.multifidus_dysfunction,
+    "phrenic-nerve": trial.phrenic_nerve,
 }
 
+
+# Criteria no coded data can satisfy: the record holds them in notes, so they stay unknown until attested.
+ATTESTED_ONLY = frozenset({"not-surgical-candidate"})
 
 # The prefetch keys each criterion reads: when one arrived late, the criterion cannot be judged.
 READS: dict[str, frozenset[str]] = {
@@ -46,6 +52,9 @@ READS: dict[str, frozenset[str]] = {
     "co-surgeon-modifier": frozenset({"practitionerRoles"}),
     "assistant-surgeon": frozenset({"practitionerRoles"}),
     "global-period": frozenset({"procedures", "practitionerRoles"}),
+    "not-surgical-candidate": frozenset(),
+    "multifidus-dysfunction": frozenset({"procedures"}),
+    "phrenic-nerve": frozenset({"procedures"}),
 }
 
 
@@ -66,9 +75,16 @@ def without_late_data(findings: list[Finding], late: frozenset[str]) -> list[Fin
     return out
 
 
-def evaluate(record: PatientRecord, order: Order, ruleset: RuleSet, as_of: date) -> list[Finding]:
+def choose_pathway(record: PatientRecord, order: Order, as_of: date) -> Pathway:
+    """The indication pathway of ``order`` (its reasonCode, else the record), on the day it is ordered."""
+    return pathways.choose(record, order, order.authored or as_of)
+
+
+def evaluate(
+    record: PatientRecord, order: Order, ruleset: RuleSet, as_of: date, pathway: Pathway | None = None
+) -> list[Finding]:
     """Every criterion of ``ruleset`` for ``order``, in the policy's order, each tagged with its source."""
-    ev = Evaluation(record, order, ruleset, as_of)
+    ev = Evaluation(record, order, ruleset, as_of, pathway or choose_pathway(record, order, as_of))
     findings = []
     for criterion in ruleset.criteria:
         finding = CRITERIA[criterion.id](ev, criterion)
@@ -85,14 +101,16 @@ def evaluate(record: PatientRecord, order: Order, ruleset: RuleSet, as_of: date)
 
 
 __all__ = [
+    "ATTESTED_ONLY",
     "CRITERIA",
     "READS",
     "Evidence",
     "Finding",
+    "Pathway",
     "RuleSet",
     "Status",
+    "choose_pathway",
     "default_ruleset",
     "evaluate",
-    "indication_group",
     "without_late_data",
 ]

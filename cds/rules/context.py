@@ -8,6 +8,7 @@ from datetime import date
 from cds.records import Event, Order, PatientRecord
 from cds.rules.dates import months_before
 from cds.rules.params import Criterion, RuleSet
+from cds.rules.pathways import Pathway
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Evaluation:
     order: Order
     ruleset: RuleSet
     as_of: date
+    pathway: Pathway
 
     @property
     def order_date(self) -> date:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from cds import codes
-from cds.records import Event, PatientRecord
+from cds.records import Event
+from cds.rules import pathways
 from cds.rules.context import Criterion, Evaluation
 from cds.rules.dates import months_before
 from cds.rules.findings import Evidence, Finding, Status
@@ -43,9 +42,33 @@ def indication(ev: Evaluation, c: Criterion) -> Finding:
     excluded = [e for e in before if any(vs.matches(codes.ICD10CM, e.code) for vs in excluded_sets)]
     candidates = [e for e in before if e not in excluded]
     qualifying = [e for e in candidates if e.confirmed]
+    day = ev.order_date
+    if (
+        qualifying
+        and ev.pathway.id == pathways.PAIN
+        and all(codes.NAMED_NERVE_PAIN.matches(codes.ICD10CM, e.code) for e in qualifying)
+        and not pathways.has_neuromuscular_target(ev.record, ev.order, day)
+    ):
+        return Finding(
+            c.id,
+            Status.NOT_MET,
+            f"the documented indication ({_codes(qualifying)}) is pain from a named peripheral nerve with no "
+            "neuromuscular target: that points to CPT 64575 (open implantation, peripheral nerve), not 64580",
+            _evidence(qualifying),
+            alternative=("64575", "open implantation of a peripheral nerve array"),
+        )
     if qualifying:
         return Finding(
             c.id, Status.MET, f"qualifying diagnosis documented ({_codes(qualifying)})", _evidence(qualifying)
+        )
+    sibling = pathways.sibling(ev.record, ev.order, day) if not candidates else None
+    if sibling is not None:
+        code, what, found = sibling
+        return Finding(
+            c.id,
+            Status.NOT_MET,
+            f"the only documented indication ({', '.join(found)}) is treated by {what}: that is CPT {code}, not 64580",
+            alternative=(code, what),
         )
     if candidates:
         return Finding(
@@ -107,8 +130,9 @@ def chronicity(ev: Evaluation, c: Criterion) -> Finding:
         for e in sorted(past, key=lambda e: e.start)
     )
     if not active:
-        if any(e.active for e in current(ev, ev.record.condition_events(codes.INDICATION_NEUROMUSCULAR))):
-            return Finding(c.id, Status.NOT_APPLICABLE, "the indication is spasm or atrophy, not pain", notes=context)
+        if ev.pathway.id == pathways.NEUROMUSCULAR:
+            reason = "the indication is spasm, atrophy or diaphragm pacing, not pain"
+            return Finding(c.id, Status.NOT_APPLICABLE, reason, notes=context)
         if any(not e.confirmed for e in current(ev, pain)):
             return Finding(c.id, Status.UNKNOWN, "the pain diagnosis is not confirmed", notes=context)
         return Finding(
@@ -136,12 +160,3 @@ def chronicity(ev: Evaluation, c: Criterion) -> Finding:
         _evidence([first]),
         context,
     )
-
-
-def indication_group(record: PatientRecord, order_date: date) -> str:
-    """Which coverage stance applies: "neuromuscular" when spasm or atrophy is the only indication, else "pain"."""
-
-    def active(vs: codes.ValueSet) -> bool:
-        return any(e.active and (e.start is None or e.start <= order_date) for e in record.condition_events(vs))
-
-    return "neuromuscular" if active(codes.INDICATION_NEUROMUSCULAR) and not active(codes.INDICATION_PAIN) else "pain"

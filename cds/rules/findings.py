@@ -46,6 +46,7 @@ class Finding:
     documents: tuple[str, ...] = ()  # what must go with the claim
     info_needed: str | None = None  # the CRD info-needed code when the record lacks what the finding needs
     headline: str = ""  # the card summary when this finding leads its card (else one is made from the reason)
+    alternative: tuple[str, str] | None = None  # (sibling CPT code, what it is) the documentation points to
     policy: str = ""
     source: str = ""
     confidence: str = "primary"

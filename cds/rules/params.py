@@ -26,6 +26,9 @@ TITLES = {
     "co-surgeon-modifier": "Co-surgeon modifier",
     "assistant-surgeon": "Assistant at surgery",
     "global-period": "Global surgical period",
+    "not-surgical-candidate": "Not a candidate for spine surgery",
+    "multifidus-dysfunction": "Imaging or physiological evidence of multifidus dysfunction",
+    "phrenic-nerve": "Intact phrenic nerve and diaphragm",
 }
 
 
@@ -48,6 +51,7 @@ class RuleSet:
     policy: str
     criteria: tuple[Criterion, ...]
     fee_schedule: FeeSchedule
+    pathway: str = "pain"  # the indication pathway these criteria are for (cds.rules.pathways)
 
     def criterion(self, criterion_id: str) -> Criterion | None:
         return next((c for c in self.criteria if c.id == criterion_id), None)
@@ -57,4 +61,4 @@ def default_ruleset(fee_schedule: FeeSchedule | None = None) -> RuleSet:
     """The default clinical policy's criteria (``cds/policies/default.json``)."""
     from cds import policies
 
-    return policies.load().default.current().ruleset(fee_schedule)
+    return policies.load().default.current().ruleset(fee_schedule=fee_schedule)

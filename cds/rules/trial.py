@@ -7,6 +7,7 @@ from statistics import fmean
 
 from cds import codes
 from cds.records import Event
+from cds.rules import pathways
 from cds.rules.context import Criterion, Evaluation
 from cds.rules.findings import Evidence, Finding, Status
 
@@ -55,6 +56,14 @@ def _other_systems(ev: Evaluation) -> tuple[str, ...]:
 
 def stimulation_trial(ev: Evaluation, c: Criterion) -> Finding:
     record = ev.record
+    if ev.pathway.id == pathways.RESTORATIVE:
+        return _restorative_trial(c)
+    if ev.pathway.phrenic:
+        return Finding(
+            c.id,
+            Status.NOT_APPLICABLE,
+            "diaphragm pacing has no percutaneous trial; NCD 160.19 asks for an intact phrenic nerve and diaphragm",
+        )
     revised = prior_system(ev)
     if revised is not None:
         what = "a permanent 64555" if revised.code == "64555" else f"CPT {revised.code}"
@@ -118,6 +127,74 @@ def stimulation_trial(ev: Evaluation, c: Criterion) -> Finding:
     if percent >= wanted:
         return Finding(c.id, Status.MET, described, tuple(evidence))
     return Finding(c.id, Status.NOT_MET, f"{described}; the policy asks for >= {wanted:g}%", tuple(evidence))
+
+
+def _restorative_trial(c: Criterion) -> Finding:
+    """Restorative stimulation is not trialled percutaneously: never ``not-met`` for a missing 64555."""
+    if c.param("intraoperative_contraction"):
+        return Finding(
+            c.id,
+            Status.NOT_APPLICABLE,
+            "restorative stimulation: the policy accepts intra-operative multifidus contraction instead of a "
+            "percutaneous trial; document the contraction in the operative note",
+        )
+    return Finding(
+        c.id,
+        Status.UNKNOWN,
+        "restorative stimulation is not trialled percutaneously, and this policy does not say what it accepts "
+        "instead (for example intra-operative multifidus contraction): verify with the payer",
+    )
+
+
+def not_surgical_candidate(ev: Evaluation, c: Criterion) -> Finding:
+    return Finding(
+        c.id,
+        Status.UNKNOWN,
+        "the record must say the patient is not a candidate for spine surgery (the surgeon's note); this is not "
+        "kept as coded data",
+    )
+
+
+def multifidus_dysfunction(ev: Evaluation, c: Criterion) -> Finding:
+    """Imaging (lumbar MRI or CT) or physiological testing (EMG) behind the M62.85 diagnosis."""
+    lookback = int(c.param("lookback_months", 24))
+    tests = [*ev.record.procedure_events(codes.LUMBAR_IMAGING), *ev.record.procedure_events(codes.EMG_NCS)]
+    found = ev.window(tests, lookback)
+    if found.recent:
+        last = found.last(found.recent)
+        return Finding(
+            c.id,
+            Status.MET,
+            f"lumbar imaging or EMG on {last.start.isoformat()} (CPT {last.code}); its report is the evidence of multifidus "
+            "dysfunction",
+            (Evidence(last.reference, last.start),),
+        )
+    return Finding(
+        c.id,
+        Status.UNKNOWN,
+        f"no lumbar MRI or CT, or EMG, in the last {lookback} months; an examination finding in a note also counts",
+    )
+
+
+def phrenic_nerve(ev: Evaluation, c: Criterion) -> Finding:
+    """NCD 160.19: pacing works only with an intact phrenic nerve and diaphragm, shown by testing."""
+    if not ev.pathway.phrenic:
+        return Finding(c.id, Status.NOT_APPLICABLE, "not diaphragm pacing")
+    found = ev.window(ev.record.procedure_events(codes.EMG_NCS), int(c.param("lookback_months", 12)))
+    if found.recent:
+        last = found.last(found.recent)
+        return Finding(
+            c.id,
+            Status.UNKNOWN,
+            f"nerve conduction or EMG on {last.start.isoformat()} (CPT {last.code}): check that it shows an intact "
+            "phrenic nerve and a diaphragm that moves with stimulation",
+            (Evidence(last.reference, last.start),),
+        )
+    return Finding(
+        c.id,
+        Status.NOT_MET,
+        "no phrenic nerve conduction study, EMG or fluoroscopy showing an intact phrenic nerve and diaphragm",
+    )
 
 
 def psych_evaluation(ev: Evaluation, c: Criterion) -> Finding:
