@@ -231,9 +231,9 @@ def _billing_suggestions(co: Finding, ctx: CardContext) -> list[tuple[str, str, 
         for o in co.options
     ]
     if change and co.options:
-        found.append(
-            ("modifier", "Remove modifier 62 only: each surgeon bills the code of their own procedure", [change])
-        )
+        mods = "/".join(sorted(ctx.order.modifiers & {CO_SURGERY, TEAM_SURGERY}))
+        label = f"Remove modifier {mods} only: each surgeon bills the code of their own procedure"
+        found.append(("modifier", label, [change]))
     elif change:
         found.append(("modifier", change["description"], [change]))
     return found

@@ -81,7 +81,11 @@ def _mpfs_import(args: argparse.Namespace) -> int:
     except mpfs.MPFSFileError as exc:
         print(f"cds mpfs import: {exc.diagnostics}", file=sys.stderr)
         return 2
-    target = mpfs.save(release, args.out or mpfs.DATA_DIR)
+    try:
+        target = mpfs.save(release, args.out or mpfs.DATA_DIR)
+    except OSError as exc:
+        print(f"cds mpfs import: cannot write to {args.out or mpfs.DATA_DIR}: {exc.strerror}", file=sys.stderr)
+        return 2
     print(
         f"{release.release} ({release.title}, released {release.released}, in force from {release.effective}): "
         f"{len(release.codes)} codes -> {target}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import json
 import re
 from collections.abc import Iterable
@@ -127,9 +128,14 @@ class FeeSchedule:
     """Every shipped release, oldest first: the one in force on a date answers for that date."""
 
     releases: tuple[Release, ...]
+    annual: bool = True  # CMS's schedule is annual; a what-if schedule from single() answers for any later date
 
     def release_at(self, as_of: date) -> Release | None:
-        in_force = [r for r in self.releases if r.effective <= as_of]
+        """The latest release of ``as_of``'s calendar year that took effect by then: the fee schedule is annual,
+        so a 2026 release never answers for 2027."""
+        in_force = [
+            r for r in self.releases if r.effective <= as_of and (not self.annual or r.effective.year == as_of.year)
+        ]
         return in_force[-1] if in_force else None
 
     def indicators(self, code: str, as_of: date) -> Indicators | None:
@@ -143,10 +149,15 @@ class FeeSchedule:
             return f"CPT {code} is not in the fee-schedule data kept for {release.release} (in force on {as_of})."
         if not self.releases:
             return "No Medicare fee-schedule release is shipped with this service."
-        first = self.releases[0]
+        first, last = self.releases[0], self.releases[-1]
+        if as_of < first.effective:
+            return (
+                f"No Medicare fee-schedule release shipped with this service is in force on {as_of}: the earliest is "
+                f"{first.release}, in force from {first.effective}."
+            )
         return (
-            f"No Medicare fee-schedule release shipped with this service is in force on {as_of}: the earliest is "
-            f"{first.release}, in force from {first.effective}."
+            f"No Medicare fee-schedule release for {as_of.year} is shipped with this service: the latest is "
+            f"{last.release} ({last.effective.year})."
         )
 
 
@@ -188,7 +199,7 @@ def single(values: dict[str, str], effective: date = date(2000, 1, 1), code: str
     """A one-release schedule holding ``values`` for ``code``: what a test or a what-if evaluation needs."""
     codes = MappingProxyType({code: MappingProxyType(values)})
     source = MappingProxyType({"url": CMS_URL})
-    return FeeSchedule((Release("TEST", "test values", effective, effective, "none", source, codes),))
+    return FeeSchedule((Release("TEST", "test values", effective, effective, "none", source, codes),), annual=False)
 
 
 # ---- reading the CMS file -------------------------------------------------------------------------------------
@@ -225,8 +236,14 @@ def read_pprrvu(
     """The release in a CMS PPRRVU CSV file, keeping the rows (without a modifier) of ``codes``."""
     wanted = set(codes)
     raw = path.read_bytes()
-    text = raw.decode("utf-8") if _is_utf8(raw) else raw.decode("latin-1")
-    reader = csv.reader(text.splitlines())
+    text = raw.decode("utf-8-sig") if _is_utf8(raw) else raw.decode("latin-1")
+    try:
+        return _read(path, csv.reader(io.StringIO(text, newline="")), wanted, read_from, retrieved)
+    except csv.Error as exc:
+        raise MPFSFileError(f"{path.name}: not a readable CSV file ({exc})") from None
+
+
+def _read(path: Path, reader, wanted: set[str], read_from: str | None, retrieved: date | None) -> Release:
     notices: list[str] = []
     rows: list[list[str]] = []
     header_at = None
@@ -256,7 +273,7 @@ def read_pprrvu(
             continue
         code = row[hcpcs].strip()
         if code in wanted and not row[mod].strip() and code not in kept:
-            kept[code] = {f: row[i].strip() for f, i in at.items() if i < len(row) and row[i].strip()}
+            kept[code] = _values(path, code, row, at)
     if not kept:
         raise MPFSFileError(f"{path.name}: none of the codes {', '.join(sorted(wanted))} is in the file")
     source = {
@@ -278,6 +295,21 @@ def read_pprrvu(
         source=MappingProxyType(source),
         codes=MappingProxyType({c: MappingProxyType(v) for c, v in kept.items()}),
     )
+
+
+def _values(path: Path, code: str, row: list[str], at: dict[str, int]) -> dict[str, str]:
+    """One code's indicators, checked: a short or edited row is refused rather than kept half empty."""
+    values = {f: row[i].strip() for f, i in at.items() if i < len(row) and row[i].strip()}
+    missing = [COLUMNS[f] for f in COLUMNS if f not in values]
+    if missing:
+        raise MPFSFileError(f"{path.name}: the row for {code} has no {', '.join(missing)}; is the file complete?")
+    if values["glob_days"].isdigit() and len(values["glob_days"]) < 3:
+        values["glob_days"] = values["glob_days"].zfill(3)  # "90" after a spreadsheet round trip is "090"
+    problems = schemas.validator("fee-schedule").iter_errors({"release": "RVU00A", "codes": {code: values}})
+    bad = sorted({COLUMNS[str(e.absolute_path[-1])] for e in problems if len(e.absolute_path) == 3})
+    if bad:
+        raise MPFSFileError(f"{path.name}: the row for {code} has a value CMS does not use in {', '.join(bad)}")
+    return values
 
 
 def _is_utf8(raw: bytes) -> bool:

@@ -147,8 +147,13 @@ class Surgeon:
 
     reference: str
     role: str  # "primary" | "assistant" | "unknown"
-    non_physician: bool = False
+    non_physician: bool = False  # a PA, NP or clinical nurse specialist (assistant modifier AS)
     specialties: frozenset[str] = frozenset()
+
+    @property
+    def physician(self) -> bool:
+        """A NUCC taxonomy of the Allopathic & Osteopathic Physicians group (codes starting 20)."""
+        return any(s.startswith("20") for s in self.specialties)
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,12 @@ def test_modifier_62_with_one_surgeon_is_flagged_and_removed(client):
     assert updated["orderDetail"] == [{"text": "bring the programmer"}]
 
 
+def test_the_removal_names_the_modifier_the_order_carries(client):
+    sr = order("PractitionerRole/ra", "PractitionerRole/rb", modifiers=("66",))
+    [claim] = by_topic(call(client, orders=[sr]))["claim"]
+    assert claim["suggestions"][-1]["label"].startswith("Remove modifier 66 only")
+
+
 def test_a_request_without_a_64580_order_gets_no_cards(client):
     result = call(client, orders=[service_request(id="lab", code="80053")])
     assert result == {"cards": []}

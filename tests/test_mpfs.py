@@ -74,12 +74,14 @@ def test_codes_can_be_chosen():
 def test_the_shipped_releases_are_what_the_importer_reads_from_the_samples():
     shipped = mpfs.load()
     assert [r.release for r in shipped.releases] == ["RVU25A", "RVU25D", "RVU26A"]
-    for release, sample in zip(shipped.releases, (JAN_2025, OCT_2025, JAN_2026), strict=True):
+    samples = (SAMPLES / "PPRRVU25_JAN.family.csv", OCT_2025, SAMPLES / "PPRRVU2026_Jan_nonQPP.family.csv")
+    for release, sample in zip(shipped.releases, samples, strict=True):
         imported = mpfs.read_pprrvu(sample)
         assert (release.released, release.effective) == (imported.released, imported.effective)
         for code, values in imported.codes.items():
             assert dict(release.codes[code]) == dict(values), (release.release, code)
         assert release.source["kind"] == "cms" and release.source["url"].startswith("https://www.cms.gov/")
+        assert set(release.codes) == set(mpfs.FAMILY), f"{release.release} keeps the whole family"
 
 
 @pytest.mark.parametrize(
@@ -127,6 +129,40 @@ def test_cli_refuses_what_is_not_a_pprrvu_file(tmp_path, change, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_spreadsheet_round_trip_and_odd_characters_do_not_change_the_values(tmp_path):
+    text = JAN_2025.read_text().replace(",090,", ",90,").replace("64580,,DESCRIPTOR OMITTED", "64580,,DESC\u2028RIPTOR")
+    edited = tmp_path / "PPRRVU25_JAN.csv"
+    edited.write_text(text, encoding="utf-8")
+    row = mpfs.read_pprrvu(edited).indicators("64580")
+    assert (row.glob_days, row.co_surg, row.asst_surg) == ("090", "0", "2")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda t: t.replace("64580,,DESCRIPTOR OMITTED,A,,4.19", "64580,,DESCRIPTOR OMITTED").split("\n64581")[0],
+            "the row for 64580 has no",
+        ),
+        (lambda t: t.replace("64580,,DESCRIPTOR OMITTED", '64580,,"' + "x" * 140_000), "not a readable CSV file"),
+        (lambda t: t.replace(",090,0.11", ",9O,0.11"), "a value CMS does not use in GLOB DAYS"),
+    ],
+)
+def test_cli_refuses_damaged_rows_without_a_traceback(tmp_path, change, message):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(change(JAN_2025.read_text()))
+    result = cds("mpfs", "import", str(bad), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2, result.stdout
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_out_that_is_a_file_is_a_clear_error(tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    result = cds("mpfs", "import", str(JAN_2025), "--out", str(taken))
+    assert result.returncode == 2 and "cannot write" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_cli_missing_file_is_a_clear_error(tmp_path):
     result = cds("mpfs", "import", str(tmp_path / "nope.csv"))
     assert result.returncode == 2 and "cannot read" in result.stderr and "Traceback" not in result.stderr
@@ -143,6 +179,12 @@ def test_cli_show_json_prints_the_real_indicators(as_of, release, released):
     assert (data["release"], data["released"]) == (release, released)
     assert (data["glob_days"], data["co_surg"], data["team_surg"], data["asst_surg"]) == ("090", "0", "0", "2")
     assert all(isinstance(v, str) for v in data.values()) and "cms.gov" in data["source"]
+
+
+def test_a_release_never_answers_for_a_later_year():
+    result = cds("mpfs", "show", "64580", "--as-of", "2027-06-01")
+    assert result.returncode == 1 and "No Medicare fee-schedule release for 2027" in result.stderr
+    assert mpfs.load().indicators("64580", date(2027, 1, 1)) is None
 
 
 def test_cli_show_before_any_release_says_so_in_words():

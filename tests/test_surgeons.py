@@ -44,6 +44,8 @@ ROLES = [
     role("j", "assistant-surgeon", specialty="364SA2100X", id="rj"),  # clinical nurse specialist
     role("k", specialty=None, id="rk"),  # a primary surgeon whose specialty is not recorded
     role("l", specialty="363LA2100X", id="rl"),  # listed as a second primary surgeon, but an NP
+    role("m", "assistant-surgeon", specialty="367500000X", id="rm"),  # a nurse anesthetist
+    role("n", "assistant-surgeon", specialty=None, id="rn"),  # an assistant whose profession is not recorded
 ]
 A, B, C = "PractitionerRole/ra", "PractitionerRole/rb", "PractitionerRole/rc"
 
@@ -209,3 +211,26 @@ def test_global_period_says_check_with_the_dates_and_accepts_a_modifier_on_the_o
     assert result.reason.startswith("check modifier 58, 78 or 79")
     assert "2026-06-10" in result.reason and "2026-06-20" in result.reason and "10-day" in result.reason
     assert global_period(trial, modifiers=("58",)).status == MET
+
+
+def test_an_np_listed_as_primary_is_the_one_who_bills_as_assistant():
+    result = co("PractitionerRole/rl", A, **CMS)
+    assert [(o.surgeon, o.modifier) for o in result.options] == [("PractitionerRole/rl", "AS")]
+
+
+def test_an_assistant_beside_two_medicare_surgeons_is_judged_by_the_assistant_indicator():
+    result = assistant(A, B, "PractitionerRole/rh", **CMS)  # Medicare pays no co-surgeons on 64580
+    assert result.status == MET, result.reason
+    assert any("several assistants" in n for n in result.notes)
+    elsewhere = assistant(A, B, "PractitionerRole/rh", schedule=permitted(), **CMS)  # co-surgeons paid
+    assert elsewhere.status == NOT_MET and "alongside co-surgeons" in elsewhere.reason
+
+
+def test_an_assistant_who_is_not_a_physician_pa_np_or_cns_gets_no_modifier():
+    result = assistant(A, "PractitionerRole/rm", **CMS)
+    assert result.status == UNKNOWN and "367500000X" in result.reason
+
+
+def test_an_assistant_whose_profession_is_not_recorded_is_told_the_choices():
+    result = assistant(A, "PractitionerRole/rn", **CMS)
+    assert result.status == MET and "64580-80, 82 or AS" in result.reason

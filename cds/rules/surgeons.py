@@ -87,21 +87,29 @@ def _reference_note(found: Indicators | None, field: str) -> tuple[str, ...]:
     return ("For reference only, " + _cms_note(found, field),)
 
 
-def assistant_modifier(surgeon: Surgeon) -> str:
-    return "AS" if surgeon.non_physician else "80"
+def assistant_modifier(surgeon: Surgeon) -> str | None:
+    """AS for a PA, NP or CNS; 80 for a physician (82 where no qualified resident was available); None when the
+    recorded profession is neither; "80, 82 or AS" when no profession is recorded."""
+    if surgeon.non_physician:
+        return "AS"
+    if surgeon.physician:
+        return "80"
+    return None if surgeon.specialties else "80, 82 or AS"
 
 
 def _assistant_options(surgeon: Surgeon) -> tuple[BillingOption, ...]:
-    """AS for a PA, NP or CNS; 80 or 82 for a physician; all three when the specialty is not recorded."""
+    """AS for a PA, NP or CNS; 80 or 82 for a physician; all three when the profession is not recorded."""
     ref = surgeon.reference
     non_physician = BillingOption(ref, "AS", f"Bill {ref} as assistant at surgery: 64580-AS (PA, NP or CNS)")
-    if surgeon.non_physician:
-        return (non_physician,)
     physician = (
         BillingOption(ref, "80", f"Bill {ref} as assistant at surgery: 64580-80"),
         BillingOption(ref, "82", f"Bill {ref} as assistant at surgery: 64580-82 (no qualified resident available)"),
     )
-    return physician if surgeon.specialties else (*physician, non_physician)
+    if surgeon.non_physician:
+        return (non_physician,)
+    if surgeon.physician:
+        return physician
+    return () if surgeon.specialties else (*physician, non_physician)
 
 
 def co_surgeon_modifier(ev: Evaluation, c: Criterion) -> Finding:
@@ -133,6 +141,10 @@ def co_surgeon_modifier(ev: Evaluation, c: Criterion) -> Finding:
     return Finding(c.id, Status.NOT_APPLICABLE, "one surgeon: no co-surgeon modifier", evidence)
 
 
+def _mods(on_order: frozenset[str]) -> str:
+    return "/".join(sorted(on_order))
+
+
 def _removal(on_order: frozenset[str]) -> str:
     return f"; modifier {'/'.join(sorted(on_order))} on the order must come off" if on_order else ""
 
@@ -156,7 +168,9 @@ def _co_surgery(
     fix = () if on_order else None
     if value == "0":
         assistant = found.asst_surg
-        options = _assistant_options(primary[1]) if assistant in ("0", "2") else ()
+        # The one who assists: a PA, NP or CNS listed as a primary surgeon, else the second listed.
+        second = next((s for s in primary if s.non_physician), primary[1])
+        options = _assistant_options(second) if assistant in ("0", "2") else ()
         if options:
             notes.append(
                 f"{_cms_note(found, 'asst_surg')} The second surgeon bills 64580-80, or 64580-82 where no qualified "
@@ -169,7 +183,7 @@ def _co_surgery(
             reason += "; bill the second surgeon as assistant at surgery"
         offer = f": bill the second surgeon as assistant at surgery ({'/'.join(o.modifier for o in options)})"
         headline = "Medicare does not pay co-surgeons on CPT 64580" + (
-            offer if options else (": remove modifier 62" if on_order else "")
+            offer if options else (f": remove modifier {_mods(on_order)}" if on_order else "")
         )
         return Finding(
             c.id,
@@ -274,20 +288,38 @@ def assistant_surgeon(ev: Evaluation, c: Criterion) -> Finding:
     if not assistants:
         return Finding(c.id, Status.NOT_APPLICABLE, "no assistant surgeon on the order")
     evidence = _evidence(assistants, ev.order.reference)
-    billing = "; ".join(f"{s.reference} bills 64580-{assistant_modifier(s)}" for s in assistants)
-    notes: tuple[str, ...] = (f"Each assistant bills on an own claim: {billing}.",)
-    if any(not s.non_physician for s in assistants):
-        notes += ("A physician assistant at surgery uses 80, or 82 where no qualified resident was available.",)
-    if len(primary) >= 2:
+    unfit = [s for s in assistants if assistant_modifier(s) is None]
+    if unfit:
+        jobs = ", ".join(sorted(t for s in unfit for t in s.specialties))
         return Finding(
             c.id,
-            Status.NOT_MET,
-            "an assistant at surgery is not paid alongside co-surgeons or a surgical team",
+            Status.UNKNOWN,
+            f"assistant {unfit[0].reference} (taxonomy {jobs}) is not a physician, PA, NP or clinical nurse "
+            "specialist: no assistant-at-surgery modifier fits",
             evidence,
-            notes,
         )
+    billing = "; ".join(f"{s.reference} bills 64580-{assistant_modifier(s)}" for s in assistants)
+    notes: tuple[str, ...] = (f"Each assistant bills on an own claim: {billing}.",)
+    if any(s.physician for s in assistants):
+        notes += ("A physician assisting at surgery uses 80, or 82 where no qualified resident was available.",)
+    follows_cms = _follows_cms(c)
     found, value = _indicator(ev, "asst_surg")
-    if not _follows_cms(c):
+    if len(primary) >= 2:
+        team = len(primary) >= 3
+        unpaid = found is not None and getattr(found, "team_surg" if team else "co_surg") == "0"
+        if not (follows_cms and unpaid):
+            return Finding(
+                c.id,
+                Status.NOT_MET,
+                "an assistant at surgery is not paid alongside co-surgeons or a surgical team",
+                evidence,
+                notes,
+            )
+        notes += (
+            f"The order also lists {len(primary)} primary surgeons, and Medicare pays neither co-surgeons nor a team "
+            "on 64580: if another surgeon bills as assistant too, several assistants bill this operation.",
+        )
+    if not follows_cms:
         return Finding(
             c.id,
             Status.UNKNOWN,
@@ -300,7 +332,7 @@ def assistant_surgeon(ev: Evaluation, c: Criterion) -> Finding:
     notes += (_cms_note(found, "asst_surg"),)
     if value == "2":
         reason = f"assistant at surgery payable for 64580 under Medicare: {billing}"
-        modifiers = "/".join(sorted({assistant_modifier(s) for s in assistants}))
+        modifiers = "/".join(sorted({assistant_modifier(s) or "" for s in assistants}))
         headline = f"Assistant at surgery on CPT 64580: payable under Medicare, billed 64580-{modifiers}"
         return Finding(c.id, Status.MET, reason, evidence, notes, headline=headline)
     if value == "9":
