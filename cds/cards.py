@@ -23,6 +23,7 @@ from cds import payers
 from cds.codes import CPT, HCPCS, canonical, codings
 from cds.records import Order
 from cds.rules.findings import BillingOption, Finding, Status
+from cds.rules.params import BILLING
 from cds.rules.pathways import PAIN, Pathway
 from cds.rules.surgeons import CO_SURGERY, TEAM_SURGERY
 
@@ -35,7 +36,6 @@ ASSOCIATED = "davinci-crd.associated-resource"
 DEFAULT_PATHWAY = Pathway(PAIN, "no indication documented")
 _NAMESPACE = uuid.UUID("0f6b5d8e-6b1a-5c43-9d55-64580c0d1e64")
 
-BILLING = ("co-surgeon-modifier", "assistant-surgeon", "global-period")  # every other one is about documentation
 SUMMARY_MAX = 139
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
 _URL = re.compile(r"https?://[^\s;,)]+")

@@ -234,3 +234,31 @@ def test_an_assistant_who_is_not_a_physician_pa_np_or_cns_gets_no_modifier():
 def test_an_assistant_whose_profession_is_not_recorded_is_told_the_choices():
     result = assistant(A, "PractitionerRole/rn", **CMS)
     assert result.status == MET and "64580-80, 82 or AS" in result.reason
+
+
+def sided(site: dict, modifiers=(), **params):
+    order = surgical_order(A, modifiers=modifiers)
+    order["bodySite"] = [site]
+    return finding("laterality", *ROLES, order=order, **params)
+
+
+@pytest.mark.parametrize(
+    ("site", "modifiers", "status", "said"),
+    [
+        ({"coding": [{"system": "http://snomed.info/sct", "code": "7771000"}]}, (), MET, "64580-LT"),
+        ({"text": "Right common peroneal nerve"}, (), MET, "64580-RT"),
+        ({"text": "right calf"}, ("RT",), MET, "64580-RT"),
+        ({"text": "left calf"}, ("RT",), NOT_MET, "carries RT"),
+        ({"text": "both legs"}, (), MET, "150% bilateral payment adjustment does not apply"),
+        ({"coding": [{"system": "http://snomed.info/sct", "code": "51440002"}]}, (), MET, "BILAT SURG 0"),
+        ({"text": "lumbar multifidus"}, (), NA, "names no side"),
+    ],
+)
+def test_laterality_from_the_body_site(site, modifiers, status, said):
+    result = sided(site, modifiers, **CMS)
+    assert result.status == status and said in result.reason
+
+
+def test_both_sides_under_a_payer_with_its_own_rules_shows_the_cms_indicator_as_reference():
+    result = sided({"text": "bilateral"})
+    assert result.status == UNKNOWN and any("bilateral-surgery indicator 0" in n for n in result.notes)

@@ -17,12 +17,11 @@ from types import MappingProxyType
 
 from cds import mpfs, schemas
 from cds.errors import SchemaViolation
-from cds.rules.params import TITLES, Criterion, RuleSet
+from cds.rules.params import BILLING, TITLES, Criterion, RuleSet
 
 POLICY_DIR = Path(__file__).resolve().parent
 GROUPS = ("pain", "neuromuscular")  # the pathways every version states a coverage stance for
 PATHWAYS = ("pain", "restorative", "neuromuscular")
-BILLING = ("co-surgeon-modifier", "assistant-surgeon", "global-period")
 # Where the criteria of a derived pathway come from, when the policy itself does not state that pathway.
 RESTORATIVE_SOURCE = (
     "FDA PMA P190021 (ReActiv8, product code QLK): chronic low back pain with multifidus dysfunction shown by imaging "

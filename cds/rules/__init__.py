@@ -32,6 +32,7 @@ CRITERIA: dict[str, Callable[[Evaluation, Criterion], Finding]] = {
     "not-surgical-candidate": trial.not_surgical_candidate,
     "multifidus-dysfunction": trial.multifidus_dysfunction,
     "phrenic-nerve": trial.phrenic_nerve,
+    "laterality": surgeons.laterality,
 }
 
 
@@ -55,6 +56,7 @@ READS: dict[str, frozenset[str]] = {
     "not-surgical-candidate": frozenset(),
     "multifidus-dysfunction": frozenset({"procedures"}),
     "phrenic-nerve": frozenset({"procedures"}),
+    "laterality": frozenset(),
 }
 
 

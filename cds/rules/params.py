@@ -29,7 +29,12 @@ TITLES = {
     "not-surgical-candidate": "Not a candidate for spine surgery",
     "multifidus-dysfunction": "Imaging or physiological evidence of multifidus dysfunction",
     "phrenic-nerve": "Intact phrenic nerve and diaphragm",
+    "laterality": "Side of the body (RT/LT)",
 }
+
+
+# How each surgeon bills: the claim, not the documentation (one billing card; never a reason coverage is conditional).
+BILLING = ("co-surgeon-modifier", "assistant-surgeon", "global-period", "laterality")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ checked, never guesses.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from cds import codes
@@ -36,6 +37,13 @@ _MEANING = {
         "2": "team surgery is permitted, by report",
         "9": "the team-surgery concept does not apply",
     },
+    "bilat_surg": {
+        "0": "the 150% bilateral payment adjustment does not apply",
+        "1": "the 150% bilateral payment adjustment applies",
+        "2": "the code is already bilateral",
+        "3": "each side is paid as its own procedure",
+        "9": "the bilateral concept does not apply",
+    },
     "asst_surg": {
         "0": "an assistant at surgery is paid only with documentation that one was needed",
         "1": "an assistant at surgery is not paid",
@@ -43,7 +51,12 @@ _MEANING = {
         "9": "the assistant-at-surgery concept does not apply",
     },
 }
-_RULE = {"co_surg": "co-surgery", "team_surg": "team-surgery", "asst_surg": "assistant-at-surgery"}
+_RULE = {
+    "co_surg": "co-surgery",
+    "team_surg": "team-surgery",
+    "asst_surg": "assistant-at-surgery",
+    "bilat_surg": "bilateral-surgery",
+}
 DIFFERENT_PROCEDURES = (
     "Surgeons who each did a different procedure (for example one places the array, 64580, the other the "
     "generator, 64590) bill their own codes: co-surgery rules do not apply between them."
@@ -395,3 +408,54 @@ def global_period(ev: Evaluation, c: Criterion) -> Finding:
         f"{found.global_days}-day global period"
     )
     return Finding(c.id, Status.NOT_MET, reason, (Evidence(ev.order.reference), *evidence), notes, headline=headline)
+
+
+LEFT, RIGHT, BOTH = "7771000", "24028007", "51440002"  # SNOMED CT laterality qualifiers
+_SIDE_WORDS = {BOTH: re.compile(r"\b(bilateral|both sides|both)\b", re.I), LEFT: re.compile(r"\bleft\b", re.I)}
+_SIDE_WORDS[RIGHT] = re.compile(r"\bright\b", re.I)
+
+
+def _side(ev: Evaluation) -> str | None:
+    """The side the order names: a SNOMED laterality qualifier on bodySite, else words in its text."""
+    coded = {code for system, code in ev.order.sites if system == codes.SNOMED}
+    for side in (BOTH, LEFT, RIGHT):
+        if side in coded:
+            return side
+    words = [side for side in (BOTH, LEFT, RIGHT) if _SIDE_WORDS[side].search(ev.order.site_text)]
+    if BOTH in words or (LEFT in words and RIGHT in words):
+        return BOTH
+    return words[0] if words else None
+
+
+def laterality(ev: Evaluation, c: Criterion) -> Finding:
+    """RT/LT from the order's body site; both sides: whether the bilateral adjustment applies (BILAT SURG)."""
+    side = _side(ev)
+    if side is None:
+        return Finding(c.id, Status.NOT_APPLICABLE, "the order's body site names no side")
+    evidence = (Evidence(ev.order.reference, note="bodySite"),)
+    on_order = ev.order.modifiers & {"LT", "RT", "50"}
+    if side in (LEFT, RIGHT):
+        wanted, word = ("LT", "left") if side == LEFT else ("RT", "right")
+        wrong = sorted(on_order - {wanted})
+        if wrong:
+            reason = f"the order's body site is the {word} side but the order carries {'/'.join(wrong)}"
+            headline = (
+                f"Side mismatch on CPT 64580: the body site is the {word} side, the order carries {'/'.join(wrong)}"
+            )
+            return Finding(c.id, Status.NOT_MET, reason, evidence, headline=headline)
+        reason = f"{word} side: the claim line is 64580-{wanted}"
+        headline = f"{word.capitalize()} side: bill CPT 64580 with modifier {wanted}"
+        return Finding(c.id, Status.MET, reason, evidence, headline=headline)
+    found = ev.ruleset.fee_schedule.indicators("64580", ev.as_of)
+    if not _follows_cms(c):
+        reason = "both sides: the payer's own rules decide how the two sides are reported and paid"
+        return Finding(c.id, Status.UNKNOWN, reason, evidence, _reference_note(found, "bilat_surg"))
+    if found is None or found.bilat_surg is None:
+        return Finding(c.id, Status.UNKNOWN, "Medicare's bilateral rule for 64580 could not be checked for this date")
+    note = f"Medicare fee schedule {found.release}: BILAT SURG {found.bilat_surg} for 64580."
+    if found.bilat_surg == "0":
+        reason = "both sides: the 150% bilateral payment adjustment does not apply to 64580 (BILAT SURG 0)"
+        headline = "Both sides: Medicare's 150% bilateral adjustment does not apply to CPT 64580"
+        return Finding(c.id, Status.MET, reason, evidence, (note,), headline=headline)
+    reason = f"both sides: report them as Medicare's bilateral indicator {found.bilat_surg} for 64580 says"
+    return Finding(c.id, Status.MET, reason, evidence, (note,))
