@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date
 
-from cds import payers
+from cds import payers, provenance
 from cds.codes import CPT, HCPCS, canonical, codings
 from cds.records import Order
 from cds.rules.findings import BillingOption, Finding, Status
@@ -38,7 +38,7 @@ _NAMESPACE = uuid.UUID("0f6b5d8e-6b1a-5c43-9d55-64580c0d1e64")
 
 SUMMARY_MAX = 139
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
-_URL = re.compile(r"https?://[^\s;,)]+")
+_CITED = re.compile(r"(https?://[^\s;,)]+) \(([^)]*)\)")  # "url (title)", as cds.provenance.cite() writes it
 
 # Which CRD configuration option switches each card kind off.
 OPTION_FOR_KIND = {
@@ -294,8 +294,9 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
     lines = [
         f"**{md(version.title)}**, effective {version.effective_text}"
         + (f" ({md(version.effective_note)})" if version.effective_note else "")
-        + f"; data last reviewed {version.last_reviewed}.",
+        + f"; sources checked by this service {version.last_reviewed}.",
         "",
+        *([f"Treated as {md(route.plan.payer)}: {md(route.why)}.", ""] if route.why else []),
         f"- Coverage: {md(stance.text)}" + _verify(stance.confidence),
         f"- Prior authorization: {md(pa.text)}" + _verify(pa.confidence),
     ]
@@ -305,13 +306,16 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
     lines += [f"- {md(n.text)}" + _verify(n.confidence) for n in version.notes]
     indicator = "warning" if stance.value in _NOT_COVERED else "info"
     card = _card(ctx, "payer", stance.text, indicator, "guideline", "\n".join(lines), [], links=False)
-    urls = list(
-        dict.fromkeys([*stance.urls, *pa.urls, *(u for s in (*version.documentation, *version.notes) for u in s.urls)])
-    )
-    card["links"] = [
-        {"label": f"{route.plan.payer} policy: {_host(u)}", "url": u, "type": "absolute"} for u in urls[:5]
-    ]
-    card["source"]["url"] = urls[0]
+    sources = [s for st in (stance, pa, *version.documentation, *version.notes) for s in st.sources]
+    primary = {s.url: s for s in sources if s.primary}
+    secondary = {s.url: s for s in sources if not s.primary and s.url not in primary}
+    card["links"] = [_link(f"{route.plan.payer} policy", u) for u in primary]
+    card["links"] += [_link("Unverified summary", u) for u in secondary]
+    card["links"] = card["links"][:5]
+    if card["links"]:
+        card["source"]["url"] = card["links"][0]["url"]
+    else:
+        del card["links"]
     return card
 
 
@@ -324,16 +328,21 @@ _PURPOSE = {
 
 
 def _verify(confidence: str) -> str:
-    return " *(from a secondary source: verify against the current policy)*" if confidence == "secondary" else ""
+    return " *(unverified summary: verify against the payer's current text)*" if confidence == "secondary" else ""
 
 
 def _links(findings: list[Finding]) -> list[dict]:
-    urls: list[str] = []
+    """The sources behind these findings, primary first; a secondary one is labelled an unverified summary."""
+    cited: dict[str, bool] = {}
     for f in findings:
-        for url in _URL.findall(f.source):
-            if url not in urls:
-                urls.append(url)
-    return [{"label": f"Policy source: {_host(u)}", "url": u, "type": "absolute"} for u in urls[:5]]
+        for url, label in _CITED.findall(f.source):
+            cited.setdefault(url, not label.startswith(provenance.UNVERIFIED))
+    ordered = sorted(cited, key=lambda u: not cited[u])
+    return [_link("Policy source" if cited[u] else "Unverified summary", u) for u in ordered[:5]]
+
+
+def _link(label: str, url: str) -> dict:
+    return {"label": f"{label}: {_host(url)}", "url": url, "type": "absolute"}
 
 
 def _host(url: str) -> str:

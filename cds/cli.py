@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     check_cmd = check_commands.add_parser("check", help="validate policy files and print a summary table")
     check_cmd.add_argument("directory", nargs="?", type=Path, default=None)
     check_cmd.add_argument("--as-of", type=_date, default=None, help="show the versions in force on this date")
+    sources_cmd = check_commands.add_parser("sources", help="list every sourced fact: plan, version, field, source")
+    sources_cmd.add_argument("directory", nargs="?", type=Path, default=None)
+    sources_cmd.add_argument("--json", action="store_true", help="print a JSON list")
     replay = commands.add_parser(
         "replay", help="replay fixture cases, Bundles or hook requests and compare with expected.json"
     )
@@ -62,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "replay":
         return _replay(args)
     if args.command == "policies":
+        if args.policies_command == "sources":
+            return _policies_sources(args.directory, args.json)
         return _policies_check(args.directory, args.as_of)
     if args.command == "serve":
         return _serve(args.host, args.port)
@@ -136,6 +141,41 @@ def _date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+SOURCE_KEYS = ("plan", "version", "field", "kind", "url", "quote", "retrieved")
+
+
+def _policies_sources(directory: Path | None, as_json: bool) -> int:
+    """Every sourced fact, one per line (or a JSON list with exactly SOURCE_KEYS)."""
+    import json
+
+    from cds import policies
+
+    try:
+        policy_set = policies.load(directory)
+    except policies.PolicyError as exc:
+        print(f"cds policies sources: {exc}", file=sys.stderr)
+        return 1
+    rows = [
+        {
+            "plan": fact.plan,
+            "version": fact.version,
+            "field": fact.field,
+            "kind": s.kind,
+            "url": s.url,
+            "quote": s.quote,
+            "retrieved": s.retrieved,
+        }
+        for fact in policy_set.facts()
+        for s in fact.sources
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    for row in rows:
+        print("\t".join(row[k] for k in SOURCE_KEYS))
+    return 0
 
 
 def _policies_check(directory: Path | None, as_of: date | None) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from cds.policies import Plan, PolicySet, Version
+from cds.policies import MatchRule, Plan, PolicySet, Version
 from cds.records import Order, PatientRecord, ref_id
 
 MATCHED = "matched"
@@ -36,6 +36,7 @@ class Route:
     version: Version
     coverage_ref: str | None = None
     payer_name: str | None = None
+    why: str | None = None  # why this plan, when a name rule with a reason decided it
 
     @property
     def matched(self) -> bool:
@@ -60,24 +61,35 @@ def route(record: PatientRecord, order: Order, policies: PolicySet, as_of: date,
         else set()
     )
     types = [(SOPT_ALIASES.get(s or "", s), c) for s, c in _codings(coverage.type)]
+    plan_names = [c.name for c in coverage.class_fhir or () if c.name]
+    names = [n for n in (name, *plan_names) if n]
 
-    best: tuple[int, Plan] | None = None
+    best: tuple[int, Plan, MatchRule] | None = None
     tied = False
     for plan in policies.plans:
         for rule in plan.match:
-            if not _matches(rule, name, identifiers, types):
+            if not _matches(rule, names, identifiers, types):
                 continue
             if best is None or rule.priority > best[0]:
-                best, tied = (rule.priority, plan), False
+                best, tied = (rule.priority, plan, rule), False
             elif rule.priority == best[0] and best[1].id != plan.id:
                 tied = True
     if best is None or tied:
         return Route(UNRECOGNISED, default, fallback, coverage_ref, name)
-    plan = best[1]
+    _priority, plan, rule = best
     version = plan.version_at(as_of)
     if version is None:
         return Route(NOT_IN_FORCE, default, fallback, coverage_ref, name or plan.payer)
-    return Route(MATCHED, plan, version, coverage_ref, name or plan.payer)
+    return Route(MATCHED, plan, version, coverage_ref, name or plan.payer, _why(rule, names, types))
+
+
+def _why(rule, names: list[str], types: list) -> str | None:
+    """ "the plan name “Aetna Medicare Premier (PPO)” is a Medicare Advantage plan name (no Coverage.type says otherwise)"."""
+    if not rule.because or rule.name is None:
+        return None
+    matched = next(n for n in names if rule.name.search(n))
+    typed = "" if types else "; the Coverage has no type"
+    return f"the name \u201c{matched}\u201d is {rule.because}{typed}"
 
 
 def _coverage(record: PatientRecord, order: Order):
@@ -106,13 +118,16 @@ def _codings(concept):
             yield coding.system, coding.code
 
 
-def _matches(rule, name: str | None, identifiers: set, types: list) -> bool:
+def _matches(rule, names: list[str], identifiers: set, types: list) -> bool:
     if rule.identifier is not None and rule.identifier not in identifiers:
         return False
-    if rule.name is not None and not (name and rule.name.search(name)):
+    if rule.name is not None and not any(rule.name.search(n) for n in names):
         return False
-    if rule.coverage_type is not None:
-        system, code, prefix = rule.coverage_type
-        if not any(s == system and c and (c.startswith(code) if prefix else c == code) for s, c in types):
-            return False
-    return True
+    if rule.coverage_type is not None and not _typed(rule.coverage_type, types):
+        return False
+    return not (rule.coverage_type_if_any is not None and types and not _typed(rule.coverage_type_if_any, types))
+
+
+def _typed(wanted: tuple[str, str, bool], types: list) -> bool:
+    system, code, prefix = wanted
+    return any(s == system and c and (c.startswith(code) if prefix else c == code) for s, c in types)

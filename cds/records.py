@@ -91,7 +91,7 @@ READ_ELEMENTS = {
         "valueQuantity",
         "valueInteger",
     },
-    "Coverage": {"status", "beneficiary", "payor", "type", "order", "contained"},
+    "Coverage": {"status", "beneficiary", "payor", "type", "class", "order", "contained"},
     "Organization": {"name", "identifier"},
     "Practitioner": {"name"},
     "PractitionerRole": {"practitioner", "code", "specialty"},

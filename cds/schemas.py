@@ -66,9 +66,18 @@ def validate(name: str, instance: Any) -> None:
     ordered = [first] + [e for e in errors if e is not first]
     problems = []
     for error in ordered[:MAX_PROBLEMS]:
-        deepest = best_match([error]) if error.context else error
+        deepest = _first_branch(error) if error.context else error
         problems.append(describe(deepest))
     raise SchemaViolation(problems)
+
+
+def _first_branch(error: ValidationError) -> ValidationError:
+    """For oneOf / anyOf, what the first alternative (the usual shape) lacks; else the most relevant error."""
+    if error.validator in ("oneOf", "anyOf"):
+        first = [e for e in error.context if e.relative_schema_path and e.relative_schema_path[0] == 0]
+        if first:
+            return best_match(first)
+    return best_match([error])
 
 
 def field_path(error: ValidationError) -> str:

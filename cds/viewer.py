@@ -7,6 +7,7 @@ returns the answer with the evidence resources and the timeline events the page 
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from flask import Blueprint, Response, request, send_from_directory
@@ -137,6 +138,7 @@ def timeline(resources: list[dict], patient: str | None, orders: list[dict], as_
 
 @bp.get("/api/policies")
 def policy_table() -> Response:
+    today = datetime.now(UTC).date()
     rows = []
     for plan in policies.load().plans:
         version = plan.current()
@@ -169,6 +171,20 @@ def policy_table() -> Response:
                     for c in version.criteria
                 ],
                 "versions": [v.effective_text for v in plan.versions],
+                "sources": _sources(version, today),
             }
         )
     return json_response(rows)
+
+
+def _sources(version: policies.Version, today: date) -> list[dict]:
+    """Each source once, primary first, with the facts it supports and whether it is due for review."""
+    by_url: dict[str, dict] = {}
+    for fact in version.facts():
+        for s in fact.sources:
+            item = by_url.setdefault(
+                s.url,
+                s.to_json() | {"primary": s.primary, "due_for_review": s.due_for_review(today), "fields": []},
+            )
+            item["fields"].append(fact.field)
+    return sorted(by_url.values(), key=lambda s: not s["primary"])

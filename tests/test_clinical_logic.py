@@ -146,3 +146,20 @@ def test_only_a_true_revision_waives_the_trial(resources, order_site, status, sa
 def test_a_64596_is_a_prior_system_not_a_trial():
     result = finding("stimulation-trial", procedure("64596", *TRIAL))
     assert result.status == NA and "revision or replacement" in result.reason
+
+
+def test_a_criterion_resting_on_secondary_sources_never_warns_on_its_own():
+    from dataclasses import replace
+
+    from cds import policies, records, rules
+    from cds.rules.params import Criterion
+
+    from .test_criteria import AS_OF
+
+    summary_only = Criterion(
+        "physical-therapy", "Physical therapy tried", "https://x.org (unverified summary: y)", "secondary"
+    )
+    ruleset = replace(policies.default_ruleset(), criteria=(summary_only,))
+    [finding_] = rules.evaluate(records.build([], "pat-1"), records.order_from(service_request()), ruleset, AS_OF)
+    assert finding_.status == UNKNOWN
+    assert finding_.reason.startswith("the payer's own text was not found; verify: no physical therapy")

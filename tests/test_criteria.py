@@ -11,7 +11,7 @@ from types import MappingProxyType
 
 import pytest
 
-from cds import codes, mpfs, records, rules
+from cds import codes, mpfs, policies, records, rules
 from cds.rules import Status
 from cds.rules.params import Criterion
 
@@ -31,10 +31,11 @@ def finding(
     **params,
 ):
     """``criterion`` of the default policy (with ``params`` over its own) evaluated on ``resources``."""
-    ruleset = rules.default_ruleset(schedule)
+    ruleset = policies.default_ruleset(schedule)
     chosen = ruleset.criterion(criterion) or Criterion(criterion, criterion, "test (no default policy uses it)")
     if params:
         chosen = replace(chosen, params=MappingProxyType({**chosen.params, **params}))
+    chosen = replace(chosen, confidence="primary")  # the rule's logic; test_clinical_logic covers unverified sources
     record = records.build(list(resources), "pat-1")
     [result] = rules.evaluate(
         record, records.order_from(order or service_request()), replace(ruleset, criteria=(chosen,)), as_of
@@ -220,7 +221,7 @@ def test_stimulation_trial_reports_the_computed_relief():
         "stimulation-trial", procedure("64555", *TRIAL), pain_score(8, "2026-02-20"), pain_score(4.1, "2026-03-05")
     )
     assert "48.8% relief" in result.reason
-    assert result.confidence == "secondary"
+    assert result.confidence == "primary"  # carried from the criterion to the finding
     assert len(result.evidence) == 3
 
 
@@ -239,7 +240,7 @@ def test_psych_evaluation(resources, status):
 
 
 def test_every_criterion_is_evaluated_in_policy_order():
-    ruleset = rules.default_ruleset()
+    ruleset = policies.default_ruleset()
     record = records.build([], "pat-1")
     findings = rules.evaluate(record, records.order_from(service_request()), ruleset, AS_OF)
     assert [f.criterion for f in findings] == [c.id for c in ruleset.criteria]

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cds import codes, coverage, payers, policies, records
+from cds import codes, coverage, payers, policies, provenance, records
 from cds.policies import POLICY_DIR, PolicyError
 
 from .clinical import condition, medication, pain_score, procedure, role
@@ -39,8 +39,42 @@ def test_every_shipped_policy_file_validates_and_cites_its_sources():
                 *version.documentation,
                 *version.notes,
             ]
-            assert all(s.urls and s.confidence in ("primary", "secondary") for s in statements), plan.id
-            assert all(c.source.startswith("http") for c in version.criteria), plan.id
+            assert all((s.sources or s.unverified) and s.confidence in ("primary", "secondary") for s in statements), (
+                plan.id
+            )
+            for pathway in version.pathways.values():
+                for c in pathway:  # sourced, or unverified (then secondary: it never warns)
+                    assert (c.sources and c.source.startswith("http")) or (
+                        c.source.startswith("no source:") and c.confidence == "secondary"
+                    ), (plan.id, c.id)
+
+
+def test_no_policy_fact_cites_an_ai_generated_site():
+    for fact in policies.load().facts():
+        for source in fact.sources:
+            assert not provenance.refused(source.url, source.title), (fact, source.url)
+            assert source.quote and source.retrieved and source.kind in provenance.KINDS
+
+
+def test_the_sources_listing_has_every_fact_in_the_files():
+    written = []
+    for path in sorted(POLICY_DIR.glob("*.json")):
+
+        def walk(node, path=path):
+            if isinstance(node, dict):
+                written.extend((s["url"], s["quote"]) for s in node.get("sources", ()))
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(json.loads(path.read_text()))
+    result = subprocess.run([CDS, "policies", "sources", "--json"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)
+    assert all(list(row) == ["plan", "version", "field", "kind", "url", "quote", "retrieved"] for row in listed)
+    assert sorted((r["url"], r["quote"]) for r in listed) == sorted(written)
 
 
 def test_every_family_the_product_names_has_a_plan():
@@ -64,7 +98,17 @@ def _version(data):
 @pytest.mark.parametrize(
     ("mutate", "words"),
     [
-        (lambda d: _version(d)["criteria"][0].pop("source"), ["aetna.json", "criteria[0].source", "required"]),
+        (lambda d: _version(d)["criteria"][0].pop("sources"), ["aetna.json", "criteria[0].sources", "required"]),
+        (lambda d: _version(d)["criteria"][0].update(sources=[]), ["aetna.json", "criteria[0].sources"]),
+        (
+            lambda d: _version(d)["criteria"][0]["sources"][0].update(url="https://genhealth.ai/policy/cms/x"),
+            ["aetna.json", "criteria[0].sources[0].url"],
+        ),
+        (
+            lambda d: _version(d)["criteria"][0]["sources"][0].update(url="https://example.org/ai-generated/answer"),
+            ["aetna.json", "AI-generated answer page"],
+        ),
+        (lambda d: _version(d)["criteria"][0]["sources"][0].pop("quote"), ["aetna.json", "quote", "required"]),
         (lambda d: _version(d).update(effective="2026-13-01"), ["aetna.json", "effective", "format"]),
         (lambda d: _version(d).update(effective="2026-02-31"), ["aetna.json", "not a real date"]),
         (lambda d: _version(d)["coverage"]["pain"].update(stance="probably"), ["aetna.json", "coverage.pain.stance"]),
@@ -73,12 +117,16 @@ def _version(data):
         (lambda d: d["plans"][0]["match"].append({"name": "(unclosed"}), ["aetna.json", "regular expression"]),
         (lambda d: d["plans"][0].update(default=True, match=[]), ["exactly one plan must be the default"]),
         (
-            lambda d: _version(d)["criteria"][0].update(source={"url": "not a url", "section": "x"}),
-            ["aetna.json", "source.url"],
+            lambda d: _version(d)["criteria"][0]["sources"][0].update(url="not a url"),
+            ["aetna.json", "sources[0].url"],
         ),
     ],
     ids=[
         "missing-source",
+        "empty-sources",
+        "ai-host",
+        "ai-generated-path",
+        "no-quote",
         "bad-date",
         "impossible-date",
         "bad-stance",
@@ -100,7 +148,7 @@ def test_a_bad_file_is_refused_with_a_message_naming_file_and_field(tmp_path, mu
 
 
 def test_a_bad_policy_folder_stops_the_service(tmp_path):
-    directory = broken_dir(tmp_path, lambda d: _version(d)["criteria"][0].pop("source"))
+    directory = broken_dir(tmp_path, lambda d: _version(d)["criteria"][0].pop("sources"))
     env = {**os.environ, "CDS_POLICY_DIR": str(directory)}
     result = subprocess.run(
         [CDS, "serve", "--port", "1"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
@@ -137,7 +185,14 @@ def record_with(*coverages: dict, orgs: tuple[dict, ...] = ()) -> records.Patien
 
 
 def cov(
-    payer: str | None = None, *, status="active", sopt: str | None = None, order: int | None = None, id=None, payor=None
+    payer: str | None = None,
+    *,
+    status="active",
+    sopt: str | None = None,
+    order: int | None = None,
+    id=None,
+    payor=None,
+    plan_name: str | None = None,
 ):
     c = {
         "resourceType": "Coverage",
@@ -150,6 +205,8 @@ def cov(
         c["type"] = {"coding": [{"system": SOPT, "code": sopt}]}
     if order is not None:
         c["order"] = order
+    if plan_name:
+        c["class"] = [{"type": {"coding": [{"code": "plan"}]}, "value": "P1", "name": plan_name}]
     return c
 
 
@@ -179,6 +236,35 @@ def route_of(record, order=None, as_of=AS_OF, policy_set=None):
 def test_payers_route_to_their_plan(payer, sopt, plan):
     route = route_of(record_with(cov(payer, sopt=sopt)))
     assert route.outcome == payers.MATCHED and route.plan.id == plan
+
+
+@pytest.mark.parametrize(
+    ("payer", "plan_name", "sopt", "plan"),
+    [
+        ("Aetna Medicare Premier (PPO)", None, None, "medicare-advantage"),
+        ("Anthem MediBlue Plus (HMO)", None, None, "medicare-advantage"),
+        ("Aetna", "Aetna Medicare Premier (PPO)", None, "medicare-advantage"),  # the plan name on Coverage.class
+        ("Blue Cross Medicare Plus Blue PPO", None, None, "medicare-advantage"),
+        ("AARP Medicare Advantage Choice", None, "1", "medicare-advantage"),  # a Medicare type does not contradict
+        ("Aetna Medicare Premier (PPO)", None, "5", "aetna"),  # a commercial Coverage.type says otherwise
+        ("AARP Medicare Supplement Plan G", None, None, None),  # Medigap is not Medicare Advantage
+    ],
+)
+def test_medicare_advantage_by_plan_name(payer, plan_name, sopt, plan):
+    route = route_of(record_with(cov(payer, sopt=sopt, plan_name=plan_name)))
+    if plan is None:
+        assert route.plan.id != "medicare-advantage"
+        return
+    assert route.plan.id == plan
+    if plan == "medicare-advantage":
+        assert "Medicare Advantage plan name" in route.why and (plan_name or payer) in route.why
+
+
+def test_the_payer_card_says_why_a_plan_was_treated_as_medicare_advantage(client, ehr):
+    prefetch = documented_prefetch(with_payer("Aetna Medicare Premier (PPO)"))
+    card = payer_card(hook(client, ehr, prefetch))
+    assert "Treated as Medicare Advantage plan" in card["detail"]
+    assert "Aetna Medicare Premier (PPO)" in card["detail"] and "has no type" in card["detail"]
 
 
 def test_an_identifier_beats_a_name(tmp_path):
@@ -318,9 +404,12 @@ def test_conditional_when_documentation_is_missing(client, ehr, payer):
         ("Cigna", "Cigna: implanted PNS for pain not medically necessary (policy 0539)"),
         (
             "Anthem Blue Cross and Blue Shield",
-            "Anthem: implantable PNS investigational and not medically necessary (SURG.00158)",
+            "Anthem SURG.00158 (published 04/01/2024): implantable PNS investigational and not medically necessary",
         ),
-        ("Premera Blue Cross", "Premera: implantable PNS investigational (7.01.574)"),
+        (
+            "Premera Blue Cross",
+            "Premera 7.01.574 (eff. 2023-04-01): implantable PNS, trial or permanent, investigational",
+        ),
     ],
 )
 def test_not_covered_where_the_policy_says_so(client, ehr, payer, summary):
@@ -331,7 +420,10 @@ def test_not_covered_where_the_policy_says_so(client, ehr, payer, summary):
     assert card["summary"] == summary and card["indicator"] == "warning"
     assert card["source"]["label"] == payer
     assert all(link["type"] == "absolute" for link in card["links"])
-    assert "verify against the current policy" in card["detail"] or "Anthem" in payer
+    assert "unverified summary: verify" in card["detail"] or "Anthem" in payer
+    labels = [link["label"] for link in card["links"]]
+    primary = [i for i, label in enumerate(labels) if not label.startswith("Unverified summary")]
+    assert primary == list(range(len(primary))), "primary sources are linked first"
 
 
 @pytest.mark.parametrize("payer", ["UnitedHealthcare", "Blue Cross Blue Shield of Kansas"])

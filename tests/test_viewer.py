@@ -133,13 +133,17 @@ def test_accepting_a_suggestion_shows_the_action_and_stores_feedback(site, page)
 def test_dismissing_asks_for_a_reason_and_stores_feedback(site, page):
     app, base = site
     run_case(page, base, "medicare-no-physical-therapy")
-    documentation = page.locator(".card").nth(0)
+    raw = json.loads(page.locator("#raw-response").text_content())
+    index = next(i for i, c in enumerate(raw["cards"]) if c["summary"].startswith("Documentation"))
+    documentation = page.locator(".card").nth(index)
     documentation.locator("button.dismiss").click()
     page.locator("#dismiss label", has_text="The payer confirmed").click()
     page.fill("#dismiss-comment", "confirmed by phone")
     page.click("#dismiss-ok")
-    page.wait_for_function("document.querySelector('.card .feedback').textContent.includes('Dismissed')")
-    [row] = feedback_rows(app, card_uuid(page, 0))
+    page.wait_for_function(
+        f"document.querySelectorAll('.card')[{index}].querySelector('.feedback').textContent.includes('Dismissed')"
+    )
+    [row] = feedback_rows(app, card_uuid(page, index))
     assert row["outcome"] == "overridden" and row["override_reason_code"] == "payer-confirmed"
     assert row["user_comment"] == "confirmed by phone"
 
@@ -162,9 +166,15 @@ def test_the_policy_page_lists_every_plan(site, page):
     cigna = page.locator("#policies tr[data-plan='cigna']")
     assert "not-medically-necessary" in cigna.inner_text()
     assert (
-        "min weeks 6"
+        "lookback months 12"
         in page.locator("#policies tr[data-plan='aetna'] li[data-criterion='physical-therapy']").inner_text()
     )
+    sources = page.locator("#policies tr[data-plan='aetna'] td.sources")
+    sources.locator("summary").click()
+    badges = sources.locator(".badge").all_inner_texts()
+    assert badges[0] == "cms" and "unverified summary" in badges, "primary first, secondary labelled"
+    assert "read 2026-11-27" in sources.inner_text() and sources.locator("blockquote").count() == len(badges)
+    page.screenshot(path=str(ARTIFACTS / "policies-sources.png"), full_page=True)
 
 
 def test_html_and_script_in_a_card_are_shown_as_text(site, page):

@@ -15,24 +15,56 @@ from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 
-from cds import mpfs, schemas
+from cds import mpfs, provenance, schemas
 from cds.errors import SchemaViolation
+from cds.provenance import Source
 from cds.rules.params import BILLING, TITLES, Criterion, RuleSet
 
 POLICY_DIR = Path(__file__).resolve().parent
 GROUPS = ("pain", "neuromuscular")  # the pathways every version states a coverage stance for
 PATHWAYS = ("pain", "restorative", "neuromuscular")
 # Where the criteria of a derived pathway come from, when the policy itself does not state that pathway.
-RESTORATIVE_SOURCE = (
-    "FDA PMA P190021 (ReActiv8, product code QLK): chronic low back pain with multifidus dysfunction shown by imaging "
-    "or physiological testing, after failed pain medications and physical therapy, not a candidate for spine "
-    "surgery; https://www.accessdata.fda.gov/scripts/cdrh/cfdocs/cfpma/pma.cfm?id=P190021 (indication as "
-    "summarised in the domain facts; label text not re-read); ISASS 2025, https://scholars.duke.edu/publication/1696141"
+RESTORATIVE_SOURCES = (
+    Source(
+        "https://pmc.ncbi.nlm.nih.gov/articles/PMC8456956/",
+        "peer-reviewed",
+        "Long-Term Outcomes of Restorative Neurostimulation in Patients With Refractory Chronic Low Back Pain "
+        "Secondary to Multifidus Dysfunction: Four-Year Results of the ReActiv8-A Clinical Trial (Neuromodulation)",
+        "Eligible patients had disabling CLBP (low back pain Numeric Rating Scale [NRS] \u22656; Oswestry Disability "
+        "Index [ODI] \u226525), no indications for spine surgery or spinal cord stimulation, and failed conventional "
+        "management including at least physical therapy and medications for low back pain.",
+        "2026-11-27",
+        "Materials and Methods",
+    ),
+    Source(
+        "https://scholars.duke.edu/publication/1696141",
+        "peer-reviewed",
+        "ISASS 2025 guideline update: restorative neurostimulation (Lorio et al., Int J Spine Surg)",
+        "As of October 2024, the introduction of the \u2026 ICD-10-CM code M62.85 provides formal classification of "
+        "this disease entity",
+        "2026-11-27",
+    ),
 )
-PHRENIC_SOURCE = (
-    "NCD 160.19 Phrenic Nerve Stimulator: 'effective only if the patient has an intact phrenic nerve and diaphragm', "
-    "https://www.cms.gov/medicare-coverage-database/view/ncd.aspx?NCDId=244&ncdver=1"
+PHRENIC_SOURCES = (
+    Source(
+        "https://www.cms.gov/medicare-coverage-database/view/ncd.aspx?NCDId=244&ncdver=1",
+        "cms",
+        "NCD 160.19 Phrenic Nerve Stimulator",
+        "an implanted phrenic nerve stimulator can be effective only if the patient has an intact phrenic nerve "
+        "and diaphragm.",
+        "2026-11-27",
+    ),
 )
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One sourced statement of a policy version: what ``cds policies sources`` lists and the viewer shows."""
+
+    plan: str
+    version: str
+    field: str
+    sources: tuple[Source, ...]
 
 
 class PolicyError(ValueError):
@@ -45,10 +77,21 @@ class Statement:
 
     value: str
     text: str
-    source: str
-    urls: tuple[str, ...]
-    confidence: str
+    sources: tuple[Source, ...]
     purpose: str | None = None
+    unverified: str = ""  # no acceptable source: where it was seen instead
+
+    @property
+    def confidence(self) -> str:
+        return provenance.confidence(self.sources)
+
+    @property
+    def source(self) -> str:
+        return provenance.citation(self.sources)
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return tuple(s.url for s in self.sources)
 
 
 @dataclass(frozen=True)
@@ -57,6 +100,8 @@ class MatchRule:
     identifier: tuple[str, str] | None = None
     name: re.Pattern | None = None
     coverage_type: tuple[str, str, bool] | None = None
+    coverage_type_if_any: tuple[str, str, bool] | None = None
+    because: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +118,7 @@ class Version:
     notes: tuple[Statement, ...]
     plan_id: str = ""
     pathways: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # id -> criteria
+    stated_pathways: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # as written in the file
 
     def ruleset(self, pathway: str = "pain", fee_schedule: mpfs.FeeSchedule | None = None) -> RuleSet:
         """The criteria this version evaluates on ``pathway``, with the Medicare fee schedule."""
@@ -88,7 +134,20 @@ class Version:
         if pathway in self.coverage:
             return self.coverage[pathway]
         text = "This policy does not address restorative stimulation (lumbar multifidus): coverage not determined"
-        return Statement("unknown", text, self.title, (), "primary")
+        return Statement("unknown", text, ())
+
+    def facts(self) -> list[Fact]:
+        """Every sourced statement of this version, in file order."""
+        version = self.effective_text
+        out = [Fact(self.plan_id, version, f"coverage.{g}", s.sources) for g, s in self.coverage.items() if s.sources]
+        if self.prior_authorization.sources:
+            out.append(Fact(self.plan_id, version, "prior_authorization", self.prior_authorization.sources))
+        for pathway, criteria in self.stated_pathways.items():
+            where = "criteria" if pathway == "pain" else f"pathways.{pathway}.criteria"
+            out += [Fact(self.plan_id, version, f"{where}.{c.id}", c.sources) for c in criteria if c.sources]
+        out += [Fact(self.plan_id, version, f"documentation[{i}]", d.sources) for i, d in enumerate(self.documentation)]
+        out += [Fact(self.plan_id, version, f"notes[{i}]", n.sources) for i, n in enumerate(self.notes)]
+        return out
 
 
 @dataclass(frozen=True)
@@ -121,6 +180,9 @@ class PolicySet:
 
     def plan(self, plan_id: str) -> Plan:
         return next(p for p in self.plans if p.id == plan_id)
+
+    def facts(self) -> list[Fact]:
+        return [f for plan in self.plans for version in plan.versions for f in version.facts()]
 
 
 def load(directory: str | Path | None = None) -> PolicySet:
@@ -157,7 +219,17 @@ def load_file(path: Path) -> list[Plan]:
         _expr, message = exc.problems[0]
         more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
         raise PolicyError(f"{path.name}: {message}{more}") from None
-    return [_plan(path.name, data["family"], i, raw) for i, raw in enumerate(data["plans"])]
+    plans = [_plan(path.name, data["family"], i, raw) for i, raw in enumerate(data["plans"])]
+    for plan in plans:
+        for version in plan.versions:
+            for fact in version.facts():
+                for source in fact.sources:
+                    if provenance.refused(source.url, source.title):
+                        raise PolicyError(
+                            f"{path.name}: {plan.id}@{version.effective_text} {fact.field}: {source.url} is an "
+                            "AI-generated answer page, never a source"
+                        )
+    return plans
 
 
 def _plan(file: str, family: str, index: int, raw: dict) -> Plan:
@@ -201,28 +273,47 @@ def _rule(where: str, raw: dict) -> MatchRule:
         except re.error as exc:
             raise PolicyError(f"{where}.name: not a valid regular expression ({exc})") from None
     identifier = (raw["identifier"]["system"], raw["identifier"]["value"]) if "identifier" in raw else None
-    ctype = raw.get("coverage_type")
-    coverage_type = (ctype["system"], ctype["code"], bool(ctype.get("prefix"))) if ctype else None
     default_priority = 100 if identifier else 10 if name else 5
-    return MatchRule(raw.get("priority", default_priority), identifier, name, coverage_type)
+    return MatchRule(
+        raw.get("priority", default_priority),
+        identifier,
+        name,
+        _type(raw.get("coverage_type")),
+        _type(raw.get("coverage_type_if_any")),
+        raw.get("because"),
+    )
 
 
-def _sources(raw) -> tuple[str, tuple[str, ...]]:
-    items = raw if isinstance(raw, list) else [raw]
-    return "; ".join(f"{s['url']} ({s['section']})" for s in items), tuple(s["url"] for s in items)
+def _type(raw: dict | None) -> tuple[str, str, bool] | None:
+    return (raw["system"], raw["code"], bool(raw.get("prefix"))) if raw else None
 
 
 def _statement(raw: dict, value_key: str, text_key: str) -> Statement:
-    source, urls = _sources(raw["source"])
-    return Statement(raw.get(value_key, ""), raw[text_key], source, urls, raw["confidence"], raw.get("purpose"))
+    sources = provenance.parse(raw.get("sources", []))
+    return Statement(raw.get(value_key, ""), raw[text_key], sources, raw.get("purpose"), raw.get("unverified", ""))
+
+
+def sourced_criterion(cid: str, sources: tuple[Source, ...], params: dict | None = None, title: str = "") -> Criterion:
+    """A criterion whose source text and confidence come from its sources (the one place that builds them)."""
+    return Criterion(
+        cid,
+        title or TITLES[cid],
+        provenance.citation(sources),
+        provenance.confidence(sources),
+        MappingProxyType(params or {}),
+        sources,
+    )
 
 
 def _criteria(raw: list[dict]) -> tuple[Criterion, ...]:
     out = []
     for c in raw:
-        source, _urls = _sources(c["source"])
-        params = MappingProxyType(c.get("params", {}))
-        out.append(Criterion(c["id"], c.get("title", TITLES[c["id"]]), source, c["confidence"], params))
+        if "unverified" in c:  # seen only where no source is: evaluated, never not-met (secondary confidence)
+            params = MappingProxyType(c.get("params", {}))
+            citation = f"no source: {c['unverified']}"
+            out.append(Criterion(c["id"], c.get("title") or TITLES[c["id"]], citation, "secondary", params))
+            continue
+        out.append(sourced_criterion(c["id"], provenance.parse(c["sources"]), c.get("params"), c.get("title", "")))
     return tuple(out)
 
 
@@ -234,11 +325,9 @@ def derived_restorative(pain: tuple[Criterion, ...]) -> tuple[Criterion, ...]:
     """Restorative criteria for a policy that states none: its conservative-care and billing criteria, the FDA
     indication's own conditions, and a trial criterion that can never be ``not-met`` (the trial is percutaneous)."""
     by_id = {c.id: c for c in pain}
-    label = "the policy does not state restorative criteria: " + RESTORATIVE_SOURCE
-    indication = Criterion("indication", TITLES["indication"], label, "secondary")
-    out = [_with(indication, include=["indication-restorative"])]
+    out = [sourced_criterion("indication", RESTORATIVE_SOURCES, {"include": ["indication-restorative"]})]
     out += [by_id[i] for i in ("substance-use", "physical-therapy", "medication-trial") if i in by_id]
-    out += [Criterion(i, TITLES[i], label, "secondary") for i in ("not-surgical-candidate", "multifidus-dysfunction")]
+    out += [sourced_criterion(i, RESTORATIVE_SOURCES) for i in ("not-surgical-candidate", "multifidus-dysfunction")]
     if "stimulation-trial" in by_id:
         out.append(by_id["stimulation-trial"])
     return (*out, *(by_id[i] for i in BILLING if i in by_id))
@@ -251,23 +340,23 @@ def derived_neuromuscular(pain: tuple[Criterion, ...]) -> tuple[Criterion, ...]:
     for c in pain:
         if c.id == "indication":
             out.append(_with(c, include=["indication-neuromuscular", "indication-phrenic"]))
-            out.append(Criterion("phrenic-nerve", TITLES["phrenic-nerve"], PHRENIC_SOURCE, "primary"))
+            out.append(sourced_criterion("phrenic-nerve", PHRENIC_SOURCES))
         else:
             out.append(c)
     return tuple(out)
 
 
-def _pathways(raw: dict, pain: tuple[Criterion, ...]) -> MappingProxyType:
-    stated = raw.get("pathways", {})
+def _pathways(raw: dict, pain: tuple[Criterion, ...]) -> tuple[MappingProxyType, MappingProxyType]:
+    """(every pathway's criteria, the pathways the file states itself)."""
+    stated = {"pain": pain} | {k: _criteria(p["criteria"]) for k, p in raw.get("pathways", {}).items()}
     derive = {"restorative": derived_restorative, "neuromuscular": derived_neuromuscular}
-    found = {"pain": pain}
-    for pathway, make in derive.items():
-        found[pathway] = _criteria(stated[pathway]["criteria"]) if pathway in stated else make(pain)
-    return MappingProxyType(found)
+    found = {k: stated[k] if k in stated else make(pain) for k, make in derive.items()} | {"pain": pain}
+    return MappingProxyType(found), MappingProxyType(stated)
 
 
 def _version(plan_id: str, raw: dict) -> Version:
     criteria = _criteria(raw["criteria"])
+    pathways, stated = _pathways(raw, criteria)
     parse_date(raw["last_reviewed"])
     return Version(
         effective=parse_date(raw["effective"]),
@@ -278,11 +367,17 @@ def _version(plan_id: str, raw: dict) -> Version:
         coverage=MappingProxyType({g: _statement(c, "stance", "summary") for g, c in raw["coverage"].items()}),
         prior_authorization=_statement(raw["prior_authorization"], "stance", "summary"),
         criteria=criteria,
-        pathways=_pathways(raw, criteria),
+        pathways=pathways,
+        stated_pathways=stated,
         documentation=tuple(_statement(d, "purpose", "item") for d in raw.get("documentation", ())),
         notes=tuple(_statement(n, "text", "text") for n in raw.get("notes", ())),
         plan_id=plan_id,
     )
+
+
+def default_ruleset(fee_schedule: mpfs.FeeSchedule | None = None, pathway: str = "pain") -> RuleSet:
+    """The default clinical policy's criteria (``default.json``), as the rules evaluate them."""
+    return load().default.current().ruleset(pathway, fee_schedule)
 
 
 def parse_date(text: str) -> date:

@@ -13,7 +13,7 @@ from cds.records import Order, PatientRecord
 from cds.rules import diagnosis, pathways, surgeons, therapy, trial
 from cds.rules.context import Criterion, Evaluation
 from cds.rules.findings import Evidence, Finding, Status
-from cds.rules.params import RuleSet, default_ruleset
+from cds.rules.params import RuleSet
 from cds.rules.pathways import Pathway
 
 CRITERIA: dict[str, Callable[[Evaluation, Criterion], Finding]] = {
@@ -77,6 +77,20 @@ def without_late_data(findings: list[Finding], late: frozenset[str]) -> list[Fin
     return out
 
 
+def unverified(finding: Finding, criterion: Criterion) -> Finding:
+    """A criterion whose sources are all secondary informs but never warns on its own: not-met becomes unknown."""
+    if criterion.confidence != "secondary" or finding.status != Status.NOT_MET:
+        return finding
+    return replace(
+        finding,
+        status=Status.UNKNOWN,
+        reason=f"the payer's own text was not found; verify: {finding.reason}",
+        order_modifiers=None,
+        options=(),
+        documents=(),
+    )
+
+
 def choose_pathway(record: PatientRecord, order: Order, as_of: date) -> Pathway:
     """The indication pathway of ``order`` (its reasonCode, else the record), on the day it is ordered."""
     return pathways.choose(record, order, order.authored or as_of)
@@ -89,7 +103,7 @@ def evaluate(
     ev = Evaluation(record, order, ruleset, as_of, pathway or choose_pathway(record, order, as_of))
     findings = []
     for criterion in ruleset.criteria:
-        finding = CRITERIA[criterion.id](ev, criterion)
+        finding = unverified(CRITERIA[criterion.id](ev, criterion), criterion)
         findings.append(
             replace(
                 finding,
@@ -112,7 +126,6 @@ __all__ = [
     "RuleSet",
     "Status",
     "choose_pathway",
-    "default_ruleset",
     "evaluate",
     "without_late_data",
 ]

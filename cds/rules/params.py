@@ -1,7 +1,7 @@
 """Criterion parameters: which criteria a policy evaluates, with what thresholds, and where each comes from.
 
-The payer policy files (``cds/policies/*.json``) supply these through :mod:`cds.policies`; the default clinical
-policy (``default.json``) is what :func:`default_ruleset` returns.
+The payer policy files (``cds/policies/*.json``) supply these through :mod:`cds.policies`, the one place that turns
+policy data into rule sets; this module (the pure core) never imports it.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class Criterion:
     source: str
     confidence: str = "primary"
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    sources: tuple = ()  # cds.provenance.Source objects, primary first (the citation above is made from them)
 
     def param(self, name: str, default: Any = None) -> Any:
         return self.params.get(name, default)
@@ -60,10 +61,3 @@ class RuleSet:
 
     def criterion(self, criterion_id: str) -> Criterion | None:
         return next((c for c in self.criteria if c.id == criterion_id), None)
-
-
-def default_ruleset(fee_schedule: FeeSchedule | None = None) -> RuleSet:
-    """The default clinical policy's criteria (``cds/policies/default.json``)."""
-    from cds import policies
-
-    return policies.load().default.current().ruleset(fee_schedule=fee_schedule)

@@ -219,7 +219,7 @@ function renderCriteria(response, resources) {
         el("td", {}, c.id),
         el("td", { class: `status-${c.status}` }, c.status),
         el("td", {}, c.reason || ""),
-        el("td", {}, `${c.policy || ""} — ${c.source || ""}${c.confidence === "secondary" ? " (secondary: verify)" : ""}`),
+        el("td", {}, `${c.policy || ""} — ${c.source || ""}${c.confidence === "secondary" ? " (unverified summary: verify)" : ""}`),
         el("td", {}, (c.evidence || []).map((ref) => el("button", { type: "button", class: "link-button", onclick: () => showResource(ref, resources) }, ref))),
       ));
     }
@@ -331,8 +331,20 @@ async function loadPolicies() {
       const params = shown.map(([k, v]) => `${k.replaceAll("_", " ")} ${Array.isArray(v) ? v.join("/") || "none" : v}`).join(", ");
       return el("li", { "data-criterion": c.id }, `${c.title}${params ? ": " + params : ""}${c.confidence === "secondary" ? " (secondary)" : ""}`);
     }))),
-    el("td", {}, el("ul", {}, [...new Set([...p.coverage.pain.urls])].map((u) => el("li", {}, el("a", { href: u, target: "_blank", rel: "noopener noreferrer" }, new URL(u).hostname))))),
+    el("td", { class: "sources" }, renderSources(p.sources)),
   )));
+}
+
+// Every source of the plan's current version: primary first, a badge, the date it was read, "due for review"
+// when that was more than 12 months ago, and the quote one click away.
+function renderSources(sources) {
+  return el("details", {}, el("summary", {}, `${sources.length} sources (${sources.filter((s) => s.primary).length} primary)`),
+    el("ul", {}, sources.map((s) => el("li", { "data-kind": s.kind },
+      el("span", { class: `badge ${s.primary ? "primary" : "secondary"}` }, s.primary ? s.kind : "unverified summary"), " ",
+      el("a", { href: s.url, target: "_blank", rel: "noopener noreferrer" }, s.title),
+      el("div", { class: "retrieved" }, `read ${s.retrieved}`, s.due_for_review ? el("strong", { class: "due" }, " · due for review") : null),
+      el("blockquote", {}, s.quote),
+      el("div", { class: "fields" }, s.fields.join(", "))))));
 }
 
 function route() {

@@ -1,0 +1,76 @@
+"""Where a policy fact is written: sources with kind, title, a verbatim quote and the day someone read them.
+
+A fact is primary when any of its sources is (CMS, a Medicare contractor, the payer, a peer-reviewed paper, the
+device maker); a fact whose sources are all secondary may inform, never warn on its own. AI-generated answer sites
+are not sources at all: the schema and :func:`refused` keep them out of the data.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from urllib.parse import urlsplit
+
+KINDS = ("cms", "mac", "payer", "peer-reviewed", "device-maker", "secondary")
+# AI-generated answer sites: a lead to a primary text at most (schemas/policy.schema.json#/$defs/aiHost too).
+AI_HOSTS = ("genhealth.ai", "droracle.ai", "codelle.io", "codelle.com")
+_AI_WORDS = re.compile(r"ai[-_ ]generated|ai[-_ ]answer", re.IGNORECASE)
+UNVERIFIED = "unverified summary"
+REVIEW_AFTER_DAYS = 365
+
+
+@dataclass(frozen=True)
+class Source:
+    url: str
+    kind: str
+    title: str
+    quote: str
+    retrieved: str
+    section: str = ""
+
+    @property
+    def primary(self) -> bool:
+        return self.kind != "secondary"
+
+    @property
+    def host(self) -> str:
+        return (urlsplit(self.url).hostname or "").removeprefix("www.")
+
+    def due_for_review(self, today: date) -> bool:
+        """Read more than a year ago: the payer may have changed the text since."""
+        return (today - date.fromisoformat(self.retrieved)).days > REVIEW_AFTER_DAYS
+
+    def cite(self) -> str:
+        """``url (title)``, or ``url (unverified summary: title)`` for a secondary source."""
+        return f"{self.url} ({UNVERIFIED + ': ' if not self.primary else ''}{self.title})"
+
+    def to_json(self) -> dict:
+        item = {
+            "url": self.url,
+            "kind": self.kind,
+            "title": self.title,
+            "quote": self.quote,
+            "retrieved": self.retrieved,
+        }
+        return item | ({"section": self.section} if self.section else {})
+
+
+def parse(raw: list[dict]) -> tuple[Source, ...]:
+    """Sources from policy data (already schema-valid), primary ones first."""
+    found = [Source(s["url"], s["kind"], s["title"], s["quote"], s["retrieved"], s.get("section", "")) for s in raw]
+    return tuple(sorted(found, key=lambda s: not s.primary))
+
+
+def confidence(sources: tuple[Source, ...]) -> str:
+    return "primary" if any(s.primary for s in sources) else "secondary"
+
+
+def citation(sources: tuple[Source, ...]) -> str:
+    return "; ".join(s.cite() for s in sources)
+
+
+def refused(url: str, title: str = "") -> bool:
+    """An AI-generated answer page: by its host, or by a URL or title that says it is AI-generated."""
+    host = (urlsplit(url).hostname or "").lower()
+    return any(host == h or host.endswith("." + h) for h in AI_HOSTS) or bool(_AI_WORDS.search(url + " " + title))
