@@ -8,11 +8,17 @@ messages name the resource type, never the URL (it carries the patient id) nor t
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
 from urllib.parse import urljoin, urlsplit
 
 import orjson
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3 import connection as urllib3_connection
+from urllib3 import connectionpool
 
 from cds import metrics
 from cds.config import Settings
@@ -45,6 +51,88 @@ class Deadline:
 
     def remaining(self) -> float:
         return max(0.0, self._end - time.monotonic())
+
+
+# ---- a watchdog over the whole read ---------------------------------------------------------------------------
+# A socket timeout bounds each recv, not the response: a server that drips a byte a second never times out. So
+# every connection this client opens is remembered per thread, and a timer shuts it down when the hook's deadline
+# passes, whatever phase (headers or body) the read is in.
+_open = threading.local()
+
+
+def _track(sock: socket.socket | None) -> None:
+    watchdog = getattr(_open, "watchdog", None)
+    if watchdog is not None:
+        watchdog.sock = sock
+
+
+class _TrackedHTTPConnection(urllib3_connection.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _track(self.sock)
+
+
+class _TrackedHTTPSConnection(urllib3_connection.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _track(self.sock)
+
+
+class _TrackedHTTPPool(connectionpool.HTTPConnectionPool):
+    ConnectionCls = _TrackedHTTPConnection
+
+    def _get_conn(self, timeout=None):
+        conn = super()._get_conn(timeout)
+        _track(getattr(conn, "sock", None))  # a kept-alive connection is not connected again
+        return conn
+
+
+class _TrackedHTTPSPool(connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _TrackedHTTPSConnection
+
+    def _get_conn(self, timeout=None):
+        conn = super()._get_conn(timeout)
+        _track(getattr(conn, "sock", None))
+        return conn
+
+
+class _TrackedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _TrackedHTTPPool, "https": _TrackedHTTPSPool}
+
+
+def _sever(sock: socket.socket | None) -> None:
+    """Shut the connection down under a read that outlived the deadline (the blocked recv then fails)."""
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """Cuts the connection of the calling thread's request when ``seconds`` have passed."""
+
+    def __init__(self, seconds: float):
+        self._timer: threading.Timer | None = None
+        self._seconds = seconds
+        self.fired = False
+        self.sock: socket.socket | None = None  # set by the connection this thread opens
+
+    def _fire(self) -> None:
+        self.fired = True
+        _sever(self.sock)
+
+    def __enter__(self) -> _Watchdog:
+        _open.watchdog = self
+        self._timer = threading.Timer(self._seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _open.watchdog = None
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 def is_allowed(base_url: str, allowed: tuple[str, ...]) -> bool:
@@ -82,6 +170,9 @@ class FHIRClient:
         self._settings = settings
         self._deadline = deadline
         self._session = session or requests.Session()
+        if session is None:
+            self._session.mount("http://", _TrackedAdapter())
+            self._session.mount("https://", _TrackedAdapter())
         self._session.trust_env = False  # no proxies or .netrc credentials picked up from the environment
         self._headers = {"Accept": "application/fhir+json, application/json;q=0.9"}
         if access_token:
@@ -145,7 +236,13 @@ class FHIRClient:
         )
         started = time.perf_counter()
         try:
-            return self._fetch_once(url, label, timeout, missing_ok=missing_ok, retried=retried)
+            with _Watchdog(remaining) as watchdog:
+                try:
+                    return self._fetch_once(url, label, timeout, missing_ok=missing_ok, retried=retried)
+                except FHIRError:
+                    if watchdog.fired:
+                        raise FHIRTimeout(f"the hook deadline passed while reading the {label} answer") from None
+                    raise
         except FHIRError as exc:
             metrics.FHIR_ERRORS.labels(label, type(exc).__name__).inc()
             raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 
 import orjson
@@ -123,3 +125,60 @@ def test_a_short_retry_after_is_honoured_once(client, slow_ehr):
     status, _body, _elapsed = call(client, ehr)
     assert status == 200
     assert [r.path for r, _ in ehr.log] == ["/fhir/Procedure", "/fhir/Procedure"]
+
+
+@pytest.fixture
+def drip_server():
+    """A raw-socket FHIR server that sends one byte every 0.2 s, in the headers or in the body."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    stop = threading.Event()
+    mode = {"phase": "body"}
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                head = b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nContent-Length: 100000\r\n\r\n"
+                if mode["phase"] == "body":
+                    conn.sendall(head)
+                drip = head if mode["phase"] == "headers" else b" " * 10_000
+                for byte in drip:
+                    if stop.is_set():
+                        return
+                    conn.sendall(bytes([byte]))
+                    time.sleep(0.2)
+            except OSError:
+                return
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield mode, f"http://127.0.0.1:{listener.getsockname()[1]}/fhir"
+    stop.set()
+    listener.close()
+
+
+@pytest.mark.parametrize("phase", ["headers", "body"])
+def test_a_slow_drip_server_cannot_hold_a_call_past_the_deadline(client, drip_server, phase):
+    mode, url = drip_server
+    mode["phase"] = phase
+    data = full_prefetch()
+    data["coverage"] = medicare()
+    del data["procedures"]
+    body = hook_request(prefetch=data, fhir_server=url)
+    started = time.monotonic()
+    response = client.post(f"/cds-services/{ORDER_SIGN}", data=orjson.dumps(body), content_type="application/json")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200 and elapsed < DEADLINE + 1.0, (phase, elapsed)
+    extension = response.get_json()["systemActions"][0]["resource"]["extension"][0]["extension"]
+    values = {e["url"]: e for e in extension}
+    assert values["reason"]["valueCodeableConcept"]["coding"][0]["code"] == "technical"
