@@ -12,9 +12,10 @@ from werkzeug.exceptions import HTTPException
 
 from cds import api, db, health, logs, policies, trust
 from cds.audit import AuditLog
-from cds.config import DEFAULTS, Settings
+from cds.config import DEFAULTS, ConfigError, Settings
 from cds.errors import INTERNAL_ERROR, CDSError, operation_outcome
 from cds.feedback import FeedbackStore
+from cds.replaystore import DatabaseReplayStore
 
 log = logging.getLogger("cds")
 
@@ -44,7 +45,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["cds.policies"] = policies.load(settings.policy_dir)
     clients_file = app.config["TRUSTED_CLIENTS"]
     if clients_file:
-        replay_store, jwks_cache = None, None
+        if not app.config.get("PUBLIC_BASE_URL"):
+            raise ConfigError(
+                "CDS_PUBLIC_BASE_URL must be set when CDS_TRUSTED_CLIENTS is: the JWT audience is checked against "
+                "it, never against the request's Host header"
+            )
+        # The database (SQLite file or PostgreSQL) is shared by every worker: a token is accepted once, anywhere.
+        replay_store, jwks_cache = DatabaseReplayStore(engine), None
         if app.config.get("REDIS_URL"):
             from cds import shared
 

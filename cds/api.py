@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds import engine, feedback, logs, metrics, openapi
-from cds.errors import MalformedJSON, UnsupportedMediaType
+from cds.errors import MalformedJSON, PayloadTooLarge, UnknownCard, UnsupportedMediaType
 from cds.services import discovery_document
 from cds.trust import InvalidToken
 
@@ -44,6 +44,13 @@ def read_json() -> object:
             "send the body as JSON with 'Content-Type: application/json'", expression=("Content-Type",)
         )
     data = request.get_data(cache=False)
+    items, objects = data.count(b","), data.count(b"{")
+    if items > current_app.config["MAX_JSON_ITEMS"] or objects > current_app.config["MAX_JSON_OBJECTS"]:
+        raise PayloadTooLarge(
+            f"the body holds more than {current_app.config['MAX_JSON_ITEMS']} items or "
+            f"{current_app.config['MAX_JSON_OBJECTS']} objects",
+            expression=("body",),
+        )
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -120,9 +127,19 @@ def _audit(response: Response) -> None:
         status=response.status_code,
         latency_ms=latency,
         client=client,
-        payers=sorted({c["source"]["label"] for c in cards}) or None,
+        policies=_policies(cards) or None,  # policy ids, never the payer's display (a self-pay display is a name)
         topics=[c["source"]["topic"]["code"] for c in cards] or None,
     )
+
+
+def _policies(cards: list[dict]) -> list[str]:
+    found = {
+        str(c.get("policy", "")).split("@")[0]
+        for card in cards
+        for c in (card.get("extension") or {}).get("cds64580.criteria") or ()
+        if isinstance(c, dict)
+    }
+    return sorted(p for p in found if p)
 
 
 @bp.get("/cds-services")
@@ -151,6 +168,12 @@ def call_service(service_id: str) -> Response:
 @bp.post("/cds-services/<service_id>/feedback")
 def post_feedback(service_id: str) -> Response:
     engine.service(service_id)
-    items = feedback.parse(service_id, read_json())
+    items = feedback.parse(service_id, read_json(), g.client.iss if g.get("client") else None)
+    unknown = current_app.extensions["cds.audit"].unknown_cards([item.card_uuid for item in items])
+    if unknown:
+        raise UnknownCard(
+            f"card {unknown[0][:64]} was never issued by this service; no feedback was stored",
+            expression=(f"feedback[{[i.card_uuid for i in items].index(unknown[0])}].card",),
+        )
     stored = current_app.extensions["cds.feedback"].save(items)
     return json_response({"received": len(items), "stored": stored})

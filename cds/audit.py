@@ -82,6 +82,15 @@ class AuditLog:
         except SQLAlchemyError:
             return 0
 
+    def unknown_cards(self, card_uuids: list[str]) -> list[str]:
+        """The uuids among ``card_uuids`` that no audited response ever carried, in the order given."""
+        wanted = list(dict.fromkeys(u[:64] for u in card_uuids))
+        with self._engine.connect() as conn:
+            known = set(
+                conn.scalars(select(audit_cards_table.c.card_uuid).where(audit_cards_table.c.card_uuid.in_(wanted)))
+            )
+        return [u for u in wanted if u not in known]
+
     def for_hook_instance(self, hook_instance: str) -> list[dict]:
         with self._engine.connect() as conn:
             rows = conn.execute(select(audit_table).where(audit_table.c.hook_instance == hook_instance))

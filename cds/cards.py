@@ -304,7 +304,8 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
         f"- {_PURPOSE.get(d.value, d.value)}: {md(d.text)}" + _verify(d.confidence) for d in version.documentation
     ]
     lines += [f"- {md(n.text)}" + _verify(n.confidence) for n in version.notes]
-    indicator = "warning" if stance.value in _NOT_COVERED else "info"
+    # a stance read only in a summary informs; it never warns on its own
+    indicator = "warning" if stance.value in _NOT_COVERED and stance.confidence == "primary" else "info"
     card = _card(ctx, "payer", stance.text, indicator, "guideline", "\n".join(lines), [], links=False)
     sources = [s for st in (stance, pa, *version.documentation, *version.notes) for s in st.sources]
     primary = {s.url: s for s in sources if s.primary}

@@ -48,7 +48,7 @@ _ALIASES = {
     NUCC: (NUCC, "urn:oid:2.16.840.1.113883.6.101"),
 }
 _CANONICAL = {alias.lower().rstrip("/"): canonical for canonical, aliases in _ALIASES.items() for alias in aliases}
-_CPT_SHAPE = re.compile(r"^\d{4}[0-9FTU]$")
+_CPT_SHAPE = re.compile(r"\A\d{4}[0-9FTU]\Z")
 
 
 @functools.lru_cache(maxsize=65536)

@@ -23,6 +23,10 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_URL": None,
     # Largest request body accepted (a 5,000-resource prefetch is about 10 MiB).
     "MAX_CONTENT_LENGTH": 32 * MiB,
+    # Most separators (commas) and objects one JSON body may hold, counted on the bytes before parsing: a body of
+    # a million tiny items costs gigabytes once parsed (a real 20,000-resource prefetch is under both).
+    "MAX_JSON_ITEMS": 1_000_000,
+    "MAX_JSON_OBJECTS": 400_000,
     # Calls to the EHR's FHIR server.
     "FHIR_CONNECT_TIMEOUT": 2.0,
     "FHIR_READ_TIMEOUT": 4.0,
@@ -74,6 +78,8 @@ class Settings:
     policy_dir: str | None = None
     max_draft_orders: int = 50
     max_prefetch_entries: int = 20000
+    max_json_items: int = 1_000_000
+    max_json_objects: int = 400_000
 
     @classmethod
     def from_mapping(cls, config: dict[str, Any]) -> Settings:

@@ -159,7 +159,14 @@ def decide(
     stance = version.stance(group)
     open_items = [f for f in findings if f.needs_action and f.criterion not in BILLING]
     performer_unknown = any(f.info_needed == "performer" for f in findings)
-    if stance.value in ("not-medically-necessary", "investigational", "not-covered"):
+    if (
+        stance.value in ("not-medically-necessary", "investigational", "not-covered")
+        and stance.confidence == "secondary"
+    ):
+        # Read only in a summary: never "not covered" on that alone.
+        info.covered = "indeterminate"
+        info.reasons = [_reason(f"{stance.text} (a secondary summary; the payer's own text was not found: verify)")]
+    elif stance.value in ("not-medically-necessary", "investigational", "not-covered"):
         info.covered = "not-covered"
         info.reasons = [_reason(stance.text)]
     elif stance.value == "covered-with-criteria":

@@ -41,8 +41,8 @@ def invoke(
     policy_set: PolicySet | None = None,
 ) -> dict:
     svc = service(service_id)
+    check_limits(body, settings)  # before the schema: validating a million entries is itself the attack
     request = hooks.parse(svc, body)
-    _check_limits(request, settings)
     ours = [records.order_from(o) for o in orders.in_scope(request.context.draft_orders)]
     if not ours:
         return {"cards": []}
@@ -77,16 +77,41 @@ def invoke(
     return response
 
 
-def _check_limits(request: HookRequest, settings: Settings) -> None:
-    if len(request.context.draft_orders) > settings.max_draft_orders:
+def check_limits(body: object, settings: Settings) -> None:
+    """Entry counts, before any schema work: draft orders, and prefetch entries including nested Bundles'."""
+    if not isinstance(body, dict):
+        return
+    context = body.get("context")
+    drafts = context.get("draftOrders") if isinstance(context, dict) else None
+    entries = drafts.get("entry") if isinstance(drafts, dict) else None
+    if isinstance(entries, list) and len(entries) > settings.max_draft_orders:
         raise PayloadTooLarge(
             f"context.draftOrders has more than {settings.max_draft_orders} orders", expression=("context.draftOrders",)
         )
-    entries = sum(len(v.get("entry") or ()) if isinstance(v, dict) else 0 for v in request.prefetch.values())
-    if entries > settings.max_prefetch_entries:
+    prefetch = body.get("prefetch")
+    if isinstance(prefetch, dict) and _entries(prefetch.values(), settings.max_prefetch_entries):
         raise PayloadTooLarge(
-            f"prefetch has more than {settings.max_prefetch_entries} entries", expression=("prefetch",)
+            f"prefetch has more than {settings.max_prefetch_entries} entries (nested Bundles counted)",
+            expression=("prefetch",),
         )
+
+
+def _entries(values, limit: int) -> bool:
+    """True when the Bundles in ``values`` (and the Bundles inside their entries) hold more than ``limit``."""
+    count, stack = 0, [v for v in values if isinstance(v, dict)]
+    while stack:
+        bundle = stack.pop()
+        entries = bundle.get("entry")
+        if not isinstance(entries, list):
+            continue
+        count += len(entries)
+        if count > limit:
+            return True
+        for entry in entries:
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
+                stack.append(resource)
+    return False
 
 
 def situational_queries(record: PatientRecord, ours: list[Order], patient_id: str) -> list[str]:

@@ -5,6 +5,7 @@
     │   ├── MalformedJSON       400  not JSON, not UTF-8, or not an object
     │   └── SchemaViolation     400  valid JSON that breaks a schema or a CDS Hooks rule
     ├── UnknownService          404  no service with that id (or no such route)
+    ├── UnknownCard             404  feedback for a card this service never issued
     ├── MethodNotAllowed        405  right path, wrong verb
     ├── DataUnobtainable        412  required data neither prefetched nor fetchable
     ├── PayloadTooLarge         413  body over the configured limit
@@ -70,6 +71,13 @@ class SchemaViolation(InvalidRequest):
 
 
 class UnknownService(CDSError):
+    status = 404
+    issue_code = "not-found"
+
+
+class UnknownCard(CDSError):
+    """Feedback for a card uuid this service never issued."""
+
     status = 404
     issue_code = "not-found"
 

@@ -34,6 +34,7 @@ feedback_table = Table(
     Column("user_comment", Text),
     Column("outcome_timestamp", DateTime(timezone=True), nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("client", String(512)),
 )
 
 
@@ -48,23 +49,16 @@ class Feedback:
     override_reason_code: str | None = None
     override_reason_display: str | None = None
     user_comment: str | None = None
+    client: str | None = None  # the verified client that posted it (None with JWT checks off)
 
     @property
     def key(self) -> str:
-        parts = [
-            self.service_id,
-            self.card_uuid,
-            self.outcome,
-            self.outcome_timestamp.isoformat(),
-            *self.accepted_suggestions,
-            self.override_reason_system or "",
-            self.override_reason_code or "",
-            self.user_comment or "",
-        ]
+        """One card's outcome at one time is one piece of feedback: a retry, whatever else it says, is a duplicate."""
+        parts = [self.service_id, self.card_uuid, self.outcome, self.outcome_timestamp.isoformat()]
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
-def parse(service_id: str, body: object) -> list[Feedback]:
+def parse(service_id: str, body: object, client: str | None = None) -> list[Feedback]:
     """Validate a feedback body (``schemas/feedback.schema.json``) into :class:`Feedback` values."""
     schemas.validate("feedback", body)
     items = []
@@ -82,6 +76,7 @@ def parse(service_id: str, body: object) -> list[Feedback]:
                 override_reason_code=coding.get("code"),
                 override_reason_display=coding.get("display"),
                 user_comment=reason.get("userComment"),
+                client=client,
             )
         )
     return items
@@ -144,4 +139,5 @@ def _row(item: Feedback, now: datetime) -> dict:
         "user_comment": item.user_comment,
         "outcome_timestamp": item.outcome_timestamp,
         "received_at": now,
+        "client": item.client[:512] if item.client else None,
     }

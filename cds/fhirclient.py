@@ -12,7 +12,7 @@ import contextlib
 import socket
 import threading
 import time
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import orjson
 import requests
@@ -140,19 +140,26 @@ def is_allowed(base_url: str, allowed: tuple[str, ...]) -> bool:
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or parts.password:
         return False
-    base = base_url.rstrip("/")
-    for entry in allowed:
-        if entry == "*":
-            return True
-        prefix = entry.rstrip("/")
-        if base == prefix or base.startswith(prefix + "/"):
-            return True
-    return False
+    if _segments(base_url) is None:
+        return False
+    return any(entry == "*" or is_under(base_url, entry) for entry in allowed)
 
 
-def _origin(url: str) -> tuple[str, str]:
+def _segments(url: str) -> tuple[str, str, list[str]] | None:
+    """(scheme, host, path segments), decoded; None when the path climbs (``.``/``..``, even percent-encoded)."""
     parts = urlsplit(url)
-    return parts.scheme, parts.netloc.lower()
+    segments = [s for s in unquote(parts.path).split("/") if s]
+    if any(s in (".", "..") or "\\" in s for s in segments):
+        return None
+    return parts.scheme.lower(), parts.netloc.lower(), segments
+
+
+def is_under(url: str, base: str) -> bool:
+    """``url`` is ``base`` or below it: same scheme and host, and ``base``'s path segments first."""
+    target, root = _segments(url), _segments(base)
+    if target is None or root is None:
+        return False
+    return target[:2] == root[:2] and target[2][: len(root[2])] == root[2]
 
 
 class FHIRClient:
@@ -218,8 +225,8 @@ class FHIRClient:
                 raise FHIRResponseError(f"the {label} search's next links loop")
             if pages >= self._settings.fhir_max_pages:
                 raise FHIRResponseError(f"the {label} search has more than {pages} pages")
-            if _origin(next_url) != _origin(self.base_url):
-                raise FHIRNotAllowed(f"the {label} search's next link leaves the FHIR server; not followed")
+            if not is_under(next_url, self.base_url):
+                raise FHIRNotAllowed(f"the {label} search's next link leaves the FHIR server's base; not followed")
             seen_pages.add(next_url)
             page = self._fetch(next_url, label, missing_ok=False)
             if page is None or page.get("resourceType") != "Bundle":

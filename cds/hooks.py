@@ -17,7 +17,7 @@ from cds import schemas
 from cds.errors import SchemaViolation
 from cds.services import CONFIGURATION_OPTIONS, CdsService
 
-_USER_REFERENCE = re.compile(r"^(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,64}$")
+_USER_REFERENCE = re.compile(r"\A(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,64}\Z")
 _OPTION_TYPES = {"boolean": bool, "integer": int}
 AS_OF_EXTENSION = "cds64580.as-of"
 

@@ -1,6 +1,7 @@
 """Structured logs: one JSON object per line, with the hook call's facts and never its secrets.
 
-Only what an operator needs goes in: event, hookInstance, service, status, latency, payer, card topics, client.
+Only what an operator needs goes in: event, hookInstance, service, status, latency, payer policy ids, card topics,
+client; every string is capped.
 No tokens, JWTs, names, birth dates or identifiers: those are never passed to a logger in this package, and the
 HTTP library's URL logging (FHIR search URLs carry patient ids) is held at WARNING.
 """
@@ -24,7 +25,23 @@ class JSONFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             entry.update(fields)
-        return orjson.dumps(entry, default=str).decode()
+        return orjson.dumps(cap(entry), default=str).decode()
+
+
+MAX_LOGGED = 256  # characters of any one logged string; a 200 KB value never makes a 200 KB line
+
+
+def cap(value: object, depth: int = 0) -> object:
+    """Every string cut to MAX_LOGGED characters, every list to 50 items, nesting to 4 levels."""
+    if isinstance(value, str):
+        return value if len(value) <= MAX_LOGGED else value[:MAX_LOGGED] + "…"
+    if depth > 4:
+        return "…"
+    if isinstance(value, dict):
+        return {cap(k, depth + 1): cap(v, depth + 1) for k, v in list(value.items())[:50]}
+    if isinstance(value, list | tuple):
+        return [cap(v, depth + 1) for v in list(value)[:50]]
+    return value
 
 
 def configure(level: str, json_lines: bool = True) -> None:

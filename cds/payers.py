@@ -125,7 +125,12 @@ def _matches(rule, names: list[str], identifiers: set, types: list) -> bool:
         return False
     if rule.coverage_type is not None and not _typed(rule.coverage_type, types):
         return False
-    return not (rule.coverage_type_if_any is not None and types and not _typed(rule.coverage_type_if_any, types))
+    if rule.coverage_type_if_any:
+        # Only a type in the rule's own system can say otherwise (another system's code is no answer).
+        systems = {system for system, _code, _prefix in rule.coverage_type_if_any}
+        relevant = [(s, c) for s, c in types if s in systems]
+        return not relevant or any(_typed(wanted, relevant) for wanted in rule.coverage_type_if_any)
+    return True
 
 
 def _typed(wanted: tuple[str, str, bool], types: list) -> bool:

@@ -119,6 +119,7 @@ _ACTIVE_CONDITION = {"active", "recurrence", "relapse"}
 _REFUTED_CONDITION = {"refuted", "entered-in-error"}  # never evidence of anything
 _UNCONFIRMED_CONDITION = {"unconfirmed", "provisional", "differential"}  # evidence of nothing yet
 _ONGOING_MEDICATION = {"active", "on-hold"}
+_NOT_AN_ORDER = {"proposal", "plan"}  # a MedicationRequest that was suggested or planned was not tried
 _STATUS_DEFAULTS = {"Procedure", "Observation", "MedicationRequest", "MedicationStatement"}
 
 
@@ -267,7 +268,7 @@ class PatientRecord:
     def medication_events(self) -> list[Event]:
         events = []
         for m in self.medication_requests:
-            if m.status in _IGNORED_STATUS:
+            if m.status in _IGNORED_STATUS or m.intent in _NOT_AN_ORDER:
                 continue
             start, end = _period(None, m.dispenseRequest.validityPeriod if m.dispenseRequest else None)
             events.extend(self._medication_event("MedicationRequest", m, start or as_date(m.authoredOn), end))
@@ -405,14 +406,14 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
 def order_from(resource: dict) -> Order:
     """The typed view of a draft order; tolerant of the same messiness as the record."""
     model = _validate("ServiceRequest", resource, None)
-    performers = tuple(r.get("reference") for r in resource.get("performer") or () if isinstance(r, dict))
+    performers = tuple(r.get("reference") for r in _items(resource.get("performer")) if isinstance(r, dict))
     modifiers = set()
-    for detail in resource.get("orderDetail") or ():
+    for detail in _items(resource.get("orderDetail")):
         for system, code in codes.codings(detail):
             system, code = codes.canonical(system, code)
             if system in (codes.CPT, codes.HCPCS) and code:
                 modifiers.add(code.upper())
-    insurance = tuple(r.get("reference") for r in resource.get("insurance") or () if isinstance(r, dict))
+    insurance = tuple(r.get("reference") for r in _items(resource.get("insurance")) if isinstance(r, dict))
     occurrence = None
     if model is not None:
         occurrence = as_date(model.occurrenceDateTime) or (
@@ -432,6 +433,11 @@ def order_from(resource: dict) -> Order:
         modifiers=frozenset(modifiers),
         insurance=tuple(i for i in insurance if isinstance(i, str)),
     )
+
+
+def _items(value: object) -> list:
+    """A FHIR array as sent, or nothing when the sender put something else there."""
+    return value if isinstance(value, list) else []
 
 
 def _flatten(resources: Iterable[dict]) -> Iterator[dict]:

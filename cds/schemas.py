@@ -8,6 +8,7 @@ patient id cannot leak into a log line through an error message.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from importlib import resources
 from pathlib import Path
@@ -59,7 +60,7 @@ def validator(name: str) -> Draft202012Validator:
 
 def validate(name: str, instance: Any) -> None:
     """Raise :class:`SchemaViolation` naming every offending field (most relevant first)."""
-    errors = list(validator(name).iter_errors(instance))
+    errors = list(itertools.islice(validator(name).iter_errors(instance), MAX_PROBLEMS))  # stop at the first few
     if not errors:
         return
     first = best_match(errors)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from flask import Blueprint, Response, request, send_from_directory
+from flask import Blueprint, Response, current_app, request, send_from_directory
 
 from cds import codes, fixtures, policies, records, replay
 from cds.api import json_response
@@ -83,6 +83,16 @@ def run() -> Response:
         raise InvalidRequest(str(exc)) from None
     except OSError as exc:
         raise InvalidRequest(f"the service at {options.url} could not be reached ({exc.__class__.__name__})") from None
+    if not options.url and isinstance(result.response, dict):
+        # cards answered in-process are issued like any other: feedback on them is accepted
+        current_app.extensions["cds.audit"].record(
+            hook_instance=None,
+            service_id="viewer",
+            client="viewer",
+            status=result.status,
+            latency_ms=0.0,
+            response=result.response,
+        )
     resources = case.resources or flatten((case.request or {}).get("prefetch", {}).values())
     by_ref = {f"{r['resourceType']}/{r['id']}": r for r in resources if isinstance(r.get("id"), str)}
     patient = (case.request or {}).get("context", {}).get("patientId") or case.spec.get("patient")

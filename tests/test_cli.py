@@ -60,7 +60,8 @@ def test_serve_answers_discovery_hooks_and_feedback_over_http(served):
     assert kinds == ["insurance", "appropriate-use", "appropriate-use"], "no coverage, documentation, summary"
     assert response.json()["systemActions"][0]["type"] == "update"
 
-    feedback = {"feedback": [{"card": "c-1", "outcome": "overridden", "outcomeTimestamp": "2026-11-27T10:00:00Z"}]}
+    card = response.json()["cards"][0]["uuid"]
+    feedback = {"feedback": [{"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-27T10:00:00Z"}]}
     assert requests.post(f"{base}/cds-services/{ORDER_SIGN}/feedback", json=feedback, timeout=5).status_code == 200
     assert (cwd / "var" / "cds.sqlite3").exists(), "the default database lives under ./var/"
 

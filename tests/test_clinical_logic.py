@@ -6,6 +6,8 @@ verification status, clinical status, removal procedures and dates.
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from cds.rules import Status
@@ -163,3 +165,69 @@ def test_a_criterion_resting_on_secondary_sources_never_warns_on_its_own():
     [finding_] = rules.evaluate(records.build([], "pat-1"), records.order_from(service_request()), ruleset, AS_OF)
     assert finding_.status == UNKNOWN
     assert finding_.reason.startswith("the payer's own text was not found; verify: no physical therapy")
+
+
+# ---- from a second reading (issue 13 review) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [
+        ("PNS trial lead before permanent implant", UNKNOWN),  # a trial: judged as one (no scores here)
+        ("non-permanent percutaneous array", UNKNOWN),
+        ("Permanent percutaneous PNS array", NA),
+    ],
+)
+def test_only_a_64555_the_record_calls_permanent_is_a_prior_system(text, status):
+    result = finding("stimulation-trial", procedure("64555", *TRIAL, text=text))
+    assert result.status == status, result.reason
+
+
+def test_a_provisional_restorative_diagnosis_does_not_choose_the_pathway():
+    from cds import records, rules
+
+    record = records.build([condition("G89.29"), condition("M62.85", verification="provisional")], "pat-1")
+    pathway = rules.choose_pathway(record, records.order_from(service_request()), date(2026, 6, 15))
+    assert pathway.id == "pain"
+
+
+@pytest.mark.parametrize(
+    ("resources", "reason", "status"),
+    [
+        ([condition("M79.7"), condition("G47.33")], None, NOT_MET),  # fibromyalgia is the indication, not OSA
+        ([condition("G47.33")], "G90.522", NOT_MET),  # the order names a 64580 indication: no 64582 pointer
+    ],
+)
+def test_a_comorbidity_is_never_read_as_the_indication(resources, reason, status):
+    order = service_request()
+    if reason:
+        order["reasonCode"] = [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": reason}]}]
+    result = finding("indication", *resources, order=order)
+    assert result.status == status and result.alternative is None, result.reason
+
+
+RIGHT, LEFT = "24028007", "7771000"
+
+
+def test_an_implant_on_the_other_side_is_not_a_revision():
+    prior = procedure("64580", "2022-01-10", site=RIGHT)
+    order = service_request()
+    order["bodySite"] = [{"coding": [{"system": "http://snomed.info/sct", "code": LEFT}]}]
+    assert finding("stimulation-trial", prior, order=order).status == NOT_MET
+
+
+def test_a_same_day_revision_is_still_the_system_in_place():
+    same_day = [procedure("64580", "2022-01-10"), procedure("64585", "2023-05-10"), procedure("64580", "2023-05-10")]
+    assert finding("stimulation-trial", *same_day).status == NA
+
+
+def test_an_active_statement_whose_period_ended_long_ago_is_not_ongoing():
+    old = medication("25480", kind="MedicationStatement", when="2015-01-01", until="2016-01-01", status="active")
+    result = finding("medication-trial", old)
+    assert result.status == NOT_MET and "ongoing" not in result.reason
+
+
+def test_a_proposed_prescription_was_not_tried():
+    proposal = medication("25480", when="2026-01-01")
+    proposal["intent"] = "proposal"
+    assert finding("medication-trial", proposal).status == NOT_MET

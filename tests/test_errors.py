@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+import tracemalloc
 
 import orjson
 import pytest
@@ -173,3 +175,107 @@ def test_several_problems_are_all_reported(client):
     del body["context"]["patientId"]
     result = outcome(post(client, body), 400)
     assert {"hookInstance", "context.patientId"} <= set(expressions(result))
+
+
+# ---- bodies built to cost memory and time (issue 15: an attacker's afternoon) ---------------------------------
+
+
+def _timed(client, url, raw: bytes):
+    tracemalloc.start()
+    started = time.monotonic()
+    response = client.post(url, data=raw, content_type="application/json")
+    elapsed = time.monotonic() - started
+    _current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return response, elapsed, peak
+
+
+@pytest.mark.parametrize(
+    ("url", "template"),
+    [
+        (URL, b'{"hook":"order-sign","context":{"draftOrders":{"resourceType":"Bundle","entry":[%s]}}}'),
+        ("/cds-services/cpt64580-order-sign/feedback", b'{"feedback":[%s]}'),
+    ],
+    ids=["hook", "feedback"],
+)
+def test_a_30_mb_body_of_small_items_is_refused_fast_and_small(client, url, template):
+    raw = template % b",".join([b"{}"] * 10_000_000)  # 30 MB, ten million empty objects
+    assert len(raw) > 29_000_000
+    response, elapsed, peak = _timed(client, url, raw)
+    outcome(response, 413)
+    assert elapsed < 2.0, elapsed
+    assert peak - len(raw) < 300 * 1024 * 1024, peak
+
+
+def test_a_million_draft_orders_under_the_byte_caps_stop_before_the_schema(client):
+    raw = b'{"hook":"order-sign","context":{"draftOrders":{"resourceType":"Bundle","entry":[%s]}}}' % b",".join(
+        [b"1"] * 300_000
+    )
+    response, elapsed, _peak = _timed(client, URL, raw)
+    assert response.status_code in (400, 413) and elapsed < 2.0, elapsed
+
+
+def test_prefetch_entries_are_counted_inside_nested_bundles(make_app):
+    client = make_app(MAX_PREFETCH_ENTRIES=100).test_client()
+    inner = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "Basic"}}] * 150}
+    body = hook_request()
+    body["prefetch"] = {"conditions": {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": inner}]}}
+    result = outcome(post(client, body), 413)
+    assert "nested" in result["issue"][0]["diagnostics"]
+
+
+def test_schema_validation_stops_at_the_first_problems(client):
+    body = {"feedback": [{"card": 1}] * 20_000}
+    started = time.monotonic()
+    result = outcome(post(client, body, url="/cds-services/cpt64580-order-sign/feedback"), 400)
+    assert time.monotonic() - started < 2.0 and len(result["issue"]) <= schemas.MAX_PROBLEMS
+
+
+def test_a_self_pay_patients_name_never_reaches_the_log_and_lines_stay_short(client):
+    from .conftest import CAPTURED
+
+    body = hook_request()
+    name = "Jane Q. Selfpayer " + "x" * 200_000
+    body["prefetch"] = {
+        "coverage": {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [
+                {
+                    "resource": {
+                        "resourceType": "Coverage",
+                        "id": "self",
+                        "status": "active",
+                        "beneficiary": {"reference": "Patient/pat-1"},
+                        "payor": [{"reference": "Patient/pat-1", "display": name}],
+                    }
+                }
+            ],
+        }
+    }
+    before = len(CAPTURED)
+    response = post(client, body)
+    assert response.status_code in (200, 412)
+    written = CAPTURED[before:]
+    assert written and not any("Selfpayer" in line for line in written)
+    assert max(len(line) for line in written) < 5_000
+
+
+@pytest.mark.parametrize("member", ["performer", "orderDetail", "insurance"])
+def test_an_order_element_that_is_not_a_list_is_no_500(client, member):
+    order = service_request()
+    order[member] = 5
+    response = post(client, hook_request(orders=[order]))
+    assert response.status_code < 500
+
+
+@pytest.mark.parametrize("where", ["patientId", "hookInstance", "userId"])
+def test_ids_with_a_trailing_newline_are_refused(client, where):
+    body = hook_request()
+    if where == "hookInstance":
+        body["hookInstance"] += "\n"
+    elif where == "userId":
+        body["context"]["userId"] = "Practitioner/dr-a\n"
+    else:
+        body["context"]["patientId"] += "\n"
+    outcome(post(client, body), 400)

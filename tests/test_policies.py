@@ -248,6 +248,8 @@ def test_payers_route_to_their_plan(payer, sopt, plan):
         ("AARP Medicare Advantage Choice", None, "1", "medicare-advantage"),  # a Medicare type does not contradict
         ("Aetna Medicare Premier (PPO)", None, "5", "aetna"),  # a commercial Coverage.type says otherwise
         ("AARP Medicare Supplement Plan G", None, None, None),  # Medigap is not Medicare Advantage
+        ("AARP Medicare Supplement Insurance Plans, insured by UnitedHealthcare", None, None, None),
+        ("Aetna Medicare Premier (PPO)", None, "121", "medicare-ffs"),  # an explicit Medicare FFS type
     ],
 )
 def test_medicare_advantage_by_plan_name(payer, plan_name, sopt, plan):
@@ -399,25 +401,30 @@ def test_conditional_when_documentation_is_missing(client, ehr, payer):
 
 
 @pytest.mark.parametrize(
-    ("payer", "summary"),
+    ("payer", "summary", "covered", "indicator"),
     [
-        ("Cigna", "Cigna: implanted PNS for pain not medically necessary (policy 0539)"),
         (
             "Anthem Blue Cross and Blue Shield",
             "Anthem SURG.00158 (published 04/01/2024): implantable PNS investigational and not medically necessary",
+            "not-covered",
+            "warning",
         ),
+        # read only in secondary copies: an unverified summary informs, never "not covered" on its own
+        ("Cigna", "Cigna: implanted PNS for pain not medically necessary (policy 0539)", "indeterminate", "info"),
         (
             "Premera Blue Cross",
             "Premera 7.01.574 (eff. 2023-04-01): implantable PNS, trial or permanent, investigational",
+            "indeterminate",
+            "info",
         ),
     ],
 )
-def test_not_covered_where_the_policy_says_so(client, ehr, payer, summary):
+def test_not_covered_where_the_policy_says_so(client, ehr, payer, summary, covered, indicator):
     result = hook(client, ehr, documented_prefetch(with_payer(payer)))
     info = info_of(result)
-    assert info["covered"] == ["not-covered"] and "pa-needed" not in info
+    assert info["covered"] == [covered] and ("pa-needed" in info) == (covered != "not-covered")
     card = payer_card(result)
-    assert card["summary"] == summary and card["indicator"] == "warning"
+    assert card["summary"] == summary and card["indicator"] == indicator
     assert card["source"]["label"] == payer
     assert all(link["type"] == "absolute" for link in card["links"])
     assert "unverified summary: verify" in card["detail"] or "Anthem" in payer

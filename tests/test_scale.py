@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
@@ -58,6 +57,11 @@ def cluster(stack: ExitStack, tmp, database: str, redis_url: str, *, trust: bool
     return base, [f"http://127.0.0.1:{p}" for p in ports], processes
 
 
+def at(i: int) -> str:
+    """A distinct outcome time per post: one card's outcome at one time is stored once."""
+    return f"2026-11-27T{10 + i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z"
+
+
 def bearer(base: str, path: str = URL) -> dict:
     return {"Authorization": "Bearer " + token(aud=base + path)}
 
@@ -84,23 +88,23 @@ def test_instances_agree_share_replay_state_and_store_everything_in_postgres(bac
         assert requests.post(direct[0] + URL, json=body, headers=once, timeout=10).status_code == 200
         assert requests.post(direct[1] + URL, json=body, headers=once, timeout=10).status_code == 401
 
-        # 1,000 feedback posts across both instances: every one in PostgreSQL.
+        # 1,000 feedback posts (one issued card, a new time each) across both instances: every one in PostgreSQL.
         path = f"/cds-services/{ORDER_SIGN}/feedback"
-        cards = [str(uuid.uuid4()) for _ in range(1000)]
+        card = answers[0]["cards"][0]["uuid"]
 
-        def post(card: str) -> int:
-            item = {"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-27T10:00:00Z"}
+        def post(i: int) -> int:
+            item = {"card": card, "outcome": "overridden", "outcomeTimestamp": at(i)}
             return requests.post(
                 base + path, json={"feedback": [item]}, headers=bearer(base, path), timeout=20
             ).status_code
 
         with ThreadPoolExecutor(max_workers=12) as pool:
-            statuses = list(pool.map(post, cards))
+            statuses = list(pool.map(post, range(1000)))
         assert statuses.count(200) == 1000
         engine = create_engine(database)
         with engine.connect() as conn:
             stored = conn.scalar(
-                select(func.count()).select_from(feedback_table).where(feedback_table.c.card_uuid.in_(cards))
+                select(func.count()).select_from(feedback_table).where(feedback_table.c.card_uuid == card)
             )
         assert stored == 1000
 
@@ -113,8 +117,9 @@ def test_losing_an_instance_mid_load_loses_no_accepted_request(backends, stop):
         folder.mkdir()
         base, _direct, processes = cluster(stack, folder, database, redis_url, trust=False)
         path = f"/cds-services/{ORDER_SIGN}/feedback"
-        cards = [str(uuid.uuid4()) for _ in range(400)]
         body = hook_request(prefetch=full_prefetch())
+        card = requests.post(base + URL, json=body, timeout=20).json()["cards"][0]["uuid"]
+        posts = 400
         done = threading.Event()
 
         def post(i: int) -> int:
@@ -123,17 +128,17 @@ def test_losing_an_instance_mid_load_loses_no_accepted_request(backends, stop):
                 done.set()
             if i % 2:
                 return requests.post(base + URL, json=body, timeout=20).status_code
-            item = {"card": cards[i], "outcome": "overridden", "outcomeTimestamp": "2026-11-27T10:00:00Z"}
+            item = {"card": card, "outcome": "overridden", "outcomeTimestamp": at(i)}
             return requests.post(base + path, json={"feedback": [item]}, timeout=20).status_code
 
         with ThreadPoolExecutor(max_workers=8) as pool:
-            statuses = list(pool.map(post, range(len(cards))))
+            statuses = list(pool.map(post, range(posts)))
         assert done.is_set()
         assert statuses.count(200) == len(statuses), [s for s in statuses if s != 200][:5]
-        posted = [cards[i] for i in range(len(cards)) if i % 2 == 0]
+        posted = [i for i in range(posts) if i % 2 == 0]
         engine = create_engine(database)
         with engine.connect() as conn:
             rows = conn.scalar(
-                select(func.count()).select_from(feedback_table).where(feedback_table.c.card_uuid.in_(posted))
+                select(func.count()).select_from(feedback_table).where(feedback_table.c.card_uuid == card)
             )
         assert rows == len(posted), "every accepted feedback is stored exactly once"

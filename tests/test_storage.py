@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from alembic.migration import MigrationContext
 from cds import audit, create_app, db, feedback  # noqa: F401  (their tables join the metadata)
 
 from . import servers
+from .support import full_prefetch, hook_request
 
 CDS = str(Path(sys.executable).with_name("cds"))
 
@@ -43,8 +43,11 @@ def test_cds_db_upgrade_and_instances_starting_together(tmp_path):
 @pytest.mark.skipif(servers.missing("initdb", "runuser") is not None, reason=servers.missing("initdb", "runuser") or "")
 def test_feedback_and_audit_on_postgresql_survive_a_restart(tmp_path):
     with servers.postgres(tmp_path) as url:
-        card = str(uuid.uuid4())
         first = create_app({"DATABASE_URL": url, "LOG_LEVEL": "WARNING"})
+        issued = first.test_client().post(
+            "/cds-services/cpt64580-order-sign", json=hook_request(prefetch=full_prefetch())
+        )
+        card = issued.get_json()["cards"][0]["uuid"]
         item = {"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-27T10:00:00Z"}
         assert (
             first.test_client()

@@ -262,3 +262,7 @@ def test_laterality_from_the_body_site(site, modifiers, status, said):
 def test_both_sides_under_a_payer_with_its_own_rules_shows_the_cms_indicator_as_reference():
     result = sided({"text": "bilateral"})
     assert result.status == UNKNOWN and any("bilateral-surgery indicator 0" in n for n in result.notes)
+
+
+def test_both_sides_named_with_one_side_modifier_is_flagged():
+    assert sided({"text": "both legs"}, ("LT",), **CMS).status == NOT_MET

@@ -18,7 +18,7 @@ from pytest_httpserver import HTTPServer
 from cds.audit import audit_table
 
 from .secrets import remember
-from .support import ORDER_SIGN, full_prefetch, hook_request, service_request
+from .support import ORDER_SIGN, full_prefetch, hook_request, searchset, service_request
 
 ISS = "https://ehr.example.org"
 KID_EC, KID_RSA = "ec-key-1", "rsa-key-1"
@@ -53,7 +53,7 @@ def clients_file(tmp_path, realdata, ehr):
 
 @pytest.fixture
 def trusted(make_app, clients_file):
-    return make_app(TRUSTED_CLIENTS=str(clients_file)).test_client()
+    return make_app(PUBLIC_BASE_URL="http://localhost/", TRUSTED_CLIENTS=str(clients_file)).test_client()
 
 
 def url(path: str) -> str:
@@ -199,7 +199,8 @@ def test_every_endpoint_needs_a_token_but_health(trusted):
     feedback = {"feedback": [{"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-11-27T10:00:00Z"}]}
     path = f"/cds-services/{ORDER_SIGN}/feedback"
     assert call(trusted, None, path, feedback).status_code == 401
-    assert call(trusted, "Bearer " + token(aud=url(path)), path, feedback).status_code == 200
+    # past authentication: the card was never issued, so 404, not 401
+    assert call(trusted, "Bearer " + token(aud=url(path)), path, feedback).status_code == 404
     assert trusted.get("/healthz").status_code == 200
 
 
@@ -233,10 +234,10 @@ def test_bad_trusted_clients_file_stops_the_service(tmp_path, make_app):
     bad = tmp_path / "clients.json"
     bad.write_text(json.dumps({"clients": [{"iss": "x", "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}}]}))
     with pytest.raises(TrustConfigError, match="clients\\[0\\]"):
-        make_app(TRUSTED_CLIENTS=str(bad))
+        make_app(PUBLIC_BASE_URL="http://localhost/", TRUSTED_CLIENTS=str(bad))
     toml = tmp_path / "clients.toml"
     toml.write_text('[[clients]]\niss = "https://ehr.example.org"\njku = ["https://ehr.example.org/jwks.json"]\n')
-    assert make_app(TRUSTED_CLIENTS=str(toml)) is not None
+    assert make_app(PUBLIC_BASE_URL="http://localhost/", TRUSTED_CLIENTS=str(toml)) is not None
 
 
 # ---- FHIR server allow-list ---------------------------------------------------------------------------------
@@ -276,6 +277,38 @@ def test_a_trusted_clients_own_server_is_used(trusted, ehr):
     assert [r.path for r, _ in ehr.log] == ["/fhir/Patient/pat-1"]
 
 
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://ehr.example.org/fhir", True),
+        ("https://ehr.example.org/fhir/r4", True),
+        ("https://EHR.example.org/fhir/", True),
+        ("https://ehr.example.org/fhir/../admin", False),
+        ("https://ehr.example.org/fhir/%2e%2e/admin", False),
+        ("https://ehr.example.org/fhir/./x/../../admin", False),
+        ("https://ehr.example.org/fhirx", False),
+        ("https://ehr.example.org/admin", False),
+        ("http://ehr.example.org/fhir", False),  # another scheme is another origin
+    ],
+)
+def test_the_allow_list_compares_normalised_paths(url, allowed):
+    from cds.fhirclient import is_allowed
+
+    assert is_allowed(url, ("https://ehr.example.org/fhir",)) is allowed
+
+
+def test_a_next_link_outside_the_base_path_gets_no_token(make_app, ehr):
+    internal = ehr.url_for("/internal/admin")
+    ehr.expect_request("/fhir/Procedure").respond_with_json(searchset(next_url=internal))
+    ehr.expect_request("/internal/admin").respond_with_json(searchset())
+    client = make_app(FHIR_ALLOWED_SERVERS=[ehr.url_for("/fhir")]).test_client()
+    data = full_prefetch()
+    del data["procedures"]
+    response = call(client, None, body=hook_request(prefetch=data, fhir_server=ehr.url_for("/fhir")))
+    assert response.status_code == 412
+    assert all(r.path != "/internal/admin" for r, _ in ehr.log)
+
+
 # ---- audit, CORS, limits --------------------------------------------------------------------------------------
 
 
@@ -285,7 +318,7 @@ def audit_rows(app) -> list[dict]:
 
 
 def test_every_hook_call_is_audited(make_app, clients_file):
-    app = make_app(TRUSTED_CLIENTS=str(clients_file))
+    app = make_app(PUBLIC_BASE_URL="http://localhost/", TRUSTED_CLIENTS=str(clients_file))
     client = app.test_client()
     body = hook_request(prefetch=full_prefetch())
     ok = call(client, "Bearer " + token(), body=body)
@@ -314,7 +347,11 @@ def test_old_audit_rows_are_purged(make_app):
 
 
 def test_cors_for_browser_clients(make_app, clients_file):
-    client = make_app(TRUSTED_CLIENTS=str(clients_file), CORS_ORIGINS=["https://sandbox.cds-hooks.org"]).test_client()
+    client = make_app(
+        PUBLIC_BASE_URL="http://localhost/",
+        TRUSTED_CLIENTS=str(clients_file),
+        CORS_ORIGINS=["https://sandbox.cds-hooks.org"],
+    ).test_client()
     preflight = client.options(
         f"/cds-services/{ORDER_SIGN}",
         headers={"Origin": "https://sandbox.cds-hooks.org", "Access-Control-Request-Method": "POST"},
@@ -359,3 +396,34 @@ def test_absurd_nesting_is_400_and_deep_bundles_are_harmless(client):
     data["conditions"] = nested
     raw = json.dumps(hook_request(prefetch=data))  # deeper than orjson writes; the service reads up to 1024 levels
     assert client.post(f"/cds-services/{ORDER_SIGN}", data=raw, content_type="application/json").status_code == 200
+
+
+# ---- issue 15: trust that holds under the production command -------------------------------------------------
+
+
+def test_trust_without_a_public_base_url_refuses_to_start(make_app, clients_file):
+    from cds.config import ConfigError
+
+    with pytest.raises(ConfigError, match="CDS_PUBLIC_BASE_URL"):
+        make_app(TRUSTED_CLIENTS=str(clients_file))
+
+
+def test_the_audience_never_follows_the_host_header(trusted):
+    other = "Bearer " + token(aud=f"http://attacker.example/cds-services/{ORDER_SIGN}")
+    response = trusted.post(
+        f"/cds-services/{ORDER_SIGN}",
+        data=orjson.dumps(hook_request(orders=[service_request(code="80053")])),
+        content_type="application/json",
+        headers={"Authorization": other, "Host": "attacker.example"},
+    )
+    assert response.status_code == 401
+
+
+def test_a_token_is_accepted_once_across_workers(make_app, clients_file):
+    # Two apps on one database file are two gunicorn workers: each had its own memory store before.
+    first = make_app(PUBLIC_BASE_URL="http://localhost/", TRUSTED_CLIENTS=str(clients_file)).test_client()
+    second = make_app(PUBLIC_BASE_URL="http://localhost/", TRUSTED_CLIENTS=str(clients_file)).test_client()
+    auth = "Bearer " + token()
+    assert call(first, auth).status_code == 200
+    assert call(second, auth).status_code == 401
+    assert call(first, auth).status_code == 401

@@ -100,7 +100,7 @@ class MatchRule:
     identifier: tuple[str, str] | None = None
     name: re.Pattern | None = None
     coverage_type: tuple[str, str, bool] | None = None
-    coverage_type_if_any: tuple[str, str, bool] | None = None
+    coverage_type_if_any: tuple[tuple[str, str, bool], ...] = ()
     because: str | None = None
 
 
@@ -279,7 +279,7 @@ def _rule(where: str, raw: dict) -> MatchRule:
         identifier,
         name,
         _type(raw.get("coverage_type")),
-        _type(raw.get("coverage_type_if_any")),
+        tuple(_type(t) for t in raw.get("coverage_type_if_any", ())),
         raw.get("because"),
     )
 

@@ -61,7 +61,9 @@ def indication(ev: Evaluation, c: Criterion) -> Finding:
         return Finding(
             c.id, Status.MET, f"qualifying diagnosis documented ({_codes(qualifying)})", _evidence(qualifying)
         )
-    sibling = pathways.sibling(ev.record, ev.order, day) if not candidates else None
+    # a sibling's indication points elsewhere only when nothing else is documented, not even an excluded diagnosis
+    other = excluded or any(current(ev, ev.record.condition_events(vs)) for vs in excluded_sets)
+    sibling = pathways.sibling(ev.record, ev.order, day) if not candidates and not other else None
     if sibling is not None:
         code, what, found = sibling
         return Finding(

@@ -50,7 +50,9 @@ def _in_reasons(order: Order, vs: codes.ValueSet) -> list[str]:
 
 
 def _active(record: PatientRecord, vs: codes.ValueSet, day: date) -> list[str]:
-    return sorted({e.code for e in record.condition_events(vs) if e.active and (e.start is None or e.start <= day)})
+    """Active, confirmed diagnoses of ``vs`` by ``day``: a provisional diagnosis does not choose a pathway."""
+    events = record.condition_events(vs)
+    return sorted({e.code for e in events if e.active and e.confirmed and (e.start is None or e.start <= day)})
 
 
 def choose(record: PatientRecord, order: Order, day: date) -> Pathway:
@@ -87,8 +89,16 @@ def has_neuromuscular_target(record: PatientRecord, order: Order, day: date) -> 
     return any(_in_reasons(order, vs) or _active(record, vs, day) for vs in NEUROMUSCULAR_TARGETS)
 
 
+OWN_INDICATIONS = (codes.INDICATION_PAIN, *NEUROMUSCULAR_TARGETS)
+
+
 def sibling(record: PatientRecord, order: Order, day: date) -> tuple[str, str, list[str]] | None:
-    """(code, what it is, the diagnoses) when the record's indications belong to a sibling code's therapy."""
+    """(code, what it is, the diagnoses) when the record's indications belong to a sibling code's therapy.
+
+    Never when the order's own reason names a 64580 indication: a comorbidity is not the indication.
+    """
+    if any(_in_reasons(order, vs) for vs in OWN_INDICATIONS):
+        return None
     for vs, code, what in SIBLINGS:
         found = _in_reasons(order, vs) or _active(record, vs, day)
         if found:

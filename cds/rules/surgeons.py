@@ -446,6 +446,11 @@ def laterality(ev: Evaluation, c: Criterion) -> Finding:
         reason = f"{word} side: the claim line is 64580-{wanted}"
         headline = f"{word.capitalize()} side: bill CPT 64580 with modifier {wanted}"
         return Finding(c.id, Status.MET, reason, evidence, headline=headline)
+    one_side = sorted(on_order & {"LT", "RT"})
+    if len(one_side) == 1 and "50" not in on_order:
+        reason = f"the order's body site names both sides but the order carries only {one_side[0]}"
+        headline = f"Side mismatch on CPT 64580: both sides named, the order carries only {one_side[0]}"
+        return Finding(c.id, Status.NOT_MET, reason, evidence, headline=headline)
     found = ev.ruleset.fee_schedule.indicators("64580", ev.as_of)
     if not _follows_cms(c):
         reason = "both sides: the payer's own rules decide how the two sides are reported and paid"

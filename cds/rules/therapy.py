@@ -51,10 +51,10 @@ def _course(e: Event) -> str:
     what = f"{e.display or e.code} ({codes.MEDICATION_CLASSES[e.kind].title.lower()})"
     if e.start is None:
         return what + (", ongoing" if e.ongoing else ", undated")
-    if e.ongoing:
-        return f"{what} from {e.start.isoformat()}, ongoing"
     if e.end and e.end != e.start:
         return f"{what} {e.start.isoformat()} to {e.end.isoformat()}"
+    if e.ongoing:
+        return f"{what} from {e.start.isoformat()}, ongoing"
     return f"{what} on {e.start.isoformat()}"
 
 
@@ -76,7 +76,8 @@ def medication_trial(ev: Evaluation, c: Criterion) -> Finding:
     for e in ev.record.medication_events():
         if e.kind not in classes or (e.start is not None and e.start > ev.order_date):
             continue
-        last = ev.order_date if e.ongoing else (e.end or e.start)
+        ongoing = e.ongoing and (e.end is None or e.end >= ev.order_date)  # "active" with a past end is over
+        last = ev.order_date if ongoing else (e.end or e.start)
         if last is None:
             undated.append(e)
         elif last < since:
@@ -84,7 +85,7 @@ def medication_trial(ev: Evaluation, c: Criterion) -> Finding:
         elif (
             min_weeks is not None
             and e.start is not None
-            and (e.ongoing or e.end)
+            and (ongoing or e.end)
             and ((last - e.start).days < int(min_weeks) * 7)
         ):
             short.append(e)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from statistics import fmean
 
@@ -14,8 +15,27 @@ from cds.rules.findings import Evidence, Finding, Status
 _OTHER_SYSTEMS = {"64581": "a sacral nerve array", "64582": "a hypoglossal nerve system", "64590": "a generator alone"}
 
 
+_PERMANENT = re.compile(r"\bpermanent\b", re.IGNORECASE)
+_NOT_PERMANENT = re.compile(r"\btrial\b|non-?\s?permanent|temporary|before permanent|prior to permanent", re.IGNORECASE)
+
+
 def _permanent_64555(e: Event) -> bool:
-    return "permanent" in e.display.lower()
+    """A 64555 the record calls permanent (and not a trial, or 'before permanent')."""
+    return bool(_PERMANENT.search(e.display)) and not _NOT_PERMANENT.search(e.display)
+
+
+LATERALITY = frozenset({"7771000", "24028007", "51440002"})  # SNOMED CT left, right, both
+
+
+def same_site(a: frozenset, b: frozenset) -> bool:
+    """Two coded body sites are one target unless their structures, or their sides, differ (uncoded: unknown)."""
+    structures_a = {c for _s, c in a if c not in LATERALITY}
+    structures_b = {c for _s, c in b if c not in LATERALITY}
+    sides_a = {c for _s, c in a if c in LATERALITY}
+    sides_b = {c for _s, c in b if c in LATERALITY}
+    if structures_a and structures_b and not structures_a & structures_b:
+        return False
+    return not (sides_a and sides_b and not sides_a & sides_b)
 
 
 def prior_system(ev: Evaluation) -> Event | None:
@@ -34,14 +54,11 @@ def prior_system(ev: Evaluation) -> Event | None:
     ]
     removals = [e for e in record.procedure_events(codes.ARRAY_REMOVAL) if e.start and e.start < order_date]
 
-    def same_site(a: Event | frozenset, b: Event) -> bool:
-        sites = a if isinstance(a, frozenset) else a.sites
-        return not sites or not b.sites or bool(sites & b.sites)
-
     kept = [
         p
         for p in prior
-        if same_site(ev.order.sites, p) and not any(r.start >= p.start and same_site(r, p) for r in removals)
+        if same_site(ev.order.sites, p.sites)
+        and not any(r.start > p.start and same_site(r.sites, p.sites) for r in removals)
     ]
     return max(kept, key=lambda e: e.start) if kept else None
 
