@@ -109,7 +109,7 @@ def outcome_summary(response: dict | None) -> dict:
     for action in (response or {}).get("systemActions", ()):
         resource = action.get("resource") or {}
         for ext in resource.get("extension") or ():
-            if str(ext.get("url", "")).endswith("ext-coverage-information"):
+            if isinstance(ext, dict) and str(ext.get("url", "")).endswith("ext-coverage-information"):
                 values = {s["url"]: s.get("valueCode") for s in ext.get("extension", ()) if "valueCode" in s}
                 summary[str(resource.get("id"))] = values
     return summary

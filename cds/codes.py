@@ -437,7 +437,8 @@ PROCEDURE_SETS = tuple(
 def codings(concept: object) -> Iterator[tuple[str | None, str | None]]:
     """(system, code) pairs of a CodeableConcept given as a dict."""
     if isinstance(concept, dict):
-        for coding in concept.get("coding") or ():
+        found = concept.get("coding")
+        for coding in found if isinstance(found, list) else ():
             if isinstance(coding, dict):
                 yield coding.get("system"), coding.get("code")
 

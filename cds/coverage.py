@@ -228,7 +228,9 @@ def _policy_detail(route: payers.Route, stance) -> list[dict]:
 def system_action(order: Order, info: CoverageInformation, payer: str) -> dict:
     """An ``update`` of the draft order carrying the extension; everything else in the order is left as sent."""
     resource = copy.deepcopy(order.resource)
-    kept = [e for e in resource.get("extension") or () if not (isinstance(e, dict) and e.get("url") == EXTENSION)]
+    sent = resource.get("extension")
+    # the update must be valid FHIR: extensions that are not objects are dropped, ours replaced
+    kept = [e for e in (sent if isinstance(sent, list) else ()) if isinstance(e, dict) and e.get("url") != EXTENSION]
     resource["extension"] = [*kept, info.to_extension()]
     return {"type": "update", "description": f"Coverage information for CPT 64580 ({payer})", "resource": resource}
 

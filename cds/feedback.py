@@ -85,7 +85,7 @@ def parse(service_id: str, body: object, client: str | None = None) -> list[Feed
 def _timestamp(text: str, index: int) -> datetime:
     try:
         return datetime.fromisoformat(text.upper().replace("Z", "+00:00")).astimezone(UTC)
-    except ValueError:
+    except (ValueError, OverflowError):  # year 9999 at -14:00 is past what a datetime can hold in UTC
         where = f"feedback[{index}].outcomeTimestamp"
         raise SchemaViolation([(where, f"{where} is not a real date and time")]) from None
 

@@ -315,7 +315,8 @@ class FHIRClient:
 def bundle_resources(bundle: dict) -> list[dict]:
     """The resources of a Bundle's entries, leaving out search outcomes and entries without a resource."""
     out = []
-    for entry in bundle.get("entry") or ():
+    entries = bundle.get("entry")
+    for entry in entries if isinstance(entries, list) else ():
         if not isinstance(entry, dict):
             continue
         resource = entry.get("resource")
@@ -329,7 +330,8 @@ def bundle_resources(bundle: dict) -> list[dict]:
 
 
 def next_link(bundle: dict) -> str | None:
-    for link in bundle.get("link") or ():
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else ():
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             return link["url"]
     return None

@@ -461,7 +461,8 @@ def _flatten(resources: Iterable[dict]) -> Iterator[dict]:
 def _newer(candidate: dict, current: dict) -> bool:
     def stamp(r: dict) -> str:
         meta = r.get("meta")
-        return meta.get("lastUpdated") or "" if isinstance(meta, dict) else ""
+        value = meta.get("lastUpdated") if isinstance(meta, dict) else None
+        return value if isinstance(value, str) else ""
 
     return stamp(candidate) > stamp(current)
 

@@ -129,12 +129,16 @@ class MemoryReplayStore:
             return True
 
 
+NEGATIVE_TTL = 30.0  # seconds a failed JWK Set fetch is not retried (doubling up to the refresh interval)
+
+
 class JWKSCache:
     """JWK Sets fetched from allow-listed ``jku`` URLs: cached, and refetched once for an unknown ``kid``."""
 
     def __init__(self, ttl: float = 3600, min_refresh: float = 300, timeout: float = 3.0):
         self._ttl, self._min_refresh, self._timeout = ttl, min_refresh, timeout
         self._sets: dict[str, tuple[float, PyJWKSet]] = {}  # url -> (fetched at, keys)
+        self._failed: dict[str, tuple[float, float]] = {}  # url -> (failed at, back-off): no refetch before it ends
         self._lock = threading.Lock()
 
     def key(self, url: str, kid: str) -> PyJWK:
@@ -158,6 +162,20 @@ class JWKSCache:
             self._sets[url] = (fetched, PyJWKSet.from_dict(jwks))
 
     def _refresh(self, url: str, now: float) -> tuple[float, PyJWKSet]:
+        with self._lock:
+            failed = self._failed.get(url)
+        if failed is not None and now - failed[0] < failed[1]:
+            # a JWK Set that just failed is not fetched again for every token that names it (negative cache)
+            raise InvalidToken(f"JWK Set at {url} failed recently; not refetched before {failed[1]:.0f} s pass")
+        try:
+            return self._fetch(url, now)
+        except InvalidToken:
+            with self._lock:
+                backoff = min(self._min_refresh, max(NEGATIVE_TTL, (failed[1] * 2) if failed else NEGATIVE_TTL))
+                self._failed[url] = (now, backoff)
+            raise
+
+    def _fetch(self, url: str, now: float) -> tuple[float, PyJWKSet]:
         try:
             response = requests.get(url, timeout=self._timeout, allow_redirects=False, stream=True)
             body = response.raw.read(JWKS_MAX_BYTES + 1, decode_content=True)
@@ -168,6 +186,8 @@ class JWKSCache:
         except (requests.RequestException, ValueError, jwt.PyJWKSetError, jwt.PyJWKError, jwt.InvalidKeyError) as exc:
             raise InvalidToken(f"JWK Set at {url} could not be fetched ({exc.__class__.__name__})") from None
         self._store(url, now, jwks)
+        with self._lock:
+            self._failed.pop(url, None)
         return now, key_set
 
 

@@ -12,7 +12,7 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 from cds import engine, schemas
 
-from .support import ORDER_SELECT, ORDER_SIGN, hook_request, service_request
+from .support import ORDER_SELECT, ORDER_SIGN, full_prefetch, hook_request, service_request
 
 URL = f"/cds-services/{ORDER_SIGN}"
 
@@ -279,3 +279,56 @@ def test_ids_with_a_trailing_newline_are_refused(client, where):
     else:
         body["context"]["patientId"] += "\n"
     outcome(post(client, body), 400)
+
+
+# ---- shapes that once answered 500 (issue 15.6): every one is read or skipped, never a crash -------------------
+
+_CONDITION = {"resourceType": "Condition", "id": "d", "code": {"coding": [{"system": "x", "code": "G89.29"}]}}
+
+
+def _shape(path: str, value):
+    body = hook_request(prefetch=full_prefetch())
+    where, _, key = path.rpartition(".")
+    target = {
+        "order": body["context"]["draftOrders"]["entry"][0]["resource"],
+        "conditions": body["prefetch"]["conditions"],
+    }[where]
+    target[key] = value
+    return body
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("conditions.entry", 5),
+        ("conditions.link", 5),
+        ("conditions.link", [5]),
+        ("conditions.entry", [{"resource": {**_CONDITION, "contained": 5}}]),
+        ("conditions.entry", [{"resource": {**_CONDITION, "code": {"coding": 5}}}]),
+        ("conditions.entry", [{"resource": {**_CONDITION, "meta": {"lastUpdated": 5}}}, {"resource": _CONDITION}]),
+        ("order.extension", 5),
+        ("order.extension", [5]),
+        ("order.performer", "x"),
+        ("order.reasonCode", 5),
+        ("order.bodySite", [5]),
+        ("order.authoredOn", "0001-01-01"),
+        ("order.authoredOn", "0001-01-01T00:00:00+14:00"),
+        ("order.occurrenceDateTime", "9999-12-31T23:59:59-14:00"),
+        ("order.authoredOn", "2026-01-01T00:00:00-23:59"),
+    ],
+)
+def test_odd_shapes_and_edge_dates_are_never_a_500(client, path, value):
+    response = post(client, _shape(path, value))
+    assert response.status_code < 500, response.get_data(as_text=True)[:300]
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59-14:00", "2026-01-01T00:00:00-23:59"])
+def test_feedback_timestamps_at_the_edges_are_4xx(client, when):
+    body = {"feedback": [{"card": "x", "outcome": "overridden", "outcomeTimestamp": when}]}
+    assert 400 <= post(client, body, url=f"/cds-services/{ORDER_SIGN}/feedback").status_code < 500
+
+
+def test_an_as_of_at_the_edge_of_time_is_no_500(client):
+    body = hook_request(prefetch=full_prefetch())
+    body["extension"] = {"cds64580.as-of": "0001-01-01"}
+    assert post(client, body).status_code < 500

@@ -427,3 +427,16 @@ def test_a_token_is_accepted_once_across_workers(make_app, clients_file):
     assert call(first, auth).status_code == 200
     assert call(second, auth).status_code == 401
     assert call(first, auth).status_code == 401
+
+
+def test_a_failing_jwk_set_is_not_fetched_again_for_every_token(trusted, ehr):
+    ehr.expect_request("/jwks.json").respond_with_data("down", status=503)
+    jku = ehr.url_for("/jwks.json")
+    unknown = ec.generate_private_key(ec.SECP384R1())
+    statuses = [
+        call(trusted, "Bearer " + token(key=unknown, kid=f"new-{i}", extra_headers={"jku": jku})).status_code
+        for i in range(5)
+    ]
+    assert statuses == [401] * 5
+    assert len([r for r, _ in ehr.log if r.path == "/jwks.json"]) == 1, "failures are cached (back-off)"
+    assert call(trusted, "Bearer " + token()).status_code == 200, "inline keys still work at once"

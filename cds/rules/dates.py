@@ -11,6 +11,8 @@ def months_before(day: date, months: int) -> date:
     total = day.year * 12 + (day.month - 1) - months
     year, month = divmod(total, 12)
     month += 1
+    if year < date.min.year:  # before year 1: every event is after it
+        return date.min
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
