@@ -136,6 +136,19 @@ def _codes(text: str) -> tuple[str, ...]:
     return found
 
 
+def _allowed_from_env() -> tuple[str, ...]:
+    """CDS_FHIR_ALLOWED_SERVERS (a JSON list or comma-separated): where a replayed request may send its token."""
+    import json
+    import os
+
+    raw = os.environ.get("CDS_FHIR_ALLOWED_SERVERS", "")
+    try:
+        value = json.loads(raw) if raw.strip().startswith("[") else raw.split(",")
+    except ValueError:
+        value = []
+    return tuple(v.strip() for v in value if isinstance(v, str) and v.strip() and v.strip() != "*")
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -228,7 +241,11 @@ def _replay(args: argparse.Namespace) -> int:
         print("cds replay: no cases found", file=sys.stderr)
         return 2
     options = replay.Options(
-        url=args.url, fhir=args.fhir, as_of=args.as_of.isoformat() if args.as_of else None, payer=args.payer
+        url=args.url,
+        fhir=args.fhir,
+        as_of=args.as_of.isoformat() if args.as_of else None,
+        payer=args.payer,
+        fhir_allowed=_allowed_from_env(),
     )
     results = []
     for case in cases:
@@ -242,7 +259,12 @@ def _replay(args: argparse.Namespace) -> int:
             return 2
         results.append(result)
         if args.record:
-            case.expected_path.write_text(json.dumps(result.outcome, indent=2) + "\n", encoding="utf-8")
+            target = case.expected_path
+            if target.is_symlink() or (target.exists() and not target.is_file()):
+                # never follow a link (a dangling one would create its target anywhere)
+                print(f"cds replay: {target.name} in {case.name} is not a plain file; not recorded", file=sys.stderr)
+                return 2
+            target.write_text(json.dumps(result.outcome, indent=2) + "\n", encoding="utf-8")
         if not args.json:
             if args.cards or len(cases) == 1:
                 print(replay.render(result))

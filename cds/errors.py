@@ -6,6 +6,7 @@
     │   └── SchemaViolation     400  valid JSON that breaks a schema or a CDS Hooks rule
     ├── UnknownService          404  no service with that id (or no such route)
     ├── UnknownCard             404  feedback for a card this service never issued
+    ├── Forbidden               403  switched off in this configuration (the viewer with JWT checks on)
     ├── MethodNotAllowed        405  right path, wrong verb
     ├── DataUnobtainable        412  required data neither prefetched nor fetchable
     ├── PayloadTooLarge         413  body over the configured limit
@@ -73,6 +74,13 @@ class SchemaViolation(InvalidRequest):
 class UnknownService(CDSError):
     status = 404
     issue_code = "not-found"
+
+
+class Forbidden(CDSError):
+    """A part of the service that is switched off in this configuration (the viewer while JWT checks are on)."""
+
+    status = 403
+    issue_code = "forbidden"
 
 
 class UnknownCard(CDSError):

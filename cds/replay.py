@@ -43,6 +43,8 @@ class Options:
     as_of: str | None = None
     payer: str | None = None
     timeout: float = 30.0
+    # FHIR servers a complete request.json may send its token to (CDS_FHIR_ALLOWED_SERVERS); none by default
+    fhir_allowed: tuple[str, ...] = ()
 
 
 def run(case: Case, options: Options) -> Result:
@@ -57,7 +59,9 @@ def run(case: Case, options: Options) -> Result:
             status, response = _post(options.url, body, options.timeout)
         else:
             factory = FHIRClient if (serve or case.request is not None) else store.client
-            status, response = _invoke(body, factory)
+            # our own served Bundle is allowed; a request from elsewhere only reaches the configured servers
+            allowed = (body["fhirServer"],) if serve and isinstance(body.get("fhirServer"), str) else ()
+            status, response = _invoke(body, factory, (*allowed, *options.fhir_allowed))
     result = Result(case, status, response, outcome(status, response), notes=notes)
     if case.expected is not None:
         result.verdict = PASSED if result.outcome == case.expected else FAILED
@@ -79,8 +83,8 @@ def _service_for(hook: str) -> str:
     return next(s.id for s in SERVICES.values() if s.hook == hook)
 
 
-def _invoke(body: dict, factory) -> tuple[int, dict]:
-    settings = Settings(database_url="sqlite://", hook_deadline=10.0)
+def _invoke(body: dict, factory, allowed: tuple[str, ...]) -> tuple[int, dict]:
+    settings = Settings(database_url="sqlite://", hook_deadline=10.0, fhir_allowed_servers=allowed)
     try:
         return 200, engine.invoke(
             _service_for(body.get("hook", "")), body, settings, factory, policy_set=policies.load()

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, request, send_from_directory
 
 from cds import codes, fixtures, policies, records, replay
 from cds.api import json_response
-from cds.errors import InvalidRequest
+from cds.errors import Forbidden, InvalidRequest
 from cds.fhirstore import flatten
 
 STATIC = Path(__file__).resolve().parent / "viewer_static"
@@ -66,6 +67,30 @@ def _case(body: dict) -> fixtures.Case:
     raise InvalidRequest("choose a case, or paste a hook request or a patient Bundle", expression=("case",))
 
 
+def _loopback(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and (parts.hostname or "") in ("127.0.0.1", "localhost", "::1")
+
+
+@bp.before_request
+def refuse_when_trust_is_on():
+    """The viewer runs cases with no token: it is off whenever JWT checks are on (never a way around them)."""
+    if current_app.extensions.get("cds.verifier") is not None:
+        raise Forbidden("the card viewer is off while JWT checks are on (CDS_TRUSTED_CLIENTS)")
+
+
+@bp.after_request
+def security_headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
 @bp.post("/api/run")
 def run() -> Response:
     body = request.get_json(silent=True)
@@ -74,8 +99,15 @@ def run() -> Response:
     case = _case(body)
     if body.get("hook") in ("order-sign", "order-select") and case.request is None:
         case.spec = {**case.spec, "hook": body["hook"]}
+    url = body.get("url") or None
+    if url is not None and not _loopback(url):
+        raise InvalidRequest("the viewer only replays against a service on this machine (127.0.0.1 or localhost)")
+    allowed = current_app.extensions["cds.settings"].fhir_allowed_servers
     options = replay.Options(
-        url=body.get("url") or None, as_of=body.get("as_of") or None, payer=body.get("payer") or None
+        url=url,
+        as_of=body.get("as_of") or None,
+        payer=body.get("payer") or None,
+        fhir_allowed=tuple(a for a in allowed if a != "*"),
     )
     try:
         result = replay.run(case, options)

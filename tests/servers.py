@@ -166,7 +166,7 @@ def gunicorn(tmp: Path, port: int, env: dict[str, str], name: str, workers: int 
             binary,
             "cds:create_app()",
             "--workers",
-            "1",
+            str(workers),
             "--threads",
             "4",
             "--bind",

@@ -207,3 +207,13 @@ def test_cli_fhir_mode_fetches_everything_over_http(tmp_path):
     result = cds(str(copy_case(tmp_path, "medicare-all-criteria-met")), "--fhir")
     assert result.returncode == 0, result.stdout
     assert result.stdout.strip().splitlines()[-1] == "1 passed, 0 failed"
+
+
+def test_record_never_follows_a_symlinked_expectation(tmp_path):
+    folder = copy_case(tmp_path)
+    (folder / "expected.json").unlink()
+    elsewhere = tmp_path / "outside" / "planted.json"
+    (folder / "expected.json").symlink_to(elsewhere)  # dangling: --record must not create it
+    result = cds(str(folder), "--record")
+    assert result.returncode == 2 and "not a plain file" in result.stderr
+    assert not elsewhere.exists() and not elsewhere.parent.exists()

@@ -440,3 +440,71 @@ def test_a_failing_jwk_set_is_not_fetched_again_for_every_token(trusted, ehr):
     assert statuses == [401] * 5
     assert len([r for r, _ in ehr.log if r.path == "/jwks.json"]) == 1, "failures are cached (back-off)"
     assert call(trusted, "Bearer " + token()).status_code == 200, "inline keys still work at once"
+
+
+# ---- the viewer never goes around trust (issue 15.4) ---------------------------------------------------------
+
+
+def test_the_viewer_is_refused_while_jwt_checks_are_on(make_app, clients_file, stranger):
+    client = make_app(PUBLIC_BASE_URL="http://localhost/", TRUSTED_CLIENTS=str(clients_file), VIEWER=True).test_client()
+    body = {"request": hook_request(fhir_server=stranger.url_for("/fhir"))}
+    response = client.post("/viewer/api/run", json=body)
+    assert response.status_code == 403 and response.get_json()["resourceType"] == "OperationOutcome"
+    assert client.get("/viewer/").status_code == 403
+    assert stranger.log == []
+
+
+def test_the_viewer_only_replays_against_this_machine_and_sends_security_headers(make_app):
+    client = make_app(VIEWER=True).test_client()
+    response = client.post(
+        "/viewer/api/run", json={"case": "medicare-all-criteria-met", "url": "http://169.254.169.254/latest"}
+    )
+    assert response.status_code == 400 and "this machine" in response.get_json()["issue"][0]["diagnostics"]
+    page = client.get("/viewer/")
+    csp = page.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_replayed_request_sends_its_token_to_no_server_off_the_allow_list(tmp_path, stranger):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    case = tmp_path / "case"
+    case.mkdir()
+    request = hook_request(fhir_server=stranger.url_for("/fhir"))
+    (case / "request.json").write_text(json.dumps(request))
+    cds = str(Path(sys.executable).with_name("cds"))
+    env = {k: v for k, v in __import__("os").environ.items() if k != "CDS_FHIR_ALLOWED_SERVERS"}
+    result = subprocess.run([cds, "replay", str(case), "--json"], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode in (0, 1), result.stderr
+    assert stranger.log == [], "the token never left"
+
+
+def test_no_token_is_accepted_twice_under_the_production_command(tmp_path, clients_file):
+    """gunicorn with two workers and no Redis: the used jti lives in the shared database."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    from . import servers
+
+    port = servers.free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        "CDS_TRUSTED_CLIENTS": str(clients_file),
+        "CDS_PUBLIC_BASE_URL": base,
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.sqlite3'}",
+        "CDS_LOG_LEVEL": "WARNING",
+    }
+    with servers.gunicorn(tmp_path, port, env, "prod", workers=2):
+        auth = {"Authorization": "Bearer " + token(aud=f"{base}/cds-services/{ORDER_SIGN}")}
+        body = hook_request(orders=[service_request(code="80053")])
+
+        def send(_i: int) -> int:
+            return requests.post(f"{base}/cds-services/{ORDER_SIGN}", json=body, headers=auth, timeout=20).status_code
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(send, range(24)))
+    assert statuses.count(200) == 1 and statuses.count(401) == 23, statuses
