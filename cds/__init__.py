@@ -11,7 +11,7 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
 from cds import api, db, health, logs, policies, trust
-from cds.audit import AuditLog
+from cds.audit import AuditLog, RefusalLimiter
 from cds.config import DEFAULTS, ConfigError, Settings
 from cds.errors import INTERNAL_ERROR, CDSError, operation_outcome
 from cds.feedback import FeedbackStore
@@ -42,6 +42,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["cds.feedback"] = FeedbackStore(engine)
     app.extensions["cds.audit"] = AuditLog(engine, int(app.config["AUDIT_RETENTION_DAYS"]))
     app.extensions["cds.audit"].purge()
+    app.extensions["cds.refusals"] = RefusalLimiter(int(app.config["AUDIT_REFUSALS_PER_MINUTE"]))
     app.extensions["cds.policies"] = policies.load(settings.policy_dir)
     clients_file = app.config["TRUSTED_CLIENTS"]
     if clients_file:

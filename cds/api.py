@@ -105,6 +105,11 @@ def _audit(response: Response) -> None:
     service_id = (request.view_args or {}).get("service_id", "")
     client = g.client.iss if g.get("client") else None
     cards = (result or {}).get("cards", []) if response.status_code == 200 else []
+    if response.status_code == 401:  # refused: a compact row, and only so many per source and minute
+        result = None
+        if not current_app.extensions["cds.refusals"].allow(request.remote_addr or "unknown"):
+            metrics.AUDIT_REFUSALS_DROPPED.inc()
+            return
     try:
         current_app.extensions["cds.audit"].record(
             hook_instance=g.get("hook_instance"),

@@ -6,6 +6,8 @@ than the configured retention are purged. Card uuids are stored apart so feedbac
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -101,6 +103,32 @@ class AuditLog:
         with self._engine.connect() as conn:
             rows = conn.execute(query.where(audit_cards_table.c.card_uuid == card_uuid))
             return [dict(r._mapping) for r in rows]
+
+
+class RefusalLimiter:
+    """How many refused (401) calls one source may have audited per minute; past it they are counted, not stored.
+
+    An unauthenticated caller must not be able to fill the audit table (rows are kept a year) or make every 401
+    cost a database write. Per process: with N workers a source gets at most N x ``per_minute`` rows a minute.
+    """
+
+    def __init__(self, per_minute: int = 30):
+        self._per_minute = per_minute
+        self._window: dict[str, tuple[int, int]] = {}  # source -> (minute, rows written)
+        self._lock = threading.Lock()
+
+    def allow(self, source: str) -> bool:
+        minute = int(time.monotonic() // 60)
+        with self._lock:
+            if len(self._window) > 10_000:  # many sources: forget the old minutes
+                self._window = {k: v for k, v in self._window.items() if v[0] == minute}
+            seen_minute, count = self._window.get(source, (minute, 0))
+            if seen_minute != minute:
+                count = 0
+            if count >= self._per_minute:
+                return False
+            self._window[source] = (minute, count + 1)
+            return True
 
 
 def outcome_summary(response: dict | None) -> dict:

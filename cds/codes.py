@@ -102,6 +102,8 @@ class ValueSet:
         object.__setattr__(self, "systems", frozenset(i.system for i in self.includes))
 
     def matches(self, system: str | None, code: str | None) -> bool:
+        if not isinstance(system, str) or not isinstance(code, str):
+            return False  # a coding whose system or code is not a string matches nothing (and never crashes)
         system, code = canonical(system, code)
         if system not in self.systems or not code:
             return False

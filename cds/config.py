@@ -26,6 +26,8 @@ DEFAULTS: dict[str, Any] = {
     # Most separators (commas) and objects one JSON body may hold, counted on the bytes before parsing: a body of
     # a million tiny items costs gigabytes once parsed (a real 20,000-resource prefetch is under both).
     "MAX_JSON_ITEMS": 1_000_000,
+    # Refused (401) calls audited per source address and minute, per process; more are counted in a metric only.
+    "AUDIT_REFUSALS_PER_MINUTE": 30,
     "MAX_JSON_OBJECTS": 400_000,
     # Calls to the EHR's FHIR server.
     "FHIR_CONNECT_TIMEOUT": 2.0,

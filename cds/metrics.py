@@ -33,6 +33,9 @@ FHIR_ERRORS = Counter(
     "cds_fhir_fetch_errors_total", "FHIR server failures by resource type and kind", ["resource", "kind"]
 )
 CARDS = Counter("cds_cards_total", "Cards returned by topic and indicator", ["topic", "indicator"])
+AUDIT_REFUSALS_DROPPED = Counter(
+    "cds_audit_refusals_dropped_total", "Refused (401) calls past the per-source audit rate, counted not stored"
+)
 
 
 def _share_in_time() -> float:

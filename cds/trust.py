@@ -243,6 +243,8 @@ class Verifier:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"JWT rejected ({exc.__class__.__name__}: {exc})") from None
+        if not all(_is_number(verified[claim]) for claim in ("exp", "iat")):
+            raise InvalidToken("exp and iat must be NumericDate numbers")
         now = time.time()
         if verified["iat"] > now + self.leeway:
             raise InvalidToken("iat is in the future")
@@ -291,3 +293,8 @@ def _bearer(authorization: str | None) -> str:
     if len(token) > MAX_TOKEN_BYTES:
         raise InvalidToken("token too large")
     return token
+
+
+def _is_number(value: object) -> bool:
+    """RFC 7519 NumericDate is a JSON number; PyJWT lets numeric strings through for iat."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -44,7 +44,9 @@ def test_no_input_gives_a_server_error(case):
 
 # ---- properties of the data path ---------------------------------------------------------------------------
 
-json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
+json_leaf = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.text(max_size=20)
+)
 json_values = st.recursive(
     json_leaf,
     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=10), kids, max_size=4),
@@ -142,3 +144,65 @@ def test_the_prefetch_resolver_returns_data_or_a_clear_error(prefetch_values):
 @pytest.mark.slow
 def test_long_fuzz_is_a_separate_target():
     """Marker for `make fuzz`: the same tests, run with FUZZ_EXAMPLES=500."""
+
+
+# ---- any value anywhere in a real request (issue 15.6): wrong JSON types at every level, dates at the edges ----
+
+EDGE_DATES = st.sampled_from(
+    [
+        "0001-01-01",
+        "9999-12-31",
+        "0001-01-01T00:00:00+14:00",
+        "9999-12-31T23:59:59-14:00",
+        "2026-01-01T00:00:00-23:59",
+        "2026-02-30",
+        "2026",
+        "",
+    ]
+)
+
+
+def _paths(node, prefix=()):
+    """Every path to a value in ``node`` (dict keys and list indexes), the node itself first."""
+    yield prefix
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _paths(value, (*prefix, index))
+
+
+def _real_request() -> dict:
+    from .support import full_prefetch, hook_request
+
+    body = hook_request(prefetch=full_prefetch())
+    body["context"]["draftOrders"]["entry"][0]["resource"] |= {
+        "performer": [{"reference": "PractitionerRole/ra"}],
+        "reasonCode": [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "G90.522"}]}],
+        "bodySite": [{"text": "left leg"}],
+        "authoredOn": "2026-06-15",
+    }
+    return body
+
+
+_REQUEST = _real_request()
+_PATHS = [p for p in _paths(_REQUEST) if p]
+
+
+@given(st.sampled_from(_PATHS), st.one_of(json_values, EDGE_DATES))
+@settings(max_examples=EXAMPLES * 5, deadline=None, suppress_health_check=list(HealthCheck), derandomize=DERANDOMIZE)
+def test_any_value_anywhere_in_a_real_request_is_never_a_500(path, value):
+    import copy
+
+    import orjson
+
+    body = copy.deepcopy(_REQUEST)
+    node = body
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = value
+    response = _app.test_client().post(
+        "/cds-services/cpt64580-order-sign", data=orjson.dumps(body), content_type="application/json"
+    )
+    assert response.status_code < 500, (path, value, response.get_data(as_text=True)[:200])

@@ -336,6 +336,18 @@ def test_every_hook_call_is_audited(make_app, clients_file):
     assert app.extensions["cds.audit"].for_card(ok.get_json()["cards"][0]["uuid"])[0]["id"] == first["id"]
 
 
+def test_refused_calls_are_audited_compactly_and_at_a_bounded_rate(make_app, clients_file):
+    app = make_app(PUBLIC_BASE_URL="http://localhost/", TRUSTED_CLIENTS=str(clients_file), AUDIT_REFUSALS_PER_MINUTE=5)
+    client = app.test_client()
+    body = hook_request(prefetch=full_prefetch())
+    statuses = [call(client, None, body=body).status_code for _ in range(40)]
+    assert statuses == [401] * 40, "every refused call is still answered"
+    rows = audit_rows(app)
+    assert len(rows) == 5 and all(r["response"] is None and r["status"] == 401 for r in rows)
+    assert call(client, "Bearer " + token(), body=body).status_code == 200, "a trusted call is audited as before"
+    assert audit_rows(app)[-1]["status"] == 200
+
+
 def test_old_audit_rows_are_purged(make_app):
     app = make_app(AUDIT_RETENTION_DAYS=30)
     call(app.test_client(), None, body=hook_request(prefetch=full_prefetch()))
@@ -508,3 +520,11 @@ def test_no_token_is_accepted_twice_under_the_production_command(tmp_path, clien
         with ThreadPoolExecutor(max_workers=8) as pool:
             statuses = list(pool.map(send, range(24)))
     assert statuses.count(200) == 1 and statuses.count(401) == 23, statuses
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat"])
+def test_numeric_strings_for_exp_or_iat_in_a_signed_token_are_a_401(trusted, claim):
+    now = int(time.time())
+    value = str(now + 300 if claim == "exp" else now)
+    response = call(trusted, "Bearer " + token(**{claim: value}))
+    assert response.status_code == 401
