@@ -9,6 +9,7 @@ a bare Bundle without a draft CPT 64580 order gets one, and says so.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,12 +145,17 @@ def _is_64580(resource: dict) -> bool:
     )
 
 
+_FHIR_ID = re.compile(r"\A[A-Za-z0-9\-.]{1,64}\Z")
+
+
 def _patient_id(resources: list[dict], declared: str | None) -> str:
     if declared:
         return declared
     patient = next((r for r in resources if r["resourceType"] == "Patient" and r.get("id")), None)
     if patient is None:
         raise CaseError("the Bundle has no Patient with an id, and the case names none")
+    if not isinstance(patient["id"], str) or not _FHIR_ID.match(patient["id"]):
+        raise CaseError("the Bundle's Patient.id is not a FHIR id (1-64 letters, digits, '-' or '.')")
     return patient["id"]
 
 

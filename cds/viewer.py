@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, request, send_from_directory
 
-from cds import codes, fixtures, policies, records, replay
+from cds import codes, fixtures, policies, records, replay, schemas
 from cds.api import json_response
 from cds.errors import Forbidden, InvalidRequest
 from cds.fhirstore import flatten
@@ -96,6 +96,7 @@ def run() -> Response:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise InvalidRequest("send a JSON object")
+    schemas.validate("viewer-run", body)
     case = _case(body)
     if body.get("hook") in ("order-sign", "order-select") and case.request is None:
         case.spec = {**case.spec, "hook": body["hook"]}
@@ -125,9 +126,15 @@ def run() -> Response:
             latency_ms=0.0,
             response=result.response,
         )
-    resources = case.resources or flatten((case.request or {}).get("prefetch", {}).values())
+    # a pasted request may be any shape (the service answered it with a 400): read only what is well formed
+    pasted = case.request if isinstance(case.request, dict) else {}
+    prefetched = pasted.get("prefetch")
+    context = pasted.get("context")
+    resources = case.resources or flatten(prefetched.values() if isinstance(prefetched, dict) else ())
     by_ref = {f"{r['resourceType']}/{r['id']}": r for r in resources if isinstance(r.get("id"), str)}
-    patient = (case.request or {}).get("context", {}).get("patientId") or case.spec.get("patient")
+    patient = (context.get("patientId") if isinstance(context, dict) else None) or case.spec.get("patient")
+    if not isinstance(patient, str):
+        patient = None
     return json_response(
         {
             "status": result.status,

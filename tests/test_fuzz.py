@@ -190,19 +190,99 @@ _REQUEST = _real_request()
 _PATHS = [p for p in _paths(_REQUEST) if p]
 
 
-@given(st.sampled_from(_PATHS), st.one_of(json_values, EDGE_DATES))
-@settings(max_examples=EXAMPLES * 5, deadline=None, suppress_health_check=list(HealthCheck), derandomize=DERANDOMIZE)
-def test_any_value_anywhere_in_a_real_request_is_never_a_500(path, value):
+def _bundle_of(prefetch: dict) -> dict:
+    entries = []
+    for value in prefetch.values():
+        inner = value.get("entry", []) if value.get("resourceType") == "Bundle" else [{"resource": value}]
+        entries += [{"resource": e["resource"]} for e in inner]
+    return {"resourceType": "Bundle", "type": "collection", "entry": entries}
+
+
+_BUNDLE = _bundle_of(_REQUEST["prefetch"])
+_BUNDLE_PATHS = [p for p in _paths(_BUNDLE) if p]
+odd_values = st.one_of(json_values, EDGE_DATES)
+
+
+def _with(document: dict, path: tuple, value) -> dict:
+    """A deep copy of ``document`` with ``value`` put at ``path``."""
     import copy
 
-    import orjson
-
-    body = copy.deepcopy(_REQUEST)
-    node = body
+    out = copy.deepcopy(document)
+    node = out
     for step in path[:-1]:
         node = node[step]
     node[path[-1]] = value
-    response = _app.test_client().post(
-        "/cds-services/cpt64580-order-sign", data=orjson.dumps(body), content_type="application/json"
-    )
+    return out
+
+
+def _post(app, url: str, body) -> object:
+    import orjson
+
+    return app.test_client().post(url, data=orjson.dumps(body), content_type="application/json")
+
+
+@given(st.sampled_from(_PATHS), odd_values)
+@settings(max_examples=EXAMPLES * 5, deadline=None, suppress_health_check=list(HealthCheck), derandomize=DERANDOMIZE)
+def test_any_value_anywhere_in_a_real_request_is_never_a_500(path, value):
+    response = _post(_app, "/cds-services/cpt64580-order-sign", _with(_REQUEST, path, value))
     assert response.status_code < 500, (path, value, response.get_data(as_text=True)[:200])
+
+
+_viewer = create_app({"DATABASE_URL": "sqlite:///:memory:", "HOOK_DEADLINE": 0.5, "VIEWER": True})
+
+
+@given(st.sampled_from(["request", "bundle"]), st.data())
+@settings(max_examples=EXAMPLES * 3, deadline=None, suppress_health_check=list(HealthCheck), derandomize=DERANDOMIZE)
+def test_the_viewer_answers_any_pasted_shape_without_a_500(kind, data):
+    base, paths = (_REQUEST, _PATHS) if kind == "request" else (_BUNDLE, _BUNDLE_PATHS)
+    pasted = _with(base, data.draw(st.sampled_from(paths)), data.draw(odd_values))
+    response = _post(_viewer, "/viewer/api/run", {kind: pasted})
+    assert response.status_code < 500, response.get_data(as_text=True)[:200]
+
+
+@given(st.sampled_from(["case", "url", "as_of", "payer", "hook"]), st.one_of(odd_values, st.just("9999-99-99")))
+@settings(max_examples=EXAMPLES * 3, deadline=None, suppress_health_check=list(HealthCheck), derandomize=DERANDOMIZE)
+def test_the_viewer_form_fields_of_any_type_are_a_4xx_or_a_run(field, value):
+    response = _post(_viewer, "/viewer/api/run", {"case": "medicare-all-criteria-met", field: value})
+    assert response.status_code < 500, response.get_data(as_text=True)[:200]
+    if response.status_code >= 400:
+        assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
+@given(st.sampled_from(["request", "bundle"]), st.data())
+@settings(max_examples=EXAMPLES * 2, deadline=None, suppress_health_check=list(HealthCheck), derandomize=DERANDOMIZE)
+def test_cds_replay_of_any_shape_exits_cleanly(tmp_path_factory, kind, data):
+    import contextlib
+    import io
+
+    import orjson
+
+    from cds import cli
+
+    base, paths = (_REQUEST, _PATHS) if kind == "request" else (_BUNDLE, _BUNDLE_PATHS)
+    document = _with(base, data.draw(st.sampled_from(paths)), data.draw(odd_values))
+    source = tmp_path_factory.mktemp("replay") / "input.json"
+    source.write_bytes(orjson.dumps(document))
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        code = cli.main(["replay", str(source)])
+    assert code in (0, 1, 2), code  # an exception here is the traceback a user would have seen
+    assert "Traceback" not in stderr.getvalue()
+
+
+_PATIENT_AT = next(i for i, e in enumerate(_BUNDLE["entry"]) if e["resource"]["resourceType"] == "Patient")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"request": {**_REQUEST, "context": None}},
+        {"request": {**_REQUEST, "prefetch": []}},
+        {"bundle": _with(_BUNDLE, ("entry", _PATIENT_AT, "resource", "id"), True)},
+        {"bundle": _with(_BUNDLE, ("entry", _PATIENT_AT, "resource", "id"), "pat 1\n")},
+    ],
+    ids=["context-null", "prefetch-list", "patient-id-boolean", "patient-id-not-a-fhir-id"],
+)
+def test_shapes_the_viewer_once_failed_on_are_a_4xx_or_a_run(body):
+    response = _post(_viewer, "/viewer/api/run", body)
+    assert response.status_code in (200, 400), response.get_data(as_text=True)[:200]
