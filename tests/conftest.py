@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from pathlib import Path
 
 import pytest
@@ -83,10 +82,8 @@ def client(app):
 
 @pytest.fixture(scope="session")
 def realdata() -> Path:
-    path = Path(os.environ.get("CDS_REALDATA", ROOT.parent / "shared" / "realdata"))
-    if not path.is_dir():
-        pytest.skip(f"real example data not found at {path} (set CDS_REALDATA)")
-    return path
+    """Public example files (CDS Hooks sandbox, Da Vinci CRD, Inferno, Synthea), copied with their origin and licence."""
+    return ROOT / "tests" / "data" / "realdata"
 
 
 @contextlib.contextmanager
