@@ -161,7 +161,9 @@ def main() -> int:
     server = subprocess.Popen(
         [
             gunicorn,
-            "cds:create_app()",
+            "-c",
+            "python:cds.gunicorn_conf",
+            "cds.wsgi:app",
             "--workers",
             str(WORKERS),
             "--threads",

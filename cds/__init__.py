@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import traceback
 from typing import Any
 
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
-from cds import api, db, health, logs, policies, trust
+from cds import api, db, health, logs, metrics, policies, trust
 from cds.audit import AuditLog, RefusalLimiter
-from cds.config import DEFAULTS, ConfigError, Settings
+from cds.config import DEFAULTS, ConfigError, Settings, check
 from cds.errors import INTERNAL_ERROR, CDSError, operation_outcome
 from cds.feedback import FeedbackStore
 from cds.replaystore import DatabaseReplayStore
@@ -32,9 +33,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.from_prefixed_env("CDS")
     if test_config:
         app.config.from_mapping(test_config)
+    warnings = check(app.config, dict(os.environ))
     logs.configure(app.config["LOG_LEVEL"], json_lines=bool(app.config["LOG_JSON"]))
+    for warning in warnings:
+        log.warning(warning)
 
     settings = Settings.from_mapping(app.config)
+    if problem := metrics.problem():
+        raise ConfigError(problem)
     engine = db.engine_for(settings.database_url)
     db.init(engine)
     app.extensions["cds.settings"] = settings
@@ -58,8 +64,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
             redis_client = shared.client(app.config["REDIS_URL"])
             replay_store, jwks_cache = shared.RedisReplayStore(redis_client), shared.RedisJWKSCache(redis_client)
+        try:
+            clients = trust.load_clients(clients_file)
+        except trust.TrustConfigError as exc:
+            raise ConfigError(f"CDS_TRUSTED_CLIENTS: {exc}") from None
         app.extensions["cds.verifier"] = trust.Verifier(
-            trust.load_clients(clients_file), replay_store, jwks_cache, leeway=float(app.config["JWT_LEEWAY"])
+            clients, replay_store, jwks_cache, leeway=float(app.config["JWT_LEEWAY"])
         )
     else:
         app.extensions["cds.verifier"] = None

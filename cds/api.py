@@ -14,7 +14,7 @@ import orjson
 from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds import engine, feedback, logs, metrics, openapi
+from cds import engine, feedback, logs, metrics, openapi, schemas
 from cds.errors import MalformedJSON, PayloadTooLarge, UnknownCard, UnsupportedMediaType
 from cds.services import discovery_document
 from cds.trust import InvalidToken
@@ -108,7 +108,7 @@ def _audit(response: Response) -> None:
     if response.status_code == 401:  # refused: a compact row, and only so many per source and minute
         result = None
         if not current_app.extensions["cds.refusals"].allow(request.remote_addr or "unknown"):
-            metrics.AUDIT_REFUSALS_DROPPED.inc()
+            metrics.AUDIT_REFUSALS_DROPPED.labels("rate").inc()
             return
     try:
         current_app.extensions["cds.audit"].record(
@@ -159,15 +159,43 @@ def openapi_document() -> Response:
 
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
-    engine.service(service_id)  # 404 before reading the body
+    service = engine.service(service_id)  # 404 before reading the body
     body = read_json()
     if isinstance(body, dict) and isinstance(body.get("hookInstance"), str):
         g.hook_instance = body["hookInstance"][:64]
+    if isinstance(body, dict) and isinstance(body.get("hook"), str) and body["hook"] != service.hook:
+        # some clients (the CDS Hooks sandbox) call every discovered service with their hook: a well-formed call
+        # of another hook gets no cards, never an error for the EHR to show
+        schemas.validate("hook-request", body)
+        _note_other_hook(service, body["hook"])
+        g.result = {"cards": []}
+        return json_response(g.result, **{"Cache-Control": "no-store"})
     settings = current_app.extensions["cds.settings"]
     if g.client is not None:  # the token's client decides where its EHR token may go
         settings = dataclasses.replace(settings, fhir_allowed_servers=g.client.fhir_servers)
     g.result = engine.invoke(service_id, body, settings, policy_set=current_app.extensions["cds.policies"])
     return json_response(g.result, **{"Cache-Control": "no-store"})
+
+
+_OTHER_HOOK_NOTICES = 1024  # distinct (client, service, hook) notes kept per process; beyond, no more lines
+
+
+def _note_other_hook(service, hook: str) -> None:
+    """Log once per client, service and hook that a client calls this service with another hook."""
+    seen: set = current_app.extensions.setdefault("cds.other-hooks", set())
+    client = g.client.iss if g.get("client") else (request.remote_addr or "unknown")
+    key = (client, service.id, hook[:64])
+    if key in seen or len(seen) >= _OTHER_HOOK_NOTICES:
+        return
+    seen.add(key)
+    logs.event(
+        log,
+        f"client called {service.id} with hook '{hook[:64]}'; answered with no cards (it answers {service.hook})",
+        event="other-hook",
+        service=service.id,
+        client=client,
+        hook=hook[:64],
+    )
 
 
 @bp.post("/cds-services/<service_id>/feedback")

@@ -55,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--payer", help="replace the payer of every active Coverage with this name")
     replay.add_argument("--record", action="store_true", help="write each actual outcome as the new expected.json")
     replay.add_argument("--cards", action="store_true", help="print the cards of every case, not only of a single one")
+    replay.add_argument(
+        "--policies",
+        type=Path,
+        default=None,
+        help="payer policy folder to judge with, in-process (default: CDS_POLICY_DIR, else the package's)",
+    )
     database = commands.add_parser("db", help="the feedback and audit database")
     database_commands = database.add_subparsers(dest="db_command", required=True)
     database_commands.add_parser("upgrade", help="apply schema migrations (CDS_DATABASE_URL)")
@@ -229,8 +235,9 @@ def _policies_check(directory: Path | None, as_of: date | None) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     import json
+    import os
 
-    from cds import fixtures, replay
+    from cds import fixtures, policies, replay
 
     try:
         cases = fixtures.discover(args.paths)
@@ -240,12 +247,25 @@ def _replay(args: argparse.Namespace) -> int:
     if not cases:
         print("cds replay: no cases found", file=sys.stderr)
         return 2
+    policy_dir = args.policies or os.environ.get("CDS_POLICY_DIR") or None
+    if policy_dir is not None:
+        try:
+            policies.load(policy_dir)  # a broken edit is one clear line before any case runs
+        except policies.PolicyError as exc:
+            print(f"cds replay: policy error: {exc}", file=sys.stderr)
+            return 2
+        if args.url:
+            print(
+                "cds replay: --policies is used in-process only; the service at --url judges with its own",
+                file=sys.stderr,
+            )
     options = replay.Options(
         url=args.url,
         fhir=args.fhir,
         as_of=args.as_of.isoformat() if args.as_of else None,
         payer=args.payer,
         fhir_allowed=_allowed_from_env(),
+        policy_dir=str(policy_dir) if policy_dir is not None else None,
     )
     results = []
     for case in cases:

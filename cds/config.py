@@ -119,3 +119,71 @@ def _coerce(key: str, value: Any, type_name: str) -> Any:
     if type_name == "str" and not isinstance(value, str):
         raise ConfigError(f"CDS_{key} must be a string")
     return value
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_WHOLE_NUMBERS = ("MAX_CONTENT_LENGTH", "AUDIT_REFUSALS_PER_MINUTE", "AUDIT_RETENTION_DAYS")
+_SWITCHES = ("VIEWER", "LOG_JSON")
+_OTHER_KNOWN = ("ENV", "DEBUG", "SECRET_KEY", "TESTING", "BENCH_FLOOR")  # Flask's own, and `make bench`'s
+
+
+def check(config: dict[str, Any], environ: dict[str, str]) -> list[str]:
+    """Refuse a wrong value with one line naming its ``CDS_*`` variable; return warnings (unknown names).
+
+    Checked before anything uses them: before, a bad log level or database dialect ended in a traceback.
+    """
+    level = config.get("LOG_LEVEL")
+    if not isinstance(level, str) or level.upper() not in _LOG_LEVELS:
+        raise ConfigError(f"CDS_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
+    config["LOG_LEVEL"] = level.upper()
+    for key in _WHOLE_NUMBERS:
+        value = config.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"CDS_{key} must be a positive whole number")
+    leeway = config.get("JWT_LEEWAY")
+    if isinstance(leeway, bool) or not isinstance(leeway, (int, float)) or not 0 <= leeway <= 300:
+        raise ConfigError("CDS_JWT_LEEWAY must be a number of seconds from 0 to 300")
+    for key in _SWITCHES:
+        if not isinstance(config.get(key), bool):
+            raise ConfigError(f"CDS_{key} must be true or false")
+    origins = config.get("CORS_ORIGINS")
+    if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+        raise ConfigError("CDS_CORS_ORIGINS must be a JSON list of origins, e.g. '[\"https://ehr.example.org\"]'")
+    if config.get("DATABASE_URL"):
+        _check_database_url(config["DATABASE_URL"])
+    for key, kind in (("TRUSTED_CLIENTS", "file"), ("POLICY_DIR", "folder")):
+        value = config.get(key)
+        if value is None:
+            continue
+        path = Path(str(value))
+        if not (path.is_file() if kind == "file" else path.is_dir()):
+            raise ConfigError(f"CDS_{key}={str(value)[:200]} is not a {kind} this process can read")
+    known = set(DEFAULTS) | set(_OTHER_KNOWN)
+    unknown = sorted(name for name in environ if name.startswith("CDS_") and name[4:] not in known)
+    return [_unknown(name, known) for name in unknown]
+
+
+def _check_database_url(url: Any) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    if not isinstance(url, str):
+        raise ConfigError("CDS_DATABASE_URL must be a string")
+    try:
+        make_url(url).get_dialect()
+    except (NoSuchModuleError, ImportError):  # NoSuchModuleError is an ArgumentError: first
+        scheme = url.split(":", 1)[0][:40]
+        raise ConfigError(
+            f"CDS_DATABASE_URL names the database kind '{scheme}', which is not installed or not known; "
+            "for PostgreSQL write postgresql+psycopg://user:password@host/db, for SQLite sqlite:///path"
+        ) from None
+    except (ArgumentError, ValueError):
+        raise ConfigError("CDS_DATABASE_URL is not a database URL (e.g. postgresql+psycopg://user@host/db)") from None
+
+
+def _unknown(name: str, known: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name[4:], sorted(known), n=1)
+    hint = f" (did you mean CDS_{close[0]}?)" if close else ""
+    return f"{name[:64]} is not a setting this service knows and is ignored{hint}"

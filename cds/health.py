@@ -28,9 +28,11 @@ def prometheus() -> Response:
 
 @bp.get("/readyz")
 def ready() -> Response:
-    """The process can serve: the database answers. Take it out of rotation if this fails."""
+    """The process can serve: the database answers and metrics can be written. Take it out of rotation if not."""
     try:
         ping(current_app.extensions["cds.engine"])
     except SQLAlchemyError:
         raise ServiceUnavailable("the database is not reachable") from None
-    return json_response({"status": "pass", "checks": {"database": "pass"}})
+    if problem := metrics.problem():
+        raise ServiceUnavailable(problem)
+    return json_response({"status": "pass", "checks": {"database": "pass", "metrics": "pass"}})

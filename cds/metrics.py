@@ -7,6 +7,7 @@ aggregates every worker (the under-5-seconds share is then derived in PromQL fro
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from prometheus_client import (
@@ -18,6 +19,31 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiproc_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def problem() -> str | None:
+    """Why this process cannot write its metric files (every counted call would fail), or None."""
+    path = multiproc_dir()
+    if path and not (os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)):
+        return f"{MULTIPROC_ENV}={path[:200]} is not a folder this process can create and write"
+    return None
+
+
+def _prepare() -> None:
+    """Create the workers' shared metrics folder: before, a missing one made every hook call a 500."""
+    path = multiproc_dir()
+    if path:
+        with contextlib.suppress(OSError):  # reported by problem(): start-up refuses, /readyz fails
+            os.makedirs(path, exist_ok=True)
+
+
+_prepare()
 
 CRD_TARGET_SECONDS = 5.0
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -33,8 +59,10 @@ FHIR_ERRORS = Counter(
     "cds_fhir_fetch_errors_total", "FHIR server failures by resource type and kind", ["resource", "kind"]
 )
 CARDS = Counter("cds_cards_total", "Cards returned by topic and indicator", ["topic", "indicator"])
-AUDIT_REFUSALS_DROPPED = Counter(
-    "cds_audit_refusals_dropped_total", "Refused (401) calls past the per-source audit rate, counted not stored"
+AUDIT_REFUSALS_DROPPED = Counter(  # labelled, so that no metric file is opened at import time
+    "cds_audit_refusals_dropped_total",
+    "Refused (401) calls past the per-source audit rate, counted not stored",
+    ["reason"],
 )
 
 
@@ -44,7 +72,7 @@ def _share_in_time() -> float:
     return 100.0 * in_time / total if total else 100.0
 
 
-if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+if multiproc_dir() is None:
     Gauge("cds_crd_responses_under_5s_percent", "CRD metric 6: share of hook calls answered in under 5 s").set_function(
         _share_in_time
     )
@@ -60,7 +88,7 @@ def observe_hook(service: str, seconds: float, cards: list[dict]) -> None:
 
 
 def exposition() -> tuple[bytes, str]:
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+    if multiproc_dir() is not None:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST

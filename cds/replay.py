@@ -45,6 +45,8 @@ class Options:
     timeout: float = 30.0
     # FHIR servers a complete request.json may send its token to (CDS_FHIR_ALLOWED_SERVERS); none by default
     fhir_allowed: tuple[str, ...] = ()
+    # payer policy folder for in-process runs (a policy edit tried before it is deployed); the package's by default
+    policy_dir: str | None = None
 
 
 def run(case: Case, options: Options) -> Result:
@@ -61,7 +63,7 @@ def run(case: Case, options: Options) -> Result:
             factory = FHIRClient if (serve or case.request is not None) else store.client
             # our own served Bundle is allowed; a request from elsewhere only reaches the configured servers
             allowed = (body["fhirServer"],) if serve and isinstance(body.get("fhirServer"), str) else ()
-            status, response = _invoke(body, factory, (*allowed, *options.fhir_allowed))
+            status, response = _invoke(body, factory, (*allowed, *options.fhir_allowed), options.policy_dir)
     result = Result(case, status, response, outcome(status, response), notes=notes)
     if case.expected is not None:
         result.verdict = PASSED if result.outcome == case.expected else FAILED
@@ -83,11 +85,11 @@ def _service_for(hook: str) -> str:
     return next(s.id for s in SERVICES.values() if s.hook == hook)
 
 
-def _invoke(body: dict, factory, allowed: tuple[str, ...]) -> tuple[int, dict]:
+def _invoke(body: dict, factory, allowed: tuple[str, ...], policy_dir: str | None = None) -> tuple[int, dict]:
     settings = Settings(database_url="sqlite://", hook_deadline=10.0, fhir_allowed_servers=allowed)
     try:
         return 200, engine.invoke(
-            _service_for(body.get("hook", "")), body, settings, factory, policy_set=policies.load()
+            _service_for(body.get("hook", "")), body, settings, factory, policy_set=policies.load(policy_dir)
         )
     except CDSError as exc:
         return exc.status, exc.to_operation_outcome()

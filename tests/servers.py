@@ -164,7 +164,9 @@ def gunicorn(tmp: Path, port: int, env: dict[str, str], name: str, workers: int 
     process = subprocess.Popen(
         [
             binary,
-            "cds:create_app()",
+            "-c",
+            "python:cds.gunicorn_conf",
+            "cds.wsgi:app",
             "--workers",
             str(workers),
             "--threads",

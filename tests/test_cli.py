@@ -72,17 +72,89 @@ def test_serve_answers_discovery_hooks_and_feedback_over_http(served):
     assert bad.json()["resourceType"] == "OperationOutcome"
 
 
-def test_bad_configuration_stops_with_a_clear_message(tmp_path):
-    env = {**os.environ, "CDS_HOOK_DEADLINE": '"soon"'}
+MISTAKES = [
+    ("CDS_HOOK_DEADLINE", '"soon"', "positive float"),
+    ("CDS_LOG_LEVEL", "verbose", "one of DEBUG"),
+    ("CDS_DATABASE_URL", "postgres://cds@db.internal/cds", "database kind 'postgres'"),
+    ("CDS_DATABASE_URL", "not a url", "not a database URL"),
+    ("CDS_TRUSTED_CLIENTS", "/nowhere/clients.json", "not a file"),
+    ("CDS_POLICY_DIR", "/nowhere/policies", "not a folder"),
+    ("CDS_AUDIT_RETENTION_DAYS", "-1", "positive whole number"),
+    ("CDS_VIEWER", "yes", "true or false"),
+    ("CDS_CORS_ORIGINS", "https://ehr.example.org", "JSON list"),
+]
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("CDS_")} | extra
+
+
+@pytest.mark.parametrize(("name", "value", "says"), MISTAKES, ids=[f"{n}={v}" for n, v, _ in MISTAKES])
+def test_bad_configuration_stops_with_a_clear_message(tmp_path, name, value, says):
     result = subprocess.run(
-        [CDS, "serve", "--port", "1"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30
+        [CDS, "serve", "--port", "1"],
+        cwd=tmp_path,
+        env=_clean_env(**{name: value}),
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 2
-    assert "CDS_HOOK_DEADLINE" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert name in result.stderr and says in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize(("name", "value", "says"), MISTAKES[1:5], ids=[f"{n}" for n, _, _ in MISTAKES[1:5]])
+def test_under_gunicorn_a_configuration_mistake_is_one_line_not_a_traceback(tmp_path, name, value, says):
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    result = subprocess.run(
+        [
+            gunicorn,
+            "-c",
+            "python:cds.gunicorn_conf",
+            "cds.wsgi:app",
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{servers.free_port()}",
+        ],
+        cwd=tmp_path,
+        env=_clean_env(**{name: value}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert f"cds: configuration error: {name}" in result.stderr and says in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_misspelled_setting_is_warned_about_with_the_likely_name(make_app, monkeypatch, caplog):
+    monkeypatch.setenv("CDS_HOOK_DEADLNE", "2")
+    with caplog.at_level("WARNING", logger="cds"):
+        make_app()
+    assert any("CDS_HOOK_DEADLNE" in r.getMessage() and "CDS_HOOK_DEADLINE" in r.getMessage() for r in caplog.records)
 
 
 def test_help_lists_serve():
     result = subprocess.run([CDS, "--help"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
     assert "serve" in result.stdout
+
+
+def test_under_gunicorn_a_broken_policy_file_is_one_line_not_a_traceback(tmp_path):
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "broken.json").write_text('{"id": "broken"')
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    result = subprocess.run(
+        [gunicorn, "-c", "python:cds.gunicorn_conf", "cds.wsgi:app", "--bind", f"127.0.0.1:{servers.free_port()}"],
+        cwd=tmp_path,
+        env=_clean_env(CDS_POLICY_DIR=str(policies)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "cds: policy error:" in result.stderr and "broken.json" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr

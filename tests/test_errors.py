@@ -62,7 +62,6 @@ def test_json_that_is_not_an_object_is_400(client, value):
         (lambda b: b["context"].update(draftOrders={"resourceType": "Patient"}), "context.draftOrders.resourceType"),
         (lambda b: b["context"].update(userId="Device/1"), "context.userId"),
         (lambda b: b["context"].pop("userId"), "context.userId"),
-        (lambda b: b.update(hook="order-select"), "hook"),
         (lambda b: b.update(prefetch={"patient": "Patient/1"}), "prefetch.patient"),
         (lambda b: b.update(fhirAuthorization={"access_token": "t", "token_type": "Bearer"}), "fhirAuthorization"),
         (lambda b: b.update(extension={"davinci-crd.configuration": {"max-cards": "5"}}), "max-cards"),
@@ -76,7 +75,6 @@ def test_json_that_is_not_an_object_is_400(client, value):
         "draftOrders-not-bundle",
         "userId-wrong-type",
         "no-userId",
-        "hook-mismatch",
         "prefetch-not-resource",
         "fhirAuthorization-incomplete",
         "configuration-wrong-type",
@@ -332,3 +330,16 @@ def test_an_as_of_at_the_edge_of_time_is_no_500(client):
     body = hook_request(prefetch=full_prefetch())
     body["extension"] = {"cds64580.as-of": "0001-01-01"}
     assert post(client, body).status_code < 500
+
+
+def test_a_service_called_with_another_hook_answers_no_cards_and_logs_once(client, caplog):
+    """The CDS Hooks sandbox calls every discovered service with its own hook: no error for the EHR to show."""
+    body = hook_request()  # an order-sign request, sent to the order-select service
+    with caplog.at_level(logging.INFO, logger="cds"):
+        answers = [post(client, body, url=f"/cds-services/{ORDER_SELECT}") for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert all(a.get_json() == {"cards": []} for a in answers)
+    notes = [r for r in caplog.records if getattr(r, "fields", {}).get("event") == "other-hook"]
+    assert len(notes) == 1 and "order-sign" in notes[0].getMessage() and ORDER_SELECT in notes[0].getMessage()
+    malformed = post(client, {"hook": "patient-view"}, url=f"/cds-services/{ORDER_SELECT}")
+    assert malformed.status_code == 400, "a malformed call of another hook is still a 400"

@@ -217,3 +217,28 @@ def test_record_never_follows_a_symlinked_expectation(tmp_path):
     result = cds(str(folder), "--record")
     assert result.returncode == 2 and "not a plain file" in result.stderr
     assert not elsewhere.exists() and not elsewhere.parent.exists()
+
+
+def _policies_without(tmp_path: Path, name: str) -> Path:
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    for path in policies.POLICY_DIR.glob("*.json"):
+        if path.name != name:
+            shutil.copy(path, folder / path.name)
+    return folder
+
+
+def test_cli_judges_with_an_edited_policy_folder_from_the_flag_or_the_environment(tmp_path):
+    import os
+
+    case = str(fixtures.FIXTURE_DIR / "cigna-not-medically-necessary")
+    edited = _policies_without(tmp_path, "cigna.json")
+    assert cds(case).returncode == 0
+    assert cds(case, "--policies", str(edited)).returncode == 1, "without Cigna's file the Cigna case changes"
+    env = {**os.environ, "CDS_POLICY_DIR": str(edited)}
+    from_env = subprocess.run([CDS, "replay", case], capture_output=True, text=True, env=env, timeout=120)
+    assert from_env.returncode == 1
+    (edited / "aetna.json").write_text('{"broken": ')
+    broken = cds(case, "--policies", str(edited))
+    assert broken.returncode == 2 and "policy error" in broken.stderr and "aetna.json" in broken.stderr
+    assert "Traceback" not in broken.stderr

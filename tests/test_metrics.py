@@ -35,3 +35,41 @@ def test_metrics_count_calls_latency_cards_and_fhir_fetches(client, ehr):
     assert grew("cds_fhir_fetch_seconds_count", resource="Procedure") == 1
     assert sample(after, "cds_crd_responses_under_5s_percent") == 100.0
     assert re.search(r'cds_hook_latency_seconds_bucket\{le="5.0",service="cpt64580-order-sign"\}', after)
+
+
+def test_the_production_command_creates_a_missing_metrics_folder(tmp_path):
+    """PROMETHEUS_MULTIPROC_DIR naming a folder that does not exist yet made every hook call a 500."""
+    import requests
+
+    from . import servers
+
+    folder = tmp_path / "not-yet" / "metrics"
+    port = servers.free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        "PROMETHEUS_MULTIPROC_DIR": str(folder),
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.sqlite3'}",
+        "CDS_LOG_LEVEL": "WARNING",
+    }
+    with servers.gunicorn(tmp_path, port, env, "prod", workers=2):
+        body = hook_request(prefetch=full_prefetch())
+        assert requests.post(f"{base}/cds-services/{ORDER_SIGN}", json=body, timeout=20).status_code == 200
+        assert requests.get(f"{base}/cds-services", timeout=20).status_code == 200
+        scraped = requests.get(f"{base}/metrics", timeout=20)
+        assert scraped.status_code == 200 and "cds_hook_responses_total" in scraped.text
+        assert requests.get(f"{base}/readyz", timeout=20).json()["checks"]["metrics"] == "pass"
+    assert folder.is_dir() and any(folder.iterdir())
+
+
+def test_a_metrics_folder_that_cannot_be_made_stops_start_up_naming_it(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(blocker / "metrics"), "PATH": "/usr/bin:/bin"}
+    cds = str(Path(sys.executable).with_name("cds"))
+    result = subprocess.run([cds, "serve", "--port", "0"], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode != 0
+    assert "PROMETHEUS_MULTIPROC_DIR" in result.stderr and "Traceback" not in result.stderr

@@ -229,11 +229,11 @@ def test_the_sandbox_public_key_loads_as_a_client_key(trusted):
 
 
 def test_bad_trusted_clients_file_stops_the_service(tmp_path, make_app):
-    from cds.trust import TrustConfigError
+    from cds.config import ConfigError
 
     bad = tmp_path / "clients.json"
     bad.write_text(json.dumps({"clients": [{"iss": "x", "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}}]}))
-    with pytest.raises(TrustConfigError, match="clients\\[0\\]"):
+    with pytest.raises(ConfigError, match=r"CDS_TRUSTED_CLIENTS: .*clients\[0\]"):
         make_app(PUBLIC_BASE_URL="http://localhost/", TRUSTED_CLIENTS=str(bad))
     toml = tmp_path / "clients.toml"
     toml.write_text('[[clients]]\niss = "https://ehr.example.org"\njku = ["https://ehr.example.org/jwks.json"]\n')
