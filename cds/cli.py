@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--payer", help="replace the payer of every active Coverage with this name")
     replay.add_argument("--record", action="store_true", help="write each actual outcome as the new expected.json")
     replay.add_argument("--cards", action="store_true", help="print the cards of every case, not only of a single one")
+    replay.add_argument("--junit", type=Path, default=None, help="also write a JUnit XML report to this file")
     replay.add_argument(
         "--policies",
         type=Path,
@@ -293,6 +294,12 @@ def _replay(args: argparse.Namespace) -> int:
             print(f"{mark} {case.name}" + (" (recorded)" if args.record else "") + notes)
             if result.diff:
                 print(result.diff)
+    if args.junit:
+        try:
+            args.junit.write_bytes(replay.junit(results))
+        except OSError as exc:
+            print(f"cds replay: cannot write {args.junit} ({exc.strerror})", file=sys.stderr)
+            return 2
     passed = sum(r.verdict == "passed" for r in results)
     failed = sum(r.verdict == "failed" for r in results)
     unchecked = sum(r.verdict == "ran" for r in results)

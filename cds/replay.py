@@ -11,6 +11,7 @@ import difflib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from xml.etree import ElementTree
 
 import requests
 
@@ -102,8 +103,15 @@ def _invoke(body: dict, factory, allowed: tuple[str, ...], policy_dir: str | Non
         return 500, INTERNAL_ERROR
 
 
-def _post(url: str, body: dict, timeout: float) -> tuple[int, dict]:
+def service_base(url: str) -> str:
+    """The service's base URL, also when given the discovery URL the start-up banner prints (or a service's URL)."""
     base = url.rstrip("/")
+    head, marker, _ = base.partition("/cds-services")
+    return head if marker else base
+
+
+def _post(url: str, body: dict, timeout: float) -> tuple[int, dict]:
+    base = service_base(url)
     services = requests.get(f"{base}/cds-services", timeout=timeout).json().get("services", [])
     service = next((s["id"] for s in services if s.get("hook") == body.get("hook")), None)
     if service is None:
@@ -204,3 +212,23 @@ def render(result: Result) -> str:
             shown = ", ".join(f"{k} {'/'.join(v) if isinstance(v, list) else v}" for k, v in values["coverage"].items())
             lines.append(f"   coverage information for ServiceRequest/{order_id}: {shown}")
     return "\n".join(lines)
+
+
+def junit(results: list[Result]) -> bytes:
+    """A JUnit XML report (one testcase per case) for CI systems that draw test results."""
+    suite = ElementTree.Element(
+        "testsuite",
+        name="cds replay",
+        tests=str(len(results)),
+        failures=str(sum(r.verdict == FAILED for r in results)),
+        skipped=str(sum(r.verdict == RAN for r in results)),
+        errors="0",
+    )
+    for result in results:
+        case = ElementTree.SubElement(suite, "testcase", classname="fhir_fixtures", name=result.case.name)
+        if result.verdict == FAILED:
+            failure = ElementTree.SubElement(case, "failure", message="the outcome differs from expected.json")
+            failure.text = result.diff
+        elif result.verdict == RAN:
+            ElementTree.SubElement(case, "skipped", message="no expected.json to compare with")
+    return ElementTree.tostring(suite, encoding="utf-8", xml_declaration=True)

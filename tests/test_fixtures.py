@@ -242,3 +242,28 @@ def test_cli_judges_with_an_edited_policy_folder_from_the_flag_or_the_environmen
     broken = cds(case, "--policies", str(edited))
     assert broken.returncode == 2 and "policy error" in broken.stderr and "aetna.json" in broken.stderr
     assert "Traceback" not in broken.stderr
+
+
+def test_cli_writes_a_junit_report_ci_can_read(tmp_path):
+    from xml.etree import ElementTree
+
+    passing = copy_case(tmp_path)
+    failing = copy_case(tmp_path, "no-coverage")
+    expected = json.loads((failing / "expected.json").read_text())
+    expected["status"] = 418
+    (failing / "expected.json").write_text(json.dumps(expected))
+    report = tmp_path / "junit.xml"
+    result = cds(str(passing), str(failing), "--junit", str(report))
+    assert result.returncode == 1
+    suite = ElementTree.parse(report).getroot()  # noqa: S314 (our own file, just written)
+    assert (suite.tag, suite.get("tests"), suite.get("failures")) == ("testsuite", "2", "1")
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert cases["co-surgeons-without-62"].find("failure") is None
+    assert "418" in cases["no-coverage"].find("failure").text
+
+
+def test_cli_url_may_be_the_discovery_url_the_banner_prints(served):
+    case = str(fixtures.FIXTURE_DIR / "co-surgeons-without-62")
+    for url in (f"{served}/cds-services", f"{served}/cds-services/", served + "/"):
+        result = cds(case, "--url", url)
+        assert result.returncode == 0, (url, result.stdout[-500:])
