@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--payer", help="replace the payer of every active Coverage with this name")
     replay.add_argument("--record", action="store_true", help="write each actual outcome as the new expected.json")
     replay.add_argument("--cards", action="store_true", help="print the cards of every case, not only of a single one")
+    replay.add_argument(
+        "--expect", action="store_true", help="with --payer, still compare with expected.json (default: report only)"
+    )
     replay.add_argument("--junit", type=Path, default=None, help="also write a JUnit XML report to this file")
     replay.add_argument(
         "--policies",
@@ -267,6 +270,7 @@ def _replay(args: argparse.Namespace) -> int:
         payer=args.payer,
         fhir_allowed=_allowed_from_env(),
         policy_dir=str(policy_dir) if policy_dir is not None else None,
+        expect=args.expect,
     )
     results = []
     for case in cases:

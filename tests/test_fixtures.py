@@ -165,7 +165,10 @@ def test_cli_payer_override_and_as_of(tmp_path):
     [data] = json.loads(result.stdout)
     # Cigna's 0539 was read only in a secondary copy: never "not-covered" on that alone
     assert data["outcome"]["orders"]["sr-64580"]["coverage"]["covered"] == "indeterminate"
-    assert data["verdict"] == "failed" and result.returncode == 1
+    assert data["verdict"] == "ran" and result.returncode == 0, "another payer is reported, not judged a failure"
+    assert any("--expect" in note for note in data["notes"])
+    compared = cds(str(copy_case(tmp_path / "b", "medicare-all-criteria-met")), "--payer", "Cigna", "--expect")
+    assert compared.returncode == 1 and "0 passed, 1 failed" in compared.stdout
 
 
 @pytest.mark.parametrize(
