@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: install run test lint format clean fuzz load bench bench-scale
+.PHONY: install run test lint format clean fuzz load bench bench-scale image
 
 install: $(STAMP)
 
@@ -41,6 +41,13 @@ bench: $(STAMP)
 
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py
+
+# The production image, tagged as deploy/kubernetes names it (needs Docker; the tests only read the Dockerfile).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE   ?= registry.example.org/cds64580:$(VERSION)
+image:
+	@command -v docker >/dev/null || { echo "make image needs Docker, which is not installed here"; exit 2; }
+	docker build -t $(IMAGE) .
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

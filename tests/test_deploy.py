@@ -10,7 +10,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
 MANIFESTS = sorted((DEPLOY / "kubernetes").glob("*.yaml"))
 
 
@@ -45,3 +46,38 @@ def test_nginx_accepts_the_configuration(tmp_path):
     (tmp_path / "nginx.conf").write_text(conf)
     result = subprocess.run(["nginx", "-t", "-c", str(tmp_path / "nginx.conf")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def _dockerfile_command() -> list[str]:
+    import json
+
+    line = next(x for x in (ROOT / "Dockerfile").read_text().splitlines() if x.startswith("CMD "))
+    return json.loads(line.removeprefix("CMD "))
+
+
+def test_the_image_runs_gunicorn_as_the_readme_and_the_manifest_do():
+    import re
+    import shlex
+
+    command = _dockerfile_command()
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"\.venv/bin/(gunicorn [^`]*?--graceful-timeout \d+)", readme).group(1)
+    assert shlex.split(block.replace("\\\n", " ")) == command
+    deployment = yaml.safe_load((DEPLOY / "kubernetes" / "deployment.yaml").read_text())
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["command"] == command
+
+
+def test_the_manifests_name_the_image_make_image_builds():
+    import re
+    import subprocess
+
+    version = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    built = subprocess.run(["make", "-s", "-n", "image"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert f"docker build -t registry.example.org/cds64580:{version} ." in built.stdout
+    deployment = yaml.safe_load((DEPLOY / "kubernetes" / "deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    assert {c["image"] for c in pod["containers"] + pod["initContainers"]} == {
+        f"registry.example.org/cds64580:{version}"
+    }
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "USER cds" in dockerfile and "HEALTHCHECK" in dockerfile and "-slim" in dockerfile
