@@ -238,6 +238,8 @@ def _policies_check(directory: Path | None, as_of: date | None) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    import dataclasses
+    import datetime
     import json
     import os
 
@@ -274,8 +276,13 @@ def _replay(args: argparse.Namespace) -> int:
     )
     results = []
     for case in cases:
+        bare_bundle = case.request is None and case.path.is_file()
+        dated = options
+        if args.record and bare_bundle and not (options.as_of or case.spec.get("as_of")):
+            # record the date the outcome holds for: a later replay on another day would judge differently
+            dated = dataclasses.replace(options, as_of=datetime.date.today().isoformat())
         try:
-            result = replay.run(case, options)
+            result = replay.run(case, dated)
         except fixtures.CaseError as exc:
             print(f"cds replay: {exc}", file=sys.stderr)
             return 2
@@ -289,7 +296,14 @@ def _replay(args: argparse.Namespace) -> int:
                 # never follow a link (a dangling one would create its target anywhere)
                 print(f"cds replay: {target.name} in {case.name} is not a plain file; not recorded", file=sys.stderr)
                 return 2
-            target.write_text(json.dumps(result.outcome, indent=2) + "\n", encoding="utf-8")
+            recorded = dict(result.outcome)
+            if bare_bundle:
+                recorded = {
+                    "status": recorded.pop("status"),
+                    "as_of": dated.as_of or case.spec.get("as_of"),
+                    **recorded,
+                }
+            target.write_text(json.dumps(recorded, indent=2) + "\n", encoding="utf-8")
         if not args.json:
             if args.cards or len(cases) == 1:
                 print(replay.render(result))

@@ -270,3 +270,17 @@ def test_cli_url_may_be_the_discovery_url_the_banner_prints(served):
     for url in (f"{served}/cds-services", f"{served}/cds-services/", served + "/"):
         result = cds(case, "--url", url)
         assert result.returncode == 0, (url, result.stdout[-500:])
+
+
+def test_record_on_a_bare_bundle_keeps_the_date_it_holds_for(tmp_path, realdata):
+    import datetime
+
+    bundle = tmp_path / "patient.json"
+    shutil.copy(realdata / "synthea" / "Leta870_Kihn564_5a67c244-3dae-770c-1a41-85790f73b1b1.json", bundle)
+    assert cds(str(bundle), "--record").returncode == 0
+    recorded = json.loads((tmp_path / "patient.expected.json").read_text())
+    assert recorded["as_of"] == datetime.date.today().isoformat()
+    again = cds(str(bundle))
+    assert again.returncode == 0 and again.stdout.strip().splitlines()[-1] == "1 passed, 0 failed"
+    assert cds(str(bundle), "--as-of", "2020-01-01", "--record").returncode == 0
+    assert json.loads((tmp_path / "patient.expected.json").read_text())["as_of"] == "2020-01-01"
