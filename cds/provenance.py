@@ -7,14 +7,13 @@ are not sources at all: the schema and :func:`refused` keep them out of the data
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date
 from urllib.parse import urlsplit
 
 KINDS = ("cms", "mac", "payer", "peer-reviewed", "device-maker", "secondary")
-# AI-generated answer sites: a lead to a primary text at most (schemas/policy.schema.json#/$defs/aiHost too).
-AI_HOSTS = ("genhealth.ai", "droracle.ai", "codelle.io", "codelle.com")
 _AI_WORDS = re.compile(r"ai[-_ ]generated|ai[-_ ]answer", re.IGNORECASE)
 UNVERIFIED = "unverified summary"
 REVIEW_AFTER_DAYS = 365
@@ -72,5 +71,12 @@ def citation(sources: tuple[Source, ...]) -> str:
 
 def refused(url: str, title: str = "") -> bool:
     """An AI-generated answer page: by its host, or by a URL or title that says it is AI-generated."""
-    host = (urlsplit(url).hostname or "").lower()
-    return any(host == h or host.endswith("." + h) for h in AI_HOSTS) or bool(_AI_WORDS.search(url + " " + title))
+    return bool(_ai_host().match(url.strip())) or bool(_AI_WORDS.search(url + " " + title))
+
+
+@functools.cache
+def _ai_host() -> re.Pattern[str]:
+    """The refused hosts live once, in schemas/policy.schema.json#/$defs/aiHost; the loader reuses the pattern."""
+    from cds import schemas
+
+    return re.compile(schemas.schema("policy")["$defs"]["aiHost"]["pattern"], re.IGNORECASE)
