@@ -278,6 +278,19 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
         text, indicator = _ROUTE_PROBLEMS[route.outcome]
         detail = "\n".join([text + ".", "", default_note])
         return _card(ctx, "payer", text, indicator, "insurance", detail, [], links=False)
+    if route.unknown_because:
+        text = "Payer unknown: coverage for CPT 64580 not determined"
+        detail = "\n".join(
+            [
+                f"The payer is unknown: {md(route.unknown_because)}.",
+                "",
+                "An EHR can send it with the coverage prefetch (`_include=Coverage:payor`), or let this service "
+                "read Organization from its FHIR server.",
+                "",
+                default_note,
+            ]
+        )
+        return _card(ctx, "payer", text, "info", "insurance", detail, [], links=False)
     if not route.matched:
         name = route.payer_name or "the payer"
         why = (

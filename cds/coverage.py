@@ -145,7 +145,12 @@ def decide(
             if route.outcome == payers.NOT_IN_FORCE
             else "is not one this service has a policy for"
         )
-        info.reasons = [_reason(f"Payer {route.payer_name or '(unnamed)'} {why}; coverage cannot be determined")]
+        text = (
+            f"The payer is unknown: {route.unknown_because}"
+            if route.unknown_because
+            else f"Payer {route.payer_name or '(unnamed)'} {why}"
+        )
+        info.reasons = [_reason(f"{text}; coverage cannot be determined")]
         return info
 
     if late:

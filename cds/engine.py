@@ -17,9 +17,7 @@ from cds.fhirclient import Deadline, FHIRClient
 from cds.hooks import HookRequest
 from cds.policies import PolicySet
 from cds.records import Order, PatientRecord
-from cds.services import SERVICES, CdsService
-
-PAIN_SCORE_QUERY = "Observation?patient={patient}&code=http://loinc.org|72514-3,http://loinc.org|38208-5"
+from cds.services import PAIN_SCORES, SERVICES, CdsService
 
 
 def service(service_id: str) -> CdsService:
@@ -50,7 +48,8 @@ def invoke(
     data = prefetch.resolve(svc, request, settings, client_factory, deadline)
     patient_id = request.context.patient_id
     record = records.build(data.all(), patient_id)
-    more = situational_queries(record, ours, patient_id) if request.fhir_server else []
+    have_scores = data.origin.get("painScores") not in (prefetch.DEFERRED, None)
+    more = situational_queries(record, ours, patient_id, have_scores) if request.fhir_server else []
     if more:
         extra = prefetch.fetch_situational(request, settings, more, client_factory, deadline)
         if extra:
@@ -114,8 +113,11 @@ def _entries(values, limit: int) -> bool:
     return False
 
 
-def situational_queries(record: PatientRecord, ours: list[Order], patient_id: str) -> list[str]:
-    """FHIR queries for what this record needs beyond prefetch: the surgeons' roles and trial pain scores."""
+def situational_queries(
+    record: PatientRecord, ours: list[Order], patient_id: str, have_scores: bool = False
+) -> list[str]:
+    """FHIR queries for what this record needs beyond prefetch: the surgeons' roles, a Coverage or payor the
+    prefetch lacked, and a trial's pain scores when no ``painScores`` prefetch answered for them."""
     queries: list[str] = []
     for order in ours:
         for ref in order.performers:
@@ -137,8 +139,8 @@ def situational_queries(record: PatientRecord, ours: list[Order], patient_id: st
                 for p in cov.payor or ()
                 if p.reference and p.reference.split("/")[-2:-1] == ["Organization"]
             ]
-    if record.procedure_events(codes.STIMULATION_TRIAL) and not record.observations:
-        queries.append(PAIN_SCORE_QUERY.format(patient=patient_id))
+    if not have_scores and record.procedure_events(codes.STIMULATION_TRIAL) and not record.observations:
+        queries.append(prefetch.render(PAIN_SCORES, {"context.patientId": patient_id}) or "")
     return list(dict.fromkeys(q for q in queries if _safe_id(q)))
 
 

@@ -2,7 +2,9 @@
 
 It answers exactly the interactions this service makes: instance reads (``Patient/1``) and type searches by
 ``patient``/``subject``/``beneficiary``, ``status``, ``code`` (``system|code``), ``practitioner`` and ``_id``, with
-``_count`` paging through ``next`` links. Anything else is a 400 OperationOutcome, as a strict server would do.
+``_count`` paging through ``next`` links, and ``_include=Coverage:payor`` (the payor Organizations, marked
+``include``). Anything else is a 400 OperationOutcome, as a strict server would do; ``include=False`` makes it
+refuse ``_include`` too, like the many servers that do not support it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,19 @@ _REFERENCE_PARAMS = {
     "subject": ("subject",),
     "beneficiary": ("beneficiary",),
 }
-_SUPPORTED = {"patient", "subject", "beneficiary", "status", "code", "practitioner", "_id", "_count", "_page"}
+_SUPPORTED = {
+    "patient",
+    "subject",
+    "beneficiary",
+    "status",
+    "code",
+    "practitioner",
+    "_id",
+    "_count",
+    "_page",
+    "_include",
+}
+_INCLUDES = {"Coverage:payor": "payor", "Coverage:payor:Organization": "payor"}
 
 
 def flatten(resources: Iterable[dict]) -> list[dict]:
@@ -42,9 +56,12 @@ def flatten(resources: Iterable[dict]) -> list[dict]:
 
 
 class FHIRStore:
-    def __init__(self, resources: Iterable[dict], base_url: str = "http://fixture.invalid/fhir"):
+    PAGE = PAGE
+
+    def __init__(self, resources: Iterable[dict], base_url: str = "http://fixture.invalid/fhir", include: bool = True):
         self.resources = flatten(resources)
         self.base_url = base_url.rstrip("/")
+        self.include = include
 
     # -- interactions -------------------------------------------------------------------------------------
 
@@ -53,11 +70,13 @@ class FHIRStore:
 
     def search(self, resource_type: str, params: dict[str, str]) -> list[dict]:
         unknown = set(params) - _SUPPORTED
+        if "_include" in params and (not self.include or _INCLUDES.get(f"{params['_include']}") is None):
+            unknown.add("_include")
         if unknown:
             raise ValueError(f"unsupported search parameter(s): {', '.join(sorted(unknown))}")
         found = [r for r in self.resources if r["resourceType"] == resource_type]
         for name, value in params.items():
-            if name in ("_count", "_page"):
+            if name in ("_count", "_page", "_include"):
                 continue
             found = [r for r in found if _matches(r, name, value)]
         return found
@@ -86,10 +105,25 @@ class FHIRStore:
             "total": len(matches),
             "entry": [{"resource": r, "search": {"mode": "match"}} for r in matches[page * count : (page + 1) * count]],
         }
+        if "_include" in params:
+            shown = [entry["resource"] for entry in bundle["entry"]]
+            bundle["entry"] += [{"resource": r, "search": {"mode": "include"}} for r in self.included(shown)]
         if (page + 1) * count < len(matches):
             query = urlencode({**params, "_count": count, "_page": page + 1})
             bundle["link"] = [{"relation": "next", "url": f"{self.base_url}/{segments[0]}?{query}"}]
         return 200, bundle
+
+    def included(self, coverages: list[dict]) -> list[dict]:
+        """The payor Organizations the Coverages reference (once each), as ``_include=Coverage:payor`` returns."""
+        found: dict[str, dict] = {}
+        for coverage in coverages:
+            for payor in coverage.get("payor") or ():
+                kind, _, ident = str((payor or {}).get("reference", "")).rpartition("/")
+                if kind.rsplit("/", 1)[-1] == "Organization" and ident not in found:
+                    organization = self.read("Organization", ident)
+                    if organization is not None:
+                        found[ident] = organization
+        return list(found.values())
 
     # -- as a FHIRClient (in-process replay) --------------------------------------------------------------
 

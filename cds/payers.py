@@ -37,6 +37,14 @@ class Route:
     coverage_ref: str | None = None
     payer_name: str | None = None
     why: str | None = None  # why this plan, when a name rule with a reason decided it
+    unread_payor: str | None = None  # "Organization/x": named by the Coverage, but in neither prefetch nor fetch
+
+    @property
+    def unknown_because(self) -> str | None:
+        """Why the payer could not be known, when the record lacks what would have told us."""
+        if self.outcome != UNRECOGNISED or self.payer_name or not self.unread_payor:
+            return None
+        return f"the Coverage names {self.unread_payor}, which was neither prefetched nor readable"
 
     @property
     def matched(self) -> bool:
@@ -75,7 +83,8 @@ def route(record: PatientRecord, order: Order, policies: PolicySet, as_of: date,
             elif rule.priority == best[0] and best[1].id != plan.id:
                 tied = True
     if best is None or tied:
-        return Route(UNRECOGNISED, default, fallback, coverage_ref, name)
+        unread = None if organization else _payor_reference(coverage)
+        return Route(UNRECOGNISED, default, fallback, coverage_ref, name, unread_payor=unread)
     _priority, plan, rule = best
     version = plan.version_at(as_of)
     if version is None:
@@ -106,6 +115,14 @@ def _coverage(record: PatientRecord, order: Order):
             return next(c for c in active if c.order == ranked[0]), MATCHED
         return None, AMBIGUOUS
     return None, NO_ACTIVE_COVERAGE if record.coverages else NO_COVERAGE
+
+
+def _payor_reference(coverage) -> str | None:
+    for payor in coverage.payor or ():
+        kind, _, ident = (payor.reference or "").rpartition("/")
+        if kind.rsplit("/", 1)[-1] == "Organization" and ident:
+            return f"Organization/{ident}"
+    return None
 
 
 def _payor_display(coverage) -> str | None:

@@ -3,7 +3,9 @@
 The CDS Hooks 2.0 rules, key by key:
 - present with a resource or Bundle: use it, following the Bundle's ``next`` pages if the EHR paginated;
 - present but ``null``: the EHR says there is no such data, so nothing is fetched;
-- present with an OperationOutcome, or absent: fetch the same template from ``fhirServer`` with the EHR's token.
+- present with an OperationOutcome, or absent: fetch the same template from ``fhirServer`` with the EHR's token;
+  when the server answers it with an error and the template has a plainer ``fallback`` (the Coverage search
+  without ``_include``), ask that instead, so an unsupported ``_include`` never costs a 412.
 A required key that can be neither read nor fetched makes the call fail with 412 (:class:`DataUnobtainable`);
 an optional key that fails is logged and left empty. Missing clinical data in a readable record is not an error.
 """
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from cds.config import Settings
-from cds.errors import DataUnobtainable, FHIRError, FHIRTimeout
+from cds.errors import DataUnobtainable, FHIRError, FHIRNotAllowed, FHIRTimeout
 from cds.fhirclient import Deadline, FHIRClient, bundle_resources, next_link
 from cds.hooks import HookRequest
 from cds.services import CdsService, PrefetchTemplate
@@ -29,6 +31,7 @@ _TOKEN = re.compile(r"\{\{([A-Za-z.]+)\}\}")
 
 # How each key's data came to us, for the audit trail and for testers.
 FROM_PREFETCH, FROM_NULL, FETCHED, SKIPPED, FAILED, LATE = "prefetch", "null", "fetched", "skipped", "failed", "late"
+DEFERRED = "deferred"  # not sent; fetched later only if the record needs it
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,11 @@ def resolve(
             origin[template.key] = FROM_NULL
             resources[template.key] = []
         elif not present or value.get("resourceType") == "OperationOutcome":
-            to_fetch.append((template, query))
+            if template.deferred:
+                origin[template.key] = DEFERRED
+                resources[template.key] = []
+            else:
+                to_fetch.append((template, query))
         elif value.get("resourceType") == "Bundle" and next_link(value) is not None:
             to_page.append((template, value))
         else:
@@ -134,6 +141,21 @@ def fetch_situational(
     return found
 
 
+def _get(client: FHIRClient, template: PrefetchTemplate, query: str, tokens: dict[str, str]) -> list[dict]:
+    try:
+        return client.get(query)
+    except (FHIRTimeout, FHIRNotAllowed):
+        raise  # no time left, or a server we may not call: a plainer query would fare no better
+    except FHIRError as exc:
+        plain = render(template.fallback, tokens) if template.fallback else None
+        if plain is None:
+            raise
+        log.info(
+            "prefetch key %s: the server refused the search (%s); asking without it", template.key, exc.diagnostics
+        )
+        return client.get(plain)
+
+
 def _fetch_all(request, settings, client_factory, deadline, to_fetch, to_page, resources, origin) -> None:
     """Fetch what prefetch lacked. Slowness (the deadline) gives a partial answer; any other failure a 412."""
     failures: list[tuple[PrefetchTemplate, FHIRError]] = []
@@ -146,8 +168,9 @@ def _fetch_all(request, settings, client_factory, deadline, to_fetch, to_page, r
         except FHIRError as exc:
             failures = [(t, exc) for t, _ in [*to_fetch, *to_page]]
         else:
+            tokens = request.tokens()
             jobs: list[tuple[PrefetchTemplate, Callable[[], list[dict]]]] = [
-                (t, lambda q=q: client.get(q)) for t, q in to_fetch
+                (t, lambda t=t, q=q: _get(client, t, q, tokens)) for t, q in to_fetch
             ] + [(t, lambda b=b, k=t.key: client.collect(b, k)) for t, b in to_page]
             workers = max(1, min(settings.fhir_max_parallel, len(jobs)))
             try:

@@ -1,15 +1,21 @@
 """The CDS services we publish at discovery: one on order-sign, one on order-select, both for CPT 64580.
 
-Prefetch templates use only CDS Hooks 2.0 tokens (root-level context fields and the user tokens); the surgeons
-on the order, the payer Organization and pain-score Observations are situational and fetched later. A key
+Prefetch templates use only CDS Hooks 2.0 tokens (root-level context fields and the user tokens). They carry
+everything the rules always read, so a client that sends prefetch and no ``fhirServer`` still gets a full answer:
+the Coverage with its payor Organization (``_include``) and the pain-score Observations. What only some orders
+need (the surgeons named on the order, a Coverage or payor the prefetch lacked) is fetched situationally. A key
 is *required* when the rules cannot run without it: if it is neither prefetched nor fetchable, the call is
-answered 412. Optional keys whose tokens the call does not supply are simply skipped.
+answered 412. Optional keys whose tokens the call does not supply are simply skipped; a *deferred* key the
+client did not send is fetched only when the record needs it (pain scores, when there was a trial). A template with a
+``fallback`` is retried in that plainer form when the FHIR server refuses it (a server without ``_include``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
+
+from cds import codes
 
 CRD_VERSIONS = ("2.2",)
 
@@ -53,6 +59,8 @@ class PrefetchTemplate:
     key: str
     query: str
     required: bool = True
+    fallback: str | None = None  # asked instead when the FHIR server answers ``query`` with an error
+    deferred: bool = False  # used when prefetched; otherwise fetched only if this record needs it (situational)
 
 
 @dataclass(frozen=True)
@@ -80,13 +88,19 @@ class CdsService:
         }
 
 
+ACTIVE_COVERAGE = "Coverage?patient={{context.patientId}}&status=active"
+PAIN_SCORES = "Observation?patient={{context.patientId}}&code=" + ",".join(
+    f"{include.system}|{code}" for include in codes.PAIN_SCORE.includes for code in sorted(include.codes)
+)
+
 PREFETCH = (
     PrefetchTemplate("patient", "Patient/{{context.patientId}}"),
-    PrefetchTemplate("coverage", "Coverage?patient={{context.patientId}}&status=active"),
+    PrefetchTemplate("coverage", ACTIVE_COVERAGE + "&_include=Coverage:payor", fallback=ACTIVE_COVERAGE),
     PrefetchTemplate("conditions", "Condition?patient={{context.patientId}}"),
     PrefetchTemplate("procedures", "Procedure?patient={{context.patientId}}"),
     PrefetchTemplate("medicationRequests", "MedicationRequest?patient={{context.patientId}}"),
     PrefetchTemplate("medicationStatements", "MedicationStatement?patient={{context.patientId}}"),
+    PrefetchTemplate("painScores", PAIN_SCORES, required=False, deferred=True),  # only a trial needs them
     PrefetchTemplate("practitionerRoles", "PractitionerRole?practitioner={{userPractitionerId}}", required=False),
     PrefetchTemplate("userRole", "PractitionerRole/{{userPractitionerRoleId}}", required=False),
 )

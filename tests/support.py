@@ -53,6 +53,7 @@ def full_prefetch() -> dict:
         "medicationRequests": searchset(),
         "medicationStatements": searchset(),
         "practitionerRoles": searchset(),
+        "painScores": searchset(),
     }
 
 

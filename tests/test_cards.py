@@ -28,6 +28,7 @@ CRITERIA_LISTS = {
 def documented(*, pt: bool = True, payer: str = "Medicare") -> dict:
     """Prefetch for a patient whose record meets every documentation criterion (pain scores are queried)."""
     data = full_prefetch()
+    del data["painScores"]  # the client omits the key: the service asks for them because there was a trial
     _org, cov = coverage(payer)  # the payer Organization is not prefetched; the label comes from payor.display
     cov["payor"][0]["display"] = payer
     data["coverage"] = searchset(cov)
@@ -286,7 +287,7 @@ def test_surgeon_roles_and_pain_scores_are_fetched_when_not_prefetched(client, e
     assert statuses(topics["claim"][0])["co-surgeon-modifier"] == "not-met"
     assert statuses(topics["claim"][0])["stimulation-trial"] == "met"
     observation_query = next(r for r, _ in ehr.log if r.path == "/fhir/Observation")
-    assert observation_query.args["code"] == "http://loinc.org|72514-3,http://loinc.org|38208-5"
+    assert observation_query.args["code"] == "http://loinc.org|38208-5,http://loinc.org|72514-3"
 
 
 def test_situational_fetch_failure_leaves_criteria_unknown_not_an_error(client, ehr):

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from jsonschema.exceptions import ValidationError
 
 from cds import schemas
+from cds.services import SERVICES
 
 from .support import hook_request, service_request
 
+ROOT = Path(__file__).resolve().parents[1]
 ALLOWED_TOKENS = {
     "context.patientId",
     "context.encounterId",
@@ -51,9 +54,23 @@ def test_prefetch_uses_only_cds_hooks_2_tokens(services):
 def test_prefetch_asks_for_what_the_rules_always_need(services):
     templates = set(services["order-sign"]["prefetch"].values())
     assert "Patient/{{context.patientId}}" in templates
-    assert "Coverage?patient={{context.patientId}}&status=active" in templates
+    # the payer comes with the Coverage, so a prefetch-only client still gets a recognised payer
+    assert "Coverage?patient={{context.patientId}}&status=active&_include=Coverage:payor" in templates
+    assert (
+        "Observation?patient={{context.patientId}}&code=http://loinc.org|38208-5,http://loinc.org|72514-3" in templates
+    )
     for resource_type in ("Condition", "Procedure", "MedicationRequest", "MedicationStatement", "PractitionerRole"):
         assert any(t.startswith(resource_type) for t in templates), resource_type
+
+
+def test_the_documented_prefetch_table_is_the_one_discovery_serves(services):
+    """What an EHR integrator reads is what discovery says: every key and template, and which are required."""
+    text = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \| `(.+?)` \| (yes|no)\b", text, re.M)
+    documented = {key: template.replace("\\|", "|") for key, template, _ in rows}
+    assert documented == services["order-sign"]["prefetch"]
+    required = {key for key, _, flag in rows if flag == "yes"}
+    assert required == {t.key for t in SERVICES["cpt64580-order-sign"].prefetch if t.required}
 
 
 def test_discovery_schema_rejects_nested_context_tokens():

@@ -12,7 +12,11 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from cds import fixtures, payers, policies, records, replay, rules
+from cds import engine, fixtures, payers, policies, records, replay, rules
+from cds.config import Settings
+from cds.fhirstore import FHIRStore
+
+from .support import ORDER_SELECT, ORDER_SIGN
 
 CDS = str(Path(sys.executable).with_name("cds"))
 CASES = fixtures.discover([fixtures.FIXTURE_DIR])
@@ -28,6 +32,51 @@ def test_there_are_enough_cases_and_all_have_expectations():
 def test_case_replays_in_process(case):
     result = replay.run(case, replay.Options())
     assert result.verdict == replay.PASSED, result.diff
+
+
+def _one_page_one_surgeon(case) -> bool:
+    """Cases a prefetch-only client can answer in full: the record fits one search page (no ``next`` links to
+    follow) and each order names one surgeon (other surgeons' roles are situational: no CDS Hooks 2.0 token
+    reaches an order's performers)."""
+    if case.request is not None or case.spec.get("fetch"):
+        return False
+    counts = {}
+    for resource in case.resources:
+        counts[resource.get("resourceType")] = counts.get(resource.get("resourceType"), 0) + 1
+    orders = case.spec.get("orders", [])
+    return max(counts.values(), default=0) <= FHIRStore.PAGE and all(len(o.get("performer", [])) <= 1 for o in orders)
+
+
+PREFETCH_ONLY = [c for c in CASES if _one_page_one_surgeon(c)]
+
+
+def test_most_cases_are_answerable_from_prefetch_alone():
+    assert len(PREFETCH_ONLY) >= 45
+    assert {"unknown-payer", "medicare-trial-too-little-relief", "aetna-all-criteria-met"} <= {
+        c.name for c in PREFETCH_ONLY
+    }
+
+
+@pytest.mark.parametrize("case", PREFETCH_ONLY, ids=[c.name for c in PREFETCH_ONLY])
+def test_prefetch_alone_gives_the_same_answer_as_a_fhir_server(case):
+    """A client that sends prefetch and no fhirServer: the payer comes with the Coverage (_include) and the pain
+    scores with their own key, so the payer is recognised and the trial judged exactly as with a server."""
+    store = FHIRStore(case.resources)
+    body = fixtures.build_request(case, store, as_of=None, prefetch=True)
+    del body["fhirServer"], body["fhirAuthorization"]
+    settings = Settings(database_url="sqlite://")
+    response = engine.invoke(ORDER_SIGN if body["hook"] == "order-sign" else ORDER_SELECT, body, settings)
+    assert replay.outcome(200, response) == case.expected
+
+
+@pytest.mark.parametrize("case", PREFETCH_ONLY[:8], ids=[c.name for c in PREFETCH_ONLY[:8]])
+def test_a_server_without_include_gives_the_same_answer(case):
+    """Fetched from a server that refuses ``_include``: the plain Coverage search and the payor read instead."""
+    store = FHIRStore(case.resources, include=False)
+    body = fixtures.build_request(case, store, as_of=None, prefetch=False)
+    settings = Settings(database_url="sqlite://", fhir_allowed_servers=(store.base_url,))
+    response = engine.invoke(ORDER_SIGN if body["hook"] == "order-sign" else ORDER_SELECT, body, settings, store.client)
+    assert replay.outcome(200, response) == case.expected
 
 
 @pytest.fixture(scope="module")

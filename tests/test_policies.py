@@ -339,6 +339,7 @@ def documented_prefetch(*coverage_entries: dict, aetna_extras: bool = False) -> 
     data["procedures"] = searchset(*items)
     data["medicationRequests"] = searchset(medication("25480"))
     data["practitionerRoles"] = searchset(role("a", id="ra"), role("b", id="rb", specialty="207X00000X"))
+    data["painScores"] = searchset(pain_score(8, "2026-02-25"), pain_score(3, "2026-03-04"))
     return data
 
 

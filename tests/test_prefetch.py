@@ -87,7 +87,12 @@ def test_absent_prefetch_is_fetched_from_fhir_server(client, ehr):
         [f"/fhir/Patient/{PATIENT_ID}", *(f"/fhir/{t}" for t in SEARCHES.values())]
     )
     by_path = {r.path: r for r, _ in ehr.log}
-    assert by_path["/fhir/Coverage"].args.to_dict() == {"patient": PATIENT_ID, "status": "active"}
+    assert by_path["/fhir/Coverage"].args.to_dict() == {
+        "patient": PATIENT_ID,
+        "status": "active",
+        "_include": "Coverage:payor",  # the payer comes with the Coverage
+    }
+    assert "/fhir/Observation" not in by_path  # pain scores are asked only when the record shows a trial
     assert by_path["/fhir/PractitionerRole"].args.to_dict() == {"practitioner": "dr-1"}
     assert all(r.headers["Authorization"] == f"Bearer {TOKEN}" for r, _ in ehr.log)
 
@@ -314,3 +319,90 @@ def test_redirects_are_not_followed(ehr):
 )
 def test_render_substitutes_and_encodes_tokens(template, tokens, expected):
     assert prefetch.render(template, tokens) == expected
+
+
+# The payer and the pain scores: carried by prefetch, asked plainly when a server lacks _include.
+
+AETNA = {"resourceType": "Organization", "id": "org-aetna", "name": "Aetna"}
+
+
+def aetna_coverage(payor: dict | None = None) -> dict:
+    return {
+        "resourceType": "Coverage",
+        "id": "cov-1",
+        "status": "active",
+        "beneficiary": {"reference": f"Patient/{PATIENT_ID}"},
+        "payor": [payor or {"reference": "Organization/org-aetna"}],
+    }
+
+
+def payer_card(body: dict) -> dict:
+    return next(c for c in body["cards"] if c["source"]["topic"]["code"] in ("insurance", "guideline"))
+
+
+def coverage_reason(body: dict) -> str:
+    extension = body["systemActions"][0]["resource"]["extension"][0]["extension"]
+    reason = next(e for e in extension if e["url"] == "reason")
+    return reason["valueCodeableConcept"]["text"]
+
+
+def test_prefetched_include_carries_the_payer_without_a_fhir_server(client):
+    data = full_prefetch()
+    data["coverage"] = searchset(aetna_coverage(), AETNA)
+    data["coverage"]["entry"][1]["search"] = {"mode": "include"}
+    response = call(client, hook_request(prefetch=data))
+    assert response.status_code == 200
+    card = payer_card(response.get_json())
+    assert "Aetna" in card["detail"] and "unknown" not in card["summary"]
+
+
+def test_a_server_that_refuses_include_is_asked_the_plain_search(client, ehr):
+    ehr.expect_request(
+        "/fhir/Coverage", query_string={"patient": PATIENT_ID, "status": "active", "_include": "Coverage:payor"}
+    ).respond_with_json(
+        {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-supported"}]}, status=400
+    )
+    ehr.expect_request("/fhir/Coverage", query_string={"patient": PATIENT_ID, "status": "active"}).respond_with_json(
+        searchset(aetna_coverage())
+    )
+    ehr.expect_request("/fhir/Organization/org-aetna").respond_with_json(AETNA)
+    data = full_prefetch()
+    del data["coverage"]
+    response = call(client, hook_request(prefetch=data, fhir_server=ehr.url_for("/fhir")))
+    assert response.status_code == 200, response.get_json()
+    asked = [(r.path, r.args.get("_include")) for r, _ in ehr.log]
+    assert asked[:2] == [("/fhir/Coverage", "Coverage:payor"), ("/fhir/Coverage", None)]
+    assert ("/fhir/Organization/org-aetna", None) in asked  # the payor, read on its own
+    assert "Aetna" in payer_card(response.get_json())["detail"]
+
+
+def test_unknown_payer_card_says_which_organization_could_not_be_read(client):
+    data = full_prefetch()
+    data["coverage"] = searchset(aetna_coverage({"reference": "Organization/org-x"}))
+    response = call(client, hook_request(prefetch=data))
+    assert response.status_code == 200
+    body = response.get_json()
+    card = payer_card(body)
+    assert card["summary"] == "Payer unknown: coverage for CPT 64580 not determined"
+    assert "the Coverage names Organization/org-x, which was neither prefetched nor readable" in card["detail"]
+    assert "Organization/org-x" in coverage_reason(body)
+
+
+def test_prefetched_pain_scores_are_used_and_not_asked_again(client, ehr):
+    trial = {
+        "resourceType": "Procedure",
+        "id": "trial",
+        "status": "completed",
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+        "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "64555"}]},
+        "performedPeriod": {"start": "2026-03-01", "end": "2026-03-07"},
+    }
+    data = full_prefetch()
+    data["procedures"] = searchset(trial)
+    response = call(client, hook_request(prefetch=data, fhir_server=ehr.url_for("/fhir")))
+    assert response.status_code == 200
+    assert ehr.log == []  # painScores was sent (empty): the EHR has none, nothing to ask
+    del data["painScores"]
+    ehr.expect_request("/fhir/Observation").respond_with_json(searchset())
+    response = call(client, hook_request(prefetch=data, fhir_server=ehr.url_for("/fhir")))
+    assert [r.path for r, _ in ehr.log] == ["/fhir/Observation"]  # omitted: asked because there was a trial
