@@ -60,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     replay.add_argument("--junit", type=Path, default=None, help="also write a JUnit XML report to this file")
     replay.add_argument(
+        "--emit-request",
+        action="store_true",
+        help="print the hook request the case builds (complete, no FHIR server needed) instead of running it",
+    )
+    replay.add_argument(
         "--policies",
         type=Path,
         default=None,
@@ -237,6 +242,41 @@ def _policies_check(directory: Path | None, as_of: date | None) -> int:
     return 0
 
 
+def _emit_request(args: argparse.Namespace, cases: list) -> int:
+    """One case's request on stdout, ready for ``curl -d @file``; the curl line itself on stderr."""
+    import orjson
+
+    from cds import fixtures, replay
+
+    clashing = [f for f, on in (("--url", args.url), ("--fhir", args.fhir), ("--record", args.record)) if on]
+    if clashing or args.junit:
+        print(
+            f"cds replay: --emit-request prints the request; it runs nothing ({', '.join(clashing) or '--junit'})",
+            file=sys.stderr,
+        )
+        return 2
+    if len(cases) != 1:
+        print(f"cds replay: --emit-request takes one case; {len(cases)} were found", file=sys.stderr)
+        return 2
+    options = replay.Options(as_of=args.as_of.isoformat() if args.as_of else None, payer=args.payer)
+    try:
+        body = replay.standalone_request(cases[0], options)
+    except fixtures.CaseError as exc:
+        print(f"cds replay: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+    try:
+        service = replay.service_for(body.get("hook"))
+    except StopIteration:  # a complete request for a hook we do not serve: still printed, sent anywhere
+        service = "<service-id>"
+    print(
+        "# send it: curl -X POST -H 'Content-Type: application/json' --data-binary @request.json "
+        f"http://127.0.0.1:8080/cds-services/{service}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _replay(args: argparse.Namespace) -> int:
     import dataclasses
     import datetime
@@ -265,6 +305,8 @@ def _replay(args: argparse.Namespace) -> int:
                 "cds replay: --policies is used in-process only; the service at --url judges with its own",
                 file=sys.stderr,
             )
+    if args.emit_request:
+        return _emit_request(args, cases)
     options = replay.Options(
         url=args.url,
         fhir=args.fhir,

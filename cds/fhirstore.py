@@ -58,10 +58,17 @@ def flatten(resources: Iterable[dict]) -> list[dict]:
 class FHIRStore:
     PAGE = PAGE
 
-    def __init__(self, resources: Iterable[dict], base_url: str = "http://fixture.invalid/fhir", include: bool = True):
+    def __init__(
+        self,
+        resources: Iterable[dict],
+        base_url: str = "http://fixture.invalid/fhir",
+        include: bool = True,
+        page: int = PAGE,
+    ):
         self.resources = flatten(resources)
         self.base_url = base_url.rstrip("/")
         self.include = include
+        self.page = page
 
     # -- interactions -------------------------------------------------------------------------------------
 
@@ -97,7 +104,7 @@ class FHIRStore:
             matches = self.search(segments[0], params)
         except ValueError as exc:
             return 400, _outcome("not-supported", str(exc))
-        count = int(params.get("_count", PAGE))
+        count = int(params.get("_count", self.page))
         page = int(params.get("_page", 0))
         bundle = {
             "resourceType": "Bundle",

@@ -15,12 +15,12 @@ from xml.etree import ElementTree
 
 import requests
 
-from cds import coverage, engine, policies
+from cds import coverage, engine, hooks, orders, policies, records
 from cds.config import Settings
 from cds.errors import INTERNAL_ERROR, CDSError
-from cds.fhirclient import FHIRClient
+from cds.fhirclient import FHIRClient, bundle_resources
 from cds.fhirstore import FHIRStore, ServedStore
-from cds.fixtures import Case, build_request, with_payer
+from cds.fixtures import Case, CaseError, build_request, with_payer
 from cds.services import SERVICES
 
 PASSED, FAILED, RAN = "passed", "failed", "ran"
@@ -77,6 +77,54 @@ def run(case: Case, options: Options) -> Result:
     return result
 
 
+def standalone_request(case: Case, options: Options) -> dict:
+    """The hook request a case builds, complete on its own, for curl or any other client.
+
+    A Bundle case becomes a request with every prefetch key answered in one page and no ``fhirServer``; what the
+    service would otherwise query situationally (the roles of other surgeons on the order, a payor the Coverage
+    names) joins the prefetch key of its type, so the request gets the same cards with no FHIR server behind it.
+    A case that is a complete request is given as it is (with the --as-of date, if one is given).
+    """
+    if case.request is not None:
+        return build_request(case, FHIRStore(()), as_of=options.as_of, prefetch=True)
+    resources = with_payer(case.resources, options.payer) if options.payer else case.resources
+    store = FHIRStore(resources, page=len(resources) + 1)
+    body = build_request(case, store, as_of=options.as_of, prefetch=True)
+    del body["fhirServer"], body["fhirAuthorization"]
+    service = SERVICES[service_for(body["hook"])]
+    try:
+        request = hooks.parse(service, body)
+    except CDSError as exc:
+        raise CaseError(f"{case.name}: the request it builds is not valid: {exc}") from None
+    ours = [records.order_from(o) for o in orders.in_scope(request.context.draft_orders)]
+    patient = request.context.patient_id
+    prefetched = body["prefetch"]
+    record = records.build([v for v in prefetched.values() if v is not None], patient)
+    client = store.client()
+    for query in engine.situational_queries(record, ours, patient, have_scores="painScores" in prefetched):
+        for resource in client.get(query):
+            _carry(prefetched, service, resource)
+    return body
+
+
+def _carry(prefetched: dict, service, resource: dict) -> None:
+    """Add a situational resource to the prefetch Bundle of its type (a payor goes with the Coverage search)."""
+    kind = resource["resourceType"]
+    key = "coverage" if kind == "Organization" else None
+    key = key or next(
+        (t.key for t in service.prefetch if t.key in prefetched and t.query.split("?")[0].split("/")[0] == kind), None
+    )
+    if key is None:
+        return
+    value = prefetched.get(key)
+    if not isinstance(value, dict) or value.get("resourceType") != "Bundle":
+        value = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": value}] if value else []}
+        prefetched[key] = value
+    if all((r.get("resourceType"), r.get("id")) != (kind, resource.get("id")) for r in bundle_resources(value)):
+        mode = "include" if kind == "Organization" else "match"
+        value.setdefault("entry", []).append({"resource": resource, "search": {"mode": mode}})
+
+
 @contextlib.contextmanager
 def _store(resources: list[dict], serve: bool) -> Iterator[FHIRStore]:
     if serve:
@@ -86,7 +134,7 @@ def _store(resources: list[dict], serve: bool) -> Iterator[FHIRStore]:
         yield FHIRStore(resources)
 
 
-def _service_for(hook: str) -> str:
+def service_for(hook: str) -> str:
     return next(s.id for s in SERVICES.values() if s.hook == hook)
 
 
@@ -94,7 +142,7 @@ def _invoke(body: dict, factory, allowed: tuple[str, ...], policy_dir: str | Non
     settings = Settings(database_url="sqlite://", hook_deadline=10.0, fhir_allowed_servers=allowed)
     try:
         return 200, engine.invoke(
-            _service_for(body.get("hook", "")), body, settings, factory, policy_set=policies.load(policy_dir)
+            service_for(body.get("hook", "")), body, settings, factory, policy_set=policies.load(policy_dir)
         )
     except CDSError as exc:
         return exc.status, exc.to_operation_outcome()

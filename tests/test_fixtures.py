@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import requests
 from werkzeug.serving import make_server
 
 from cds import engine, fixtures, payers, policies, records, replay, rules
@@ -333,3 +334,35 @@ def test_record_on_a_bare_bundle_keeps_the_date_it_holds_for(tmp_path, realdata)
     assert again.returncode == 0 and again.stdout.strip().splitlines()[-1] == "1 passed, 0 failed"
     assert cds(str(bundle), "--as-of", "2020-01-01", "--record").returncode == 0
     assert json.loads((tmp_path / "patient.expected.json").read_text())["as_of"] == "2020-01-01"
+
+
+# --emit-request: the request a case builds, complete on its own (no FHIR server behind it).
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_the_emitted_request_alone_gets_the_expected_answer(case, served):
+    body = replay.standalone_request(case, replay.Options())
+    assert "fhirServer" not in body or case.request is not None  # a Bundle case needs no FHIR server
+    service = replay.service_for(body["hook"])
+    response = requests.post(f"{served}/cds-services/{service}", json=body, timeout=30)
+    assert replay.outcome(response.status_code, response.json()) == case.expected
+
+
+def test_cli_emits_a_request_ready_for_curl(served):
+    done = cds(str(fixtures.FIXTURE_DIR / "co-surgeons-without-62"), "--emit-request", "--as-of", "2026-06-15")
+    assert done.returncode == 0, done.stderr
+    body = json.loads(done.stdout)
+    assert body["extension"] == {"cds64580.as-of": "2026-06-15"}
+    assert "curl" in done.stderr and "/cds-services/cpt64580-order-sign" in done.stderr
+    roles = {r["resource"]["id"] for r in body["prefetch"]["practitionerRoles"]["entry"]}
+    assert {"role-a", "role-b"} <= roles  # the second surgeon's role travels with the request
+    response = requests.post(f"{served}/cds-services/cpt64580-order-sign", json=body, timeout=30)
+    expected = fixtures.load_folder(fixtures.FIXTURE_DIR / "co-surgeons-without-62").expected
+    assert replay.outcome(response.status_code, response.json()) == expected
+
+
+def test_cli_emits_one_request_at_a_time():
+    done = cds(str(fixtures.FIXTURE_DIR), "--emit-request")
+    assert done.returncode == 2 and "takes one case" in done.stderr and done.stdout == ""
+    done = cds(str(fixtures.FIXTURE_DIR / "no-coverage"), "--emit-request", "--record")
+    assert done.returncode == 2 and "runs nothing" in done.stderr
