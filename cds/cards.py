@@ -38,7 +38,6 @@ _NAMESPACE = uuid.UUID("0f6b5d8e-6b1a-5c43-9d55-64580c0d1e64")
 
 SUMMARY_MAX = 139
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
-_CITED = re.compile(r"(https?://[^\s;,)]+) \(([^)]*)\)")  # "url (title)", as cds.provenance.cite() writes it
 
 # Which CRD configuration option switches each card kind off.
 OPTION_FOR_KIND = {
@@ -134,6 +133,15 @@ def _notes(findings: list[Finding]) -> list[str]:
     return notes + [f"- Send with the claim: {md(d)}." for d in documents]
 
 
+def _in_sentence(title: str) -> str:
+    """A criterion title inside a sentence, in the policy's own case: only a capital that starts it is lowered
+    ("Objective pathology (EMG/NCS)" -> "objective pathology (EMG/NCS)"; "NCS" and "EMG studies" stay)."""
+    first = title.split(" ", 1)[0]
+    if len(first) > 1 and first[1:2].isupper():
+        return title
+    return title[:1].lower() + title[1:]
+
+
 def _header(ctx: CardContext, findings: list[Finding]) -> str:
     policy = findings[0].policy if findings else ""
     return (
@@ -152,7 +160,7 @@ def _documentation(findings: list[Finding], ctx: CardContext) -> dict | None:
     text = headline + lead.reason + (f" (+{len(open_) - 1} more)" if len(open_) > 1 else "")
     if len(text) > SUMMARY_MAX:
         text = _fit(
-            headline, [(f.title or f.criterion).lower() for f in (not_met + [f for f in open_ if f not in not_met])]
+            headline, [_in_sentence(f.title or f.criterion) for f in (not_met + [f for f in open_ if f not in not_met])]
         )
     met = [f.title or f.criterion for f in findings if f.status == Status.MET]
     detail = [_header(ctx, findings), "", "**Document before signing:**", *map(_line, open_), *_notes(open_)]
@@ -323,8 +331,8 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
     sources = [s for st in (stance, pa, *version.documentation, *version.notes) for s in st.sources]
     primary = {s.url: s for s in sources if s.primary}
     secondary = {s.url: s for s in sources if not s.primary and s.url not in primary}
-    card["links"] = [_link(f"{route.plan.payer} policy", u) for u in primary]
-    card["links"] += [_link("Unverified summary", u) for u in secondary]
+    card["links"] = [_link(f"{route.plan.payer} policy", u, s.title) for u, s in primary.items()]
+    card["links"] += [_link("Unverified summary", u, s.title) for u, s in secondary.items()]
     card["links"] = card["links"][:5]
     if card["links"]:
         card["source"]["url"] = card["links"][0]["url"]
@@ -347,16 +355,22 @@ def _verify(confidence: str) -> str:
 
 def _links(findings: list[Finding]) -> list[dict]:
     """The sources behind these findings, primary first; a secondary one is labelled an unverified summary."""
-    cited: dict[str, bool] = {}
+    cited: dict[str, dict] = {}
     for f in findings:
-        for url, label in _CITED.findall(f.source):
-            cited.setdefault(url, not label.startswith(provenance.UNVERIFIED))
-    ordered = sorted(cited, key=lambda u: not cited[u])
-    return [_link("Policy source" if cited[u] else "Unverified summary", u) for u in ordered[:5]]
+        for source in provenance.cited(f.source):
+            cited.setdefault(source["url"], source)
+    ordered = sorted(cited.values(), key=lambda s: not s["primary"])
+    return [_link("Policy source" if s["primary"] else "Unverified summary", s["url"], s["title"]) for s in ordered[:5]]
 
 
-def _link(label: str, url: str) -> dict:
-    return {"label": f"{label}: {_host(url)}", "url": url, "type": "absolute"}
+def _link(kind: str, url: str, title: str = "") -> dict:
+    """``kind: a short title (host)``: what the source is, before the reader leaves for it."""
+    short = title if len(title) <= 48 else title[:46].rstrip(" ,;:(") + "…"
+    return {
+        "label": f"{kind}: {short} ({_host(url)})" if short else f"{kind}: {_host(url)}",
+        "url": url,
+        "type": "absolute",
+    }
 
 
 def _host(url: str) -> str:

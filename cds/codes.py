@@ -67,6 +67,19 @@ def canonical(system: str | None, code: str | None) -> tuple[str | None, str | N
     return system, code
 
 
+def published(system: str | None, code: str | None) -> str:
+    """A code as its publisher writes it, for people to read: ICD-10-CM with its dot (G57.12), others as they are.
+
+    Codes are compared in :func:`canonical` form (no dot); text a clinician reads uses this one.
+    """
+    system, code = canonical(system, code)
+    if not code:
+        return ""
+    if system == ICD10CM and len(code) > 3 and "." not in code:
+        return f"{code[:3]}.{code[3:]}"
+    return code
+
+
 @dataclass(frozen=True)
 class Include:
     """Codes of one system: exact ``codes``, ``prefixes`` (ICD-10-CM, ATC) and inclusive ``ranges`` (CPT)."""

@@ -69,6 +69,21 @@ def citation(sources: tuple[Source, ...]) -> str:
     return "; ".join(s.cite() for s in sources)
 
 
+_CITED = re.compile(r"(https?://\S+) \((" + UNVERIFIED + r": )?(.*?)\)(?=; https?://|$)")
+
+
+def cited(citation_text: str) -> list[dict]:
+    """The sources a :func:`citation` names, each once, primary first: ``{"url", "title", "host", "primary"}``.
+
+    The inverse of :func:`citation`, for readers that get only the text (a card's criteria extension)."""
+    found: dict[str, dict] = {}
+    for match in _CITED.finditer(citation_text or ""):
+        url, secondary, title = match.groups()
+        host = (urlsplit(url).hostname or "").removeprefix("www.")
+        found.setdefault(url, {"url": url, "title": title, "host": host, "primary": not secondary})
+    return sorted(found.values(), key=lambda s: not s["primary"])
+
+
 def refused(url: str, title: str = "") -> bool:
     """An AI-generated answer page: by its host, or by a URL or title that says it is AI-generated."""
     return bool(_ai_host().match(url.strip())) or bool(_AI_WORDS.search(url + " " + title))

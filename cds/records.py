@@ -141,6 +141,13 @@ class Event:
     sites: frozenset[tuple[str, str]] = frozenset()  # bodySite codings (system, code)
     ongoing: bool = False  # a medication still being taken (status active or on-hold)
 
+    @property
+    def shown(self) -> str:
+        """The code as a clinician reads it: ICD-10-CM with its dot, and the record's name for it when it has one."""
+        system = codes.ICD10CM if self.reference.startswith("Condition/") else None
+        code = codes.published(system, self.code) if system else self.code
+        return f"{code} ({self.display})" if self.display else code
+
 
 @dataclass(frozen=True)
 class Surgeon:
@@ -236,6 +243,7 @@ class PatientRecord:
                     status=clinical,
                     active=clinical is None or clinical in _ACTIVE_CONDITION,
                     confirmed=verification not in _UNCONFIRMED_CONDITION,
+                    display=_label(c.code),
                 )
             )
         return events
@@ -611,6 +619,15 @@ def _text(concept) -> str:
     if concept is None:
         return ""
     return " ".join(p for p in [concept.text, *(c.display for c in concept.coding or ())] if p)
+
+
+def _label(concept) -> str:
+    """What the record calls a coded thing: the concept's text, else its first coding's display."""
+    if concept is None:
+        return ""
+    if concept.text and concept.text.strip():
+        return concept.text.strip()
+    return next((c.display.strip() for c in concept.coding or () if c.display and c.display.strip()), "")
 
 
 def _name(concept: dict) -> str:

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, request, send_from_directory
 
-from cds import codes, fixtures, policies, records, replay, schemas
+from cds import codes, fixtures, policies, provenance, records, replay, schemas
 from cds.api import json_response
 from cds.errors import Forbidden, InvalidRequest
 from cds.fhirstore import flatten
@@ -37,7 +37,13 @@ def cases() -> Response:
     found = fixtures.discover([fixtures.FIXTURE_DIR]) if fixtures.FIXTURE_DIR.is_dir() else []
     return json_response(
         [
-            {"name": c.name, "description": c.spec.get("description", ""), "hook": c.hook, "payer": c.spec.get("payer")}
+            {
+                "name": c.name,
+                "description": c.spec.get("description", ""),
+                "hook": c.hook,
+                "payer": c.spec.get("payer"),
+                "as_of": c.spec.get("as_of"),
+            }
             for c in found
         ]
     )
@@ -143,11 +149,24 @@ def run() -> Response:
             "verdict": result.verdict,
             "notes": result.notes,
             "resources": by_ref,
+            "citations": citations(result.response),
             "timeline": timeline(
                 resources, patient, case.spec.get("orders", []), options.as_of or case.spec.get("as_of")
             ),
         }
     )
+
+
+def citations(response: object) -> dict[str, list[dict]]:
+    """Each criterion's source text, read back into links (primary first) the page can label briefly."""
+    found: dict[str, list[dict]] = {}
+    for card in response.get("cards", []) if isinstance(response, dict) else ():
+        extension = card.get("extension") if isinstance(card, dict) else None
+        for criterion in (extension or {}).get("cds64580.criteria", ()) if isinstance(extension, dict) else ():
+            text = criterion.get("source") if isinstance(criterion, dict) else None
+            if isinstance(text, str) and text not in found:
+                found[text] = provenance.cited(text)
+    return found
 
 
 def timeline(resources: list[dict], patient: str | None, orders: list[dict], as_of: str | None) -> dict:
@@ -170,7 +189,7 @@ def timeline(resources: list[dict], patient: str | None, orders: list[dict], as_
             )
 
     for e in record.condition_events(codes.INDICATION_PAIN) + record.condition_events(codes.INDICATION_NEUROMUSCULAR):
-        add("diagnosis", f"Diagnosis {e.code}", e)
+        add("diagnosis", f"Diagnosis {e.shown}", e)
     for e in record.procedure_events(codes.PHYSICAL_THERAPY):
         add("physical-therapy", f"Physical therapy {e.code}", e)
     for e in record.medication_events():

@@ -10,10 +10,11 @@ from datetime import date
 
 import pytest
 
+from cds import codes, records
 from cds.rules import Status
 
 from .clinical import condition, medication, procedure
-from .support import service_request
+from .support import PATIENT_ID, service_request
 from .test_criteria import TRIAL, finding
 
 MET, NOT_MET, UNKNOWN, NA = Status.MET, Status.NOT_MET, Status.UNKNOWN, Status.NOT_APPLICABLE
@@ -65,7 +66,7 @@ def test_chronicity_is_measured_on_the_active_diagnosis_not_a_resolved_old_episo
     old = condition("G56.01", onset="2016-03-01", clinical="resolved", abatementDateTime="2016-09-01")
     new = condition("G90.522", onset="2026-05-01")
     result = finding("chronicity", old, new)
-    assert result.status == NOT_MET and "G90522" in result.reason and "2026-05-01" in result.reason
+    assert result.status == NOT_MET and "G90.522" in result.reason and "2026-05-01" in result.reason
     assert [e.reference for e in result.evidence] == [f"Condition/{new['id']}"], "the old episode is no evidence"
     assert any("2016-03-01" in n and "resolved" in n for n in result.notes), "but it is shown as context"
 
@@ -231,3 +232,16 @@ def test_a_proposed_prescription_was_not_tried():
     proposal = medication("25480", when="2026-01-01")
     proposal["intent"] = "proposal"
     assert finding("medication-trial", proposal).status == NOT_MET
+
+
+def test_diagnoses_are_told_as_published_with_the_records_name_for_them():
+    """A clinician reads G57.12, not the G5712 codes are compared in, and the name the record gives it."""
+    assert codes.published(codes.ICD10CM, "G5712") == "G57.12"
+    assert codes.published(codes.ICD10CM, "g57.12") == "G57.12"
+    assert codes.published(codes.ICD10CM, "G89") == "G89"
+    assert codes.published(codes.CPT, "64580") == "64580"
+    named = condition("G57.12", onset="2025-01-10")
+    named["code"]["coding"][0]["display"] = "Meralgia paresthetica, left lower limb"
+    record = records.build([named], PATIENT_ID)
+    [event] = record.condition_events(codes.NAMED_NERVE_PAIN)
+    assert event.shown == "G57.12 (Meralgia paresthetica, left lower limb)"

@@ -69,7 +69,7 @@ def test_indication_names_its_evidence():
     c = condition("G89.29")
     result = finding("indication", c)
     assert [e.reference for e in result.evidence] == [f"Condition/{c['id']}"]
-    assert "G8929" in result.reason
+    assert "G89.29" in result.reason  # as published, with its dot
 
 
 @pytest.mark.parametrize(

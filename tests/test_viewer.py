@@ -207,6 +207,101 @@ def test_html_and_script_in_a_card_are_shown_as_text(site, page):
     assert "<script>" in payer_card.locator(".detail").inner_text()
 
 
+def boxes_overlap(a: dict, b: dict) -> bool:
+    return not (
+        a["x"] + a["width"] <= b["x"]
+        or b["x"] + b["width"] <= a["x"]
+        or a["y"] + a["height"] <= b["y"]
+        or b["y"] + b["height"] <= a["y"]
+    )
+
+
+def test_the_landing_page_explains_itself_and_dates_default_sensibly(site, page):
+    _app, base = site
+    page.goto(f"{base}/viewer/")
+    page.wait_for_selector("body[data-ready='true']")
+    assert "See what an EHR shows when a CPT 64580 order is signed" in page.locator("#intro").inner_text()
+    today = page.evaluate("new Date().toISOString().slice(0, 10)")
+    assert page.input_value("#as-of") == today, "As of starts at today"
+    page.select_option("#case", "medicare-all-criteria-met")
+    assert page.input_value("#as-of") == "2026-06-15", "a case brings its own date"
+
+
+def test_criteria_fit_the_page_with_short_source_links_primary_first(site, page):
+    _app, base = site
+    run_case(page, base, "co-surgeons-without-62")
+    table = page.locator("#criteria")
+    assert table.evaluate("t => t.scrollWidth <= t.parentElement.clientWidth"), "the criteria table fits its section"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    row = page.locator("#criteria tr[data-criterion='co-surgeon-modifier']")
+    links = row.locator(".source-links a")
+    labels = links.all_inner_texts()
+    assert labels and all(len(label) <= 64 for label in labels), labels
+    assert labels[0].startswith("cms.gov: "), "the primary source (CMS fee schedule) comes first"
+    assert all(not label.startswith("http") for label in labels), "a label, never a raw URL"
+    assert "G90.522" in page.locator("#criteria tr[data-criterion='indication'] td").nth(2).inner_text()
+    assert "Judged by medicare-ffs@" in page.locator("#criteria-policy").inner_text()
+    why = page.locator("#coverage [data-field='why']").inner_text()
+    assert "Payer policy applied" in why, "a covered answer still says why"
+
+
+def test_pain_score_labels_never_overlap(site, page):
+    _app, base = site
+    run_case(page, base, "medicare-all-criteria-met")
+    labels = page.locator("#timeline g[data-kind='pain-score'] text")
+    boxes = [labels.nth(i).bounding_box() for i in range(labels.count())]
+    assert len(boxes) == 3
+    assert not any(boxes_overlap(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :]), boxes
+
+
+def test_the_dismiss_dialog_puts_labels_beside_radios_and_one_primary_button(site, page):
+    _app, base = site
+    run_case(page, base, "medicare-no-physical-therapy")
+    documentation = page.locator(".card", has=page.locator(".summary-text", has_text="Documentation"))
+    documentation.locator("button.dismiss").click()
+    radio = page.locator("#dismiss input[type='radio']").first.bounding_box()
+    label = page.locator("#dismiss .radio label").first.bounding_box()
+    assert label["x"] > radio["x"] and abs((label["y"] + label["height"] / 2) - (radio["y"] + radio["height"] / 2)) < 8
+    background = "b => getComputedStyle(b).backgroundColor"
+    assert page.locator("#dismiss-cancel").evaluate(background) != page.locator("#dismiss-ok").evaluate(background)
+    page.screenshot(path=str(ARTIFACTS / "dismiss-dialog.png"))
+    page.click("#dismiss-cancel")
+
+
+def test_a_refused_request_is_shown_as_a_readable_error(site, page):
+    _app, base = site
+    page.goto(f"{base}/viewer/")
+    page.wait_for_selector("body[data-ready='true']")
+    page.fill("#pasted", json.dumps({"hook": "order-sign", "hookInstance": "not-a-uuid", "context": {}}))
+    page.click("#send")
+    outcome = page.locator("#cards .outcome")
+    outcome.wait_for()
+    text = outcome.inner_text()
+    assert "The service refused the request (HTTP 400)" in text and "hookInstance" in text
+    assert not outcome.locator("pre").is_visible(), "the raw body is one click away, not the message"
+
+
+@pytest.mark.parametrize("width", [1280, 800])
+def test_nothing_overflows_the_page(site, browser, width):
+    _app, base = site
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    run_case(page, base, "medicare-all-criteria-met")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    upload = page.locator("#upload").bounding_box()
+    assert upload["x"] + upload["width"] <= width
+    criteria = page.locator("#criteria")
+    assert criteria.evaluate("t => t.scrollWidth <= t.parentElement.clientWidth")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"run-{width}px.png"), full_page=True)
+    page.goto(f"{base}/viewer/#policies")
+    page.wait_for_selector("#policies tbody tr")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert page.locator("#policies").evaluate("t => t.scrollWidth <= t.parentElement.clientWidth"), "no hidden columns"
+    page.screenshot(path=str(ARTIFACTS / f"policies-{width}px.png"), full_page=True)
+    context.close()
+
+
 def test_keyboard_and_narrow_screens(site, browser):
     _app, base = site
     context = browser.new_context(viewport={"width": 800, "height": 900})

@@ -15,7 +15,7 @@ def _sets(ids) -> list[codes.ValueSet]:
 
 
 def _evidence(events: list[Event]) -> tuple[Evidence, ...]:
-    return tuple(Evidence(e.reference, e.start, f"ICD-10-CM {e.code}") for e in events)
+    return tuple(Evidence(e.reference, e.start, f"ICD-10-CM {e.shown}") for e in events)
 
 
 def _in_remission(event: Event) -> bool:
@@ -33,7 +33,7 @@ def current(ev: Evaluation, events: list[Event]) -> list[Event]:
 
 
 def _codes(events: list[Event]) -> str:
-    return ", ".join(sorted({e.code for e in events}))
+    return ", ".join(sorted({e.shown for e in events}))
 
 
 def indication(ev: Evaluation, c: Criterion) -> Finding:
@@ -127,7 +127,7 @@ def chronicity(ev: Evaluation, c: Criterion) -> Finding:
     active = [e for e in current(ev, pain) if e.confirmed]
     past = [e for e in pain if not e.active and e.start is not None]
     context = tuple(
-        f"Earlier episode, not active ({e.status}): {e.code} from {e.start.isoformat()}"
+        f"Earlier episode, not active ({e.status}): {e.shown} from {e.start.isoformat()}"
         + (f" to {e.end.isoformat()}" if e.end else "")
         for e in sorted(past, key=lambda e: e.start)
     )
@@ -151,14 +151,14 @@ def chronicity(ev: Evaluation, c: Criterion) -> Finding:
         return Finding(
             c.id,
             Status.MET,
-            f"active pain diagnosis {first.code} since {first.start.isoformat()} (>= {months} months)",
+            f"active pain diagnosis {first.shown} since {first.start.isoformat()} (>= {months} months)",
             _evidence([first]),
             context,
         )
     return Finding(
         c.id,
         Status.NOT_MET,
-        f"active pain diagnosis {first.code} since {first.start.isoformat()}, less than {months} months before the order",
+        f"active pain diagnosis {first.shown} since {first.start.isoformat()}, less than {months} months before the order",
         _evidence([first]),
         context,
     )

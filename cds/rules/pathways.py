@@ -46,13 +46,13 @@ class Pathway:
 
 
 def _in_reasons(order: Order, vs: codes.ValueSet) -> list[str]:
-    return sorted(code for system, code in order.reasons if vs.matches(system, code))
+    return sorted(codes.published(system, code) for system, code in order.reasons if vs.matches(system, code))
 
 
 def _active(record: PatientRecord, vs: codes.ValueSet, day: date) -> list[str]:
     """Active, confirmed diagnoses of ``vs`` by ``day``: a provisional diagnosis does not choose a pathway."""
     events = record.condition_events(vs)
-    return sorted({e.code for e in events if e.active and e.confirmed and (e.start is None or e.start <= day)})
+    return sorted({e.shown for e in events if e.active and e.confirmed and (e.start is None or e.start <= day)})
 
 
 def choose(record: PatientRecord, order: Order, day: date) -> Pathway:

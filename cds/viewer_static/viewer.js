@@ -146,7 +146,7 @@ function dismiss(card, feedback) {
   (card.overrideReasons || []).forEach((reason, i) => {
     const input = el("input", { type: "radio", name: "reason", value: String(i), id: `reason-${i}` });
     if (i === 0) input.checked = true;
-    reasons.append(el("label", { for: `reason-${i}`, class: "radio" }, input, reason.display));
+    reasons.append(el("div", { class: "radio" }, input, el("label", { for: `reason-${i}` }, reason.display)));
   });
   $("dismiss-comment").value = "";
   dialog.showModal();
@@ -192,11 +192,23 @@ function renderCoverage(response) {
       el("dt", {}, "Covered?"), el("dd", { "data-field": "covered" }, WORDS.covered[one("covered")] || one("covered")),
       el("dt", {}, "Prior authorization?"), el("dd", { "data-field": "pa-needed" }, one("pa-needed") ? (WORDS["pa-needed"][one("pa-needed")] || one("pa-needed")) : "Not applicable"),
       el("dt", {}, "Documentation needed?"), el("dd", {}, one("doc-needed") ? `${WORDS["doc-needed"][one("doc-needed")] || one("doc-needed")}${values["doc-purpose"] ? " — " + values["doc-purpose"].map((p) => WORDS["doc-purpose"][p] || p).join(", ") : ""}` : "No"),
-      el("dt", {}, "Why"), el("dd", {}, el("ul", {}, (values.reason || []).map((r) => el("li", {}, r.text || (r.coding || []).map((c) => c.code).join(", "))))),
+      el("dt", {}, "Why"), el("dd", { "data-field": "why" }, el("ul", {}, why(values))),
       el("dt", {}, "Bill as"), el("dd", {}, (values.billingCode || []).map((c) => c.code).join(" + ")),
     );
     box.append(list, el("details", {}, el("summary", {}, "The raw system action"), el("pre", {}, JSON.stringify(action, null, 2))));
   }
+}
+
+// The reasons the payer's answer carries, then the policy it was judged by (a covered answer often has no reason).
+function why(values) {
+  const items = (values.reason || []).map((r) => r.text || (r.coding || []).map((c) => c.code).join(", "));
+  for (const detail of values.detail || []) {
+    const parts = {};
+    for (const sub of detail || []) parts[sub.url] = sub.valueString || (sub.valueCodeableConcept || {}).text || sub.valueCode || "";
+    if (parts.code || parts.value) items.push(`${parts.code ? parts.code + ": " : ""}${parts.value || ""}${parts.qualification ? " — " + parts.qualification : ""}`);
+  }
+  if (!items.length) items.push("No conditions: the payer's criteria that apply are met (see Criteria below).");
+  return items.map((text) => el("li", {}, text));
 }
 
 function showResource(reference, resources) {
@@ -205,9 +217,27 @@ function showResource(reference, resources) {
   $("resource").showModal();
 }
 
-function renderCriteria(response, resources) {
+function sourceLinks(text, citations, confidence) {
+  const links = citations[text] || [];
+  if (!links.length) return el("span", { class: "no-source" }, text || "no source given");
+  const shown = links.map((s) => el("li", {},
+    s.primary ? null : el("span", { class: "badge secondary" }, "unverified"), s.primary ? null : " ",
+    el("a", { href: s.url, target: "_blank", rel: "noopener noreferrer", title: `${s.title} (${s.url})` }, shortLabel(s))));
+  const more = shown.splice(3);
+  return el("div", {}, el("ul", { class: "source-links" }, shown),
+    more.length ? el("details", {}, el("summary", {}, `${more.length} more`), el("ul", { class: "source-links" }, more)) : null,
+    confidence === "secondary" ? el("div", { class: "verify" }, "unverified summary: verify") : null);
+}
+
+function shortLabel(source) {
+  const title = source.title.length > 44 ? source.title.slice(0, 42).trimEnd() + "…" : source.title;
+  return `${source.host}: ${title}`;
+}
+
+function renderCriteria(response, resources, citations) {
   const body = $("criteria").querySelector("tbody");
   body.replaceChildren();
+  const policies = new Set();
   const seen = new Set();
   for (const card of response.cards || []) {
     const ext = card.extension || {};
@@ -215,15 +245,17 @@ function renderCriteria(response, resources) {
     if (seen.has(order)) continue;
     seen.add(order);
     for (const c of ext["cds64580.criteria"] || []) {
+      if (c.policy) policies.add(c.policy);
       body.append(el("tr", { "data-criterion": c.id },
         el("td", {}, c.id),
         el("td", { class: `status-${c.status}` }, c.status),
         el("td", {}, c.reason || ""),
-        el("td", {}, `${c.policy || ""} — ${c.source || ""}${c.confidence === "secondary" ? " (unverified summary: verify)" : ""}`),
+        el("td", { class: "sources-cell" }, sourceLinks(c.source, citations, c.confidence)),
         el("td", {}, (c.evidence || []).map((ref) => el("button", { type: "button", class: "link-button", onclick: () => showResource(ref, resources) }, ref))),
       ));
     }
   }
+  $("criteria-policy").textContent = policies.size ? `Judged by ${[...policies].join(", ")}.` : "";
 }
 
 const LANES = ["diagnosis", "physical-therapy", "medication", "trial", "pain-score", "psych"];
@@ -263,6 +295,7 @@ function renderTimeline(timeline) {
     root.append(svg("line", { x1: xx, x2: xx, y1: top, y2: axisY, stroke: "#f0f2f4" }));
     if (d.getUTCMonth() % 3 === 0) root.append(svg("text", { x: xx - 18, y: axisY + 14 }, iso.slice(0, 7)));
   }
+  let lastLabel = { x: -Infinity, below: true };
   for (const e of events) {
     const lane = LANES.indexOf(e.kind);
     if (lane < 0) continue;
@@ -274,7 +307,13 @@ function renderTimeline(timeline) {
     } else {
       group.append(svg("circle", { cx: x(e.start), cy: y, r: 5, fill: COLORS[e.kind] }));
     }
-    if (e.kind === "pain-score") group.append(svg("text", { x: x(e.start) - 4, y: y - 9 }, String(e.value)));
+    if (e.kind === "pain-score") {
+      const label = String(e.value);
+      const at = x(e.start) - 3 * label.length;
+      const below = at - lastLabel.x < 7 * label.length + 4 ? !lastLabel.below : false;
+      group.append(svg("text", { x: at, y: below ? y + 17 : y - 9 }, label));
+      lastLabel = { x: at, below };
+    }
     root.append(group);
   }
   if (timeline.order_date) {
@@ -284,6 +323,19 @@ function renderTimeline(timeline) {
     root.append(svg("text", { x: xx > left + width - 110 ? xx - 110 : xx + 4, y: top - 8 }, label));
   }
   box.append(root);
+}
+
+// What an EHR would show for a refused call: each issue in words, where it is, and the raw body one click away.
+function renderOutcome(status, response) {
+  const issues = (response && response.resourceType === "OperationOutcome" && response.issue) || [];
+  return el("div", { class: "outcome", role: "alert" },
+    el("p", {}, el("strong", {}, `The service refused the request (HTTP ${status}).`),
+      issues.length ? " What it said:" : " It gave no OperationOutcome."),
+    el("ul", {}, issues.map((i) => el("li", {},
+      el("span", { class: "issue-code" }, `${i.severity || "error"} · ${i.code || "?"}`), " ",
+      i.diagnostics || (i.details && i.details.text) || "",
+      (i.expression || []).length ? el("span", { class: "where" }, ` (at ${i.expression.join(", ")})`) : null))),
+    el("details", {}, el("summary", {}, "The response body"), el("pre", {}, JSON.stringify(response, null, 2))));
 }
 
 // ---- the run page ---------------------------------------------------------------------------------------------
@@ -307,10 +359,10 @@ async function send(event) {
   $("status").textContent = `HTTP ${body.status}${body.verdict !== "ran" ? ` · expected outcome ${body.verdict}` : ""}${(body.notes || []).map((n) => " · " + n).join("")}`;
   $("results").hidden = false;
   $("cards").replaceChildren(...(response.cards || []).map(renderCard));
-  if (body.status !== 200) $("cards").replaceChildren(el("pre", {}, JSON.stringify(response, null, 2)));
+  if (body.status !== 200) $("cards").replaceChildren(renderOutcome(body.status, response));
   else if (!(response.cards || []).length) $("cards").append(el("p", {}, "No cards: no CPT 64580 order in the request."));
   renderCoverage(response);
-  renderCriteria(response, body.resources || {});
+  renderCriteria(response, body.resources || {}, body.citations || {});
   renderTimeline(body.timeline || {});
   $("raw-response").textContent = JSON.stringify(response, null, 2);
 }
@@ -319,7 +371,8 @@ async function send(event) {
 async function loadPolicies() {
   const { body } = await api("/viewer/api/policies");
   const tbody = $("policies").querySelector("tbody");
-  tbody.replaceChildren(...body.map((p) => el("tr", { "data-plan": p.plan },
+  const headings = [...$("policies").querySelectorAll("thead th")].map((th) => th.textContent);
+  tbody.replaceChildren(...body.map((p) => labelled(headings, el("tr", { "data-plan": p.plan },
     el("td", {}, el("strong", {}, p.payer), el("br"), `${p.plan} (${p.file})`),
     el("td", {}, p.title),
     el("td", {}, `${p.effective}${p.effective_note ? " (" + p.effective_note + ")" : ""}`, el("br"), `reviewed ${p.reviewed}`, p.versions.length > 1 ? el("div", {}, `versions: ${p.versions.join(", ")}`) : null),
@@ -332,7 +385,13 @@ async function loadPolicies() {
       return el("li", { "data-criterion": c.id }, `${c.title}${params ? ": " + params : ""}${c.confidence === "secondary" ? " (secondary)" : ""}`);
     }))),
     el("td", { class: "sources" }, renderSources(p.sources)),
-  )));
+  ))));
+}
+
+// Each cell names its column, so a narrow screen can show a plan as a stacked list instead of a wide table.
+function labelled(headings, row) {
+  [...row.children].forEach((cell, i) => cell.setAttribute("data-label", headings[i] || ""));
+  return row;
 }
 
 // Every source of the plan's current version: primary first, a badge, the date it was read, "due for review"
@@ -358,14 +417,21 @@ async function start() {
   $("run-form").addEventListener("submit", send);  // before any await: a quick Enter must not submit natively
   $("upload").addEventListener("change", async (e) => {
     const file = e.target.files[0];
-    if (file) { $("pasted").value = await file.text(); $("case").value = ""; }
+    if (file) { $("pasted").value = await file.text(); $("case").value = ""; $("as-of").value = new Date().toISOString().slice(0, 10); }
   });
   window.addEventListener("hashchange", route);
   route();
   const discovery = await api("/cds-services");
   for (const s of (discovery.body.services || [])) services[s.hook] = s.id;
   const { body } = await api("/viewer/api/cases");
-  for (const c of body) $("case").append(el("option", { value: c.name, title: c.description }, `${c.name}${c.payer ? " — " + c.payer : ""}`));
+  const asOf = {};
+  for (const c of body) {
+    asOf[c.name] = c.as_of;
+    $("case").append(el("option", { value: c.name, title: c.description }, `${c.name}${c.payer ? " — " + c.payer : ""}`));
+  }
+  const today = new Date().toISOString().slice(0, 10);
+  $("as-of").value = today;
+  $("case").addEventListener("change", () => { $("as-of").value = asOf[$("case").value] || today; });
   document.body.dataset.ready = "true";
 }
 
