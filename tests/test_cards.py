@@ -308,3 +308,16 @@ def test_markdown_from_the_record_is_escaped():
     assert cards.md("<img src=x onerror=alert(1)> [x](javascript:y) *b*") == (
         "\\<img src=x onerror=alert(1)\\> \\[x\\](javascript:y) \\*b\\*"
     )
+
+
+@pytest.mark.parametrize(
+    ("title", "in_a_sentence"),
+    [
+        ("Objective pathology (EMG/NCS)", "objective pathology (EMG/NCS)"),
+        ("Physical therapy tried", "physical therapy tried"),
+        ("EMG or nerve conduction study", "EMG or nerve conduction study"),
+        ("NCD 160.7 trial", "NCD 160.7 trial"),
+    ],
+)
+def test_a_criterion_title_keeps_the_policys_case_inside_a_summary(title, in_a_sentence):
+    assert cards._in_sentence(title) == in_a_sentence
