@@ -1,4 +1,4 @@
-"""The ``cds`` command: ``cds serve`` runs the service (Flask's server; production runs gunicorn, see README)."""
+"""The ``cds`` command: ``cds serve`` runs the service (Flask's server; production runs gunicorn, see docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 from cds.config import ConfigError
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and option; the docs' command lines are checked against it, so they stay true."""
     parser = argparse.ArgumentParser(prog="cds", description="CDS Hooks service for CPT 64580")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the CDS Hooks endpoints (development server)")
@@ -73,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     database = commands.add_parser("db", help="the feedback and audit database")
     database_commands = database.add_subparsers(dest="db_command", required=True)
     database_commands.add_parser("upgrade", help="apply schema migrations (CDS_DATABASE_URL)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     if args.command == "db":
         return _db_upgrade()

@@ -24,7 +24,7 @@ ATC = "http://www.whocc.no/atc"
 LOINC = "http://loinc.org"
 NUCC = "http://nucc.org/provider-taxonomy"
 V3_PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
-# Our own code system for surgical roles on a PractitionerRole (documented in the README).
+# Our own code system for surgical roles on a PractitionerRole (documented in docs/cards.md).
 SURGICAL_ROLE = "urn:cds64580:surgical-role"
 
 _ALIASES = {

@@ -35,14 +35,14 @@ DEFAULTS: dict[str, Any] = {
     "FHIR_MAX_PAGES": 50,
     "FHIR_MAX_RESPONSE_BYTES": 16 * MiB,
     "FHIR_MAX_PARALLEL": 6,
-    # Base URLs we may send the EHR's token to; "*" allows any (demo only: see README, Security).
+    # Base URLs we may send the EHR's token to; "*" allows any (demo only: see docs/security.md).
     "FHIR_ALLOWED_SERVERS": ["*"],
     # Overall budget for FHIR fetches in one hook call (CRD asks for 5 s at p90); past it the answer is partial.
     "HOOK_DEADLINE": 3.0,
     "LOG_LEVEL": "INFO",
     # Folder of payer policy files; the package's own by default.
     "POLICY_DIR": None,
-    # Trusted EHR clients (JSON or TOML, see README); when set, every call must carry a valid JWT.
+    # Trusted EHR clients (JSON or TOML, see docs/security.md); when set, every call must carry a valid JWT.
     "TRUSTED_CLIENTS": None,
     # The service's public base URL, for the JWT audience when behind a proxy (default: as the request arrived).
     "PUBLIC_BASE_URL": None,

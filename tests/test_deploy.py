@@ -55,12 +55,12 @@ def _dockerfile_command() -> list[str]:
     return json.loads(line.removeprefix("CMD "))
 
 
-def test_the_image_runs_gunicorn_as_the_readme_and_the_manifest_do():
+def test_the_image_runs_gunicorn_as_the_operations_doc_and_the_manifest_do():
     import re
     import shlex
 
     command = _dockerfile_command()
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "operations.md").read_text()
     block = re.search(r"\.venv/bin/(gunicorn [^`]*?--graceful-timeout \d+)", readme).group(1)
     assert shlex.split(block.replace("\\\n", " ")) == command
     deployment = yaml.safe_load((DEPLOY / "kubernetes" / "deployment.yaml").read_text())

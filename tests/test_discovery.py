@@ -65,7 +65,7 @@ def test_prefetch_asks_for_what_the_rules_always_need(services):
 
 def test_the_documented_prefetch_table_is_the_one_discovery_serves(services):
     """What an EHR integrator reads is what discovery says: every key and template, and which are required."""
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "integrating-an-ehr.md").read_text()
     rows = re.findall(r"^\| `(\w+)` \| `(.+?)` \| (yes|no)\b", text, re.M)
     documented = {key: template.replace("\\|", "|") for key, template, _ in rows}
     assert documented == services["order-sign"]["prefetch"]
