@@ -23,3 +23,18 @@ def test_example_request_is_answered(client, path):
 
 def test_there_is_an_example():
     assert EXAMPLES
+
+
+def test_the_readme_shows_the_summaries_the_example_really_gets(client):
+    """The sample answer printed under the README's curl is what the service says, word for word."""
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme[readme.index("--data @examples/order-sign-64580.json") :]
+    comment = " ".join(line.lstrip("# ").strip() for line in block.splitlines()[1:] if line.startswith("#"))
+    shown = re.findall(r'"summary":"([^"]+)"', comment)
+    body = json.loads((Path(__file__).resolve().parent.parent / "examples" / "order-sign-64580.json").read_text())
+    cards = client.post("/cds-services/cpt64580-order-sign", json=body).get_json()["cards"]
+    assert len(shown) >= 3
+    for text in shown:
+        assert any(card["summary"].startswith(text.rstrip(". ")) for card in cards), text
