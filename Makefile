@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: install run test lint format clean fuzz load bench bench-scale image
+.PHONY: install run test lint format clean fuzz load bench bench-scale profile image
 
 install: $(STAMP)
 
@@ -38,6 +38,9 @@ load: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
+
+profile: $(STAMP)
+	$(BIN)/python bench/callprofile.py typical
 
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py

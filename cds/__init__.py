@@ -83,10 +83,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         from cds import viewer
 
         app.register_blueprint(viewer.bp)
-    if app.config.get("BENCH_FLOOR"):
-        from cds import floor
-
-        app.register_blueprint(floor.bp)
     _register_error_handlers(app)
     if app.config.get("GC_TUNING", True):
         # Large hook bodies allocate ~100k objects; the default thresholds run full collections mid-request

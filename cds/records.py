@@ -1,117 +1,37 @@
-"""PatientRecord: the typed view (fhir.resources R4B) of exactly what the 64580 rules read.
+"""PatientRecord: the typed view of exactly what the 64580 rules read (:mod:`cds.fhirview`).
 
-This is the only module that imports ``fhir.resources``. Parsing is the expensive step (~100 µs a resource),
-so resources are first filtered as plain dicts: Conditions, Procedures, medications and Observations are
-parsed only when a code the rules use is on them, and other resource types are never parsed. A 5,000-resource
-record therefore costs a few hundred validations, not 5,000.
+Resources are first filtered as plain dicts: Conditions, Procedures, medications and Observations are read only
+when a code the rules use is on them, and other resource types are never read. A 5,000-resource record
+therefore costs a few hundred small views, not 5,000 model validations.
 
 Real data is messy, and none of it may crash a hook call: systems are normalised (:mod:`cds.codes`), Bundles are
-flattened, contained Medications resolved, duplicates dropped, and a resource that fails validation is repaired
-by removing the offending elements (an unknown element, a malformed date) and tried again; a missing
-``subject`` is filled with the patient the call is about. What still cannot be read is counted, not fatal.
+flattened, contained Medications resolved, duplicates dropped, an element of the wrong type is read as absent, a
+missing ``subject`` is the patient the call is about and a missing status on an event is "unknown".
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from fhir.resources.R4B.condition import Condition
-from fhir.resources.R4B.coverage import Coverage
-from fhir.resources.R4B.medicationrequest import MedicationRequest
-from fhir.resources.R4B.medicationstatement import MedicationStatement
-from fhir.resources.R4B.observation import Observation
-from fhir.resources.R4B.organization import Organization
-from fhir.resources.R4B.patient import Patient
-from fhir.resources.R4B.practitioner import Practitioner
-from fhir.resources.R4B.practitionerrole import PractitionerRole
-from fhir.resources.R4B.procedure import Procedure
-from fhir.resources.R4B.servicerequest import ServiceRequest
-from pydantic import ValidationError
-
-from cds import codes
+from cds import codes, fhirview
 from cds.codes import ValueSet
+from cds.fhirview import (
+    Condition,
+    Coverage,
+    MedicationRequest,
+    MedicationStatement,
+    Observation,
+    Organization,
+    Patient,
+    Practitioner,
+    PractitionerRole,
+    Procedure,
+)
 
 log = logging.getLogger(__name__)
-
-MODELS = {
-    "Condition": Condition,
-    "Procedure": Procedure,
-    "MedicationRequest": MedicationRequest,
-    "MedicationStatement": MedicationStatement,
-    "Observation": Observation,
-    "Coverage": Coverage,
-    "Organization": Organization,
-    "Patient": Patient,
-    "Practitioner": Practitioner,
-    "PractitionerRole": PractitionerRole,
-    "ServiceRequest": ServiceRequest,
-}
-# The elements the rules read, per type: the rest (narrative, identifiers, notes, extensions) is never validated.
-READ_ELEMENTS = {
-    "Condition": {
-        "clinicalStatus",
-        "verificationStatus",
-        "code",
-        "subject",
-        "onsetDateTime",
-        "onsetPeriod",
-        "recordedDate",
-        "abatementDateTime",
-    },
-    "Procedure": {"status", "code", "subject", "performedDateTime", "performedPeriod", "performer", "bodySite"},
-    "MedicationRequest": {
-        "status",
-        "intent",
-        "subject",
-        "medicationCodeableConcept",
-        "medicationReference",
-        "authoredOn",
-        "dispenseRequest",
-    },
-    "MedicationStatement": {
-        "status",
-        "subject",
-        "medicationCodeableConcept",
-        "medicationReference",
-        "effectiveDateTime",
-        "effectivePeriod",
-        "dateAsserted",
-    },
-    "Observation": {
-        "status",
-        "code",
-        "subject",
-        "effectiveDateTime",
-        "effectivePeriod",
-        "issued",
-        "valueQuantity",
-        "valueInteger",
-    },
-    "Coverage": {"status", "beneficiary", "payor", "type", "class", "order", "contained"},
-    "Organization": {"name", "identifier"},
-    "Practitioner": {"name"},
-    "PractitionerRole": {"practitioner", "code", "specialty"},
-    "Patient": {"birthDate", "gender"},
-    "ServiceRequest": {
-        "status",
-        "intent",
-        "code",
-        "subject",
-        "authoredOn",
-        "occurrenceDateTime",
-        "occurrencePeriod",
-        "bodySite",
-        "reasonCode",
-        "performer",
-        "orderDetail",
-        "insurance",
-    },
-}
-_ALWAYS = {"resourceType", "id", "meta"}
 
 _IGNORED_STATUS = {"entered-in-error", "not-done", "cancelled", "refuted", "draft", "intended", "not-taken"}
 _DONE_PROCEDURE = {"completed", "in-progress", "unknown"}
@@ -120,7 +40,6 @@ _REFUTED_CONDITION = {"refuted", "entered-in-error"}  # never evidence of anythi
 _UNCONFIRMED_CONDITION = {"unconfirmed", "provisional", "differential"}  # evidence of nothing yet
 _ONGOING_MEDICATION = {"active", "on-hold"}
 _NOT_AN_ORDER = {"proposal", "plan"}  # a MedicationRequest that was suggested or planned was not tried
-_STATUS_DEFAULTS = {"Procedure", "Observation", "MedicationRequest", "MedicationStatement"}
 
 
 @dataclass(frozen=True)
@@ -356,8 +275,8 @@ class PatientRecord:
         for payor in coverage.payor or ():
             reference = payor.reference or ""
             if reference.startswith("#"):
-                for contained in coverage.contained or ():
-                    if contained.get_resource_type() == "Organization" and contained.id == reference[1:]:
+                for contained in coverage.contained:
+                    if contained.id == reference[1:]:
                         return contained
             elif reference:
                 found = self.organizations.get(ref_id(reference))
@@ -380,7 +299,7 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
         if rtype == "Medication" and isinstance(resource.get("id"), str):
             medications[resource["id"]] = resource
             continue
-        if not isinstance(rtype, str) or rtype not in MODELS or rtype == "ServiceRequest":
+        if not isinstance(rtype, str) or rtype not in fhirview.BUILDERS or rtype == "ServiceRequest":
             continue
         rid = resource.get("id")
         if not isinstance(rid, str):
@@ -508,55 +427,11 @@ def _medication_concept(resource: dict, medications: dict[str, dict]) -> dict | 
 
 
 def _validate(rtype: str, resource: dict, patient_id: str | None):
-    model = MODELS[rtype]
-    keep = READ_ELEMENTS[rtype] | _ALWAYS
-    data = {k: v for k, v in resource.items() if k in keep}
-    for attempt in range(4):
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            if attempt == 0:
-                data = copy.deepcopy(data)
-            if not _repair(rtype, data, exc.errors(), patient_id):
-                return None
-        except (TypeError, ValueError):
-            return None
-    return None
-
-
-def _repair(rtype: str, data: dict, errors: list[dict], patient_id: str | None) -> bool:
-    """Remove what failed validation (or fill what a patient-scoped search implies); False if nothing helped."""
-    changed = False
-    for error in errors:
-        loc = tuple(error.get("loc") or ())
-        if "missing" in str(error.get("type")):
-            if loc in (("subject",), ("patient",), ("beneficiary",)) and patient_id:
-                data[loc[0]] = {"reference": f"Patient/{patient_id}"}
-                changed = True
-            elif loc == ("status",) and rtype in _STATUS_DEFAULTS:
-                data["status"] = "unknown"
-                changed = True
-            elif len(loc) > 1:
-                changed |= _delete(data, loc[:-1])  # an incomplete element goes as a whole
-            continue
-        changed |= _delete(data, loc)
-    return changed
-
-
-def _delete(data: object, loc: tuple) -> bool:
-    """Delete the element at ``loc`` (dict keys and list indexes); False if the path does not exist."""
-    for i, part in enumerate(loc):
-        last = i == len(loc) - 1
-        if (isinstance(data, dict) and isinstance(part, str) and part in data) or (
-            isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
-        ):
-            if last:
-                del data[part]
-                return True
-            data = data[part]
-        else:
-            return False  # not there (pydantic may name union members in a path)
-    return False
+    """The view of one resource; None (counted as unreadable) only if reading it fails outright."""
+    try:
+        return fhirview.build(rtype, resource, patient_id)
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 def _add(record: PatientRecord, rtype: str, model) -> None:

@@ -1,0 +1,388 @@
+"""The typed view of the FHIR R4 elements the 64580 rules read, built straight from the JSON.
+
+Validating a whole resource into a ``fhir.resources`` model costs ~0.5 ms; the rules read a dozen elements of it.
+These frozen dataclasses hold exactly those elements, with the names the FHIR R4 specification (and the models)
+use, and every element is shape-checked as it is read: a value of the wrong JSON type is treated as absent, as
+the model-based reader did after repairing it, so messy data is read the same way and never crashes a call.
+What the view cannot tell (a code outside its value set, an impossible date) is left to the rules, which
+already treat it as "not documented". ``fhir.resources`` stays where it adds safety: on what we emit and in
+``strict`` mode (:func:`build` with ``strict=True``), which validates the same elements with the models too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+# ---- data types -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Coding:
+    system: str | None
+    code: str | None
+    display: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CodeableConcept:
+    text: str | None
+    coding: tuple[Coding, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    reference: str | None
+    display: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    start: str | None
+    end: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Quantity:
+    value: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Identifier:
+    system: str | None
+    value: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Performer:  # Procedure.performer
+    actor: Reference | None
+
+
+@dataclass(frozen=True, slots=True)
+class DispenseRequest:  # MedicationRequest.dispenseRequest
+    validityPeriod: Period | None
+
+
+@dataclass(frozen=True, slots=True)
+class CoverageClass:  # Coverage.class
+    name: str | None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _items(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def coding(value: Any) -> Coding | None:
+    if not isinstance(value, dict):
+        return None
+    return Coding(_str(value.get("system")), _str(value.get("code")), _str(value.get("display")))
+
+
+def concept(value: Any) -> CodeableConcept | None:
+    if not isinstance(value, dict):
+        return None
+    codings = tuple(c for c in map(coding, _items(value.get("coding"))) if c is not None)
+    return CodeableConcept(_str(value.get("text")), codings)
+
+
+def concepts(value: Any) -> tuple[CodeableConcept, ...]:
+    return tuple(c for c in map(concept, _items(value)) if c is not None)
+
+
+def reference(value: Any) -> Reference | None:
+    if not isinstance(value, dict):
+        return None
+    return Reference(_str(value.get("reference")), _str(value.get("display")))
+
+
+def period(value: Any) -> Period | None:
+    if not isinstance(value, dict):
+        return None
+    return Period(_str(value.get("start")), _str(value.get("end")))
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _integer(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# ---- resources ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    id: str | None
+    subject: Reference | None
+    code: CodeableConcept | None
+    clinicalStatus: CodeableConcept | None
+    verificationStatus: CodeableConcept | None
+    onsetDateTime: str | None
+    onsetPeriod: Period | None
+    recordedDate: str | None
+    abatementDateTime: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Procedure:
+    id: str | None
+    subject: Reference | None
+    status: str | None
+    code: CodeableConcept | None
+    performedDateTime: str | None
+    performedPeriod: Period | None
+    performer: tuple[Performer, ...]
+    bodySite: tuple[CodeableConcept, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationRequest:
+    id: str | None
+    subject: Reference | None
+    status: str | None
+    intent: str | None
+    authoredOn: str | None
+    dispenseRequest: DispenseRequest | None
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationStatement:
+    id: str | None
+    subject: Reference | None
+    status: str | None
+    effectiveDateTime: str | None
+    effectivePeriod: Period | None
+    dateAsserted: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    id: str | None
+    subject: Reference | None
+    status: str | None
+    code: CodeableConcept | None
+    effectiveDateTime: str | None
+    effectivePeriod: Period | None
+    issued: str | None
+    valueQuantity: Quantity | None
+    valueInteger: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Organization:
+    id: str | None
+    name: str | None
+    identifier: tuple[Identifier, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    id: str | None
+    beneficiary: Reference | None
+    status: str | None
+    payor: tuple[Reference, ...]
+    type: CodeableConcept | None
+    class_fhir: tuple[CoverageClass, ...]  # Coverage.class (the models' name: "class" is a Python keyword)
+    order: int | None
+    contained: tuple[Organization, ...]  # the contained payor Organizations
+
+
+@dataclass(frozen=True, slots=True)
+class Practitioner:
+    id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PractitionerRole:
+    id: str | None
+    practitioner: Reference | None
+    code: tuple[CodeableConcept, ...]
+    specialty: tuple[CodeableConcept, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Patient:
+    id: str | None
+    birthDate: str | None
+    gender: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRequest:
+    id: str | None
+    authoredOn: str | None
+    occurrenceDateTime: str | None
+    occurrencePeriod: Period | None
+    bodySite: tuple[CodeableConcept, ...]
+    reasonCode: tuple[CodeableConcept, ...]
+
+
+def _subject(r: dict, patient_id: str | None, element: str = "subject") -> Reference | None:
+    """The patient a resource is about; one found by a patient-scoped search without it is about that patient."""
+    found = reference(r.get(element))
+    if (found is None or found.reference is None) and patient_id:
+        return Reference(f"Patient/{patient_id}", None)
+    return found
+
+
+def _status(r: dict) -> str:
+    """A missing status on a record that was returned to us reads as "unknown" (it happened, details unknown)."""
+    return _str(r.get("status")) or "unknown"
+
+
+def _organization(r: dict, _patient: str | None = None) -> Organization:
+    identifiers = tuple(
+        Identifier(_str(i.get("system")), _str(i.get("value")))
+        for i in _items(r.get("identifier"))
+        if isinstance(i, dict)
+    )
+    return Organization(_str(r.get("id")), _str(r.get("name")), identifiers)
+
+
+def _condition(r: dict, patient: str | None) -> Condition:
+    return Condition(
+        _str(r.get("id")),
+        _subject(r, patient),
+        concept(r.get("code")),
+        concept(r.get("clinicalStatus")),
+        concept(r.get("verificationStatus")),
+        _str(r.get("onsetDateTime")),
+        period(r.get("onsetPeriod")),
+        _str(r.get("recordedDate")),
+        _str(r.get("abatementDateTime")),
+    )
+
+
+def _procedure(r: dict, patient: str | None) -> Procedure:
+    performers = tuple(Performer(reference(p.get("actor"))) for p in _items(r.get("performer")) if isinstance(p, dict))
+    return Procedure(
+        _str(r.get("id")),
+        _subject(r, patient),
+        _status(r),
+        concept(r.get("code")),
+        _str(r.get("performedDateTime")),
+        period(r.get("performedPeriod")),
+        performers,
+        concepts(r.get("bodySite")),
+    )
+
+
+def _medication_request(r: dict, patient: str | None) -> MedicationRequest:
+    dispense = r.get("dispenseRequest")
+    return MedicationRequest(
+        _str(r.get("id")),
+        _subject(r, patient),
+        _status(r),
+        _str(r.get("intent")),
+        _str(r.get("authoredOn")),
+        DispenseRequest(period(dispense.get("validityPeriod"))) if isinstance(dispense, dict) else None,
+    )
+
+
+def _medication_statement(r: dict, patient: str | None) -> MedicationStatement:
+    return MedicationStatement(
+        _str(r.get("id")),
+        _subject(r, patient),
+        _status(r),
+        _str(r.get("effectiveDateTime")),
+        period(r.get("effectivePeriod")),
+        _str(r.get("dateAsserted")),
+    )
+
+
+def _observation(r: dict, patient: str | None) -> Observation:
+    quantity = r.get("valueQuantity")
+    return Observation(
+        _str(r.get("id")),
+        _subject(r, patient),
+        _status(r),
+        concept(r.get("code")),
+        _str(r.get("effectiveDateTime")),
+        period(r.get("effectivePeriod")),
+        _str(r.get("issued")),
+        Quantity(_number(quantity.get("value"))) if isinstance(quantity, dict) else None,
+        _integer(r.get("valueInteger")),
+    )
+
+
+def _coverage(r: dict, patient: str | None) -> Coverage:
+    contained = tuple(
+        _organization(c)
+        for c in _items(r.get("contained"))
+        if isinstance(c, dict) and c.get("resourceType") == "Organization"
+    )
+    classes = tuple(CoverageClass(_str(c.get("name"))) for c in _items(r.get("class")) if isinstance(c, dict))
+    return Coverage(
+        _str(r.get("id")),
+        _subject(r, patient, "beneficiary"),
+        _str(r.get("status")),
+        tuple(p for p in map(reference, _items(r.get("payor"))) if p is not None),
+        concept(r.get("type")),
+        classes,
+        _integer(r.get("order")),
+        contained,
+    )
+
+
+def _practitioner(r: dict, _patient: str | None) -> Practitioner:
+    return Practitioner(_str(r.get("id")))
+
+
+def _role(r: dict, _patient: str | None) -> PractitionerRole:
+    return PractitionerRole(
+        _str(r.get("id")), reference(r.get("practitioner")), concepts(r.get("code")), concepts(r.get("specialty"))
+    )
+
+
+def _patient(r: dict, _patient: str | None) -> Patient:
+    return Patient(_str(r.get("id")), _str(r.get("birthDate")), _str(r.get("gender")))
+
+
+def _service_request(r: dict, _patient: str | None) -> ServiceRequest:
+    return ServiceRequest(
+        _str(r.get("id")),
+        _str(r.get("authoredOn")),
+        _str(r.get("occurrenceDateTime")),
+        period(r.get("occurrencePeriod")),
+        concepts(r.get("bodySite")),
+        concepts(r.get("reasonCode")),
+    )
+
+
+BUILDERS: dict[str, Callable[[dict, str | None], object]] = {
+    "Condition": _condition,
+    "Procedure": _procedure,
+    "MedicationRequest": _medication_request,
+    "MedicationStatement": _medication_statement,
+    "Observation": _observation,
+    "Coverage": _coverage,
+    "Organization": _organization,
+    "Patient": _patient,
+    "Practitioner": _practitioner,
+    "PractitionerRole": _role,
+    "ServiceRequest": _service_request,
+}
+
+
+def build(resource_type: str, resource: dict, patient_id: str | None = None, strict: bool = False):
+    """The view of one resource (``resource_type`` must be a key of :data:`BUILDERS`).
+
+    ``strict`` also validates the elements read with the ``fhir.resources`` R4B model and raises its
+    ``ValidationError``: for testers who want to know their data is valid FHIR, never on the hot path."""
+    if strict:
+        _strict(resource_type, resource)
+    return BUILDERS[resource_type](resource, patient_id)
+
+
+def _strict(resource_type: str, resource: dict) -> None:
+    import importlib
+
+    module = importlib.import_module(f"fhir.resources.R4B.{resource_type.lower()}")
+    getattr(module, resource_type).model_validate(resource)
