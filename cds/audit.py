@@ -2,10 +2,21 @@
 
 Rows hold PHI (the response names the patient's findings), so the database is access-restricted and rows older
 than the configured retention are purged. Card uuids are stored apart so feedback can be joined to its call.
+
+Rows are written by one writer thread per process that groups the rows of concurrent calls into one transaction
+(group commit): a call hands its row over and answers without waiting for the disk, and under load one fsync
+serves many calls instead of each call queueing for SQLite's single writer. The queue is bounded (a full queue
+makes the call wait: back-pressure, never a dropped row), it is drained before anything reads the audit table
+(a feedback post finds the card it names) and at exit, so a graceful shutdown loses no row. Feedback itself is
+written synchronously elsewhere: a 200 to a feedback post still means committed.
 """
 
 from __future__ import annotations
 
+import atexit
+import logging
+import os
+import queue
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -15,7 +26,10 @@ from sqlalchemy import Column, DateTime, Float, ForeignKey, Integer, String, Tab
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from cds import metrics
 from cds.db import metadata
+
+log = logging.getLogger(__name__)
 
 audit_table = Table(
     "audit",
@@ -42,9 +56,10 @@ audit_cards_table = Table(
 
 
 class AuditLog:
-    def __init__(self, engine: Engine, retention_days: int):
+    def __init__(self, engine: Engine, retention_days: int, queue_size: int = 10_000, batch_size: int = 256):
         self._engine = engine
         self._retention = timedelta(days=retention_days)
+        self._writer = _GroupWriter(engine, queue_size, batch_size)
 
     def record(
         self,
@@ -56,6 +71,7 @@ class AuditLog:
         latency_ms: float,
         response: dict | None,
     ) -> None:
+        """Hand the row to the writer; it is committed with the rows of other calls within milliseconds."""
         cards = (response or {}).get("cards", []) if status == 200 else []
         row = {
             "hook_instance": hook_instance,
@@ -68,13 +84,18 @@ class AuditLog:
             "card_uuids": orjson.dumps([c.get("uuid") for c in cards]).decode(),
             "response": orjson.dumps(response).decode() if response is not None else None,
         }
-        with self._engine.begin() as conn:
-            audit_id = conn.execute(audit_table.insert().returning(audit_table.c.id), row).scalar_one()
-            uuids = [c.get("uuid") for c in cards if isinstance(c.get("uuid"), str)]
-            if uuids:
-                conn.execute(audit_cards_table.insert(), [{"audit_id": audit_id, "card_uuid": u[:64]} for u in uuids])
+        uuids = [c.get("uuid")[:64] for c in cards if isinstance(c.get("uuid"), str)]
+        self._writer.put(row, uuids)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every row handed over so far is committed (True), or ``timeout`` passed (False)."""
+        return self._writer.flush(timeout)
+
+    def close(self) -> None:
+        self._writer.close()
 
     def purge(self) -> int:
+        self.flush()
         cutoff = datetime.now(UTC) - self._retention
         try:
             with self._engine.begin() as conn:
@@ -86,6 +107,7 @@ class AuditLog:
 
     def unknown_cards(self, card_uuids: list[str]) -> list[str]:
         """The uuids among ``card_uuids`` that no audited response ever carried, in the order given."""
+        self.flush()  # a card answered a moment ago by this process is in the table before we look
         wanted = list(dict.fromkeys(u[:64] for u in card_uuids))
         with self._engine.connect() as conn:
             known = set(
@@ -94,15 +116,108 @@ class AuditLog:
         return [u for u in wanted if u not in known]
 
     def for_hook_instance(self, hook_instance: str) -> list[dict]:
+        self.flush()
         with self._engine.connect() as conn:
             rows = conn.execute(select(audit_table).where(audit_table.c.hook_instance == hook_instance))
             return [dict(r._mapping) for r in rows]
 
     def for_card(self, card_uuid: str) -> list[dict]:
+        self.flush()
         query = select(audit_table).join(audit_cards_table, audit_cards_table.c.audit_id == audit_table.c.id)
         with self._engine.connect() as conn:
             rows = conn.execute(query.where(audit_cards_table.c.card_uuid == card_uuid))
             return [dict(r._mapping) for r in rows]
+
+
+class _GroupWriter:
+    """One thread per process that commits queued audit rows in batches.
+
+    Started on the first row (and again in a forked worker, whose parent's thread does not exist there), it
+    ends after ``idle`` seconds without rows, so an app that is built and dropped (tests, the gunicorn master's
+    configuration check) leaves no thread behind. An in-memory SQLite database is per connection, so its rows
+    are written in the caller's thread.
+    """
+
+    def __init__(self, engine: Engine, queue_size: int, batch_size: int, idle: float = 30.0):
+        self._engine = engine
+        self._batch_size = batch_size
+        self._idle = idle
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        url = engine.url
+        self._direct = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+        atexit.register(self.close)
+
+    def put(self, row: dict, uuids: list[str]) -> None:
+        if self._direct:
+            self._write([(row, uuids)])
+            return
+        with self._lock:  # a thread that is ending on idle checks the queue under the same lock
+            if self._pid != os.getpid():  # a forked child: the parent's queue and thread are not ours
+                self._queue, self._thread, self._pid = queue.Queue(maxsize=self._queue.maxsize), None, os.getpid()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+                self._thread.start()
+            self._queue.put((row, uuids))  # blocks when full: the call waits rather than a row being lost
+        metrics.AUDIT_QUEUE_ROWS.labels("audit").set(self._queue.qsize())
+
+    def flush(self, timeout: float) -> bool:
+        if self._pid != os.getpid():
+            return True
+        deadline = time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(left)
+        return True
+
+    def close(self) -> None:
+        """Commit what is queued (at exit: a graceful shutdown loses no row)."""
+        self.flush(30.0)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                first = self._queue.get(timeout=self._idle)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():
+                        self._thread = None
+                        return
+                continue
+            batch = [first]
+            while len(batch) < self._batch_size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._write(batch)
+            for _ in batch:
+                self._queue.task_done()
+            metrics.AUDIT_QUEUE_ROWS.labels("audit").set(self._queue.qsize())
+
+    def _write(self, batch: list[tuple[dict, list[str]]]) -> None:
+        for attempt in range(3):
+            try:
+                with self._engine.begin() as conn:
+                    for row, uuids in batch:
+                        audit_id = conn.execute(audit_table.insert().returning(audit_table.c.id), row).scalar_one()
+                        if uuids:
+                            conn.execute(
+                                audit_cards_table.insert(), [{"audit_id": audit_id, "card_uuid": u} for u in uuids]
+                            )
+                metrics.AUDIT_BATCH_ROWS.labels("audit").observe(len(batch))
+                return
+            except SQLAlchemyError as exc:
+                log.warning("audit batch of %d rows not written (attempt %d): %s", len(batch), attempt + 1,
+                            exc.__class__.__name__)  # fmt: skip
+                time.sleep(0.05 * (attempt + 1))
+        metrics.AUDIT_ROWS_LOST.labels("database").inc(len(batch))
+        log.error("audit: %d rows could not be written after 3 attempts", len(batch))
 
 
 class RefusalLimiter:

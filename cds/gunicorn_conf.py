@@ -16,3 +16,12 @@ def on_starting(server) -> None:  # gunicorn's hook signature
 
     wsgi.app.extensions["cds.engine"].dispose()
     sys.modules.pop("cds.wsgi", None)
+
+
+def worker_exit(server, worker) -> None:  # gunicorn's hook signature
+    """Commit the audit rows a stopping worker still holds (a graceful shutdown loses none)."""
+    import sys
+
+    module = sys.modules.get("cds.wsgi")
+    if module is not None:
+        module.app.extensions["cds.audit"].close()

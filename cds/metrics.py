@@ -59,6 +59,13 @@ FHIR_ERRORS = Counter(
     "cds_fhir_fetch_errors_total", "FHIR server failures by resource type and kind", ["resource", "kind"]
 )
 CARDS = Counter("cds_cards_total", "Cards returned by topic and indicator", ["topic", "indicator"])
+AUDIT_QUEUE_ROWS = Gauge(  # labelled, like all below: no metric file is opened at import time
+    "cds_audit_queue_rows", "Audit rows waiting for the group writer", ["log"], multiprocess_mode="livesum"
+)
+AUDIT_BATCH_ROWS = Histogram(
+    "cds_audit_batch_rows", "Audit rows committed per transaction", ["log"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
+)
+AUDIT_ROWS_LOST = Counter("cds_audit_rows_lost_total", "Audit rows that could not be written", ["reason"])
 AUDIT_REFUSALS_DROPPED = Counter(  # labelled, so that no metric file is opened at import time
     "cds_audit_refusals_dropped_total",
     "Refused (401) calls past the per-source audit rate, counted not stored",

@@ -27,12 +27,12 @@ def gunicorn(tmp_path):
     port = servers.free_port()
     database = tmp_path / "load.sqlite3"
     env = {"CDS_DATABASE_URL": f"sqlite:///{database}", "CDS_LOG_LEVEL": "WARNING"}
-    with servers.gunicorn(tmp_path, port, env, "load", workers=2):
-        yield f"http://127.0.0.1:{port}", database
+    with servers.gunicorn(tmp_path, port, env, "load", workers=2) as process:
+        yield f"http://127.0.0.1:{port}", database, process
 
 
 def test_bounded_load_has_no_errors_and_loses_no_feedback(gunicorn):
-    base, database = gunicorn
+    base, database, process = gunicorn
     prefetch = full_prefetch()
     session_by_thread: dict[int, requests.Session] = {}
 
@@ -64,6 +64,8 @@ def test_bounded_load_has_no_errors_and_loses_no_feedback(gunicorn):
     elapsed = time.monotonic() - started
     errors = [r for r in results if r[1] != 200]
     assert not errors, errors[:5]
+    process.terminate()  # a graceful stop: the audit rows the workers still hold are committed before they exit
+    assert process.wait(timeout=30) == 0
     engine = create_engine(f"sqlite:///{database}")
     with engine.connect() as conn:
         stored = conn.scalar(select(func.count()).select_from(feedback_table))
