@@ -110,17 +110,28 @@ class ValueSet:
     includes: tuple[Include, ...]
     names: tuple[str, ...] = ()  # ingredient names matched in text, for medications
     systems: frozenset[str] = field(init=False)
+    # the includes of each system merged into one, so a code is looked up once however many sets were joined
+    _by_system: dict[str, Include] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "systems", frozenset(i.system for i in self.includes))
+        merged = {}
+        for system in self.systems:
+            parts = [i for i in self.includes if i.system == system]
+            merged[system] = Include(
+                system,
+                frozenset().union(*(i.codes for i in parts)),
+                tuple(dict.fromkeys(p for i in parts for p in i.prefixes)),
+                tuple(dict.fromkeys(r for i in parts for r in i.ranges)),
+            )
+        object.__setattr__(self, "_by_system", merged)
 
     def matches(self, system: str | None, code: str | None) -> bool:
         if not isinstance(system, str) or not isinstance(code, str):
             return False  # a coding whose system or code is not a string matches nothing (and never crashes)
         system, code = canonical(system, code)
-        if system not in self.systems or not code:
-            return False
-        return any(i.system == system and i.matches(code) for i in self.includes)
+        include = self._by_system.get(system)  # type: ignore[arg-type]
+        return include is not None and bool(code) and include.matches(code)
 
     def match_codings(self, codings: Iterable[tuple[str | None, str | None]]) -> tuple[str, str] | None:
         for system, code in codings:
@@ -468,18 +479,27 @@ def concept_text(concept: object) -> str:
 
 
 def medication_class(concept: object) -> tuple[str, str] | None:
-    """(class id, how it matched) for a medication CodeableConcept dict, by code first, then by name."""
+    """(class id, how it matched) for a medication CodeableConcept dict, by code first, then by name.
+
+    Most medications of a long record are in no class: one look-up in the union of the classes (codes, then
+    one pattern of all the names) settles those before any class is tried."""
     pairs = list(codings(concept))
-    for class_id, vs in MEDICATION_CLASSES.items():
-        hit = vs.match_codings(pairs)
-        if hit:
-            return class_id, f"{hit[0]}|{hit[1]}"
+    if _ANY_MEDICATION.match_codings(pairs):
+        for class_id, vs in MEDICATION_CLASSES.items():
+            hit = vs.match_codings(pairs)
+            if hit:
+                return class_id, f"{hit[0]}|{hit[1]}"
     text = concept_text(concept)
-    for class_id, vs in MEDICATION_CLASSES.items():
-        name = vs.match_text(text)
-        if name:
-            return class_id, f"name '{name}'"
+    if text and _ANY_NAME.search(text.lower()):
+        for class_id, vs in MEDICATION_CLASSES.items():
+            name = vs.match_text(text)
+            if name:
+                return class_id, f"name '{name}'"
     return None
+
+
+_ANY_MEDICATION = union("any-medication-class", tuple(MEDICATION_CLASSES.values()))
+_ANY_NAME = re.compile("|".join(re.escape(n) for vs in MEDICATION_CLASSES.values() for n in vs.names) or "(?!)")
 
 
 RELEVANT_CONDITION = union("relevant-condition", CONDITION_SETS)
