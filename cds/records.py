@@ -65,7 +65,7 @@ class Event:
         """The code as a clinician reads it: ICD-10-CM with its dot, and the record's name for it when it has one."""
         system = codes.ICD10CM if self.reference.startswith("Condition/") else None
         code = codes.published(system, self.code) if system else self.code
-        return f"{code} ({self.display})" if self.display else code
+        return f"{code} \u2013 {self.display}" if self.display else code
 
 
 @dataclass(frozen=True)

@@ -244,4 +244,4 @@ def test_diagnoses_are_told_as_published_with_the_records_name_for_them():
     named["code"]["coding"][0]["display"] = "Meralgia paresthetica, left lower limb"
     record = records.build([named], PATIENT_ID)
     [event] = record.condition_events(codes.NAMED_NERVE_PAIN)
-    assert event.shown == "G57.12 (Meralgia paresthetica, left lower limb)"
+    assert event.shown == "G57.12 \u2013 Meralgia paresthetica, left lower limb"
