@@ -72,7 +72,7 @@ class CardContext:
 
 def md(text: str) -> str:
     """Escape markdown and HTML specials in text that came from the record."""
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    return _MD_SPECIAL.sub(r"\\\1", text) if _MD_SPECIAL.search(text) else text
 
 
 def summary(text: str) -> str:

@@ -102,6 +102,9 @@ class Include:
         return any(len(code) == len(lo) and lo <= code <= hi for lo, hi in self.ranges)
 
 
+_MEMO_SIZE = 65536
+
+
 @dataclass(frozen=True)
 class ValueSet:
     id: str
@@ -112,6 +115,8 @@ class ValueSet:
     systems: frozenset[str] = field(init=False)
     # the includes of each system merged into one, so a code is looked up once however many sets were joined
     _by_system: dict[str, Include] = field(init=False, repr=False, compare=False)
+    # membership of codes already seen: a fact of the code system, the same for every patient and call
+    _memo: dict[tuple[str, str], bool] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "systems", frozenset(i.system for i in self.includes))
@@ -129,9 +134,15 @@ class ValueSet:
     def matches(self, system: str | None, code: str | None) -> bool:
         if not isinstance(system, str) or not isinstance(code, str):
             return False  # a coding whose system or code is not a string matches nothing (and never crashes)
-        system, code = canonical(system, code)
-        include = self._by_system.get(system)  # type: ignore[arg-type]
-        return include is not None and bool(code) and include.matches(code)
+        known = self._memo.get((system, code))
+        if known is None:
+            canonical_system, canonical_code = canonical(system, code)
+            include = self._by_system.get(canonical_system)  # type: ignore[arg-type]
+            known = include is not None and bool(canonical_code) and include.matches(canonical_code)  # type: ignore[arg-type]
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[(system, code)] = known
+        return known
 
     def match_codings(self, codings: Iterable[tuple[str | None, str | None]]) -> tuple[str, str] | None:
         for system, code in codings:

@@ -179,7 +179,12 @@ def from_json(data: dict, name: str = "fee schedule") -> Release:
 
 def load(directory: Path = DATA_DIR) -> FeeSchedule:
     """The releases in ``directory`` (the package's own by default), validated; cached per folder."""
-    return _load(Path(directory).resolve())
+    return _load(_resolved(directory))
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(directory: str | Path) -> Path:
+    return Path(directory).resolve()
 
 
 @functools.cache

@@ -72,16 +72,25 @@ def citation(sources: tuple[Source, ...]) -> str:
 _CITED = re.compile(r"(https?://\S+) \((" + UNVERIFIED + r": )?(.*?)\)(?=; https?://|$)")
 
 
+@functools.lru_cache(maxsize=1024)
+def _cited(citation_text: str) -> tuple[tuple[str, str, str, bool], ...]:
+    found: dict[str, tuple[str, str, str, bool]] = {}
+    for match in _CITED.finditer(citation_text):
+        url, secondary, title = match.groups()
+        host = (urlsplit(url).hostname or "").removeprefix("www.")
+        found.setdefault(url, (url, title, host, not secondary))
+    return tuple(sorted(found.values(), key=lambda s: not s[3]))
+
+
 def cited(citation_text: str) -> list[dict]:
     """The sources a :func:`citation` names, each once, primary first: ``{"url", "title", "host", "primary"}``.
 
-    The inverse of :func:`citation`, for readers that get only the text (a card's criteria extension)."""
-    found: dict[str, dict] = {}
-    for match in _CITED.finditer(citation_text or ""):
-        url, secondary, title = match.groups()
-        host = (urlsplit(url).hostname or "").removeprefix("www.")
-        found.setdefault(url, {"url": url, "title": title, "host": host, "primary": not secondary})
-    return sorted(found.values(), key=lambda s: not s["primary"])
+    The inverse of :func:`citation`, for readers that get only the text (a card's criteria extension); the
+    parse is kept per citation text (policy data, a few hundred strings)."""
+    return [
+        {"url": url, "title": title, "host": host, "primary": primary}
+        for url, title, host, primary in _cited(citation_text or "")
+    ]
 
 
 def refused(url: str, title: str = "") -> bool:

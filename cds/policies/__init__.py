@@ -187,7 +187,13 @@ class PolicySet:
 
 def load(directory: str | Path | None = None) -> PolicySet:
     """The policies in ``directory`` (the package's own by default), validated; cached per folder."""
-    return _load(Path(directory or POLICY_DIR).resolve())
+    return _load(_resolved(directory or POLICY_DIR))
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(directory: str | Path) -> Path:
+    """A folder's real path, once: every hook call asks for the same folder, and resolving it walks the disk."""
+    return Path(directory).resolve()
 
 
 @functools.cache
