@@ -204,12 +204,14 @@ class _GroupWriter:
         for attempt in range(3):
             try:
                 with self._engine.begin() as conn:
-                    for row, uuids in batch:
-                        audit_id = conn.execute(audit_table.insert().returning(audit_table.c.id), row).scalar_one()
-                        if uuids:
-                            conn.execute(
-                                audit_cards_table.insert(), [{"audit_id": audit_id, "card_uuid": u} for u in uuids]
-                            )
+                    # one multi-row INSERT for the calls and one for their cards, ids matched by parameter order
+                    insert = audit_table.insert().returning(audit_table.c.id, sort_by_parameter_order=True)
+                    ids = conn.execute(insert, [row for row, _ in batch]).scalars().all()
+                    cards = [
+                        {"audit_id": i, "card_uuid": u} for i, (_, uuids) in zip(ids, batch, strict=True) for u in uuids
+                    ]
+                    if cards:
+                        conn.execute(audit_cards_table.insert(), cards)
                 metrics.AUDIT_BATCH_ROWS.labels("audit").observe(len(batch))
                 return
             except SQLAlchemyError as exc:
