@@ -168,7 +168,7 @@ def call_service(service_id: str) -> Response:
         # of another hook gets no cards, never an error for the EHR to show
         schemas.validate("hook-request", body)
         _note_other_hook(service, body["hook"])
-        g.result = {"cards": []}
+        g.result = {"cards": [], **({"systemActions": []} if body["hook"] == "order-sign" else {})}
         return json_response(g.result, **{"Cache-Control": "no-store"})
     settings = current_app.extensions["cds.settings"]
     if g.client is not None:  # the token's client decides where its EHR token may go

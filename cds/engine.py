@@ -43,7 +43,7 @@ def invoke(
     request = hooks.parse(svc, body)
     ours = [records.order_from(o) for o in orders.in_scope(request.context.draft_orders)]
     if not ours:
-        return {"cards": []}
+        return _answer(svc, [], [])
     deadline = Deadline(settings.hook_deadline)
     data = prefetch.resolve(svc, request, settings, client_factory, deadline)
     patient_id = request.context.patient_id
@@ -70,8 +70,14 @@ def invoke(
             assertion = coverage.assertion_id(request.fhir_server, request.context.patient_id, route, as_of)
             info = coverage.decide(route, findings, order, group, as_of, assertion, late)
             actions.append(coverage.system_action(order, info, route.payer_name or route.plan.payer))
-    response: dict = {"cards": configured(built, request)}
-    if actions:
+    return _answer(svc, configured(built, request), actions)
+
+
+def _answer(svc: CdsService, cards_: list[dict], actions: list[dict]) -> dict:
+    """The response body. An order-sign answer always carries ``systemActions`` (empty when no order is ours or
+    coverage information is switched off): CRD clients, and HL7's Inferno test kit, require the member there."""
+    response: dict = {"cards": cards_}
+    if actions or not svc.information_only:
         response["systemActions"] = actions
     return response
 

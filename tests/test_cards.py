@@ -195,7 +195,7 @@ def test_the_removal_names_the_modifier_the_order_carries(client):
 
 def test_a_request_without_a_64580_order_gets_no_cards(client):
     result = call(client, orders=[service_request(id="lab", code="80053")])
-    assert result == {"cards": []}
+    assert result == {"cards": [], "systemActions": []}
 
 
 def test_cards_are_identical_for_a_retried_call_and_unique_within_it(client):
@@ -230,7 +230,7 @@ def test_crd_configuration_is_honoured(client, configuration, topics):
         extension={"davinci-crd.configuration": configuration},
     )
     assert [c["source"]["topic"]["code"] for c in result["cards"]] == topics
-    assert ("systemActions" in result) == configuration.get("coverage-info", True)
+    assert bool(result["systemActions"]) == configuration.get("coverage-info", True)  # present, empty when off
     severities = [c["indicator"] for c in result["cards"]]
     assert severities == sorted(severities, key=["warning", "info"].index), "warnings come first"
 
@@ -321,3 +321,19 @@ def test_markdown_from_the_record_is_escaped():
 )
 def test_a_criterion_title_keeps_the_policys_case_inside_a_summary(title, in_a_sentence):
     assert cards._in_sentence(title) == in_a_sentence
+
+
+@pytest.mark.parametrize(
+    ("orders", "extension"),
+    [
+        ([service_request(id="lab", code="80053")], None),  # no order of ours
+        (None, {"davinci-crd.configuration": {"coverage-info": False}}),  # coverage information switched off
+        (None, None),
+    ],
+    ids=["no-64580-order", "coverage-info-off", "a-64580-order"],
+)
+def test_every_order_sign_answer_carries_system_actions(client, orders, extension):
+    """CRD clients (and the Inferno test kit) require the member on every order-sign response."""
+    result = call(client, orders=orders, extension=extension)
+    assert isinstance(result["systemActions"], list)
+    assert bool(result["systemActions"]) == (orders is None and extension is None)

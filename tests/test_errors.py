@@ -156,7 +156,7 @@ def test_unknown_members_are_ignored(client):
     body["extension"] = {"com.example.unknown": True, "davinci-crd.configuration": {"new-card-type": False}}
     response = post(client, body)
     assert response.status_code == 200
-    assert response.get_json() == {"cards": []}
+    assert response.get_json() == {"cards": [], "systemActions": []}
 
 
 def test_legacy_top_level_user_and_null_members_are_accepted(client):
@@ -338,7 +338,7 @@ def test_a_service_called_with_another_hook_answers_no_cards_and_logs_once(clien
     with caplog.at_level(logging.INFO, logger="cds"):
         answers = [post(client, body, url=f"/cds-services/{ORDER_SELECT}") for _ in range(3)]
     assert [a.status_code for a in answers] == [200, 200, 200]
-    assert all(a.get_json() == {"cards": []} for a in answers)
+    assert all(a.get_json() == {"cards": [], "systemActions": []} for a in answers)  # an order-sign answer
     notes = [r for r in caplog.records if getattr(r, "fields", {}).get("event") == "other-hook"]
     assert len(notes) == 1 and "order-sign" in notes[0].getMessage() and ORDER_SELECT in notes[0].getMessage()
     malformed = post(client, {"hook": "patient-view"}, url=f"/cds-services/{ORDER_SELECT}")

@@ -189,7 +189,7 @@ def test_a_replayed_jti_is_refused(trusted):
 def test_valid_es384_and_rs384_tokens_are_accepted(trusted, key, alg, kid):
     response = call(trusted, "Bearer " + token(key=key, alg=alg, kid=kid))
     assert response.status_code == 200
-    assert response.get_json() == {"cards": []}
+    assert response.get_json() == {"cards": [], "systemActions": []}
 
 
 def test_every_endpoint_needs_a_token_but_health(trusted):
