@@ -17,6 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the CDS Hooks endpoints (development server)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--certfile", type=Path, default=None, help="serve HTTPS (TLS 1.2+) with this PEM certificate")
+    serve.add_argument("--keyfile", type=Path, default=None, help="the certificate's PEM private key")
     mpfs = commands.add_parser("mpfs", help="Medicare fee-schedule indicators for 64580")
     mpfs_commands = mpfs.add_subparsers(dest="mpfs_command", required=True)
     mpfs_import = mpfs_commands.add_parser(
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             return _policies_sources(args.directory, args.json)
         return _policies_check(args.directory, args.as_of)
     if args.command == "serve":
-        return _serve(args.host, args.port)
+        return _serve(args.host, args.port, args.certfile, args.keyfile)
     if args.command == "mpfs":
         return _mpfs_import(args) if args.mpfs_command == "import" else _mpfs_show(args)
     return 2  # pragma: no cover  (argparse rejects unknown commands)
@@ -409,11 +411,16 @@ def _db_upgrade() -> int:
     return 0
 
 
-def _serve(host: str, port: int) -> int:
-    from cds import create_app
+def _serve(host: str, port: int, certfile: Path | None = None, keyfile: Path | None = None) -> int:
+    from cds import create_app, tls
     from cds.policies import PolicyError
 
+    context = None
     try:
+        if (certfile is None) != (keyfile is None):
+            raise ConfigError("--certfile and --keyfile go together")
+        if certfile is not None and keyfile is not None:
+            context = tls.server_context(certfile, keyfile)
         app = create_app()
     except ConfigError as exc:
         print(f"cds: configuration error: {exc}", file=sys.stderr)
@@ -421,8 +428,9 @@ def _serve(host: str, port: int) -> int:
     except PolicyError as exc:
         print(f"cds: policy error: {exc}", file=sys.stderr)
         return 2
-    print(f"CDS Hooks service for CPT 64580 on http://{host}:{port}/cds-services", file=sys.stderr)
-    app.run(host=host, port=port, threaded=True)
+    scheme = "https" if context else "http"
+    print(f"CDS Hooks service for CPT 64580 on {scheme}://{host}:{port}/cds-services", file=sys.stderr)
+    app.run(host=host, port=port, threaded=True, ssl_context=context)
     return 0
 
 

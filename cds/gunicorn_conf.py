@@ -25,3 +25,10 @@ def worker_exit(server, worker) -> None:  # gunicorn's hook signature
     module = sys.modules.get("cds.wsgi")
     if module is not None:
         module.app.extensions["cds.audit"].close()
+
+
+def ssl_context(conf, default_ssl_context_factory):  # gunicorn's hook: used when --certfile/--keyfile are given
+    """TLS 1.2 or later, nothing older (see cds.tls)."""
+    from cds import tls
+
+    return tls.harden(default_ssl_context_factory())

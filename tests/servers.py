@@ -120,15 +120,24 @@ def redis_server(tmp: Path):
 
 
 @contextmanager
-def nginx(tmp: Path, upstreams: list[int], port: int):
-    """nginx on ``port`` in front of ``upstreams``, with the retry rules of deploy/nginx.conf; yields its base URL."""
+def nginx(tmp: Path, upstreams: list[int], port: int, certificate: tuple[Path, Path] | None = None):
+    """nginx on ``port`` in front of ``upstreams``, as deploy/nginx.conf says; yields its base URL.
+
+    With ``certificate`` (cert, key) it terminates TLS as the file does; without, it speaks plain HTTP."""
     template = (Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf").read_text()
     # The upstream block of the real file, with its two hosts replaced by the instances on loopback.
     lines = [line for line in template.splitlines() if not line.strip().startswith("server cds-")]
     first = next(i for i, line in enumerate(lines) if line.strip() == "upstream cds {")
     lines[first + 1 : first + 1] = [f"        server 127.0.0.1:{p} max_fails=2 fail_timeout=2s;" for p in upstreams]
     conf = "\n".join(lines)
-    conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{port};")
+    if certificate is None:  # plain HTTP on loopback: the retry rules are what is under test
+        conf = "\n".join(line for line in conf.splitlines() if not line.strip().startswith("ssl_"))
+        conf = conf.replace("listen 8443 ssl;", f"listen 127.0.0.1:{port};")
+    else:
+        conf = conf.replace("listen 8443 ssl;", f"listen 127.0.0.1:{port} ssl;")
+        conf = conf.replace("/etc/cds/tls/tls.crt", str(certificate[0])).replace(
+            "/etc/cds/tls/tls.key", str(certificate[1])
+        )
     user = "user root;\n" if os.geteuid() == 0 else ""
     conf = f"{user}pid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\n" + conf.replace(
         "/var/log/nginx/cds-access.log", f"{tmp}/access.log"
@@ -140,7 +149,7 @@ def nginx(tmp: Path, upstreams: list[int], port: int):
     )
     try:
         wait_port(port)
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if certificate else 'http'}://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(timeout=10)

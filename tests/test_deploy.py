@@ -10,6 +10,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from . import servers
+from .test_tls import check_versions
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 MANIFESTS = sorted((DEPLOY / "kubernetes").glob("*.yaml"))
@@ -37,15 +40,28 @@ def test_a_broken_manifest_is_caught():
         kubernetes_validate.validate(bad, "1.30.0", strict=True)
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")  # offering them is the point
 @pytest.mark.skipif(not shutil.which("nginx"), reason="nginx is not installed (.ci/run installs it)")
-def test_nginx_accepts_the_configuration(tmp_path):
-    conf = (DEPLOY / "nginx.conf").read_text().replace("cds-1:8080", "127.0.0.1:1").replace("cds-2:8080", "127.0.0.1:2")
-    conf = f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n" + conf.replace(
-        "/var/log/nginx/cds-access.log", f"{tmp_path}/a.log"
-    )
-    (tmp_path / "nginx.conf").write_text(conf)
-    result = subprocess.run(["nginx", "-t", "-c", str(tmp_path / "nginx.conf")], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+def test_nginx_terminates_tls_1_2_and_1_3_only_in_front_of_the_service(tmp_path, certificate):
+    """deploy/nginx.conf as written (a generated certificate at its paths), in front of a running instance."""
+    import os
+    import sys
+
+    app_port, port = servers.free_port(), servers.free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")} | {
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'nginx.sqlite3'}",
+        "CDS_LOG_LEVEL": "WARNING",
+    }
+    app = subprocess.Popen([str(Path(sys.executable).with_name("cds")), "serve", "--port", str(app_port)],
+                           env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        servers.wait_port(app_port)
+        with servers.nginx(tmp_path, [app_port], port, certificate) as base:
+            assert base.startswith("https://")
+            check_versions(port, certificate[0])
+    finally:
+        app.terminate()
+        app.wait(timeout=20)
 
 
 def _dockerfile_command() -> list[str]:
