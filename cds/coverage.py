@@ -70,22 +70,44 @@ class CoverageInformation:
     reasons: list[dict] = field(default_factory=list)
     details: list[dict] = field(default_factory=list)
 
-    def to_extension(self) -> dict:
-        parts = [("coverage", {"valueReference": self.coverage}), ("covered", {"valueCode": self.covered})]
-        if self.pa_needed:
-            parts.append(("pa-needed", {"valueCode": self.pa_needed}))
-        if self.doc_needed:
-            parts.append(("doc-needed", {"valueCode": self.doc_needed}))
+    def to_extension(self, form: str = "2.2") -> dict:
+        """The extension as CRD ``form`` ("2.0" or "2.2", see :func:`cds.services.crd_form`) defines it.
+
+        CRD 2.0/2.1 have no 'indeterminate': their 'conditional' is defined as "decision cannot be made without
+        more information", the closest they allow, so an undetermined answer is 'conditional' there, its reasons
+        kept as text (2.0's reason value set has only gold-card and detail-code)."""
+        covered, pa_needed, doc_needed, reasons = self.covered, self.pa_needed, self.doc_needed, self.reasons
+        info_needed = self.info_needed
+        if form == "2.0":
+            undetermined = "indeterminate" in (covered, pa_needed, doc_needed)
+            covered, pa_needed, doc_needed = (_LEGACY.get(v, v) if v else v for v in (covered, pa_needed, doc_needed))
+            reasons = [_legacy_reason(r) for r in reasons]
+            if undetermined and not info_needed:
+                info_needed = ["OTH"]  # what is missing is in the reasons' text
+        parts = [("coverage", {"valueReference": self.coverage}), ("covered", {"valueCode": covered})]
+        if pa_needed:
+            parts.append(("pa-needed", {"valueCode": pa_needed}))
+        if doc_needed:
+            parts.append(("doc-needed", {"valueCode": doc_needed}))
         parts += [("doc-purpose", {"valueCode": p}) for p in self.doc_purpose]
-        parts += [("info-needed", {"valueCode": i}) for i in self.info_needed]
+        parts += [("info-needed", {"valueCode": i}) for i in info_needed]
         parts += [("billingCode", {"valueCoding": c}) for c in self.billing_codes]
-        parts += [("reason", {"valueCodeableConcept": r}) for r in self.reasons]
+        parts += [("reason", {"valueCodeableConcept": r}) for r in reasons]
         parts += [("detail", {"extension": d}) for d in self.details]
         parts += [
             ("date", {"valueDate": self.date.isoformat()}),
             ("coverage-assertion-id", {"valueString": self.assertion_id}),
         ]
         return {"url": EXTENSION, "extension": [{"url": url, **value} for url, value in parts]}
+
+
+_LEGACY = {"indeterminate": "conditional"}
+_LEGACY_REASONS = {"gold-card", "detail-code"}  # CRD 2.0.1 CRDCoverageAssertionReasons
+
+
+def _legacy_reason(reason: dict) -> dict:
+    codings = [c for c in reason.get("coding", ()) if c.get("code") in _LEGACY_REASONS]
+    return {"text": reason["text"], **({"coding": codings} if codings else {})}
 
 
 def _reason(text: str, code: str | None = None) -> dict:
@@ -230,13 +252,13 @@ def _policy_detail(route: payers.Route, stance) -> list[dict]:
     return detail
 
 
-def system_action(order: Order, info: CoverageInformation, payer: str) -> dict:
-    """An ``update`` of the draft order carrying the extension; everything else in the order is left as sent."""
+def system_action(order: Order, info: CoverageInformation, payer: str, form: str = "2.2") -> dict:
+    """An ``update`` of the draft order carrying the extension (in CRD ``form``); the rest of the order as sent."""
     resource = copy.deepcopy(order.resource)
     sent = resource.get("extension")
     # the update must be valid FHIR: extensions that are not objects are dropped, ours replaced
     kept = [e for e in (sent if isinstance(sent, list) else ()) if isinstance(e, dict) and e.get("url") != EXTENSION]
-    resource["extension"] = [*kept, info.to_extension()]
+    resource["extension"] = [*kept, info.to_extension(form)]
     return {"type": "update", "description": f"Coverage information for CPT 64580 ({payer})", "resource": resource}
 
 

@@ -17,7 +17,7 @@ from cds.fhirclient import Deadline, FHIRClient
 from cds.hooks import HookRequest
 from cds.policies import PolicySet
 from cds.records import Order, PatientRecord
-from cds.services import PAIN_SCORES, SERVICES, CdsService
+from cds.services import PAIN_SCORES, SERVICES, CdsService, crd_form
 
 
 def service(service_id: str) -> CdsService:
@@ -69,7 +69,8 @@ def invoke(
         if not svc.information_only and request.configuration.get("coverage-info", True):
             assertion = coverage.assertion_id(request.fhir_server, request.context.patient_id, route, as_of)
             info = coverage.decide(route, findings, order, group, as_of, assertion, late)
-            actions.append(coverage.system_action(order, info, route.payer_name or route.plan.payer))
+            form = crd_form(request.requested_version)
+            actions.append(coverage.system_action(order, info, route.payer_name or route.plan.payer, form))
     return _answer(svc, configured(built, request), actions)
 
 
@@ -155,7 +156,7 @@ def _safe_id(query: str) -> bool:
 
 
 def _context(svc: CdsService, request: HookRequest, route: payers.Route, order: Order, as_of: date, pathway):
-    version = request.requested_version or ""
+    legacy = crd_form(request.requested_version) == "2.0"
     return cards.CardContext(
         hook_instance=request.hook_instance,
         order=order,
@@ -163,7 +164,7 @@ def _context(svc: CdsService, request: HookRequest, route: payers.Route, order: 
         user_id=request.context.user_id,
         route=route,
         as_of=as_of,
-        topic_system=cards.CARD_TYPES_CRD_2_1 if version.startswith(("2.0", "2.1")) else cards.CARD_TYPES,
+        topic_system=cards.CARD_TYPES_CRD_2_1 if legacy else cards.CARD_TYPES,
         information_only=svc.information_only,
         pathway=pathway,
     )

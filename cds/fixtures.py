@@ -225,7 +225,9 @@ def build_request(case: Case, store: FHIRStore, *, as_of: str | None, prefetch: 
                 continue
             status, answer = store.answer(query)
             body["prefetch"][template.key] = answer if status == 200 else None
+    # a case speaks CRD 2.2, the version whose answers say "indeterminate" where they cannot say more
+    body["extension"] = {"davinci-crd.requestedVersion": spec.get("crd_version", "2.2")}
     when = as_of or spec.get("as_of")
     if when:
-        body["extension"] = {"cds64580.as-of": when}
+        body["extension"]["cds64580.as-of"] = when
     return body

@@ -17,7 +17,23 @@ from types import MappingProxyType
 
 from cds import codes
 
-CRD_VERSIONS = ("2.2",)
+# The CRD versions we answer in (two-node, as CRD 2.2 deviations.html asks). 2.0 covers 2.0.x and 2.1 clients:
+# their coverage-information value sets have no 'indeterminate'.
+CRD_VERSIONS = ("2.0", "2.2")
+
+
+def crd_form(requested: str | None) -> str:
+    """The CRD version an answer is shaped for: "2.0" or "2.2".
+
+    A client that names 2.0 or 2.1 gets the 2.0 form, one that names 2.2 or later the 2.2 form. A client that names
+    none gets the 2.0 form: ``davinci-crd.requestedVersion`` first appears in CRD 2.2 (deviations.html, dev-3, which
+    makes it mandatory for a client of a service declaring several versions), so its absence means a 2.0/2.1
+    client; and the 2.0 form is valid under 2.2 as well (its codes are a subset), so no client is harmed by it.
+    """
+    if requested is None or requested.startswith(("2.0", "2.1", "1.")):
+        return "2.0"
+    return "2.2"
+
 
 # Card types we can be asked to switch off (CRD dev-4/5), plus the card-count limit.
 CONFIGURATION_OPTIONS = (

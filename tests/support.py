@@ -64,7 +64,9 @@ def hook_request(
     prefetch: dict | None = None,
     fhir_server: str | None = None,
     token: str | None = TOKEN,
+    crd_version: str | None = "2.2",
 ) -> dict:
+    """A hook request; it speaks CRD ``crd_version`` (None: says nothing, as CRD 2.0/2.1 clients do)."""
     orders = [service_request()] if orders is None else orders
     body: dict = {
         "hook": hook,
@@ -75,6 +77,8 @@ def hook_request(
             "draftOrders": bundle(*orders),
         },
     }
+    if crd_version is not None:
+        body["extension"] = {"davinci-crd.requestedVersion": crd_version}
     if hook == "order-select":
         body["context"]["selections"] = [f"{o['resourceType']}/{o['id']}" for o in orders]
     if fhir_server:

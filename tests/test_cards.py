@@ -68,7 +68,7 @@ def call(client, *, prefetch=None, orders=None, hook="order-sign", extension=Non
         orders=orders or [order()],
         fhir_server=fhir_server,
     )
-    body["extension"] = {"cds64580.as-of": AS_OF, **(extension or {})}
+    body["extension"] |= {"cds64580.as-of": AS_OF, **(extension or {})}
     if instance:
         body["hookInstance"] = instance
     service = ORDER_SIGN if hook == "order-sign" else ORDER_SELECT

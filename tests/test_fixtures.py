@@ -352,7 +352,7 @@ def test_cli_emits_a_request_ready_for_curl(served):
     done = cds(str(fixtures.FIXTURE_DIR / "co-surgeons-without-62"), "--emit-request", "--as-of", "2026-06-15")
     assert done.returncode == 0, done.stderr
     body = json.loads(done.stdout)
-    assert body["extension"] == {"cds64580.as-of": "2026-06-15"}
+    assert body["extension"] == {"davinci-crd.requestedVersion": "2.2", "cds64580.as-of": "2026-06-15"}
     assert "curl" in done.stderr and "/cds-services/cpt64580-order-sign" in done.stderr
     roles = {r["resource"]["id"] for r in body["prefetch"]["practitionerRoles"]["entry"]}
     assert {"role-a", "role-b"} <= roles  # the second surgeon's role travels with the request

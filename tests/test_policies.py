@@ -348,7 +348,7 @@ def hook(client, ehr, prefetch: dict, orders=None) -> dict:
         searchset(pain_score(8, "2026-02-25"), pain_score(3, "2026-03-04"))
     )
     body = hook_request(prefetch=prefetch, fhir_server=ehr.url_for("/fhir"), orders=orders)
-    body["extension"] = {"cds64580.as-of": AS_OF.isoformat()}
+    body["extension"] |= {"cds64580.as-of": AS_OF.isoformat()}
     response = client.post(f"/cds-services/{ORDER_SIGN}", data=orjson.dumps(body), content_type="application/json")
     assert response.status_code == 200, response.get_json()
     return response.get_json()

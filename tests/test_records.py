@@ -66,7 +66,7 @@ def test_synthea_patient_as_prefetch_over_http(client, realdata):
         }
     )
     body["prefetch"]["conditions"] = bundle  # a whole patient Bundle under one key: every resource is read
-    body["extension"] = {"cds64580.as-of": "2026-06-15"}
+    body["extension"] |= {"cds64580.as-of": "2026-06-15"}
     response = client.post(f"/cds-services/{ORDER_SIGN}", data=orjson.dumps(body), content_type="application/json")
     assert response.status_code == 200
     cards = {}
