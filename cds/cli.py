@@ -73,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="payer policy folder to judge with, in-process (default: CDS_POLICY_DIR, else the package's)",
     )
+    conformance = commands.add_parser(
+        "conformance", help="Inferno-style CRD server checks against a running service (exit 1 when one fails)"
+    )
+    conformance.add_argument("url", help="the CRD server's base URL, e.g. https://127.0.0.1:8443")
+    conformance.add_argument(
+        "--hooks", type=_hook_list, default=("order-sign", "order-select"), help="comma-separated hooks to call"
+    )
+    conformance.add_argument("--cafile", default=None, help="PEM certificate(s) to trust for a private TLS server")
+    conformance.add_argument("--json", action="store_true", help="print the checks as JSON")
     database = commands.add_parser("db", help="the feedback and audit database")
     database_commands = database.add_subparsers(dest="db_command", required=True)
     database_commands.add_parser("upgrade", help="apply schema migrations (CDS_DATABASE_URL)")
@@ -86,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         return _db_upgrade()
     if args.command == "replay":
         return _replay(args)
+    if args.command == "conformance":
+        return _conformance(args)
     if args.command == "policies":
         if args.policies_command == "sources":
             return _policies_sources(args.directory, args.json)
@@ -95,6 +106,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "mpfs":
         return _mpfs_import(args) if args.mpfs_command == "import" else _mpfs_show(args)
     return 2  # pragma: no cover  (argparse rejects unknown commands)
+
+
+def _hook_list(raw: str) -> tuple[str, ...]:
+    hooks = tuple(h.strip() for h in raw.split(",") if h.strip())
+    if not hooks:
+        raise argparse.ArgumentTypeError("name at least one hook, e.g. order-sign")
+    return hooks
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    from cds import conformance
+
+    if args.cafile is not None and not Path(args.cafile).is_file():
+        print(f"cds conformance: --cafile {args.cafile} is not a readable file", file=sys.stderr)
+        return 2
+    report = conformance.run(args.url, args.hooks, args.cafile)
+    print(report.json() if args.json else report.table())
+    return 0 if report.ok else 1
 
 
 def _mpfs_import(args: argparse.Namespace) -> int:
