@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -20,9 +22,21 @@ from . import servers
 CDS = str(Path(sys.executable).with_name("cds"))
 
 
-@pytest.fixture(scope="module")
-def our_service(certificate, tmp_path_factory):
-    """The service over TLS (cds serve --certfile/--keyfile), as production would speak it."""
+def _production_arguments() -> list[str]:
+    """The production gunicorn command of docs/operations.md (tests/test_deploy.py keeps it the image's), unbound."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    command = re.search(r"\.venv/bin/(gunicorn [^`]*?--graceful-timeout \d+)", text).group(1)
+    words = shlex.split(command.replace("\\\n", " "))
+    at = words.index("--bind")
+    return words[1:at] + words[at + 2 :]
+
+
+PRODUCTION = _production_arguments()
+
+
+@pytest.fixture(scope="module", params=["cds serve", "gunicorn"])
+def our_service(request, certificate, tmp_path_factory):
+    """The service over TLS: `cds serve --certfile/--keyfile`, and the production gunicorn command with them."""
     folder = tmp_path_factory.mktemp("conformance")
     port = servers.free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")} | {
@@ -30,10 +44,12 @@ def our_service(certificate, tmp_path_factory):
         "CDS_LOG_LEVEL": "WARNING",
     }
     certfile, keyfile = certificate
-    process = subprocess.Popen(
-        [CDS, "serve", "--port", str(port), "--certfile", str(certfile), "--keyfile", str(keyfile)],
-        env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    tls = ["--certfile", str(certfile), "--keyfile", str(keyfile)]
+    if request.param == "cds serve":
+        command = [CDS, "serve", "--port", str(port), *tls]
+    else:
+        command = [str(Path(sys.executable).with_name("gunicorn")), *PRODUCTION, "--bind", f"127.0.0.1:{port}", *tls]
+    process = subprocess.Popen(command, env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         servers.wait_port(port)
         yield f"https://127.0.0.1:{port}", certfile
