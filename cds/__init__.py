@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
-from cds import api, db, health, logs, metrics, policies, trust
+from cds import api, db, dtr, health, logs, metrics, policies, trust
 from cds.audit import AuditLog, RefusalLimiter
 from cds.config import DEFAULTS, ConfigError, Settings, check
 from cds.errors import INTERNAL_ERROR, CDSError, operation_outcome
@@ -79,6 +79,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(dtr.bp)
     if app.config.get("VIEWER"):
         from cds import viewer
 

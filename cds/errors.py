@@ -71,6 +71,11 @@ class SchemaViolation(InvalidRequest):
         return [_issue(self.issue_code, msg, (expr,) if expr else ()) for expr, msg in self.problems]
 
 
+class NotFound(CDSError):
+    status = 404
+    issue_code = "not-found"
+
+
 class UnknownService(CDSError):
     status = 404
     issue_code = "not-found"

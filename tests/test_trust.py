@@ -202,6 +202,14 @@ def test_every_endpoint_needs_a_token_but_health(trusted):
     # past authentication: the card was never issued, so 404, not 401
     assert call(trusted, "Bearer " + token(aud=url(path)), path, feedback).status_code == 404
     assert trusted.get("/healthz").status_code == 200
+    # the DTR routes follow the same rules as the hooks
+    assert trusted.get("/fhir/metadata").status_code == 401
+    assert (
+        trusted.get(
+            "/fhir/metadata", headers={"Authorization": "Bearer " + token(aud=url("/fhir/metadata"))}
+        ).status_code
+        == 200
+    )
 
 
 def test_the_public_base_url_sets_the_audience(make_app, clients_file):

@@ -1,0 +1,132 @@
+"""Da Vinci DTR: the CPT 64580 documentation questionnaire of the order's payer policy, served to DTR clients."""
+
+from __future__ import annotations
+
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+from fhir.resources.R4B.parameters import Parameters
+from fhir.resources.R4B.questionnaire import Questionnaire
+
+PACKAGE = "/fhir/Questionnaire/$questionnaire-package"
+ORDER = {
+    "resourceType": "ServiceRequest",
+    "id": "sr-64580",
+    "status": "draft",
+    "intent": "order",
+    "subject": {"reference": "Patient/p1"},
+    "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "64580"}]},
+}
+
+
+def coverage(payer: str) -> dict:
+    return {
+        "resourceType": "Coverage",
+        "id": "cov-1",
+        "status": "active",
+        "beneficiary": {"reference": "Patient/p1"},
+        "payor": [{"display": payer}],
+    }
+
+
+def parameters(*extra: dict, payer: str = "Medicare") -> dict:
+    return {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "coverage", "resource": coverage(payer)}, {"name": "order", "resource": ORDER}, *extra],
+    }
+
+
+def package(client, body: dict) -> tuple[list[dict], list[dict]]:
+    response = client.post(PACKAGE, json=body)
+    assert response.status_code == 200, response.get_json()
+    assert response.mimetype == "application/fhir+json"
+    out = response.get_json()
+    Parameters.model_validate(out)
+    bundles = [p["resource"] for p in out["parameter"] if p["name"] == "PackageBundle"]
+    outcomes = [p["resource"] for p in out["parameter"] if p["name"] == "outcome"]
+    return [e["resource"] for b in bundles for e in b["entry"]], outcomes
+
+
+def test_the_payers_questionnaire_has_a_group_per_documentation_criterion(client):
+    [questionnaire], outcomes = package(client, parameters())
+    assert outcomes == []
+    Questionnaire.model_validate(questionnaire)
+    groups = {g["linkId"]: g for g in questionnaire["item"]}
+    assert {"physical-therapy", "medication-trial", "stimulation-trial", "psych-evaluation", "chronicity"} <= set(
+        groups
+    )
+    assert not {"co-surgeon-modifier", "assistant-surgeon", "global-period", "laterality"} & set(groups), "billing"
+    pt = groups["physical-therapy"]
+    assert [i["linkId"] for i in pt["item"]] == [
+        "physical-therapy.done", "physical-therapy.start", "physical-therapy.end",
+        "physical-therapy.detail", "physical-therapy.note",
+    ]  # fmt: skip
+    assert [i["type"] for i in pt["item"]] == ["boolean", "date", "date", "string", "text"]
+    assert pt["code"][0]["code"] == "physical-therapy" and "http" in pt["text"], "the group names its source"
+    assert "unverified summary" in pt["text"], "a source that is not the payer's own text says so"
+    assert questionnaire["url"].endswith(f"/fhir/Questionnaire/{questionnaire['id']}")
+    assert questionnaire["version"] == questionnaire["id"].removeprefix("medicare-ffs-")
+
+
+def test_the_canonical_is_stable_and_readable(client):
+    [first], _ = package(client, parameters())
+    [again], _ = package(client, parameters())
+    assert (first["url"], first["version"]) == (again["url"], again["version"])
+    read = client.get(f"/fhir/Questionnaire/{first['id']}")
+    assert read.status_code == 200 and read.get_json() == first
+    [chosen], _ = package(
+        client, parameters({"name": "referenced", "valueCanonical": f"{first['url']}|{first['version']}"})
+    )
+    assert chosen == first
+
+
+def test_each_payer_gets_its_own_policys_questionnaire(client):
+    [aetna], _ = package(client, parameters(payer="Aetna"))
+    [medicare], _ = package(client, parameters(payer="Medicare"))
+    assert aetna["id"].startswith("aetna-") and medicare["id"].startswith("medicare-")
+    assert aetna["url"] != medicare["url"]
+
+
+def test_an_unknown_payer_gets_the_default_criteria_and_says_so(client):
+    [questionnaire], [outcome] = package(client, parameters(payer="Acme Health"))
+    assert questionnaire["id"].startswith("default-")
+    assert (
+        outcome["issue"][0]["severity"] == "warning"
+        and "default clinical criteria" in outcome["issue"][0]["diagnostics"]
+    )
+
+
+def test_what_cannot_be_produced_is_a_clear_4xx(client):
+    unknown = parameters({"name": "referenced", "valueCanonical": "http://example.org/Questionnaire/other"})
+    assert client.post(PACKAGE, json=unknown).status_code == 404
+    assert client.post(PACKAGE, json={"resourceType": "Patient"}).get_json()["resourceType"] == "OperationOutcome"
+    no_coverage = {"resourceType": "Parameters", "parameter": [{"name": "order", "resource": ORDER}]}
+    response = client.post(PACKAGE, json=no_coverage)
+    assert response.status_code == 400 and "coverage" in response.get_json()["issue"][0]["diagnostics"]
+    assert client.get("/fhir/Questionnaire/nope").status_code == 404
+
+
+def test_metadata_names_what_is_supported(client):
+    response = client.get("/fhir/metadata")
+    statement = response.get_json()
+    CapabilityStatement.model_validate(statement)
+    [resource] = statement["rest"][0]["resource"]
+    assert resource["type"] == "Questionnaire" and resource["interaction"] == [{"code": "read"}]
+    assert [o["name"] for o in resource["operation"]] == ["questionnaire-package"]
+
+
+def test_hostile_parameters_never_cause_a_500(client):
+    odd_coverage = coverage("x") | {"payor": "nope", "contained": [1, {"resourceType": 5}], "class": {"a": 1}}
+    bodies = [
+        {"resourceType": "Parameters", "parameter": "nope"},
+        {"resourceType": "Parameters", "parameter": [1, None, {"name": 5}]},
+        {"resourceType": "Parameters", "parameter": [{"name": "coverage", "resource": odd_coverage},
+                                                     {"name": "order", "resource": {"resourceType": "X"}}]},
+        parameters({"name": "referenced", "valueCanonical": 12}),
+        parameters({"name": "referenced", "valueCanonical": "x" * 5000}),
+        [],
+        "text",
+    ]  # fmt: skip
+    for body in bodies:
+        response = client.post(PACKAGE, json=body)
+        assert response.status_code < 500, (body, response.get_json())
+        if response.status_code >= 400:
+            assert response.get_json()["resourceType"] == "OperationOutcome"
