@@ -133,6 +133,11 @@ def _notes(findings: list[Finding]) -> list[str]:
     return notes + [f"- Send with the claim: {md(d)}." for d in documents]
 
 
+def _status(f: Finding) -> str:
+    """A criterion's status, marked when a clinician's attestation (not the record) decided it."""
+    return f.status.value + (" (attested)" if f.attested else "")
+
+
 def _in_sentence(title: str) -> str:
     """A criterion title inside a sentence, in the policy's own case: only a capital that starts it is lowered
     ("Objective pathology (EMG/NCS)" -> "objective pathology (EMG/NCS)"; "NCS" and "EMG studies" stay)."""
@@ -259,7 +264,7 @@ def _summary(findings: list[Finding], ctx: CardContext) -> dict:
         f"{counts[Status.NOT_MET]} not met, {counts[Status.UNKNOWN]} unknown"
     )
     rows = ["| Criterion | Status | Why |", "|---|---|---|"]
-    rows += [f"| {md(f.title or f.criterion)} | {f.status.value} | {md(f.reason)} |" for f in findings]
+    rows += [f"| {md(f.title or f.criterion)} | {_status(f)} | {md(f.reason)} |" for f in findings]
     detail = "\n".join([_header(ctx, findings), "", *rows])
     return _card(ctx, "summary", text, "info", "appropriate-use", detail, findings, links=False)
 

@@ -224,6 +224,37 @@ class ServiceRequest:
     reasonCode: tuple[CodeableConcept, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class QuestionnaireResponse:
+    id: str | None
+    subject: Reference | None
+    status: str | None
+    questionnaire: str | None  # the canonical it answers, "url|version" when the version is named
+    authored: str | None
+    author: Reference | None
+    answers: tuple[tuple[str, object], ...]  # (linkId, first answer value) for every answered item, nested too
+
+
+def _answers(items: object) -> tuple[tuple[str, object], ...]:
+    """Every answered item's first value, nested groups opened (iteratively: no depth exhausts the stack)."""
+    found: list[tuple[str, object]] = []
+    pending = list(_items(items))
+    while pending:
+        item = pending.pop(0)
+        if not isinstance(item, dict):
+            continue
+        link = _str(item.get("linkId"))
+        answers = [a for a in _items(item.get("answer")) if isinstance(a, dict)]
+        if link and answers:
+            value = next((v for k, v in answers[0].items() if k.startswith("value")), None)
+            if isinstance(value, (str, bool, int, float)):
+                found.append((link, value))
+        pending.extend(_items(item.get("item")))
+        for answer in answers:
+            pending.extend(_items(answer.get("item")))
+    return tuple(found)
+
+
 def _subject(r: dict, patient_id: str | None, element: str = "subject") -> Reference | None:
     """The patient a resource is about; one found by a patient-scoped search without it is about that patient."""
     found = reference(r.get(element))
@@ -345,6 +376,18 @@ def _patient(r: dict, _patient: str | None) -> Patient:
     return Patient(_str(r.get("id")), _str(r.get("birthDate")), _str(r.get("gender")))
 
 
+def _questionnaire_response(r: dict, patient: str | None) -> QuestionnaireResponse:
+    return QuestionnaireResponse(
+        _str(r.get("id")),
+        _subject(r, patient),
+        _str(r.get("status")),
+        _str(r.get("questionnaire")),
+        _str(r.get("authored")),
+        reference(r.get("author")),
+        _answers(r.get("item")),
+    )
+
+
 def _service_request(r: dict, _patient: str | None) -> ServiceRequest:
     return ServiceRequest(
         _str(r.get("id")),
@@ -368,6 +411,7 @@ BUILDERS: dict[str, Callable[[dict, str | None], object]] = {
     "Practitioner": _practitioner,
     "PractitionerRole": _role,
     "ServiceRequest": _service_request,
+    "QuestionnaireResponse": _questionnaire_response,
 }
 
 

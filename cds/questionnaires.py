@@ -15,12 +15,10 @@ import re
 from fhir.resources.R4B.questionnaire import Questionnaire
 
 from cds.policies import Plan, PolicySet, Version
+from cds.rules.attestation import NOT_DOCUMENTATION, PERIODIC  # billing rules left out; criteria about time
+from cds.rules.attestation import questionnaire_id as _id_for
 from cds.rules.params import Criterion
 
-# Criteria that are billing rules, not documentation the clinician can attest to.
-NOT_DOCUMENTATION = frozenset({"co-surgeon-modifier", "assistant-surgeon", "global-period", "laterality"})
-# Criteria about a span of time: the form asks when it started and ended.
-PERIODIC = frozenset({"physical-therapy", "medication-trial", "stimulation-trial", "chronicity", "psych-evaluation"})
 DETAIL_HINTS = {
     "medication-trial": "The drugs, doses and how long each was taken",
     "stimulation-trial": "The trial's dates and the pain scores before and during it (0-10)",
@@ -33,8 +31,7 @@ DEFAULT_BASE = "http://127.0.0.1:8080"
 
 
 def questionnaire_id(plan: Plan, version: Version) -> str:
-    raw = f"{plan.id}-{version.effective_text}"
-    return re.sub(r"[^A-Za-z0-9\-.]", "-", raw)[:64]
+    return _id_for(plan.id, version.effective_text)
 
 
 def canonical(base: str | None, plan: Plan, version: Version) -> str:

@@ -29,6 +29,7 @@ from cds.fhirview import (
     Practitioner,
     PractitionerRole,
     Procedure,
+    QuestionnaireResponse,
 )
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ class PatientRecord:
     organizations: dict[str, Organization] = field(default_factory=dict)
     practitioners: dict[str, Practitioner] = field(default_factory=dict)
     roles: dict[str, PractitionerRole] = field(default_factory=dict)
+    questionnaire_responses: list[QuestionnaireResponse] = field(default_factory=list)  # attestations (DTR)
     unreadable: int = 0
     # medication codes resolved while filtering (contained or separate Medication resources), by resource ref
     _medication_concepts: dict[str, dict] = field(default_factory=dict, repr=False)
@@ -453,6 +455,8 @@ def _add(record: PatientRecord, rtype: str, model) -> None:
         record.practitioners[model.id] = model
     elif rtype == "PractitionerRole" and model.id:
         record.roles[model.id] = model
+    elif rtype == "QuestionnaireResponse":
+        record.questionnaire_responses.append(model)
     elif rtype == "Patient" and (record.patient is None or model.id == record.patient_id):
         record.patient = model
 

@@ -117,6 +117,10 @@ PREFETCH = (
     PrefetchTemplate("medicationRequests", "MedicationRequest?patient={{context.patientId}}"),
     PrefetchTemplate("medicationStatements", "MedicationStatement?patient={{context.patientId}}"),
     PrefetchTemplate("painScores", PAIN_SCORES, required=False, deferred=True),  # only a trial needs them
+    # clinicians' attestations in our DTR questionnaires (cds.rules.attestation)
+    PrefetchTemplate(
+        "questionnaireResponses", "QuestionnaireResponse?patient={{context.patientId}}&status=completed", required=False
+    ),
     PrefetchTemplate("practitionerRoles", "PractitionerRole?practitioner={{userPractitionerId}}", required=False),
     PrefetchTemplate("userRole", "PractitionerRole/{{userPractitionerRoleId}}", required=False),
 )

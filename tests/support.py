@@ -54,6 +54,7 @@ def full_prefetch() -> dict:
         "medicationStatements": searchset(),
         "practitionerRoles": searchset(),
         "painScores": searchset(),
+        "questionnaireResponses": searchset(),
     }
 
 

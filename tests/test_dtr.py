@@ -130,3 +130,26 @@ def test_hostile_parameters_never_cause_a_500(client):
         assert response.status_code < 500, (body, response.get_json())
         if response.status_code >= 400:
             assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_an_attestation_in_the_policys_questionnaire_meets_the_criterion_and_is_marked(client):
+    """The loop closed: the fixture's record lacks physical therapy; the surgeon's completed QuestionnaireResponse
+    (physical-therapy.done true, dates inside the lookback) makes the criterion met, citing the response."""
+    from cds import fixtures, replay
+
+    case = fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-attested-physical-therapy")
+    body = replay.standalone_request(case, replay.Options())
+    answer = client.post("/cds-services/cpt64580-order-sign", json=body).get_json()
+    summary = next(c for c in answer["cards"] if c["summary"].startswith("CPT 64580 criteria"))
+    pt = next(c for c in summary["extension"]["cds64580.criteria"] if c["id"] == "physical-therapy")
+    assert pt["status"] == "met" and pt["attested"] is True
+    assert pt["evidence"] == ["QuestionnaireResponse/qr-pt"]
+    assert pt["reason"].startswith("attested by Dr. Ana Alvarez on 2026-06-10: 2026-01-05 to 2026-02-20")
+    assert "| met (attested) |" in summary["detail"], "the summary tells attested from recorded"
+    without = replay.standalone_request(fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-no-physical-therapy"),
+                                        replay.Options())  # fmt: skip
+    answer = client.post("/cds-services/cpt64580-order-sign", json=without).get_json()
+    summary = next(c for c in answer["cards"] if c["summary"].startswith("CPT 64580 criteria"))
+    assert (
+        next(c for c in summary["extension"]["cds64580.criteria"] if c["id"] == "physical-therapy")["status"] != "met"
+    )

@@ -32,6 +32,7 @@ SEARCHES = {
     "medicationRequests": "MedicationRequest",
     "medicationStatements": "MedicationStatement",
     "practitionerRoles": "PractitionerRole",
+    "questionnaireResponses": "QuestionnaireResponse",
 }
 
 

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import date
 
 from cds.records import Order, PatientRecord
-from cds.rules import diagnosis, pathways, surgeons, therapy, trial
+from cds.rules import attestation, diagnosis, pathways, surgeons, therapy, trial
 from cds.rules.context import Criterion, Evaluation
 from cds.rules.findings import Evidence, Finding, Status
 from cds.rules.params import RuleSet
@@ -101,9 +101,15 @@ def evaluate(
 ) -> list[Finding]:
     """Every criterion of ``ruleset`` for ``order``, in the policy's order, each tagged with its source."""
     ev = Evaluation(record, order, ruleset, as_of, pathway or choose_pathway(record, order, as_of))
+    attested, foreign = attestation.for_policy(record, ruleset.policy)
     findings = []
     for criterion in ruleset.criteria:
-        finding = unverified(CRITERIA[criterion.id](ev, criterion), criterion)
+        finding = CRITERIA[criterion.id](ev, criterion)
+        if criterion.id in attested:
+            finding = attestation.judge(finding, criterion, attested[criterion.id], ev.order_date)
+        elif criterion.id in foreign and finding.status != Status.MET:
+            finding = attestation.foreign_note(finding, foreign[criterion.id])
+        finding = unverified(finding, criterion)
         findings.append(
             replace(
                 finding,

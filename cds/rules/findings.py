@@ -51,6 +51,7 @@ class Finding:
     source: str = ""
     confidence: str = "primary"
     title: str = ""
+    attested: bool = False  # judged on a clinician's attestation (a DTR QuestionnaireResponse), not the record
 
     @property
     def needs_action(self) -> bool:
@@ -66,5 +67,6 @@ class Finding:
             "source": self.source,
             "confidence": self.confidence,
             "reason": self.reason,
+            "attested": self.attested or None,
         }
         return {k: v for k, v in item.items() if v not in ("", [], None)} | {"evidence": item["evidence"]}

@@ -1,0 +1,117 @@
+"""Attested answers (Da Vinci DTR): a completed QuestionnaireResponse to our questionnaire counts as documentation.
+
+A criterion the record does not meet can be met by an attestation: the clinician answered ``<criterion>.done`` =
+true in the questionnaire of *this* policy version, with dates (where the criterion is about time) that meet the
+criterion's parameters. Dates that do not meet them give not-met, with the attested dates. A response to another
+policy's (or another version's) questionnaire is not counted, and the finding says so. What the record itself
+proves is never overridden by an attestation.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import date
+
+from cds.records import PatientRecord, as_date
+from cds.rules.dates import months_before
+from cds.rules.findings import Evidence, Finding, Status
+from cds.rules.params import Criterion
+
+NOT_DOCUMENTATION = frozenset({"co-surgeon-modifier", "assistant-surgeon", "global-period", "laterality"})
+PERIODIC = frozenset({"physical-therapy", "medication-trial", "stimulation-trial", "chronicity", "psych-evaluation"})
+
+
+def questionnaire_id(plan_id: str, effective_text: str) -> str:
+    """The id of a policy version's questionnaire (also the last segment of its canonical url)."""
+    return re.sub(r"[^A-Za-z0-9\-.]", "-", f"{plan_id}-{effective_text}")[:64]
+
+
+@dataclass(frozen=True)
+class Attestation:
+    response: str  # "QuestionnaireResponse/<id>"
+    done: bool | None
+    start: date | None
+    end: date | None
+    author: str
+    authored: date | None
+
+
+def for_policy(record: PatientRecord, policy: str) -> tuple[dict[str, Attestation], dict[str, str]]:
+    """(attestations of this policy version by criterion, the foreign canonicals answered per criterion).
+
+    ``policy`` is the ruleset's "<plan>@<effective date>"; the newest completed response wins per criterion."""
+    plan_id, _, effective = policy.partition("@")
+    own = questionnaire_id(plan_id, effective)
+    ours: dict[str, Attestation] = {}
+    foreign: dict[str, str] = {}
+    responses = [r for r in record.questionnaire_responses if r.status == "completed" and r.questionnaire]
+    for qr in sorted(responses, key=lambda r: r.authored or ""):
+        url, _, version = (qr.questionnaire or "").partition("|")
+        matches = url.rstrip("/").rsplit("/", 1)[-1] == own and version in ("", effective)
+        answers = dict(qr.answers)
+        criteria = {link.partition(".")[0] for link in answers}
+        for criterion in criteria:
+            if not matches:
+                foreign[criterion] = qr.questionnaire or ""
+                continue
+            done = answers.get(f"{criterion}.done")
+            author = qr.author.display or qr.author.reference if qr.author else None
+            ours[criterion] = Attestation(
+                response=f"QuestionnaireResponse/{qr.id}",
+                done=done if isinstance(done, bool) else None,
+                start=as_date(answers.get(f"{criterion}.start")),
+                end=as_date(answers.get(f"{criterion}.end")),
+                author=author or "an unnamed author",
+                authored=as_date(qr.authored),
+            )
+    return ours, foreign
+
+
+def judge(finding: Finding, criterion: Criterion, attestation: Attestation, order_date: date) -> Finding:
+    """The finding once the attestation is counted (unchanged when the record already meets it or none is made)."""
+    if finding.status == Status.MET or criterion.id in NOT_DOCUMENTATION or attestation.done is not True:
+        return finding
+    who = f"attested by {attestation.author}" + (
+        f" on {attestation.authored.isoformat()}" if attestation.authored else ""
+    )
+    when = _span(attestation)
+    evidence = (Evidence(attestation.response, attestation.authored, "attestation"),)
+    problem = _problem(criterion, attestation, order_date)
+    if problem:
+        reason = f"{who}{': ' + when if when else ''}, but {problem}"
+        return replace(finding, status=Status.NOT_MET, reason=reason, evidence=evidence, attested=True)
+    return replace(finding, status=Status.MET, reason=f"{who}{': ' + when if when else ''}", evidence=evidence,
+                   attested=True, info_needed=None)  # fmt: skip
+
+
+def _span(a: Attestation) -> str:
+    if a.start and a.end:
+        return f"{a.start.isoformat()} to {a.end.isoformat()}"
+    return (a.start or a.end).isoformat() if (a.start or a.end) else ""
+
+
+def _problem(criterion: Criterion, a: Attestation, order_date: date) -> str | None:
+    """Why the attested dates do not meet the criterion's parameters, or None when they do."""
+    if criterion.id in PERIODIC and not (a.start or a.end):
+        return "no dates were given and the policy's criterion is about when"
+    first, last = a.start or a.end, a.end or a.start
+    if first and last and last < first:
+        return "the end date is before the start date"
+    if first and first > order_date:
+        return f"it starts after the order ({order_date.isoformat()})"
+    lookback = criterion.param("lookback_months")
+    if lookback is not None and last and last < months_before(order_date, int(lookback)):
+        return f"it ended before the policy's {lookback}-month lookback from the order"
+    months = criterion.param("months") if criterion.id == "chronicity" else None
+    if months is not None and first and first > months_before(order_date, int(months)):
+        return f"it began less than {months} months before the order"
+    return None
+
+
+def foreign_note(finding: Finding, canonical: str) -> Finding:
+    note = (
+        f"A completed QuestionnaireResponse answers another policy's questionnaire ({canonical}); it is not counted "
+        "for this payer's policy."
+    )
+    return replace(finding, notes=(*finding.notes, note))
