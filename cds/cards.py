@@ -14,6 +14,7 @@ Text taken from the record (codes, ids) is escaped before it enters markdown.
 from __future__ import annotations
 
 import copy
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -60,6 +61,8 @@ class CardContext:
     topic_system: str = CARD_TYPES
     information_only: bool = False
     pathway: Pathway = DEFAULT_PATHWAY
+    dtr_app: str | None = None  # the EHR's DTR SMART app (CDS_DTR_APP_URL)
+    questionnaire: str | None = None  # canonical|version of this policy's documentation questionnaire
 
     @property
     def group(self) -> str:
@@ -174,6 +177,15 @@ def _documentation(findings: list[Finding], ctx: CardContext) -> dict | None:
     card = _card(
         ctx, "documentation", text, "warning" if not_met else "info", "appropriate-use", "\n".join(detail), open_
     )
+    if ctx.dtr_app and ctx.questionnaire and not ctx.information_only:
+        app_context = {
+            "order": ctx.order.reference,
+            "coverage": ctx.route.coverage_ref,
+            "questionnaire": ctx.questionnaire,
+        }
+        dtr = {"label": "Complete the documentation questionnaire", "url": ctx.dtr_app, "type": "smart",
+               "appContext": json.dumps({k: v for k, v in app_context.items() if v})}  # fmt: skip
+        card["links"] = [dtr, *card.get("links", [])][:5]
     card["overrideReasons"] = [
         _reason("documented-elsewhere", "Documentation exists outside this record"),
         _reason("clinical-exception", "Clinical exception; medical necessity will be documented"),

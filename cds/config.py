@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "TRUSTED_CLIENTS": None,
     # The service's public base URL, for the JWT audience when behind a proxy (default: as the request arrived).
     "PUBLIC_BASE_URL": None,
+    "DTR_APP_URL": None,
     "JWT_LEEWAY": 60,
     # Origins browsers may call us from (the CDS Hooks sandbox is a browser app); "*" allows any.
     "CORS_ORIGINS": ["*"],
@@ -82,6 +83,8 @@ class Settings:
     max_prefetch_entries: int = 20000
     max_json_items: int = 1_000_000
     max_json_objects: int = 400_000
+    public_base_url: str | None = None  # where this service is reached: the base of our questionnaires' canonicals
+    dtr_app_url: str | None = None  # the EHR's DTR SMART app: the documentation card links it with appContext
 
     @classmethod
     def from_mapping(cls, config: dict[str, Any]) -> Settings:
@@ -116,7 +119,7 @@ def _coerce(key: str, value: Any, type_name: str) -> Any:
             return int(value)
     except (TypeError, ValueError):
         raise ConfigError(f"CDS_{key} must be a positive {type_name}") from None
-    if type_name == "str" and not isinstance(value, str):
+    if type_name in ("str", "str | None") and not isinstance(value, str):
         raise ConfigError(f"CDS_{key} must be a string")
     return value
 

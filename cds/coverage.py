@@ -69,6 +69,7 @@ class CoverageInformation:
     billing_codes: list[dict] = field(default_factory=list)
     reasons: list[dict] = field(default_factory=list)
     details: list[dict] = field(default_factory=list)
+    questionnaire: str | None = None  # the DTR questionnaire that documents what is missing (canonical|version)
 
     def to_extension(self, form: str = "2.2") -> dict:
         """The extension as CRD ``form`` ("2.0" or "2.2", see :func:`cds.services.crd_form`) defines it.
@@ -94,6 +95,8 @@ class CoverageInformation:
         parts += [("billingCode", {"valueCoding": c}) for c in self.billing_codes]
         parts += [("reason", {"valueCodeableConcept": r}) for r in reasons]
         parts += [("detail", {"extension": d}) for d in self.details]
+        if self.questionnaire and doc_needed:  # crd-ci-q1: a questionnaire only with doc-needed
+            parts.append(("questionnaire", {"valueCanonical": self.questionnaire}))
         parts += [
             ("date", {"valueDate": self.date.isoformat()}),
             ("coverage-assertion-id", {"valueString": self.assertion_id}),

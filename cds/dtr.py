@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app
 
 from cds import api, payers, questionnaires, records
 from cds.errors import InvalidRequest, NotFound
@@ -22,8 +22,9 @@ FHIR_JSON = "application/fhir+json"
 PACKAGE_OPERATION = "http://hl7.org/fhir/us/davinci-dtr/OperationDefinition/questionnaire-package"
 
 
-def _base() -> str | None:
-    return current_app.config.get("PUBLIC_BASE_URL") or request.host_url.rstrip("/")
+def _base() -> str:
+    """The base of our canonicals: CDS_PUBLIC_BASE_URL, as the hooks use it (the demo default otherwise)."""
+    return current_app.config.get("PUBLIC_BASE_URL") or questionnaires.DEFAULT_BASE
 
 
 def _fhir(body: dict, status: int = 200) -> Response:

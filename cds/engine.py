@@ -8,15 +8,17 @@ we read a patient's record only to answer about this procedure.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime
 
-from cds import cards, codes, coverage, hooks, orders, payers, policies, prefetch, records, rules
+from cds import cards, codes, coverage, hooks, orders, payers, policies, prefetch, questionnaires, records, rules
 from cds.config import Settings
 from cds.errors import PayloadTooLarge, UnknownService
 from cds.fhirclient import Deadline, FHIRClient
 from cds.hooks import HookRequest
 from cds.policies import PolicySet
 from cds.records import Order, PatientRecord
+from cds.rules import attestation
 from cds.services import PAIN_SCORES, SERVICES, CdsService, crd_form
 
 
@@ -65,10 +67,18 @@ def invoke(
         ruleset = route.version.ruleset(pathway.id)
         findings = rules.without_late_data(rules.evaluate(record, order, ruleset, as_of, pathway), late)
         group = pathway.id
-        built += cards.build(findings, _context(svc, request, route, order, as_of, pathway))
+        context = _context(svc, request, route, order, as_of, pathway)
+        context = dataclasses.replace(
+            context,
+            dtr_app=settings.dtr_app_url,
+            questionnaire=questionnaires.versioned_canonical(settings.public_base_url, route),
+        )
+        built += cards.build(findings, context)
         if not svc.information_only and request.configuration.get("coverage-info", True):
             assertion = coverage.assertion_id(request.fhir_server, request.context.patient_id, route, as_of)
             info = coverage.decide(route, findings, order, group, as_of, assertion, late)
+            if any(f.needs_action and f.criterion not in attestation.NOT_DOCUMENTATION for f in findings):
+                info.questionnaire = questionnaires.versioned_canonical(settings.public_base_url, route)
             form = crd_form(request.requested_version)
             actions.append(coverage.system_action(order, info, route.payer_name or route.plan.payer, form))
     return _answer(svc, configured(built, request), actions)

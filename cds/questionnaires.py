@@ -38,6 +38,11 @@ def canonical(base: str | None, plan: Plan, version: Version) -> str:
     return f"{(base or DEFAULT_BASE).rstrip('/')}/fhir/Questionnaire/{questionnaire_id(plan, version)}"
 
 
+def versioned_canonical(base: str | None, route) -> str:
+    """``url|version`` of the questionnaire of the policy a payer route applies (a cds.payers.Route)."""
+    return f"{canonical(base, route.plan, route.version)}|{route.version.effective_text}"
+
+
 def documentation_criteria(version: Version) -> list[Criterion]:
     """The criteria of every pathway of the version a clinician can document, each once, in policy order."""
     seen: dict[str, Criterion] = {}
@@ -110,6 +115,7 @@ def find(policy_set: PolicySet, questionnaire: str, base: str | None) -> tuple[P
     for plan in policy_set.plans:
         for version in plan.versions:
             ident = questionnaire_id(plan, version)
-            if wanted in (ident, canonical(base, plan, version)) and version_text in ("", version.effective_text):
+            named = wanted == ident or wanted.rstrip("/").endswith(f"/Questionnaire/{ident}")  # any base: same id
+            if named and version_text in ("", version.effective_text):
                 return plan, version
     return None

@@ -153,3 +153,37 @@ def test_an_attestation_in_the_policys_questionnaire_meets_the_criterion_and_is_
     assert (
         next(c for c in summary["extension"]["cds64580.criteria"] if c["id"] == "physical-therapy")["status"] != "met"
     )
+
+
+def _case_answer(client, name: str) -> dict:
+    from cds import fixtures, replay
+
+    body = replay.standalone_request(fixtures.load_folder(fixtures.FIXTURE_DIR / name), replay.Options())
+    return client.post("/cds-services/cpt64580-order-sign", json=body).get_json()
+
+
+def test_missing_documentation_points_to_the_questionnaire_that_documents_it(make_app):
+    app = make_app(PUBLIC_BASE_URL="https://cds.example.org", DTR_APP_URL="https://ehr.example.org/dtr/launch")
+    client = app.test_client()
+    answer = _case_answer(client, "medicare-no-physical-therapy")
+    [ext] = answer["systemActions"][0]["resource"]["extension"]
+    values = {e["url"]: e for e in ext["extension"]}
+    canonical = values["questionnaire"]["valueCanonical"]
+    assert canonical == "https://cds.example.org/fhir/Questionnaire/medicare-ffs-2019-12-01|2019-12-01"
+    assert values["doc-needed"]["valueCode"] == "clinical"
+    documentation = next(c for c in answer["cards"] if c["summary"].startswith("Documentation"))
+    smart = documentation["links"][0]
+    assert smart["type"] == "smart" and smart["url"] == "https://ehr.example.org/dtr/launch"
+    context = __import__("json").loads(smart["appContext"])
+    assert context == {"order": "ServiceRequest/sr-64580", "coverage": context["coverage"], "questionnaire": canonical}
+    # the canonical resolves to the questionnaire $questionnaire-package gives for this payer
+    [questionnaire], _ = package(client, parameters({"name": "referenced", "valueCanonical": canonical}))
+    assert f"{questionnaire['url']}|{questionnaire['version']}" == canonical
+    assert "physical-therapy" in {g["linkId"] for g in questionnaire["item"]}
+
+
+def test_no_questionnaire_when_everything_is_documented(client):
+    answer = _case_answer(client, "medicare-all-criteria-met")
+    [ext] = answer["systemActions"][0]["resource"]["extension"]
+    assert "questionnaire" not in {e["url"] for e in ext["extension"]}
+    assert all(link["type"] != "smart" for c in answer["cards"] for link in c.get("links", []))

@@ -90,7 +90,13 @@ def crd_request(realdata) -> dict:
 
 
 def test_modified_crd_example_fetches_what_prefetch_lacks(client, ehr, crd_request):
-    for resource_type in ("Condition", "Procedure", "MedicationRequest", "MedicationStatement"):
+    for resource_type in (
+        "Condition",
+        "Procedure",
+        "MedicationRequest",
+        "MedicationStatement",
+        "QuestionnaireResponse",
+    ):
         ehr.expect_request(f"/fhir/{resource_type}").respond_with_json(searchset())
     ehr.expect_request("/fhir/Organization/acme-payer").respond_with_json(
         {"resourceType": "Organization", "id": "acme-payer", "name": "Acme Health Plan"}
@@ -107,6 +113,7 @@ def test_modified_crd_example_fetches_what_prefetch_lacks(client, ehr, crd_reque
         "/fhir/MedicationStatement",
         "/fhir/Organization/acme-payer",
         "/fhir/Procedure",
+        "/fhir/QuestionnaireResponse",
     ]
     payer_card = next(c for c in response.get_json()["cards"] if c["source"]["topic"]["code"] == "insurance")
     assert "Acme Health Plan" in payer_card["summary"] and "not recognised" in payer_card["summary"]
