@@ -3,7 +3,8 @@
 ``POST /fhir/Questionnaire/$questionnaire-package`` takes the DTR input Parameters (``coverage``, ``order``,
 optionally ``referenced``/``questionnaire`` canonicals) and answers the output Parameters: a ``PackageBundle`` with
 the Questionnaire, and an ``outcome`` saying what we could not produce. ``GET /fhir/Questionnaire/{id}`` and
-``GET /fhir/metadata`` serve DTR clients. The same JWT checks guard these routes as the hooks.
+``GET /fhir/metadata`` serve DTR clients; ``POST /fhir/Questionnaire/{id}/$populate`` (SDC) prefills a response from
+the patient's data. The same JWT checks guard these routes as the hooks.
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from flask import Blueprint, Response, current_app
 
-from cds import api, payers, questionnaires, records
+from cds import api, payers, questionnaires, records, rules
 from cds.errors import InvalidRequest, NotFound
 
 bp = Blueprint("dtr", __name__, url_prefix="/fhir")
 bp.before_request(api.authenticate)
 FHIR_JSON = "application/fhir+json"
 PACKAGE_OPERATION = "http://hl7.org/fhir/us/davinci-dtr/OperationDefinition/questionnaire-package"
+POPULATE_OPERATION = "http://hl7.org/fhir/uv/sdc/OperationDefinition/Questionnaire-populate"
 
 
 def _base() -> str:
@@ -53,7 +56,10 @@ def metadata() -> Response:
                     {
                         "type": "Questionnaire",
                         "interaction": [{"code": "read"}],
-                        "operation": [{"name": "questionnaire-package", "definition": PACKAGE_OPERATION}],
+                        "operation": [
+                            {"name": "questionnaire-package", "definition": PACKAGE_OPERATION},
+                            {"name": "populate", "definition": POPULATE_OPERATION},
+                        ],
                     }
                 ],
             }
@@ -122,3 +128,77 @@ def package() -> Response:
     if issues:
         output.append({"name": "outcome", "resource": {"resourceType": "OperationOutcome", "issue": issues}})
     return _fhir({"resourceType": "Parameters", "parameter": output})
+
+
+# ---- $populate (SDC): prefill from the same evidence the rules use ---------------------------------------------
+
+EVIDENCE_EXTENSION = "urn:cds64580:evidence"  # on an answer: the record entry it was read from
+
+
+@bp.post("/Questionnaire/<questionnaire_id>/$populate")
+def populate(questionnaire_id: str) -> Response:
+    """A QuestionnaireResponse (in-progress) prefilled from the patient's data sent in the Parameters.
+
+    Input: ``subject`` (the Patient reference) and the patient's resources as ``content`` (a resource or Bundle)
+    or ``context.content``; optionally an ``order`` (its date is the day criteria are judged on; today otherwise).
+    Each criterion the data meets is answered (done, dates, detail) with the evidence on every answer; what the
+    data does not show is left for the clinician."""
+    policy_set = current_app.extensions["cds.policies"]
+    found = questionnaires.find(policy_set, questionnaire_id[:128], _base())
+    if found is None:
+        raise NotFound(f"no Questionnaire {questionnaire_id[:64]!r}; GET /fhir/metadata says what is served")
+    plan, version = found
+    body = api.read_json()
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise InvalidRequest("send a FHIR Parameters resource", expression=("resourceType",))
+    parameters = [p for p in body.get("parameter") or () if isinstance(p, dict)]
+    subject = next((p.get("valueReference") for p in parameters if p.get("name") == "subject"), None)
+    reference = subject.get("reference") if isinstance(subject, dict) else None
+    if not isinstance(reference, str) or not reference.startswith("Patient/"):
+        raise InvalidRequest("Parameters.parameter 'subject' must reference the Patient", expression=("parameter",))
+    content: list[dict] = []
+    for p in parameters:
+        if p.get("name") == "content" and isinstance(p.get("resource"), dict):
+            content.append(p["resource"])
+        for part in p.get("part") or () if p.get("name") == "context" else ():
+            if isinstance(part, dict) and part.get("name") == "content" and isinstance(part.get("resource"), dict):
+                content.append(part["resource"])
+    order_resource = next((p.get("resource") for p in parameters if p.get("name") == "order"), None)
+    patient_id = reference.removeprefix("Patient/")
+    record = records.build(content, patient_id)
+    today = datetime.now(UTC).date()
+    order = records.order_from(order_resource if isinstance(order_resource, dict) else {"id": "populate"})
+    pathway = rules.choose_pathway(record, order, today)
+    findings = {f.criterion: f for f in rules.evaluate(record, order, version.ruleset(pathway.id), today, pathway)}
+    questionnaire = questionnaires.build(plan, version, _base())
+    response = {
+        "resourceType": "QuestionnaireResponse",
+        "questionnaire": f"{questionnaire['url']}|{questionnaire['version']}",
+        "status": "in-progress",
+        "subject": {"reference": reference},
+        "authored": datetime.now(UTC).isoformat(timespec="seconds"),
+        "item": [_prefilled(group, findings.get(group["linkId"])) for group in questionnaire["item"]],
+    }
+    QuestionnaireResponse.model_validate(response)
+    return _fhir({"resourceType": "Parameters", "parameter": [{"name": "response", "resource": response}]})
+
+
+def _prefilled(group: dict, finding) -> dict:
+    """A group of the response: answered from the finding when the record meets the criterion, else empty."""
+    item: dict = {"linkId": group["linkId"], "text": group["text"], "item": []}
+    if finding is None or finding.status != rules.Status.MET or finding.attested:
+        item["item"] = [{"linkId": i["linkId"], "text": i["text"]} for i in group["item"]]
+        return item
+    evidence = [{"url": EVIDENCE_EXTENSION, "valueReference": {"reference": e.reference}} for e in finding.evidence]
+    dates = sorted(e.date for e in finding.evidence if e.date)
+    values = {"done": {"valueBoolean": True}, "detail": {"valueString": finding.reason}}
+    if dates:
+        values["start"] = {"valueDate": dates[0].isoformat()}
+        values["end"] = {"valueDate": dates[-1].isoformat()}
+    for child in group["item"]:
+        answer = values.get(child["linkId"].rpartition(".")[2])
+        entry: dict = {"linkId": child["linkId"], "text": child["text"]}
+        if answer is not None:
+            entry["answer"] = [{**answer, **({"extension": evidence} if evidence else {})}]
+        item["item"].append(entry)
+    return item

@@ -110,7 +110,7 @@ def test_metadata_names_what_is_supported(client):
     CapabilityStatement.model_validate(statement)
     [resource] = statement["rest"][0]["resource"]
     assert resource["type"] == "Questionnaire" and resource["interaction"] == [{"code": "read"}]
-    assert [o["name"] for o in resource["operation"]] == ["questionnaire-package"]
+    assert [o["name"] for o in resource["operation"]] == ["questionnaire-package", "populate"]
 
 
 def test_hostile_parameters_never_cause_a_500(client):
@@ -187,3 +187,57 @@ def test_no_questionnaire_when_everything_is_documented(client):
     [ext] = answer["systemActions"][0]["resource"]["extension"]
     assert "questionnaire" not in {e["url"] for e in ext["extension"]}
     assert all(link["type"] != "smart" for c in answer["cards"] for link in c.get("links", []))
+
+
+def test_populate_prefills_what_the_record_shows_with_its_evidence(client):
+    """$populate answers from the same evidence the rules read; what the record lacks is left for the clinician."""
+    from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
+
+    from cds import fixtures
+
+    case = fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-no-physical-therapy")
+    patient = next(r for r in case.resources if r["resourceType"] == "Patient")
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "subject", "valueReference": {"reference": f"Patient/{patient['id']}"}},
+            {"name": "content", "resource": {"resourceType": "Bundle", "type": "collection",
+                                             "entry": [{"resource": r} for r in case.resources]}},
+            {"name": "order", "resource": case.spec["orders"][0]},
+        ],
+    }  # fmt: skip
+    response = client.post("/fhir/Questionnaire/medicare-ffs-2019-12-01/$populate", json=body)
+    assert response.status_code == 200, response.get_json()
+    [qr] = [p["resource"] for p in response.get_json()["parameter"] if p["name"] == "response"]
+    QuestionnaireResponse.model_validate(qr)
+    assert qr["status"] == "in-progress"
+    assert qr["questionnaire"].endswith("/fhir/Questionnaire/medicare-ffs-2019-12-01|2019-12-01")
+    groups = {g["linkId"]: {i["linkId"]: i for i in g["item"]} for g in qr["item"]}
+    psych = groups["psych-evaluation"]
+    [done] = psych["psych-evaluation.done"]["answer"]
+    assert done["valueBoolean"] is True
+    assert done["extension"][0]["valueReference"]["reference"].startswith("Procedure/"), "the evidence travels"
+    assert "answer" in psych["psych-evaluation.start"]
+    assert all("answer" not in i for i in groups["physical-therapy"].values()), "what the record lacks stays empty"
+
+
+def test_populate_needs_a_patient(client):
+    response = client.post("/fhir/Questionnaire/medicare-ffs-2019-12-01/$populate",
+                           json={"resourceType": "Parameters", "parameter": []})  # fmt: skip
+    assert response.status_code == 400 and "subject" in response.get_json()["issue"][0]["diagnostics"]
+    assert client.post("/fhir/Questionnaire/nope/$populate", json={}).status_code == 404
+
+
+def test_hostile_populate_input_never_causes_a_500(client):
+    subject = {"name": "subject", "valueReference": {"reference": "Patient/p1"}}
+    bodies = [
+        {"resourceType": "Parameters", "parameter": [{"name": "subject", "valueReference": "Patient/p1"}]},
+        {"resourceType": "Parameters", "parameter": [subject, {"name": "content", "resource": {"entry": "x"}}]},
+        {"resourceType": "Parameters", "parameter": [subject, {"name": "context", "part": "nope"}]},
+        {"resourceType": "Parameters", "parameter": [subject, {"name": "order", "resource": {"authoredOn": 5}}]},
+        {"resourceType": "Parameters", "parameter": [subject, {"name": "content", "resource": {
+            "resourceType": "Procedure", "code": {"coding": [{"system": 1, "code": ["x"]}]}, "status": 3}}]},
+    ]  # fmt: skip
+    for body in bodies:
+        response = client.post("/fhir/Questionnaire/medicare-ffs-2019-12-01/$populate", json=body)
+        assert response.status_code < 500, (body, response.get_json())
