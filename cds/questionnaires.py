@@ -26,6 +26,13 @@ DETAIL_HINTS = {
     "psych-evaluation": "Who evaluated, and the conclusion",
     "chronicity": "The diagnosis and since when the pain has lasted",
 }
+# "Was it done?" reads wrong where a criterion is a state rather than something done
+DONE_QUESTIONS = {
+    "indication": "Is a qualifying diagnosis documented?",
+    "substance-use": "Is it confirmed that there is no active substance use disorder?",
+    "chronicity": "Has the pain lasted as long as the policy asks?",
+    "not-surgical-candidate": "Is it documented that the patient is not a candidate for spine surgery?",
+}
 CRITERION_SYSTEM = "urn:cds64580:criterion"
 DEFAULT_BASE = "http://127.0.0.1:8080"
 
@@ -90,7 +97,7 @@ def _build(plan: Plan, version: Version, base: str | None) -> dict:
 def _group(c: Criterion) -> dict:
     source = c.sources[0] if c.sources else None
     code = {"system": CRITERION_SYSTEM, "code": c.id, "display": (c.title or c.id)[:200]}
-    items = [{"linkId": f"{c.id}.done", "text": "Was it done?", "type": "boolean"}]
+    items = [{"linkId": f"{c.id}.done", "text": DONE_QUESTIONS.get(c.id, "Was it done?"), "type": "boolean"}]
     if c.id in PERIODIC:
         items += [
             {"linkId": f"{c.id}.start", "text": "Started on", "type": "date"},
