@@ -164,23 +164,28 @@ def populate(questionnaire_id: str) -> Response:
             if isinstance(part, dict) and part.get("name") == "content" and isinstance(part.get("resource"), dict):
                 content.append(part["resource"])
     order_resource = next((p.get("resource") for p in parameters if p.get("name") == "order"), None)
-    patient_id = reference.removeprefix("Patient/")
-    record = records.build(content, patient_id)
-    today = datetime.now(UTC).date()
+    response = prefill(plan, version, _base(), reference, content, order_resource)
+    return _fhir({"resourceType": "Parameters", "parameter": [{"name": "response", "resource": response}]})
+
+
+def prefill(plan, version, base: str, subject: str, content: list[dict], order_resource: object = None) -> dict:
+    """The in-progress QuestionnaireResponse for ``subject`` ("Patient/x") from ``content``; used by the viewer too."""
+    record = records.build(content, subject.removeprefix("Patient/"))
     order = records.order_from(order_resource if isinstance(order_resource, dict) else {"id": "populate"})
-    pathway = rules.choose_pathway(record, order, today)
-    findings = {f.criterion: f for f in rules.evaluate(record, order, version.ruleset(pathway.id), today, pathway)}
-    questionnaire = questionnaires.build(plan, version, _base())
+    day = order.authored or datetime.now(UTC).date()
+    pathway = rules.choose_pathway(record, order, day)
+    findings = {f.criterion: f for f in rules.evaluate(record, order, version.ruleset(pathway.id), day, pathway)}
+    questionnaire = questionnaires.build(plan, version, base)
     response = {
         "resourceType": "QuestionnaireResponse",
         "questionnaire": f"{questionnaire['url']}|{questionnaire['version']}",
         "status": "in-progress",
-        "subject": {"reference": reference},
+        "subject": {"reference": subject},
         "authored": datetime.now(UTC).isoformat(timespec="seconds"),
         "item": [_prefilled(group, findings.get(group["linkId"])) for group in questionnaire["item"]],
     }
     QuestionnaireResponse.model_validate(response)
-    return _fhir({"resourceType": "Parameters", "parameter": [{"name": "response", "resource": response}]})
+    return response
 
 
 def _prefilled(group: dict, finding) -> dict:

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, request, send_from_directory
 
-from cds import codes, fixtures, policies, provenance, records, replay, schemas
+from cds import codes, dtr, fixtures, payers, policies, provenance, questionnaires, records, replay, schemas
 from cds.api import json_response
 from cds.errors import Forbidden, InvalidRequest
 from cds.fhirstore import flatten
@@ -104,6 +104,8 @@ def run() -> Response:
         raise InvalidRequest("send a JSON object")
     schemas.validate("viewer-run", body)
     case = _case(body)
+    if body.get("attestations") and case.request is None:  # the DTR form's answers join the case's record
+        case.resources = [*case.resources, *body["attestations"]]
     if body.get("hook") in ("order-sign", "order-select") and case.request is None:
         case.spec = {**case.spec, "hook": body["hook"]}
     url = body.get("url") or None
@@ -155,6 +157,32 @@ def run() -> Response:
             ),
         }
     )
+
+
+@bp.post("/api/dtr")
+def dtr_form() -> Response:
+    """The documentation questionnaire of a fixture case's payer policy, prefilled from the case's record."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidRequest("send a JSON object")
+    schemas.validate("viewer-run", body)
+    case = _case({"case": body.get("case")} if body.get("case") else {})
+    if case.request is not None or not case.resources:
+        raise InvalidRequest("the form is for fixture cases and Bundles", expression=("case",))
+    orders = case.spec.get("orders") or []
+    order_resource = orders[0] if orders else {}
+    patient = fixtures._patient_id(case.resources, case.spec.get("patient"))
+    as_of = (
+        date.fromisoformat(body["as_of"])
+        if body.get("as_of")
+        else date.fromisoformat(case.spec.get("as_of") or datetime.now(UTC).date().isoformat())
+    )
+    record = records.build(case.resources, patient)
+    route = payers.route(record, records.order_from(order_resource), current_app.extensions["cds.policies"], as_of)
+    base = current_app.config.get("PUBLIC_BASE_URL") or questionnaires.DEFAULT_BASE
+    questionnaire = questionnaires.build(route.plan, route.version, base)
+    response = dtr.prefill(route.plan, route.version, base, f"Patient/{patient}", case.resources, order_resource)
+    return json_response({"questionnaire": questionnaire, "response": response, "payer": route.payer_name})
 
 
 def citations(response: object) -> dict[str, list[dict]]:

@@ -322,3 +322,28 @@ def test_keyboard_and_narrow_screens(site, browser):
 
 def test_the_viewer_is_off_by_default(client):
     assert client.get("/viewer/").status_code == 404
+
+
+def test_the_dtr_form_turns_missing_documentation_into_a_met_criterion(site, page):
+    """Open the payer's questionnaire from a case missing physical therapy, answer it, and see the criterion met."""
+    _app, base = site
+    run_case(page, base, "medicare-no-physical-therapy")
+    assert page.locator("#criteria tr[data-criterion='physical-therapy'] td").nth(1).inner_text() != "met"
+    page.click("#dtr-open")
+    page.wait_for_selector("#dtr fieldset[data-link='physical-therapy']")
+    psych = page.locator("#dtr fieldset[data-link='psych-evaluation']")
+    assert psych.locator("input[type='checkbox']").is_checked(), "what the record shows is prefilled"
+    assert "from Procedure/" in psych.locator(".prefill").first.inner_text()
+    therapy = page.locator("#dtr fieldset[data-link='physical-therapy']")
+    assert not therapy.locator("input[type='checkbox']").is_checked()
+    therapy.locator("input[type='checkbox']").check()
+    therapy.locator("input[type='date']").nth(0).fill("2026-01-05")
+    therapy.locator("input[type='date']").nth(1).fill("2026-02-20")
+    page.screenshot(path=str(ARTIFACTS / "dtr-form.png"), full_page=True)
+    page.click("#dtr-save")
+    page.locator("#status", has_text="re-run with the questionnaire").wait_for()
+    row = page.locator("#criteria tr[data-criterion='physical-therapy'] td")
+    assert row.nth(1).inner_text() == "met"
+    assert "attested by the viewer's user" in row.nth(2).inner_text()
+    response = json.loads(page.locator("#dtr-json").text_content())
+    assert response["resourceType"] == "QuestionnaireResponse" and response["status"] == "completed"

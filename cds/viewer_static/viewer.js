@@ -349,6 +349,12 @@ async function send(event) {
     try { parsed = JSON.parse($("pasted").value); } catch (e) { $("status").textContent = "The pasted text is not JSON."; return; }
     if (parsed && parsed.hook && parsed.context) payload.request = parsed; else payload.bundle = parsed;
   }
+  lastPayload = payload;
+  $("dtr").hidden = true;
+  await runWith(payload);
+}
+
+async function runWith(payload) {
   const { status, body } = await api("/viewer/api/run", { method: "POST", body: JSON.stringify(payload) });
   if (status !== 200) {
     $("status").textContent = `Error ${status}: ${((body.issue || [])[0] || {}).diagnostics || "see the response"}`;
@@ -365,6 +371,63 @@ async function send(event) {
   renderCriteria(response, body.resources || {}, body.citations || {});
   renderTimeline(body.timeline || {});
   $("raw-response").textContent = JSON.stringify(response, null, 2);
+  const documentation = (response.cards || []).some((c) => String(c.summary).startsWith("Documentation"));
+  $("dtr-open").hidden = !(payload.case && documentation);
+}
+
+// ---- the DTR form: the payer policy's questionnaire, prefilled, answered, counted on a re-run ------------------
+let lastPayload = null;
+let dtrState = null;
+
+async function openQuestionnaire() {
+  const { status, body } = await api("/viewer/api/dtr", { method: "POST", body: JSON.stringify({ case: lastPayload.case, as_of: lastPayload.as_of }) });
+  if (status !== 200) { $("status").textContent = `Error ${status}: ${((body.issue || [])[0] || {}).diagnostics || ""}`; return; }
+  dtrState = body;
+  const prefilled = {};
+  for (const group of body.response.item || []) for (const item of group.item || []) if (item.answer) prefilled[item.linkId] = item.answer[0];
+  $("dtr-intro").textContent = `${body.questionnaire.title} (version ${body.questionnaire.version}). Answers found in the record are filled in, with the record entry beside them; complete what the record lacks.`;
+  $("dtr-groups").replaceChildren(...body.questionnaire.item.map((group) => el("fieldset", { "data-link": group.linkId },
+    el("legend", {}, group.text),
+    group.item.map((item) => {
+      const answer = prefilled[item.linkId];
+      const source = answer && (answer.extension || []).map((e) => (e.valueReference || {}).reference).filter(Boolean).join(", ");
+      const input = item.type === "boolean" ? el("input", { type: "checkbox", id: `q-${item.linkId}`, "data-type": item.type })
+        : el(item.type === "text" ? "textarea" : "input", { type: item.type === "date" ? "date" : "text", id: `q-${item.linkId}`, "data-type": item.type });
+      if (answer) {
+        if (item.type === "boolean") input.checked = answer.valueBoolean === true;
+        else input.value = answer.valueDate || answer.valueString || "";
+      }
+      return el("div", { class: item.type === "boolean" ? "radio" : "field" },
+        item.type === "boolean" ? input : null, el("label", { for: `q-${item.linkId}` }, item.text),
+        item.type === "boolean" ? null : input,
+        source ? el("span", { class: "prefill" }, `from ${source}`) : null);
+    }))));
+  $("dtr").hidden = false;
+}
+
+async function saveQuestionnaire(event) {
+  event.preventDefault();
+  const groups = [];
+  for (const fieldset of $("dtr-groups").querySelectorAll("fieldset")) {
+    const items = [];
+    for (const input of fieldset.querySelectorAll("[data-type]")) {
+      const link = input.id.slice(2);
+      const type = input.dataset.type;
+      if (type === "boolean" && input.checked) items.push({ linkId: link, answer: [{ valueBoolean: true }] });
+      else if (type === "date" && input.value) items.push({ linkId: link, answer: [{ valueDate: input.value }] });
+      else if ((type === "string" || type === "text") && input.value) items.push({ linkId: link, answer: [{ valueString: input.value }] });
+    }
+    if (items.length) groups.push({ linkId: fieldset.dataset.link, item: items });
+  }
+  const response = {
+    resourceType: "QuestionnaireResponse", id: `viewer-${Date.now()}`, status: "completed",
+    questionnaire: dtrState.response.questionnaire, subject: dtrState.response.subject,
+    authored: new Date().toISOString().slice(0, 19) + "Z",
+    author: { reference: "Practitioner/viewer-user", display: "the viewer's user" }, item: groups,
+  };
+  $("dtr-json").textContent = JSON.stringify(response, null, 2);
+  await runWith({ ...lastPayload, attestations: [response] });
+  $("status").textContent += " · re-run with the questionnaire's answers";
 }
 
 // ---- the policy page ------------------------------------------------------------------------------------------
@@ -415,6 +478,8 @@ function route() {
 
 async function start() {
   $("run-form").addEventListener("submit", send);  // before any await: a quick Enter must not submit natively
+  $("dtr-form").addEventListener("submit", saveQuestionnaire);
+  $("dtr-open").addEventListener("click", openQuestionnaire);
   $("upload").addEventListener("change", async (e) => {
     const file = e.target.files[0];
     if (file) { $("pasted").value = await file.text(); $("case").value = ""; $("as-of").value = new Date().toISOString().slice(0, 10); }
