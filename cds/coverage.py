@@ -136,8 +136,10 @@ def decide(
     as_of: date,
     assertion: str,
     late: frozenset[str] = frozenset(),
+    questionnaire: str | None = None,
 ) -> CoverageInformation:
-    """The coverage information for one order; ``group`` is its indication pathway (cds.rules.pathways)."""
+    """The coverage information for one order; ``group`` is its indication pathway (cds.rules.pathways) and
+    ``questionnaire`` the DTR questionnaire (canonical|version) that documents what is missing."""
     coverage_ref = (
         {"reference": route.coverage_ref} if route.coverage_ref else {"display": "No applicable Coverage found"}
     )
@@ -205,6 +207,7 @@ def decide(
             if open_items:
                 info.info_needed.append("OTH")
                 info.doc_needed = "clinical"
+                info.questionnaire = questionnaire
                 missing = "; ".join(f.title or f.criterion for f in open_items)
                 info.reasons.append(_reason(f"Coverage depends on documentation not found in the record: {missing}"))
             if performer_unknown:

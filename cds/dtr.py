@@ -25,7 +25,7 @@ PACKAGE_OPERATION = "http://hl7.org/fhir/us/davinci-dtr/OperationDefinition/ques
 POPULATE_OPERATION = "http://hl7.org/fhir/uv/sdc/OperationDefinition/Questionnaire-populate"
 
 
-def _base() -> str:
+def base() -> str:
     """The base of our canonicals: CDS_PUBLIC_BASE_URL, as the hooks use it (the demo default otherwise)."""
     return current_app.config.get("PUBLIC_BASE_URL") or questionnaires.DEFAULT_BASE
 
@@ -47,7 +47,7 @@ def metadata() -> Response:
         "format": ["json"],
         "implementation": {
             "description": "CPT 64580 documentation questionnaires (Da Vinci DTR)",
-            "url": f"{_base()}/fhir",
+            "url": f"{base()}/fhir",
         },
         "rest": [
             {
@@ -71,10 +71,10 @@ def metadata() -> Response:
 
 @bp.get("/Questionnaire/<questionnaire_id>")
 def read(questionnaire_id: str) -> Response:
-    found = questionnaires.find(current_app.extensions["cds.policies"], questionnaire_id[:128], _base())
+    found = questionnaires.find(current_app.extensions["cds.policies"], questionnaire_id[:128])
     if found is None:
         raise NotFound(f"no Questionnaire {questionnaire_id[:64]!r}; GET /fhir/metadata says what is served")
-    return _fhir(questionnaires.build(*found, _base()))
+    return _fhir(questionnaires.build(*found, base()))
 
 
 @bp.post("/Questionnaire/$questionnaire-package")
@@ -95,7 +95,7 @@ def package() -> Response:
     policy_set = current_app.extensions["cds.policies"]
     issues: list[dict] = []
     if any(isinstance(w, str) for w in wanted):
-        chosen = [questionnaires.find(policy_set, w, _base()) for w in wanted if isinstance(w, str)]
+        chosen = [questionnaires.find(policy_set, w) for w in wanted if isinstance(w, str)]
         if None in chosen:
             raise NotFound(
                 "a requested questionnaire canonical is not one this service serves", expression=("parameter",)
@@ -122,7 +122,7 @@ def package() -> Response:
             "type": "collection",
             "entry": [{"fullUrl": q["url"], "resource": q}],
         }
-        for q in (questionnaires.build(plan, version, _base()) for plan, version in found)
+        for q in (questionnaires.build(plan, version, base()) for plan, version in found)
     ]
     output = [{"name": "PackageBundle", "resource": b} for b in bundles]
     if issues:
@@ -144,7 +144,7 @@ def populate(questionnaire_id: str) -> Response:
     Each criterion the data meets is answered (done, dates, detail) with the evidence on every answer; what the
     data does not show is left for the clinician."""
     policy_set = current_app.extensions["cds.policies"]
-    found = questionnaires.find(policy_set, questionnaire_id[:128], _base())
+    found = questionnaires.find(policy_set, questionnaire_id[:128])
     if found is None:
         raise NotFound(f"no Questionnaire {questionnaire_id[:64]!r}; GET /fhir/metadata says what is served")
     plan, version = found
@@ -164,7 +164,7 @@ def populate(questionnaire_id: str) -> Response:
             if isinstance(part, dict) and part.get("name") == "content" and isinstance(part.get("resource"), dict):
                 content.append(part["resource"])
     order_resource = next((p.get("resource") for p in parameters if p.get("name") == "order"), None)
-    response = prefill(plan, version, _base(), reference, content, order_resource)
+    response = prefill(plan, version, base(), reference, content, order_resource)
     return _fhir({"resourceType": "Parameters", "parameter": [{"name": "response", "resource": response}]})
 
 

@@ -18,7 +18,6 @@ from cds.fhirclient import Deadline, FHIRClient
 from cds.hooks import HookRequest
 from cds.policies import PolicySet
 from cds.records import Order, PatientRecord
-from cds.rules import attestation
 from cds.services import PAIN_SCORES, SERVICES, CdsService, crd_form
 
 
@@ -61,25 +60,21 @@ def invoke(
     built: list[tuple[str, dict]] = []
     actions: list[dict] = []
     late = data.late
+    form = crd_form(request.requested_version)
     for order in ours:
         route = payers.route(record, order, policy_set, as_of, coverage_late="coverage" in late)
         pathway = rules.choose_pathway(record, order, as_of)
         ruleset = route.version.ruleset(pathway.id)
         findings = rules.without_late_data(rules.evaluate(record, order, ruleset, as_of, pathway), late)
         group = pathway.id
-        context = _context(svc, request, route, order, as_of, pathway)
-        context = dataclasses.replace(
-            context,
-            dtr_app=settings.dtr_app_url,
-            questionnaire=questionnaires.versioned_canonical(settings.public_base_url, route),
+        questionnaire = questionnaires.versioned_canonical(settings.public_base_url, route)
+        context = _context(svc, request, route, order, as_of, pathway, form)
+        built += cards.build(
+            findings, dataclasses.replace(context, dtr_app=settings.dtr_app_url, questionnaire=questionnaire)
         )
-        built += cards.build(findings, context)
         if not svc.information_only and request.configuration.get("coverage-info", True):
             assertion = coverage.assertion_id(request.fhir_server, request.context.patient_id, route, as_of)
-            info = coverage.decide(route, findings, order, group, as_of, assertion, late)
-            if any(f.needs_action and f.criterion not in attestation.NOT_DOCUMENTATION for f in findings):
-                info.questionnaire = questionnaires.versioned_canonical(settings.public_base_url, route)
-            form = crd_form(request.requested_version)
+            info = coverage.decide(route, findings, order, group, as_of, assertion, late, questionnaire)
             actions.append(coverage.system_action(order, info, route.payer_name or route.plan.payer, form))
     return _answer(svc, configured(built, request), actions)
 
@@ -165,8 +160,8 @@ def _safe_id(query: str) -> bool:
     return all(ch.isalnum() or ch in "-.?=&/|:," for ch in query)
 
 
-def _context(svc: CdsService, request: HookRequest, route: payers.Route, order: Order, as_of: date, pathway):
-    legacy = crd_form(request.requested_version) == "2.0"
+def _context(svc: CdsService, request: HookRequest, route: payers.Route, order: Order, as_of: date, pathway, form: str):
+    legacy = form == "2.0"
     return cards.CardContext(
         hook_instance=request.hook_instance,
         order=order,

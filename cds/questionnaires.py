@@ -116,7 +116,7 @@ def _group(c: Criterion) -> dict:
     return {"linkId": c.id, "text": text, "type": "group", "code": [code], "item": items}
 
 
-def find(policy_set: PolicySet, questionnaire: str, base: str | None) -> tuple[Plan, Version] | None:
+def find(policy_set: PolicySet, questionnaire: str) -> tuple[Plan, Version] | None:
     """The plan and version whose Questionnaire has this id or canonical (``url`` or ``url|version``)."""
     wanted, _, version_text = questionnaire.partition("|")
     for plan in policy_set.plans:

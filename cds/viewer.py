@@ -97,12 +97,18 @@ def security_headers(response: Response) -> Response:
     return response
 
 
-@bp.post("/api/run")
-def run() -> Response:
+def _body() -> dict:
+    """The page's JSON request, schema-checked (viewer-run.schema.json) before anything reads it."""
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise InvalidRequest("send a JSON object")
     schemas.validate("viewer-run", body)
+    return body
+
+
+@bp.post("/api/run")
+def run() -> Response:
+    body = _body()
     case = _case(body)
     if body.get("attestations") and case.request is None:  # the DTR form's answers join the case's record
         case.resources = [*case.resources, *body["attestations"]]
@@ -162,10 +168,7 @@ def run() -> Response:
 @bp.post("/api/dtr")
 def dtr_form() -> Response:
     """The documentation questionnaire of a fixture case's payer policy, prefilled from the case's record."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise InvalidRequest("send a JSON object")
-    schemas.validate("viewer-run", body)
+    body = _body()
     case = _case({"case": body.get("case")} if body.get("case") else {})
     if case.request is not None or not case.resources:
         raise InvalidRequest("the form is for fixture cases and Bundles", expression=("case",))
@@ -179,7 +182,7 @@ def dtr_form() -> Response:
     )
     record = records.build(case.resources, patient)
     route = payers.route(record, records.order_from(order_resource), current_app.extensions["cds.policies"], as_of)
-    base = current_app.config.get("PUBLIC_BASE_URL") or questionnaires.DEFAULT_BASE
+    base = dtr.base()
     questionnaire = questionnaires.build(route.plan, route.version, base)
     response = dtr.prefill(route.plan, route.version, base, f"Patient/{patient}", case.resources, order_resource)
     return json_response({"questionnaire": questionnaire, "response": response, "payer": route.payer_name})

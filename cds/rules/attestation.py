@@ -16,9 +16,9 @@ from datetime import date
 from cds.records import PatientRecord, as_date
 from cds.rules.dates import months_before
 from cds.rules.findings import Evidence, Finding, Status
-from cds.rules.params import Criterion
+from cds.rules.params import BILLING, Criterion
 
-NOT_DOCUMENTATION = frozenset({"co-surgeon-modifier", "assistant-surgeon", "global-period", "laterality"})
+NOT_DOCUMENTATION = frozenset(BILLING)  # billing rules: nothing a clinician documents
 PERIODIC = frozenset({"physical-therapy", "medication-trial", "stimulation-trial", "chronicity", "psych-evaluation"})
 
 
