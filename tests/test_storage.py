@@ -105,3 +105,28 @@ def test_audit_rows_of_concurrent_calls_share_transactions_and_none_is_lost(tmp_
 def _histogram(histogram) -> tuple[float, float]:
     samples = {s.name: s.value for m in histogram.collect() for s in m.samples if s.labels.get("log") == "audit"}
     return samples.get("cds_audit_batch_rows_count", 0.0), samples.get("cds_audit_batch_rows_sum", 0.0)
+
+
+def test_audit_rows_read_back_as_written_and_feedback_keeps_full_sync(tmp_path):
+    """The writer's own INSERTs store what Core would (dates, JSON); its relaxed sync never reaches the pool."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import text
+
+    from cds.audit import AuditLog
+    from cds.db import engine_for, upgrade
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
+    upgrade(engine)
+    log = AuditLog(engine, retention_days=30)
+    response = {"cards": [{"uuid": "card-1"}, {"uuid": "card-2"}], "systemActions": []}
+    log.record(hook_instance="h-1", service_id="s", client="ehr", status=200, latency_ms=2.5, response=response)
+    [row] = log.for_card("card-2")
+    assert row["hook_instance"] == "h-1" and row["client"] == "ehr" and row["latency_ms"] == 2.5
+    assert abs(row["received_at"].replace(tzinfo=UTC) - datetime.now(UTC)) < timedelta(minutes=1)
+    assert row["response"] == '{"cards":[{"uuid":"card-1"},{"uuid":"card-2"}],"systemActions":[]}'
+    assert log.unknown_cards(["card-1", "card-3"]) == ["card-3"]
+    for _ in range(3):  # every pooled connection (feedback's) still commits with synchronous=FULL (2)
+        with engine.connect() as conn:
+            assert conn.execute(text("PRAGMA synchronous")).scalar() == 2
+    log.close()
