@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import os
@@ -11,7 +12,7 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
-from cds import api, db, dtr, health, logs, metrics, policies, trust
+from cds import api, db, dtr, health, logs, metrics, policies, questionnaires, trust
 from cds.audit import AuditLog, RefusalLimiter
 from cds.config import DEFAULTS, ConfigError, Settings, check
 from cds.errors import INTERNAL_ERROR, CDSError, operation_outcome
@@ -74,6 +75,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     else:
         app.extensions["cds.verifier"] = None
         log.warning("JWT CHECKS ARE OFF: any caller is trusted. Demo only; set CDS_TRUSTED_CLIENTS in production.")
+    if app.config.get("VIEWER") and not clients_file and not settings.dtr_form_url:
+        base = app.config.get("PUBLIC_BASE_URL") or questionnaires.DEFAULT_BASE
+        settings = dataclasses.replace(settings, dtr_form_url=f"{base.rstrip('/')}/viewer/dtr")
+        app.extensions["cds.settings"] = settings  # the viewer serves the form only while JWT checks are off
     if "*" in settings.fhir_allowed_servers and not clients_file:
         log.warning("CDS_FHIR_ALLOWED_SERVERS allows any FHIR server: demo setting, not for production")
 

@@ -19,6 +19,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import date
+from urllib.parse import urlencode
 
 from cds import payers, provenance
 from cds.codes import CPT, HCPCS, canonical, codings
@@ -62,6 +63,7 @@ class CardContext:
     information_only: bool = False
     pathway: Pathway = DEFAULT_PATHWAY
     dtr_app: str | None = None  # the EHR's DTR SMART app (CDS_DTR_APP_URL)
+    dtr_form: str | None = None  # the built-in questionnaire form (the viewer's /viewer/dtr), when served
     questionnaire: str | None = None  # canonical|version of this policy's documentation questionnaire
 
     @property
@@ -186,6 +188,11 @@ def _documentation(findings: list[Finding], ctx: CardContext) -> dict | None:
         dtr = {"label": "Complete the documentation questionnaire", "url": ctx.dtr_app, "type": "smart",
                "appContext": json.dumps({k: v for k, v in app_context.items() if v})}  # fmt: skip
         card["links"] = [dtr, *card.get("links", [])][:5]
+    elif ctx.dtr_form and ctx.questionnaire and not ctx.information_only:  # no DTR app: our own form
+        ident = ctx.questionnaire.split("|")[0].rsplit("/", 1)[-1]
+        form = {"label": "Complete the documentation questionnaire (form)", "type": "absolute",
+                "url": f"{ctx.dtr_form}?{urlencode({'questionnaire': ident})}"}  # fmt: skip
+        card["links"] = [form, *card.get("links", [])][:5]
     card["overrideReasons"] = [
         _reason("documented-elsewhere", "Documentation exists outside this record"),
         _reason("clinical-exception", "Clinical exception; medical necessity will be documented"),

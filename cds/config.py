@@ -85,6 +85,8 @@ class Settings:
     max_json_objects: int = 400_000
     public_base_url: str | None = None  # where this service is reached: the base of our questionnaires' canonicals
     dtr_app_url: str | None = None  # the EHR's DTR SMART app: the documentation card links it with appContext
+    # the built-in questionnaire form (the viewer's /viewer/dtr), linked for EHRs with no DTR app; set by create_app
+    dtr_form_url: str | None = None
 
     @classmethod
     def from_mapping(cls, config: dict[str, Any]) -> Settings:

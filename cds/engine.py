@@ -70,7 +70,10 @@ def invoke(
         questionnaire = questionnaires.versioned_canonical(settings.public_base_url, route)
         context = _context(svc, request, route, order, as_of, pathway, form)
         built += cards.build(
-            findings, dataclasses.replace(context, dtr_app=settings.dtr_app_url, questionnaire=questionnaire)
+            findings,
+            dataclasses.replace(
+                context, dtr_app=settings.dtr_app_url, dtr_form=settings.dtr_form_url, questionnaire=questionnaire
+            ),
         )
         if not svc.information_only and request.configuration.get("coverage-info", True):
             assertion = coverage.assertion_id(request.fhir_server, request.context.patient_id, route, as_of)

@@ -4,12 +4,15 @@ It answers exactly the interactions this service makes: instance reads (``Patien
 ``patient``/``subject``/``beneficiary``, ``status``, ``code`` (``system|code``), ``practitioner`` and ``_id``, with
 ``_count`` paging through ``next`` links, and ``_include=Coverage:payor`` (the payor Organizations, marked
 ``include``). Anything else is a 400 OperationOutcome, as a strict server would do; ``include=False`` makes it
-refuse ``_include`` too, like the many servers that do not support it.
+refuse ``_include`` too, like the many servers that do not support it. Served, it also takes a FHIR create
+(``POST QuestionnaireResponse``): the viewer's DTR form writes a completed questionnaire there, as a DTR app writes
+to the EHR, and the next hook call reads it back.
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import deque
 from collections.abc import Iterable
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -22,6 +25,7 @@ from cds.errors import FHIRResponseError
 from cds.fhirclient import bundle_resources
 
 PAGE = 100
+_LOCK = threading.Lock()  # creates append while a threaded server may be searching
 _REFERENCE_PARAMS = {
     "patient": ("subject", "patient", "beneficiary"),
     "subject": ("subject",),
@@ -132,6 +136,17 @@ class FHIRStore:
                         found[ident] = organization
         return list(found.values())
 
+    def create(self, resource_type: str, resource: object) -> tuple[int, dict]:
+        """FHIR create of a QuestionnaireResponse (the only kind this store takes): a new id, 201."""
+        if resource_type != "QuestionnaireResponse":
+            return 405, _outcome("not-supported", "this store creates QuestionnaireResponses only")
+        if not isinstance(resource, dict) or resource.get("resourceType") != resource_type:
+            return 400, _outcome("invalid", f"send a {resource_type} resource as JSON")
+        created = {**resource, "id": uuid.uuid4().hex}
+        with _LOCK:
+            self.resources.append(created)
+        return 201, created
+
     # -- as a FHIRClient (in-process replay) --------------------------------------------------------------
 
     def client(self, *_args) -> StoreClient:
@@ -143,9 +158,20 @@ class FHIRStore:
         request = Request(environ)
         prefix = urlsplit(self.base_url).path.rstrip("/")
         path = request.path[len(prefix) :] if request.path.startswith(prefix) else request.path
-        query = request.query_string.decode()
-        status, body = self.answer(path + (f"?{query}" if query else ""))
-        return Response(orjson.dumps(body), status, mimetype="application/fhir+json")(environ, start_response)
+        headers = {}
+        if request.method == "POST":
+            try:
+                body = orjson.loads(request.get_data())
+            except orjson.JSONDecodeError:
+                body = None
+            status, body = self.create(path.strip("/"), body)
+            if status == 201:
+                headers["Location"] = f"{self.base_url}/{body['resourceType']}/{body['id']}"
+        else:
+            query = request.query_string.decode()
+            status, body = self.answer(path + (f"?{query}" if query else ""))
+        response = Response(orjson.dumps(body), status, headers, mimetype="application/fhir+json")
+        return response(environ, start_response)
 
 
 class StoreClient:

@@ -50,6 +50,9 @@ class Options:
     expect: bool = False
     # payer policy folder for in-process runs (a policy edit tried before it is deployed); the package's by default
     policy_dir: str | None = None
+    # an already running FHIR server holding the case (the viewer keeps one per case, so what its DTR form writes
+    # there is read by the next run); the service fetches everything from it, as with ``fhir``
+    fhir_store: ServedStore | None = None
 
 
 def run(case: Case, options: Options) -> Result:
@@ -57,9 +60,12 @@ def run(case: Case, options: Options) -> Result:
     notes = list(case.notes)
     if options.payer and case.request is not None:
         notes.append("--payer applies to Bundle cases only; this case is a complete request")
-    serve = case.request is None and (options.url is not None or options.fhir)
-    with _store(resources, serve) as store:
-        body = build_request(case, store, as_of=options.as_of, prefetch=not (case.fetch or options.fhir))
+    fetch = options.fhir or (options.fhir_store is not None and case.request is None)
+    serve = case.request is None and (options.url is not None or fetch)
+    if options.payer and options.fhir_store is not None:
+        notes.append("--payer does not change a case already served as a FHIR server")
+    with _store(resources, serve, options.fhir_store) as store:
+        body = build_request(case, store, as_of=options.as_of, prefetch=not (case.fetch or fetch))
         if options.url:
             status, response = _post(options.url, body, options.timeout)
         else:
@@ -126,8 +132,10 @@ def _carry(prefetched: dict, service, resource: dict) -> None:
 
 
 @contextlib.contextmanager
-def _store(resources: list[dict], serve: bool) -> Iterator[FHIRStore]:
-    if serve:
+def _store(resources: list[dict], serve: bool, running: ServedStore | None = None) -> Iterator[FHIRStore]:
+    if running is not None and serve:
+        yield running.store
+    elif serve:
         with ServedStore(resources) as served:
             yield served.store
     else:

@@ -7,23 +7,34 @@ returns the answer with the evidence resources and the timeline events the page 
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import orjson
+import requests
 from flask import Blueprint, Response, current_app, request, send_from_directory
 
 from cds import codes, dtr, fixtures, payers, policies, provenance, questionnaires, records, replay, schemas
 from cds.api import json_response
 from cds.errors import Forbidden, InvalidRequest
-from cds.fhirstore import flatten
+from cds.fhirstore import ServedStore, flatten
 
 STATIC = Path(__file__).resolve().parent / "viewer_static"
 bp = Blueprint("viewer", __name__, url_prefix="/viewer")
+_SERVED_LOCK = threading.Lock()
 
 
 @bp.get("/")
 def page() -> Response:
+    return send_from_directory(STATIC, "index.html", max_age=0)
+
+
+@bp.get("/dtr")
+def dtr_page() -> Response:
+    """The documentation questionnaire on its own page: ``?case=<fixture>`` runs the case and opens its form
+    prefilled; ``?questionnaire=<id>`` (the documentation card's link) opens that questionnaire to complete."""
     return send_from_directory(STATIC, "index.html", max_age=0)
 
 
@@ -110,8 +121,10 @@ def _body() -> dict:
 def run() -> Response:
     body = _body()
     case = _case(body)
-    if body.get("attestations") and case.request is None:  # the DTR form's answers join the case's record
-        case.resources = [*case.resources, *body["attestations"]]
+    served = _served(case) if body.get("fhir") else None
+    written = _write(served, body.get("attestations") or []) if served else []
+    if body.get("attestations") and case.request is None and served is None:
+        case.resources = [*case.resources, *body["attestations"]]  # the DTR form's answers join the case's record
     if body.get("hook") in ("order-sign", "order-select") and case.request is None:
         case.spec = {**case.spec, "hook": body["hook"]}
     url = body.get("url") or None
@@ -123,6 +136,7 @@ def run() -> Response:
         as_of=body.get("as_of") or None,
         payer=body.get("payer") or None,
         fhir_allowed=tuple(a for a in allowed if a != "*"),
+        fhir_store=served,
     )
     try:
         result = replay.run(case, options)
@@ -144,7 +158,9 @@ def run() -> Response:
     pasted = case.request if isinstance(case.request, dict) else {}
     prefetched = pasted.get("prefetch")
     context = pasted.get("context")
-    resources = case.resources or flatten(prefetched.values() if isinstance(prefetched, dict) else ())
+    resources = (list(served.store.resources) if served else case.resources) or flatten(
+        prefetched.values() if isinstance(prefetched, dict) else ()
+    )
     by_ref = {f"{r['resourceType']}/{r['id']}": r for r in resources if isinstance(r.get("id"), str)}
     patient = (context.get("patientId") if isinstance(context, dict) else None) or case.spec.get("patient")
     if not isinstance(patient, str):
@@ -156,6 +172,8 @@ def run() -> Response:
             "outcome": result.outcome,
             "verdict": result.verdict,
             "notes": result.notes,
+            "fhir_server": served.base_url if served else None,
+            "written": written,
             "resources": by_ref,
             "citations": citations(result.response),
             "timeline": timeline(
@@ -163,6 +181,39 @@ def run() -> Response:
             ),
         }
     )
+
+
+_SERVED_MAX = 16
+
+
+def _served(case: fixtures.Case) -> ServedStore:
+    """The fixture case's own FHIR server on loopback, started on first use and kept (at most 16, the oldest
+    stopped first), so a QuestionnaireResponse written there is still there on the next run, as in an EHR."""
+    if case.request is not None or case.path == Path("pasted"):
+        raise InvalidRequest("a FHIR server is kept for fixture cases only", expression=("fhir",))
+    servers: dict[str, ServedStore] = current_app.extensions.setdefault("cds.viewer.servers", {})
+    with _SERVED_LOCK:
+        if case.name not in servers:
+            if len(servers) >= _SERVED_MAX:
+                servers.pop(next(iter(servers))).__exit__(None, None, None)
+            servers[case.name] = ServedStore(case.resources).__enter__()
+        return servers[case.name]
+
+
+def _write(served: ServedStore, attestations: list[dict]) -> list[str]:
+    """FHIR create of each completed QuestionnaireResponse on the case's server, as a DTR app does on the EHR's."""
+    written = []
+    for resource in attestations:
+        answer = requests.post(
+            f"{served.base_url}/QuestionnaireResponse",
+            data=orjson.dumps({k: v for k, v in resource.items() if k != "id"}),
+            headers={"Content-Type": "application/fhir+json"},
+            timeout=5,
+        )
+        if answer.status_code != 201:
+            raise InvalidRequest(f"the case's FHIR server refused the QuestionnaireResponse ({answer.status_code})")
+        written.append(answer.headers["Location"])
+    return written
 
 
 @bp.post("/api/dtr")

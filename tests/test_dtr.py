@@ -241,3 +241,101 @@ def test_hostile_populate_input_never_causes_a_500(client):
     for body in bodies:
         response = client.post("/fhir/Questionnaire/medicare-ffs-2019-12-01/$populate", json=body)
         assert response.status_code < 500, (body, response.get_json())
+
+
+def test_without_a_dtr_app_the_card_links_the_built_in_form(make_app):
+    """An EHR with no DTR app: the documentation card links our own form (the viewer's /viewer/dtr) by
+    questionnaire id; with JWT checks on the viewer is off, and so is the link."""
+    app = make_app(PUBLIC_BASE_URL="https://cds.example.org", VIEWER=True)
+    client = app.test_client()
+    answer = _case_answer(client, "medicare-no-physical-therapy")
+    documentation = next(c for c in answer["cards"] if c["summary"].startswith("Documentation"))
+    form = documentation["links"][0]
+    assert form["type"] == "absolute" and "appContext" not in form
+    assert form["url"] == "https://cds.example.org/viewer/dtr?questionnaire=medicare-ffs-2019-12-01"
+    assert client.get("/viewer/dtr?questionnaire=medicare-ffs-2019-12-01").status_code == 200
+    questionnaire = client.get("/fhir/Questionnaire/medicare-ffs-2019-12-01").get_json()
+    assert "physical-therapy" in {g["linkId"] for g in questionnaire["item"]}
+    plain = _case_answer(make_app().test_client(), "medicare-no-physical-therapy")
+    documentation = next(c for c in plain["cards"] if c["summary"].startswith("Documentation"))
+    assert all(link["type"] != "absolute" or "/viewer/dtr" not in link["url"] for link in documentation["links"])
+
+
+def _criterion(answer: dict, criterion: str) -> dict:
+    summary = answer["response"]["cards"][-1]
+    return next(c for c in summary["extension"]["cds64580.criteria"] if c["id"] == criterion)
+
+
+def test_the_viewer_writes_the_answers_to_the_cases_fhir_server_and_the_next_call_reads_them(make_app):
+    """With the case served as a FHIR server, the form's QuestionnaireResponse is created there (201) and the
+    service, fetching from that server, finds it on this run and the next; a pasted case has no server to keep."""
+    client = make_app(VIEWER=True, LOG_LEVEL="WARNING").test_client()
+    case = {"case": "medicare-no-physical-therapy", "fhir": True}
+    before = client.post("/viewer/api/run", json=case).get_json()
+    assert before["fhir_server"].startswith("http://127.0.0.1:") and before["written"] == []
+    assert _criterion(before, "physical-therapy")["status"] != "met"
+    form = client.post("/viewer/api/dtr", json={"case": case["case"]}).get_json()["response"]
+    attestation = {
+        "resourceType": "QuestionnaireResponse",
+        "status": "completed",
+        "questionnaire": form["questionnaire"],
+        "subject": form["subject"],
+        "authored": "2026-06-01T10:00:00Z",
+        "author": {"reference": "Practitioner/dr-a", "display": "Dr A"},
+        "item": [
+            {
+                "linkId": "physical-therapy",
+                "item": [
+                    {"linkId": "physical-therapy.done", "answer": [{"valueBoolean": True}]},
+                    {"linkId": "physical-therapy.start", "answer": [{"valueDate": "2026-01-05"}]},
+                    {"linkId": "physical-therapy.end", "answer": [{"valueDate": "2026-02-20"}]},
+                ],
+            }
+        ],
+    }
+    after = client.post("/viewer/api/run", json={**case, "attestations": [attestation]}).get_json()
+    [location] = after["written"]
+    assert location.startswith(before["fhir_server"] + "/QuestionnaireResponse/")
+    therapy = _criterion(after, "physical-therapy")
+    assert therapy["status"] == "met" and therapy["evidence"] == [f"QuestionnaireResponse/{location.rsplit('/', 1)[1]}"]
+    again = client.post("/viewer/api/run", json=case).get_json()  # kept by the server, not resent
+    assert again["written"] == [] and _criterion(again, "physical-therapy")["status"] == "met"
+    plain = client.post("/viewer/api/run", json={"case": case["case"]}).get_json()  # the fixture itself unchanged
+    assert _criterion(plain, "physical-therapy")["status"] != "met"
+    pasted = client.post(
+        "/viewer/api/run",
+        json={
+            "bundle": {
+                "resourceType": "Bundle",
+                "type": "collection",
+                "entry": [{"resource": {"resourceType": "Patient", "id": "p9"}}],
+            },
+            "fhir": True,
+        },
+    )
+    assert pasted.status_code == 400 and "fixture cases only" in pasted.get_json()["issue"][0]["diagnostics"]
+
+
+def test_the_served_store_creates_questionnaire_responses_only():
+    import requests
+
+    from cds.fhirstore import ServedStore
+
+    with ServedStore([{"resourceType": "Patient", "id": "p1"}]) as served:
+        created = requests.post(
+            f"{served.base_url}/QuestionnaireResponse",
+            json={
+                "resourceType": "QuestionnaireResponse",
+                "status": "completed",
+                "subject": {"reference": "Patient/p1"},
+            },
+            timeout=5,
+        )
+        assert created.status_code == 201
+        assert created.headers["Location"] == f"{served.base_url}/QuestionnaireResponse/{created.json()['id']}"
+        found = requests.get(f"{served.base_url}/QuestionnaireResponse?patient=p1&status=completed", timeout=5).json()
+        assert [e["resource"]["id"] for e in found["entry"]] == [created.json()["id"]]
+        other = requests.post(f"{served.base_url}/Patient", json={"resourceType": "Patient"}, timeout=5)
+        assert other.status_code == 405 and other.json()["resourceType"] == "OperationOutcome"
+        wrong = requests.post(f"{served.base_url}/QuestionnaireResponse", data=b"{not json", timeout=5)
+        assert wrong.status_code == 400 and wrong.json()["issue"][0]["code"] == "invalid"

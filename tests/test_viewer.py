@@ -347,3 +347,44 @@ def test_the_dtr_form_turns_missing_documentation_into_a_met_criterion(site, pag
     assert "attested by the viewer's user" in row.nth(2).inner_text()
     response = json.loads(page.locator("#dtr-json").text_content())
     assert response["resourceType"] == "QuestionnaireResponse" and response["status"] == "completed"
+
+
+def test_the_dtr_page_of_a_case_writes_to_its_fhir_server_and_the_rerun_reads_it(site, page):
+    """/viewer/dtr?case=…&fhir=1: the case runs against its own FHIR server, the form opens prefilled, and the
+    saved answers are created on that server, where the re-run finds them."""
+    _app, base = site
+    page.goto(f"{base}/viewer/dtr?case=medicare-no-physical-therapy&fhir=1")
+    page.wait_for_selector("body[data-ready='true']")
+    assert page.locator("#fhir").is_checked()
+    assert "fetched from the case's FHIR server" in page.locator("#status").inner_text()
+    therapy = page.locator("#dtr fieldset[data-link='physical-therapy']")
+    assert therapy.is_visible() and not therapy.locator("input[type='checkbox']").is_checked()
+    assert page.locator("#criteria tr[data-criterion='physical-therapy'] td").nth(1).inner_text() != "met"
+    therapy.locator("input[type='checkbox']").check()
+    therapy.locator("input[type='date']").nth(0).fill("2026-01-05")
+    therapy.locator("input[type='date']").nth(1).fill("2026-02-20")
+    page.click("#dtr-save")
+    page.locator("#status", has_text="read the answers from the case's FHIR server").wait_for()
+    assert "/QuestionnaireResponse/" in page.locator("#status").inner_text()
+    row = page.locator("#criteria tr[data-criterion='physical-therapy'] td")
+    assert row.nth(1).inner_text() == "met"
+    assert "attested by the viewer's user" in row.nth(2).inner_text()
+
+
+def test_the_card_link_opens_the_questionnaire_to_complete(site, page):
+    """The documentation card's form link (no case): the questionnaire, nothing prefilled; saving shows the
+    completed QuestionnaireResponse to keep in the chart."""
+    _app, base = site
+    page.goto(f"{base}/viewer/dtr?questionnaire=medicare-ffs-2019-12-01")
+    page.wait_for_selector("body[data-ready='true']")
+    page.wait_for_selector("#dtr fieldset[data-link='physical-therapy']")
+    assert "nothing is prefilled" in page.locator("#cards").inner_text()
+    assert not page.locator("#criteria").is_visible(), "no run: no empty criteria table"
+    assert not page.locator("#dtr input[type='checkbox']:checked").count()
+    page.locator("#dtr fieldset[data-link='physical-therapy'] input[type='checkbox']").check()
+    page.click("#dtr-save")
+    page.locator("#status", has_text="keep in the patient's chart").wait_for()
+    response = json.loads(page.locator("#dtr-json").text_content())
+    assert response["status"] == "completed" and "subject" not in response
+    assert response["questionnaire"].endswith("/fhir/Questionnaire/medicare-ffs-2019-12-01|2019-12-01")
+    assert response["item"][0]["linkId"] == "physical-therapy"

@@ -343,8 +343,10 @@ async function send(event) {
   event.preventDefault();
   $("status").textContent = "Sending…";
   const payload = { hook: $("hook").value, payer: $("payer").value, as_of: $("as-of").value, url: serviceBase() };
-  if ($("case").value) payload.case = $("case").value;
-  else {
+  if ($("case").value) {
+    payload.case = $("case").value;
+    if ($("fhir").checked) payload.fhir = true;
+  } else {
     let parsed;
     try { parsed = JSON.parse($("pasted").value); } catch (e) { $("status").textContent = "The pasted text is not JSON."; return; }
     if (parsed && parsed.hook && parsed.context) payload.request = parsed; else payload.bundle = parsed;
@@ -362,8 +364,11 @@ async function runWith(payload) {
   }
   last = body;
   const response = body.response || {};
-  $("status").textContent = `HTTP ${body.status}${body.verdict !== "ran" ? ` · expected outcome ${body.verdict}` : ""}${(body.notes || []).map((n) => " · " + n).join("")}`;
+  const served = body.fhir_server ? ` · fetched from the case's FHIR server ${body.fhir_server}` : "";
+  const written = (body.written || []).map((w) => ` · written ${w}`).join("");
+  $("status").textContent = `HTTP ${body.status}${body.verdict !== "ran" ? ` · expected outcome ${body.verdict}` : ""}${served}${written}${(body.notes || []).map((n) => " · " + n).join("")}`;
   $("results").hidden = false;
+  for (const section of $("results").children) section.hidden = false;
   $("cards").replaceChildren(...(response.cards || []).map(renderCard));
   if (body.status !== 200) $("cards").replaceChildren(renderOutcome(body.status, response));
   else if (!(response.cards || []).length) $("cards").append(el("p", {}, "No cards: no CPT 64580 order in the request."));
@@ -382,11 +387,26 @@ let dtrState = null;
 async function openQuestionnaire() {
   const { status, body } = await api("/viewer/api/dtr", { method: "POST", body: JSON.stringify({ case: lastPayload.case, as_of: lastPayload.as_of }) });
   if (status !== 200) { $("status").textContent = `Error ${status}: ${((body.issue || [])[0] || {}).diagnostics || ""}`; return; }
-  dtrState = body;
+  renderQuestionnaire(body.questionnaire, body.response,
+    "Answers found in the record are filled in, with the record entry beside them; complete what the record lacks.");
+}
+
+// Opened from a documentation card's link (no case): the questionnaire to complete, with nothing prefilled.
+async function openBlankQuestionnaire(id) {
+  const { status, body } = await api(`/fhir/Questionnaire/${encodeURIComponent(id)}`);
+  if (status !== 200) { $("status").textContent = `Error ${status}: ${((body.issue || [])[0] || {}).diagnostics || "no such questionnaire"}`; return; }
+  $("results").hidden = false;
+  for (const section of $("results").children) if (!section.contains($("dtr"))) section.hidden = true;  // no run to show
+  $("cards").replaceChildren(el("p", {}, "Opened from a card's link: no patient record is loaded here, so nothing is prefilled. Saving shows the QuestionnaireResponse to keep in the patient's chart, where the next hook call reads it."));
+  renderQuestionnaire(body, { questionnaire: `${body.url}|${body.version}`, subject: null }, "Complete what applies.");
+}
+
+function renderQuestionnaire(questionnaire, response, hint) {
+  dtrState = { questionnaire, response };
   const prefilled = {};
-  for (const group of body.response.item || []) for (const item of group.item || []) if (item.answer) prefilled[item.linkId] = item.answer[0];
-  $("dtr-intro").textContent = `${body.questionnaire.title} (version ${body.questionnaire.version}). Answers found in the record are filled in, with the record entry beside them; complete what the record lacks.`;
-  $("dtr-groups").replaceChildren(...body.questionnaire.item.map((group) => el("fieldset", { "data-link": group.linkId },
+  for (const group of response.item || []) for (const item of group.item || []) if (item.answer) prefilled[item.linkId] = item.answer[0];
+  $("dtr-intro").textContent = `${questionnaire.title} (version ${questionnaire.version}). ${hint}`;
+  $("dtr-groups").replaceChildren(...questionnaire.item.map((group) => el("fieldset", { "data-link": group.linkId },
     el("legend", {}, group.text),
     group.item.map((item) => {
       const answer = prefilled[item.linkId];
@@ -402,6 +422,7 @@ async function openQuestionnaire() {
         item.type === "boolean" ? null : input,
         source ? el("span", { class: "prefill" }, `from ${source}`) : null);
     }))));
+  $("dtr-save").textContent = lastPayload ? "Save the answers and re-run" : "Save the answers";
   $("dtr").hidden = false;
 }
 
@@ -421,13 +442,19 @@ async function saveQuestionnaire(event) {
   }
   const response = {
     resourceType: "QuestionnaireResponse", id: `viewer-${Date.now()}`, status: "completed",
-    questionnaire: dtrState.response.questionnaire, subject: dtrState.response.subject,
+    questionnaire: dtrState.response.questionnaire, ...(dtrState.response.subject ? { subject: dtrState.response.subject } : {}),
     authored: new Date().toISOString().slice(0, 19) + "Z",
     author: { reference: "Practitioner/viewer-user", display: "the viewer's user" }, item: groups,
   };
   $("dtr-json").textContent = JSON.stringify(response, null, 2);
+  if (!lastPayload) {
+    $("dtr-json").parentElement.open = true;
+    $("status").textContent = "Saved: the QuestionnaireResponse is below, to keep in the patient's chart.";
+    return;
+  }
   await runWith({ ...lastPayload, attestations: [response] });
-  $("status").textContent += " · re-run with the questionnaire's answers";
+  $("status").textContent += lastPayload.fhir ? " · re-run: the service read the answers from the case's FHIR server"
+    : " · re-run with the questionnaire's answers";
 }
 
 // ---- the policy page ------------------------------------------------------------------------------------------
@@ -476,6 +503,25 @@ function route() {
   if (policiesPage) loadPolicies();
 }
 
+// /viewer/dtr?case=<fixture>[&fhir=1] runs the case and opens its questionnaire; ?questionnaire=<id> opens one blank.
+async function openDtrPage(params, asOf) {
+  const name = params.get("case");
+  if (name && asOf[name] !== undefined) {
+    $("case").value = name;
+    $("as-of").value = params.get("as_of") || asOf[name] || $("as-of").value;
+    $("fhir").checked = params.get("fhir") === "1";
+    lastPayload = { case: name, hook: $("hook").value, as_of: $("as-of").value, payer: "", url: null, ...($("fhir").checked ? { fhir: true } : {}) };
+    await runWith(lastPayload);
+    await openQuestionnaire();
+  } else if (params.get("questionnaire")) {
+    await openBlankQuestionnaire(params.get("questionnaire"));
+  } else {
+    $("status").textContent = name ? `No fixture case named ${name}.` : "Name a case (?case=…) or a questionnaire (?questionnaire=…).";
+    return;
+  }
+  $("dtr").scrollIntoView();
+}
+
 async function start() {
   $("run-form").addEventListener("submit", send);  // before any await: a quick Enter must not submit natively
   $("dtr-form").addEventListener("submit", saveQuestionnaire);
@@ -497,6 +543,7 @@ async function start() {
   const today = new Date().toISOString().slice(0, 10);
   $("as-of").value = today;
   $("case").addEventListener("change", () => { $("as-of").value = asOf[$("case").value] || today; });
+  if (location.pathname.endsWith("/viewer/dtr")) await openDtrPage(new URLSearchParams(location.search), asOf);
   document.body.dataset.ready = "true";
 }
 
