@@ -36,6 +36,8 @@ CONNECTIONS = 8
 VARIANTS = 32
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
 SERVICE = "/cds-services/cpt64580-order-sign"
+FLOOR = "bench.floor:app"
+CEILING = "bench.ceiling:app"  # the service with the rules' answer canned: what everything but the rules costs
 TARGETS = {  # issue #17: ratios against the floor of the same run, absolute bounds for the rest
     "typical throughput / floor": (">=", 0.3),
     "typical p50 / floor p50": ("<=", 3.0),
@@ -184,7 +186,7 @@ def post(port: int, path: str, raw: bytes) -> tuple[int, bytes]:
 
 def gunicorn(app: str, port: int, env: dict) -> subprocess.Popen:
     args = [str(Path(sys.executable).with_name("gunicorn"))]
-    if app.startswith("cds."):
+    if app != FLOOR:  # the service, and the service with its rules canned, run as production runs them
         args += ["-c", "python:cds.gunicorn_conf"]
     args += [app, "--workers", str(WORKERS), "--bind", f"127.0.0.1:{port}"]
     return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -204,7 +206,7 @@ def measure(app: str, env: dict, loads: dict[str, list[bytes]], answer_size: dic
     server = gunicorn(app, port, env)
     results: dict = {}
     try:
-        servers.wait_ready(f"http://127.0.0.1:{port}", server) if app.startswith("cds.") else servers.wait_port(port)
+        servers.wait_ready(f"http://127.0.0.1:{port}", server) if app != FLOOR else servers.wait_port(port)
         for name, bodies in loads.items():
             path = SERVICE + (f"?size={answer_size[name]}" if answer_size else "")
             status, answer = post(port, path, bodies[0])
@@ -243,7 +245,8 @@ def main() -> int:
     loads = {"typical": variants(bodies["typical"], VARIANTS), "large": variants(bodies["large"], 4)}
     service = measure("cds.wsgi:app", env, loads, None)
     sizes = {name: len(service[f"{name}-answer"]) for name in loads}
-    floor = measure("bench.floor:app", env, loads, sizes)
+    floor = measure(FLOOR, env, loads, sizes)
+    ceiling = measure(CEILING, env, {"typical": loads["typical"]}, None)
 
     print(f"gunicorn {WORKERS} sync workers for both; wrk, {SECONDS:g} s per run, {VARIANTS} varied bodies;")
     print(f"typical at {CONNECTIONS} connections, large at 1\n")
@@ -257,6 +260,17 @@ def main() -> int:
             f"{sizes[name] / 1024:.0f} KiB | {f['p50']:.2f} / {f['p99']:.2f} | {s['p50']:.2f} / {s['p99']:.2f} | "
             f"{s['p50'] / f['p50']:.2f}x | {f['rps']:.0f} | {s['rps']:.0f} | {s['rps'] / f['rps']:.2f}x |"
         )
+    f, c = floor["typical"], ceiling["typical"]
+    print(
+        f"| typical, rules canned | | | {sizes['typical'] / 1024:.0f} KiB | {f['p50']:.2f} / {f['p99']:.2f} | "
+        f"{c['p50']:.2f} / {c['p99']:.2f} | {c['p50'] / f['p50']:.2f}x | {f['rps']:.0f} | {c['rps']:.0f} | "
+        f"{c['rps'] / f['rps']:.2f}x |"
+    )
+    print(
+        "\n'rules canned' (bench/ceiling.py) is the service answering every call with the typical answer computed "
+        "once:\nHTTP, Flask, the checks, metrics, the log line and the audit row, no rules. It bounds what the "
+        "service can reach."
+    )
     rss = max(service["rss"])
     print(f"\npeak RSS per worker (service): {', '.join(f'{m:.0f} MiB' for m in service['rss'])}")
     measured = {
