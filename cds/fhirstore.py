@@ -25,6 +25,7 @@ from cds.errors import FHIRResponseError
 from cds.fhirclient import bundle_resources
 
 PAGE = 100
+MAX_CREATED = 100
 _LOCK = threading.Lock()  # creates append while a threaded server may be searching
 _REFERENCE_PARAMS = {
     "patient": ("subject", "patient", "beneficiary"),
@@ -70,6 +71,7 @@ class FHIRStore:
         page: int = PAGE,
     ):
         self.resources = flatten(resources)
+        self.created = 0
         self.base_url = base_url.rstrip("/")
         self.include = include
         self.page = page
@@ -137,13 +139,17 @@ class FHIRStore:
         return list(found.values())
 
     def create(self, resource_type: str, resource: object) -> tuple[int, dict]:
-        """FHIR create of a QuestionnaireResponse (the only kind this store takes): a new id, 201."""
+        """FHIR create of a QuestionnaireResponse (the only kind this store takes): a new id, 201; at most
+        :data:`MAX_CREATED` of them, so a loop of posts cannot grow a demo server's memory without end."""
         if resource_type != "QuestionnaireResponse":
             return 405, _outcome("not-supported", "this store creates QuestionnaireResponses only")
         if not isinstance(resource, dict) or resource.get("resourceType") != resource_type:
             return 400, _outcome("invalid", f"send a {resource_type} resource as JSON")
         created = {**resource, "id": uuid.uuid4().hex}
         with _LOCK:
+            if self.created >= MAX_CREATED:
+                return 409, _outcome("too-costly", f"this store already holds {MAX_CREATED} created resources")
+            self.created += 1
             self.resources.append(created)
         return 201, created
 

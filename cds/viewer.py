@@ -211,7 +211,10 @@ def _write(served: ServedStore, attestations: list[dict]) -> list[str]:
             timeout=5,
         )
         if answer.status_code != 201:
-            raise InvalidRequest(f"the case's FHIR server refused the QuestionnaireResponse ({answer.status_code})")
+            said = next(iter(answer.json().get("issue") or [{}])).get("diagnostics", "")
+            raise InvalidRequest(
+                f"the case's FHIR server refused the QuestionnaireResponse ({answer.status_code}: {said})"
+            )
         written.append(answer.headers["Location"])
     return written
 

@@ -319,6 +319,7 @@ def test_the_viewer_writes_the_answers_to_the_cases_fhir_server_and_the_next_cal
 def test_the_served_store_creates_questionnaire_responses_only():
     import requests
 
+    from cds import fhirstore
     from cds.fhirstore import ServedStore
 
     with ServedStore([{"resourceType": "Patient", "id": "p1"}]) as served:
@@ -339,3 +340,8 @@ def test_the_served_store_creates_questionnaire_responses_only():
         assert other.status_code == 405 and other.json()["resourceType"] == "OperationOutcome"
         wrong = requests.post(f"{served.base_url}/QuestionnaireResponse", data=b"{not json", timeout=5)
         assert wrong.status_code == 400 and wrong.json()["issue"][0]["code"] == "invalid"
+        served.store.created = fhirstore.MAX_CREATED - 1  # a loop of posts stops at the bound, with an outcome
+        last = {"resourceType": "QuestionnaireResponse", "status": "completed"}
+        assert requests.post(f"{served.base_url}/QuestionnaireResponse", json=last, timeout=5).status_code == 201
+        full = requests.post(f"{served.base_url}/QuestionnaireResponse", json=last, timeout=5)
+        assert full.status_code == 409 and "already holds" in full.json()["issue"][0]["diagnostics"]
