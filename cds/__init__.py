@@ -75,10 +75,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     else:
         app.extensions["cds.verifier"] = None
         log.warning("JWT CHECKS ARE OFF: any caller is trusted. Demo only; set CDS_TRUSTED_CLIENTS in production.")
-    if app.config.get("VIEWER") and not clients_file and not settings.dtr_form_url:
-        base = app.config.get("PUBLIC_BASE_URL") or questionnaires.DEFAULT_BASE
-        settings = dataclasses.replace(settings, dtr_form_url=f"{base.rstrip('/')}/viewer/dtr")
-        app.extensions["cds.settings"] = settings  # the viewer serves the form only while JWT checks are off
+    # the built-in form exists only while the viewer is served, which it is only with JWT checks off
+    form = None
+    if app.config.get("VIEWER") and not clients_file:
+        form = f"{(app.config.get('PUBLIC_BASE_URL') or questionnaires.DEFAULT_BASE).rstrip('/')}/viewer/dtr"
+    settings = dataclasses.replace(settings, dtr_form_url=form)
+    app.extensions["cds.settings"] = settings
     if "*" in settings.fhir_allowed_servers and not clients_file:
         log.warning("CDS_FHIR_ALLOWED_SERVERS allows any FHIR server: demo setting, not for production")
 

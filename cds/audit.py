@@ -75,9 +75,9 @@ class AuditLog:
         """Hand the row to the writer; it is committed with the rows of other calls within milliseconds."""
         cards = (response or {}).get("cards", []) if status == 200 else []
         row = {
-            "hook_instance": hook_instance,
-            "service_id": service_id,
-            "client": client,
+            "hook_instance": _printable(hook_instance),
+            "service_id": _printable(service_id),
+            "client": _printable(client),
             "received_at": datetime.now(UTC),
             "status": status,
             "latency_ms": latency_ms,
@@ -85,7 +85,7 @@ class AuditLog:
             "card_uuids": orjson.dumps([c.get("uuid") for c in cards]).decode(),
             "response": orjson.dumps(response).decode() if response is not None else None,
         }
-        uuids = [c.get("uuid")[:64] for c in cards if isinstance(c.get("uuid"), str)]
+        uuids = [_printable(c.get("uuid")[:64]) for c in cards if isinstance(c.get("uuid"), str)]
         self._writer.put(row, uuids)
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -199,9 +199,15 @@ class _GroupWriter:
                         batch.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                connection = self._write(batch, connection)
-                for _ in batch:
-                    self._queue.task_done()
+                try:
+                    connection = self._write(batch, connection)
+                except Exception:  # the writer must outlive any row, or every later call would wait on it
+                    connection = _close(connection)
+                    metrics.AUDIT_ROWS_LOST.labels("error").inc(len(batch))
+                    log.exception("audit: %d rows could not be written", len(batch))
+                finally:
+                    for _ in batch:
+                        self._queue.task_done()
                 metrics.AUDIT_QUEUE_ROWS.labels("audit").set(self._queue.qsize())
         finally:
             _close(connection)
@@ -222,9 +228,18 @@ class _GroupWriter:
                 log.warning("audit batch of %d rows not written (attempt %d): %s", len(batch), attempt + 1,
                             exc.__class__.__name__)  # fmt: skip
                 time.sleep(0.05 * (attempt + 1))
+        if len(batch) > 1:  # one row the database refuses must not take the others with it
+            for single in batch:
+                connection = self._write([single], connection)
+            return connection
         metrics.AUDIT_ROWS_LOST.labels("database").inc(len(batch))
         log.error("audit: %d rows could not be written after 3 attempts", len(batch))
         return None
+
+
+def _printable(value: str | None) -> str | None:
+    """A caller's string as a text column takes it: PostgreSQL refuses NUL, which JSON can carry (\\u0000)."""
+    return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
 
 
 def _close(connection) -> None:
@@ -255,8 +270,10 @@ class _Inserts:
         self._audit_sql, self._audit_order = str(insert), insert.positiontup
         cards = audit_cards_table.insert().compile(dialect=dialect, column_keys=["audit_id", "card_uuid"])
         self._cards_sql, self._cards_order = str(cards), cards.positiontup
-        self._bind = {
-            c.name: processor for c in audit_table.columns if (processor := c.type.bind_processor(dialect)) is not None
+        self._bind = {  # the dialect's own processors (SQLite's DateTime writes its naive text form, as Core does)
+            c.name: processor
+            for c in audit_table.columns
+            if (processor := c.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         }
 
     def connect(self, dedicated: bool):

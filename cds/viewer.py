@@ -12,8 +12,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import orjson
-import requests
 from flask import Blueprint, Response, current_app, request, send_from_directory
 
 from cds import codes, dtr, fixtures, payers, policies, provenance, questionnaires, records, replay, schemas
@@ -121,15 +119,15 @@ def _body() -> dict:
 def run() -> Response:
     body = _body()
     case = _case(body)
+    url = body.get("url") or None
+    if url is not None and not _loopback(url):
+        raise InvalidRequest("the viewer only replays against a service on this machine (127.0.0.1 or localhost)")
     served = _served(case) if body.get("fhir") else None
     written = _write(served, body.get("attestations") or []) if served else []
     if body.get("attestations") and case.request is None and served is None:
         case.resources = [*case.resources, *body["attestations"]]  # the DTR form's answers join the case's record
     if body.get("hook") in ("order-sign", "order-select") and case.request is None:
         case.spec = {**case.spec, "hook": body["hook"]}
-    url = body.get("url") or None
-    if url is not None and not _loopback(url):
-        raise InvalidRequest("the viewer only replays against a service on this machine (127.0.0.1 or localhost)")
     allowed = current_app.extensions["cds.settings"].fhir_allowed_servers
     options = replay.Options(
         url=url,
@@ -187,35 +185,32 @@ _SERVED_MAX = 16
 
 
 def _served(case: fixtures.Case) -> ServedStore:
-    """The fixture case's own FHIR server on loopback, started on first use and kept (at most 16, the oldest
-    stopped first), so a QuestionnaireResponse written there is still there on the next run, as in an EHR."""
+    """The fixture case's own FHIR server on loopback, started on first use and kept (the 16 used last; the
+    least recently used is stopped first), so a QuestionnaireResponse written there is read by the next run, as
+    in an EHR. Kept per process: ``make run`` serves the viewer from one."""
     if case.request is not None or case.path == Path("pasted"):
         raise InvalidRequest("a FHIR server is kept for fixture cases only", expression=("fhir",))
     servers: dict[str, ServedStore] = current_app.extensions.setdefault("cds.viewer.servers", {})
     with _SERVED_LOCK:
-        if case.name not in servers:
+        served = servers.pop(case.name, None)
+        if served is None:
             if len(servers) >= _SERVED_MAX:
                 servers.pop(next(iter(servers))).__exit__(None, None, None)
-            servers[case.name] = ServedStore(case.resources).__enter__()
-        return servers[case.name]
+            served = ServedStore(case.resources).__enter__()
+        servers[case.name] = served  # most recently used last
+        return served
 
 
 def _write(served: ServedStore, attestations: list[dict]) -> list[str]:
-    """FHIR create of each completed QuestionnaireResponse on the case's server, as a DTR app does on the EHR's."""
+    """FHIR create of each completed QuestionnaireResponse on the case's server (its create interaction, called in
+    process: the answers never leave this machine, whatever proxy the environment names)."""
     written = []
     for resource in attestations:
-        answer = requests.post(
-            f"{served.base_url}/QuestionnaireResponse",
-            data=orjson.dumps({k: v for k, v in resource.items() if k != "id"}),
-            headers={"Content-Type": "application/fhir+json"},
-            timeout=5,
-        )
-        if answer.status_code != 201:
-            said = next(iter(answer.json().get("issue") or [{}])).get("diagnostics", "")
-            raise InvalidRequest(
-                f"the case's FHIR server refused the QuestionnaireResponse ({answer.status_code}: {said})"
-            )
-        written.append(answer.headers["Location"])
+        status, created = served.store.create("QuestionnaireResponse", {k: v for k, v in resource.items() if k != "id"})
+        if status != 201:
+            said = (created.get("issue") or [{}])[0].get("diagnostics", "")
+            raise InvalidRequest(f"the case's FHIR server refused the QuestionnaireResponse ({status}: {said})")
+        written.append(f"{served.base_url}/QuestionnaireResponse/{created['id']}")
     return written
 
 

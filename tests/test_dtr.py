@@ -256,9 +256,12 @@ def test_without_a_dtr_app_the_card_links_the_built_in_form(make_app):
     assert client.get("/viewer/dtr?questionnaire=medicare-ffs-2019-12-01").status_code == 200
     questionnaire = client.get("/fhir/Questionnaire/medicare-ffs-2019-12-01").get_json()
     assert "physical-therapy" in {g["linkId"] for g in questionnaire["item"]}
-    plain = _case_answer(make_app().test_client(), "medicare-no-physical-therapy")
+    # viewer off: no form to link to, whatever a stray setting says
+    plain = _case_answer(
+        make_app(DTR_FORM_URL="https://elsewhere.example/x").test_client(), "medicare-no-physical-therapy"
+    )
     documentation = next(c for c in plain["cards"] if c["summary"].startswith("Documentation"))
-    assert all(link["type"] != "absolute" or "/viewer/dtr" not in link["url"] for link in documentation["links"])
+    assert all("/viewer/dtr" not in link["url"] and "elsewhere" not in link["url"] for link in documentation["links"])
 
 
 def _criterion(answer: dict, criterion: str) -> dict:

@@ -123,10 +123,76 @@ def test_audit_rows_read_back_as_written_and_feedback_keeps_full_sync(tmp_path):
     log.record(hook_instance="h-1", service_id="s", client="ehr", status=200, latency_ms=2.5, response=response)
     [row] = log.for_card("card-2")
     assert row["hook_instance"] == "h-1" and row["client"] == "ehr" and row["latency_ms"] == 2.5
+    # stored as SQLAlchemy Core stores it on SQLite (naive UTC text), so old and new rows compare
+    assert row["received_at"].tzinfo is None
     assert abs(row["received_at"].replace(tzinfo=UTC) - datetime.now(UTC)) < timedelta(minutes=1)
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT received_at FROM audit")).scalar()
+    assert len(stored) == len("2026-11-28 05:08:57.271265") and "+" not in stored
     assert row["response"] == '{"cards":[{"uuid":"card-1"},{"uuid":"card-2"}],"systemActions":[]}'
     assert log.unknown_cards(["card-1", "card-3"]) == ["card-3"]
     for _ in range(3):  # every pooled connection (feedback's) still commits with synchronous=FULL (2)
         with engine.connect() as conn:
             assert conn.execute(text("PRAGMA synchronous")).scalar() == 2
     log.close()
+
+
+def test_the_audit_writer_outlives_a_failing_row_and_keeps_the_others(tmp_path, monkeypatch):
+    """A row the database refuses is lost alone (counted); an unexpected error does not stop the writer; a NUL
+    in a caller's hookInstance (valid JSON, refused by PostgreSQL) is stored readable."""
+    import sqlite3
+    import time
+
+    from cds import audit as audit_module
+    from cds import metrics
+    from cds.audit import AuditLog, audit_table
+    from cds.db import engine_for, upgrade
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
+    upgrade(engine)
+    log = AuditLog(engine, retention_days=30)
+    inserts = log._writer._statements
+    real = inserts.commit
+
+    pause, batches = time.sleep, []
+
+    def refusing(connection, batch):
+        batches.append([row["hook_instance"] for row, _ in batch])
+        if batch[0][0]["hook_instance"] == "slow":
+            pause(0.3)  # the next rows queue meanwhile, and go as one batch
+        if any(row["hook_instance"] == "refused" for row, _ in batch):
+            raise sqlite3.IntegrityError("refused")
+        if any(row["hook_instance"] == "crash" for row, _ in batch):
+            raise RuntimeError("not a database error")
+        real(connection, batch)
+
+    monkeypatch.setattr(inserts, "commit", refusing)
+    monkeypatch.setattr(audit_module.time, "sleep", lambda _s: None)
+    lost = {r: _counter(metrics.AUDIT_ROWS_LOST, r) for r in ("database", "error")}
+    for name in ("slow", "ok-1", "refused", "ok-2"):
+        log.record(hook_instance=name, service_id="s", client=None, status=200, latency_ms=1.0, response=None)
+    assert log.flush(10)
+    log.record(hook_instance="crash", service_id="s", client=None, status=200, latency_ms=1.0, response=None)
+    assert log.flush(10), "the writer survived an unexpected error"
+    log.record(hook_instance="nul\x00here", service_id="s", client=None, status=200, latency_ms=1.0, response=None)
+    assert log.flush(10)
+    with engine.connect() as conn:
+        names = set(conn.scalars(select(audit_table.c.hook_instance)))
+    assert names == {"slow", "ok-1", "ok-2", "nul\ufffdhere"}
+    assert any("refused" in b and "ok-2" in b for b in batches), "the refused row came in a batch with others"
+    assert ["ok-1"] in batches and ["ok-2"] in batches, "then each row was tried alone"
+    assert _counter(metrics.AUDIT_ROWS_LOST, "database") - lost["database"] == 1
+    assert _counter(metrics.AUDIT_ROWS_LOST, "error") - lost["error"] == 1
+    log.close()
+
+
+def _counter(counter, reason: str) -> float:
+    return next(
+        (
+            s.value
+            for m in counter.collect()
+            for s in m.samples
+            if s.labels.get("reason") == reason and s.name.endswith("_total")
+        ),
+        0.0,
+    )
