@@ -18,6 +18,8 @@ from flask import Blueprint, Response, current_app
 from cds import api, payers, questionnaires, records, rules
 from cds.errors import InvalidRequest, NotFound
 
+MAX_REQUESTED = 20
+
 bp = Blueprint("dtr", __name__, url_prefix="/fhir")
 bp.before_request(api.authenticate)
 FHIR_JSON = "application/fhir+json"
@@ -94,8 +96,14 @@ def package() -> Response:
         raise InvalidRequest("Parameters.parameter 'order' must hold the order", expression=("parameter",))
     policy_set = current_app.extensions["cds.policies"]
     issues: list[dict] = []
-    if any(isinstance(w, str) for w in wanted):
-        chosen = [questionnaires.find(policy_set, w) for w in wanted if isinstance(w, str)]
+    wanted = list(dict.fromkeys(w for w in wanted if isinstance(w, str)))  # each questionnaire once
+    if len(wanted) > MAX_REQUESTED:
+        raise InvalidRequest(
+            f"at most {MAX_REQUESTED} questionnaire canonicals a request (this service serves one per policy version)",
+            expression=("parameter",),
+        )
+    if wanted:
+        chosen = [questionnaires.find(policy_set, w) for w in wanted]
         if None in chosen:
             raise NotFound(
                 "a requested questionnaire canonical is not one this service serves", expression=("parameter",)
@@ -160,7 +168,8 @@ def populate(questionnaire_id: str) -> Response:
     for p in parameters:
         if p.get("name") == "content" and isinstance(p.get("resource"), dict):
             content.append(p["resource"])
-        for part in p.get("part") or () if p.get("name") == "context" else ():
+        parts = p.get("part") if p.get("name") == "context" else None
+        for part in parts if isinstance(parts, list) else ():
             if isinstance(part, dict) and part.get("name") == "content" and isinstance(part.get("resource"), dict):
                 content.append(part["resource"])
     order_resource = next((p.get("resource") for p in parameters if p.get("name") == "order"), None)
@@ -189,9 +198,11 @@ def prefill(plan, version, base: str, subject: str, content: list[dict], order_r
 
 
 def _prefilled(group: dict, finding) -> dict:
-    """A group of the response: answered from the finding when the record meets the criterion, else empty."""
+    """A group of the response: answered from the finding when the record meets the criterion with evidence, else
+    empty. A criterion met by an absence (no substance use disorder in the record) is not something the record
+    confirms: the clinician answers it."""
     item: dict = {"linkId": group["linkId"], "text": group["text"], "item": []}
-    if finding is None or finding.status != rules.Status.MET or finding.attested:
+    if finding is None or finding.status != rules.Status.MET or finding.attested or not finding.evidence:
         item["item"] = [{"linkId": i["linkId"], "text": i["text"]} for i in group["item"]]
         return item
     evidence = [{"url": EVIDENCE_EXTENSION, "valueReference": {"reference": e.reference}} for e in finding.evidence]

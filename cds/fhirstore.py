@@ -26,6 +26,7 @@ from cds.fhirclient import bundle_resources
 
 PAGE = 100
 MAX_CREATED = 100
+MAX_CREATED_BYTES = 4 * 2**20
 _LOCK = threading.Lock()  # creates append while a threaded server may be searching
 _REFERENCE_PARAMS = {
     "patient": ("subject", "patient", "beneficiary"),
@@ -72,6 +73,7 @@ class FHIRStore:
     ):
         self.resources = flatten(resources)
         self.created = 0
+        self.created_bytes = 0
         self.base_url = base_url.rstrip("/")
         self.include = include
         self.page = page
@@ -146,12 +148,23 @@ class FHIRStore:
         if not isinstance(resource, dict) or resource.get("resourceType") != resource_type:
             return 400, _outcome("invalid", f"send a {resource_type} resource as JSON")
         created = {**resource, "id": uuid.uuid4().hex}
+        size = len(orjson.dumps(created))
         with _LOCK:
-            if self.created >= MAX_CREATED:
-                return 409, _outcome("too-costly", f"this store already holds {MAX_CREATED} created resources")
+            refused = self.room([size])
+            if refused:
+                return 409, _outcome("too-costly", refused)
             self.created += 1
+            self.created_bytes += size
             self.resources.append(created)
         return 201, created
+
+    def room(self, sizes: list[int]) -> str | None:
+        """Why resources of these serialised sizes cannot all be created (None: they can)."""
+        if self.created + len(sizes) > MAX_CREATED:
+            return f"this store holds at most {MAX_CREATED} created resources ({self.created} so far)"
+        if self.created_bytes + sum(sizes) > MAX_CREATED_BYTES:
+            return f"this store holds at most {MAX_CREATED_BYTES // 2**20} MiB of created resources"
+        return None
 
     # -- as a FHIRClient (in-process replay) --------------------------------------------------------------
 

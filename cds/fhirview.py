@@ -11,6 +11,7 @@ already treat it as "not documented". ``fhir.resources`` stays where it adds saf
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -238,9 +239,9 @@ class QuestionnaireResponse:
 def _answers(items: object) -> tuple[tuple[str, object], ...]:
     """Every answered item's first value, nested groups opened (iteratively: no depth exhausts the stack)."""
     found: list[tuple[str, object]] = []
-    pending = list(_items(items))
+    pending = deque(_items(items))  # popped from the left in O(1): a million items stay linear
     while pending:
-        item = pending.pop(0)
+        item = pending.popleft()
         if not isinstance(item, dict):
             continue
         link = _str(item.get("linkId"))

@@ -369,12 +369,15 @@ def _items(value: object) -> list:
     return value if isinstance(value, list) else []
 
 
+_END = object()
+
+
 def _flatten(resources: Iterable[dict]) -> Iterator[dict]:
     """Resources, with Bundles (nested ones too) opened; iterative, so no nesting depth can exhaust the stack."""
     stack = [iter(resources)]
     while stack:
-        resource = next(stack[-1], None)
-        if resource is None:
+        resource = next(stack[-1], _END)  # an entry with no resource is None: skipped, not the Bundle's end
+        if resource is _END:
             stack.pop()
             continue
         if not isinstance(resource, dict):

@@ -172,18 +172,28 @@ def service_base(url: str) -> str:
 
 def _post(url: str, body: dict, timeout: float) -> tuple[int, dict]:
     base = service_base(url)
-    services = requests.get(f"{base}/cds-services", timeout=timeout).json().get("services", [])
-    service = next((s["id"] for s in services if s.get("hook") == body.get("hook")), None)
+    try:  # never followed elsewhere: the answer must come from the URL given
+        discovery = requests.get(f"{base}/cds-services", timeout=timeout, allow_redirects=False).json()
+    except ValueError:
+        discovery = None
+    services = discovery.get("services") if isinstance(discovery, dict) else None
+    if not isinstance(services, list):
+        return 502, {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "exception", "diagnostics": f"{base} is not a CDS service"}],
+        }
+    service = next((s["id"] for s in services if isinstance(s, dict) and s.get("hook") == body.get("hook")), None)
     if service is None:
         return 404, {
             "resourceType": "OperationOutcome",
             "issue": [{"severity": "error", "code": "not-found", "diagnostics": "no service for this hook"}],
         }
-    response = requests.post(f"{base}/cds-services/{service}", json=body, timeout=timeout)
+    response = requests.post(f"{base}/cds-services/{service}", json=body, timeout=timeout, allow_redirects=False)
     try:
-        return response.status_code, response.json()
+        answer = response.json()
     except ValueError:
-        return response.status_code, {"text": response.text[:500]}
+        answer = None
+    return response.status_code, answer if isinstance(answer, dict) else {"text": response.text[:500]}
 
 
 def outcome(status: int, response: dict) -> dict:

@@ -12,10 +12,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, request, send_from_directory
+import orjson
+from flask import Blueprint, Response, current_app, send_from_directory
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from cds import codes, dtr, fixtures, payers, policies, provenance, questionnaires, records, replay, schemas
-from cds.api import json_response
+from cds.api import json_response, read_json
 from cds.errors import Forbidden, InvalidRequest
 from cds.fhirstore import ServedStore, flatten
 
@@ -62,8 +65,8 @@ def _case(body: dict) -> fixtures.Case:
     try:
         if body.get("case"):
             name = str(body["case"])
-            if "/" in name or name.startswith("."):
-                raise InvalidRequest("unknown case", expression=("case",))
+            if "/" in name or name.startswith(".") or not (fixtures.FIXTURE_DIR / name).is_dir():
+                raise InvalidRequest(f"no fixture case named {name[:100]}", expression=("case",))
             return fixtures.load_folder(fixtures.FIXTURE_DIR / name)
         if isinstance(body.get("request"), dict):
             case = fixtures.Case("pasted request", Path("pasted"), request=body["request"])
@@ -77,14 +80,23 @@ def _case(body: dict) -> fixtures.Case:
                 case.notes.append("no draft CPT 64580 order in the Bundle: one was added")
             case.spec = {"hook": body.get("hook") or "order-sign", "orders": orders}
             return case
-    except fixtures.CaseError as exc:
-        raise InvalidRequest(str(exc)) from None
+    except fixtures.CaseError as exc:  # named by the case, not by where this server keeps its files
+        raise InvalidRequest(str(exc).replace(f"{fixtures.FIXTURE_DIR}/", "")) from None
     raise InvalidRequest("choose a case, or paste a hook request or a patient Bundle", expression=("case",))
 
 
 def _loopback(url: str) -> bool:
+    """A service URL on this machine, as both parsers see it: the standard library's and urllib3's, which is
+    the one requests connects with (they disagree on e.g. a backslash before ``@``)."""
+    if any(c in url for c in "\\@ \t\r\n"):
+        return False
     parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and (parts.hostname or "") in ("127.0.0.1", "localhost", "::1")
+    try:
+        connects_to = parse_url(url).host
+    except LocationParseError:
+        return False
+    hosts = ("127.0.0.1", "localhost", "::1", "[::1]")
+    return parts.scheme in ("http", "https") and (parts.hostname or "") in hosts and connects_to in hosts
 
 
 @bp.before_request
@@ -107,8 +119,9 @@ def security_headers(response: Response) -> Response:
 
 
 def _body() -> dict:
-    """The page's JSON request, schema-checked (viewer-run.schema.json) before anything reads it."""
-    body = request.get_json(silent=True)
+    """The page's JSON request, read with the hooks' limits and parser, schema-checked (viewer-run.schema.json)
+    before anything reads it."""
+    body = read_json()
     if not isinstance(body, dict):
         raise InvalidRequest("send a JSON object")
     schemas.validate("viewer-run", body)
@@ -204,6 +217,9 @@ def _served(case: fixtures.Case) -> ServedStore:
 def _write(served: ServedStore, attestations: list[dict]) -> list[str]:
     """FHIR create of each completed QuestionnaireResponse on the case's server (its create interaction, called in
     process: the answers never leave this machine, whatever proxy the environment names)."""
+    refused = served.store.room([len(orjson.dumps(a)) for a in attestations])
+    if refused:  # all or none: a refused request leaves nothing behind
+        raise InvalidRequest(f"the case's FHIR server refused the QuestionnaireResponses: {refused}")
     written = []
     for resource in attestations:
         status, created = served.store.create("QuestionnaireResponse", {k: v for k, v in resource.items() if k != "id"})
@@ -220,15 +236,14 @@ def dtr_form() -> Response:
     body = _body()
     case = _case({"case": body.get("case")} if body.get("case") else {})
     if case.request is not None or not case.resources:
-        raise InvalidRequest("the form is for fixture cases and Bundles", expression=("case",))
+        raise InvalidRequest("the form is for fixture cases", expression=("case",))
     orders = case.spec.get("orders") or []
     order_resource = orders[0] if orders else {}
     patient = fixtures._patient_id(case.resources, case.spec.get("patient"))
-    as_of = (
-        date.fromisoformat(body["as_of"])
-        if body.get("as_of")
-        else date.fromisoformat(case.spec.get("as_of") or datetime.now(UTC).date().isoformat())
-    )
+    try:
+        as_of = date.fromisoformat(body.get("as_of") or case.spec.get("as_of") or datetime.now(UTC).date().isoformat())
+    except ValueError:
+        raise InvalidRequest("as_of is not a calendar date (YYYY-MM-DD)", expression=("as_of",)) from None
     record = records.build(case.resources, patient)
     route = payers.route(record, records.order_from(order_resource), current_app.extensions["cds.policies"], as_of)
     base = dtr.base()
@@ -280,7 +295,7 @@ def timeline(resources: list[dict], patient: str | None, orders: list[dict], as_
         add("pain-score", f"Pain {e.value:g}/10", e, e.value)
     for e in record.procedure_events(codes.PSYCH_EVALUATION):
         add("psych", f"Psychological evaluation {e.code}", e)
-    order_dates = [o.get("authoredOn", "")[:10] for o in orders if o.get("authoredOn")]
+    order_dates = [o["authoredOn"][:10] for o in orders if isinstance(o.get("authoredOn"), str)]
     return {"events": sorted(events, key=lambda e: e["start"]), "order_date": (order_dates or [as_of or ""])[0] or None}
 
 

@@ -347,4 +347,4 @@ def test_the_served_store_creates_questionnaire_responses_only():
         last = {"resourceType": "QuestionnaireResponse", "status": "completed"}
         assert requests.post(f"{served.base_url}/QuestionnaireResponse", json=last, timeout=5).status_code == 201
         full = requests.post(f"{served.base_url}/QuestionnaireResponse", json=last, timeout=5)
-        assert full.status_code == 409 and "already holds" in full.json()["issue"][0]["diagnostics"]
+        assert full.status_code == 409 and "at most 100" in full.json()["issue"][0]["diagnostics"]

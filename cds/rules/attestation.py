@@ -62,7 +62,7 @@ def for_policy(record: PatientRecord, policy: str) -> tuple[dict[str, Attestatio
                 done=done if isinstance(done, bool) else None,
                 start=as_date(answers.get(f"{criterion}.start")),
                 end=as_date(answers.get(f"{criterion}.end")),
-                author=author or "an unnamed author",
+                author=_short(author) or "an unnamed author",
                 authored=as_date(qr.authored),
             )
     return ours, foreign
@@ -115,3 +115,9 @@ def foreign_note(finding: Finding, canonical: str) -> Finding:
         "for this payer's policy."
     )
     return replace(finding, notes=(*finding.notes, note))
+
+
+def _short(name: str | None, limit: int = 80) -> str | None:
+    """An author's name as a reason quotes it: a display longer than any name is cut, not repeated on every
+    attested criterion of every card (and into the audit row)."""
+    return name if name is None or len(name) <= limit else name[: limit - 1] + "…"
