@@ -148,3 +148,22 @@ def test_a_million_answer_items_are_read_in_linear_time():
 def test_an_authors_name_is_quoted_short():
     assert attestation._short("Dr A") == "Dr A"
     assert len(attestation._short("x" * 10_000)) == 80
+
+
+def test_an_attested_date_that_is_not_a_calendar_date_does_not_count(client):
+    """ "2026-02-30" is not read as if no end had been given: the criterion stays not met and says why."""
+    import json
+
+    from cds import replay
+
+    case = fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-attested-physical-therapy")
+    body = replay.standalone_request(case, replay.Options())
+    text = json.dumps(body)
+    assert '"2026-02-20"' in text
+    body = json.loads(text.replace('"2026-02-20"', '"2026-02-30"'))
+    answer = client.post("/cds-services/cpt64580-order-sign", json=body).get_json()
+    summary = next(c for c in answer["cards"] if c["summary"].startswith("CPT 64580 criteria"))
+    pt = next(c for c in summary["extension"]["cds64580.criteria"] if c["id"] == "physical-therapy")
+    # not met (shown as unknown here: Medicare's therapy criterion rests on a summary, never on its own a warning)
+    assert pt["status"] in ("not-met", "unknown") and pt["attested"] is True
+    assert "end date '2026-02-30' is not a calendar date" in pt["reason"]

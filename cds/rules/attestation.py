@@ -35,6 +35,7 @@ class Attestation:
     end: date | None
     author: str
     authored: date | None
+    unreadable: tuple[str, ...] = ()  # date answers given that are not calendar dates ("2026-02-30")
 
 
 def for_policy(record: PatientRecord, policy: str) -> tuple[dict[str, Attestation], dict[str, str]]:
@@ -64,6 +65,11 @@ def for_policy(record: PatientRecord, policy: str) -> tuple[dict[str, Attestatio
                 end=as_date(answers.get(f"{criterion}.end")),
                 author=_short(author) or "an unnamed author",
                 authored=as_date(qr.authored),
+                unreadable=tuple(
+                    f"{part} date {str(value)[:40]!r}"
+                    for part in ("start", "end")
+                    if (value := answers.get(f"{criterion}.{part}")) is not None and as_date(value) is None
+                ),
             )
     return ours, foreign
 
@@ -93,6 +99,8 @@ def _span(a: Attestation) -> str:
 
 def _problem(criterion: Criterion, a: Attestation, order_date: date) -> str | None:
     """Why the attested dates do not meet the criterion's parameters, or None when they do."""
+    if a.unreadable:  # a date was given but cannot be read: never judged as if it had not been given
+        return f"the {' and '.join(a.unreadable)} is not a calendar date"
     if criterion.id in PERIODIC and not (a.start or a.end):
         return "no dates were given and the policy's criterion is about when"
     first, last = a.start or a.end, a.end or a.start
