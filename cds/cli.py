@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -450,14 +451,21 @@ def _serve(host: str, port: int, certfile: Path | None = None, keyfile: Path | N
             raise ConfigError("--certfile and --keyfile go together")
         if certfile is not None and keyfile is not None:
             context = tls.server_context(certfile, keyfile)
-        app = create_app()
+        scheme = "https" if context else "http"
+        # Where this server is reached, for our questionnaires' canonicals and the form link, unless configured.
+        # Never with JWT checks on: there the audience must be set on purpose (create_app refuses to start without).
+        default = {}
+        if not os.environ.get("CDS_PUBLIC_BASE_URL") and not os.environ.get("CDS_TRUSTED_CLIENTS"):
+            reached = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - a comparison, no bind
+            reached = f"[{reached}]" if ":" in reached else reached
+            default = {"PUBLIC_BASE_URL": f"{scheme}://{reached}:{port}"}
+        app = create_app(default)
     except ConfigError as exc:
         print(f"cds: configuration error: {exc}", file=sys.stderr)
         return 2
     except PolicyError as exc:
         print(f"cds: policy error: {exc}", file=sys.stderr)
         return 2
-    scheme = "https" if context else "http"
     print(f"CDS Hooks service for CPT 64580 on {scheme}://{host}:{port}/cds-services", file=sys.stderr)
     app.run(host=host, port=port, threaded=True, ssl_context=context)
     return 0

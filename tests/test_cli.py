@@ -158,3 +158,11 @@ def test_under_gunicorn_a_broken_policy_file_is_one_line_not_a_traceback(tmp_pat
     assert result.returncode != 0
     assert "cds: policy error:" in result.stderr and "broken.json" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_serve_names_its_questionnaires_where_it_is_reached(served):
+    """On a port other than 8080, the canonicals a DTR client follows point at this server, not the demo default."""
+    base, _cwd = served
+    questionnaire = requests.get(f"{base}/fhir/Questionnaire/medicare-ffs-2019-12-01", timeout=5).json()
+    assert questionnaire["url"] == f"{base}/fhir/Questionnaire/medicare-ffs-2019-12-01"
+    assert requests.get(questionnaire["url"], timeout=5).status_code == 200
