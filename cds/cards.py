@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date
 from urllib.parse import urlencode
 
-from cds import payers, provenance
+from cds import payers, provenance, questionnaires
 from cds.codes import CPT, HCPCS, canonical, codings
 from cds.records import Order
 from cds.rules.findings import BillingOption, Finding, Status
@@ -189,7 +189,7 @@ def _documentation(findings: list[Finding], ctx: CardContext) -> dict | None:
                "appContext": json.dumps({k: v for k, v in app_context.items() if v})}  # fmt: skip
         card["links"] = [dtr, *card.get("links", [])][:5]
     elif ctx.dtr_form and ctx.questionnaire and not ctx.information_only:  # no DTR app: our own form
-        ident = ctx.questionnaire.split("|")[0].rsplit("/", 1)[-1]
+        ident = questionnaires.questionnaire_id(ctx.route.plan, ctx.route.version)
         form = {"label": "Complete the documentation questionnaire (form)", "type": "absolute",
                 "url": f"{ctx.dtr_form}?{urlencode({'questionnaire': ident})}"}  # fmt: skip
         card["links"] = [form, *card.get("links", [])][:5]

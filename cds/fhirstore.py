@@ -141,30 +141,33 @@ class FHIRStore:
         return list(found.values())
 
     def create(self, resource_type: str, resource: object) -> tuple[int, dict]:
-        """FHIR create of a QuestionnaireResponse (the only kind this store takes): a new id, 201; at most
-        :data:`MAX_CREATED` of them, so a loop of posts cannot grow a demo server's memory without end."""
+        """FHIR create of one QuestionnaireResponse: 201 with it (a new id), or the refusal."""
+        status, created = self.create_all(resource_type, [resource])
+        return status, created[0] if status == 201 else created
+
+    def create_all(self, resource_type: str, resources: list) -> tuple[int, list[dict] | dict]:
+        """Create QuestionnaireResponses (the only kind this store takes), all or none: (201, the created, with new
+        ids) or (4xx, an OperationOutcome). At most :data:`MAX_CREATED` of them and :data:`MAX_CREATED_BYTES`, so
+        a loop of posts cannot grow a demo server's memory without end."""
         if resource_type != "QuestionnaireResponse":
             return 405, _outcome("not-supported", "this store creates QuestionnaireResponses only")
-        if not isinstance(resource, dict) or resource.get("resourceType") != resource_type:
+        if not all(isinstance(r, dict) and r.get("resourceType") == resource_type for r in resources):
             return 400, _outcome("invalid", f"send a {resource_type} resource as JSON")
-        created = {**resource, "id": uuid.uuid4().hex}
-        size = len(orjson.dumps(created))
+        created = [{**r, "id": uuid.uuid4().hex} for r in resources]
+        size = sum(len(orjson.dumps(r)) for r in created)
         with _LOCK:
-            refused = self.room([size])
-            if refused:
-                return 409, _outcome("too-costly", refused)
-            self.created += 1
+            if self.created + len(created) > MAX_CREATED:
+                return 409, _outcome(
+                    "too-costly", f"this store holds at most {MAX_CREATED} created resources ({self.created} so far)"
+                )
+            if self.created_bytes + size > MAX_CREATED_BYTES:
+                return 409, _outcome(
+                    "too-costly", f"this store holds at most {MAX_CREATED_BYTES // 2**20} MiB of created resources"
+                )
+            self.created += len(created)
             self.created_bytes += size
-            self.resources.append(created)
+            self.resources.extend(created)
         return 201, created
-
-    def room(self, sizes: list[int]) -> str | None:
-        """Why resources of these serialised sizes cannot all be created (None: they can)."""
-        if self.created + len(sizes) > MAX_CREATED:
-            return f"this store holds at most {MAX_CREATED} created resources ({self.created} so far)"
-        if self.created_bytes + sum(sizes) > MAX_CREATED_BYTES:
-            return f"this store holds at most {MAX_CREATED_BYTES // 2**20} MiB of created resources"
-        return None
 
     # -- as a FHIRClient (in-process replay) --------------------------------------------------------------
 

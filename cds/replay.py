@@ -17,7 +17,7 @@ import requests
 
 from cds import coverage, engine, hooks, orders, policies, records
 from cds.config import Settings
-from cds.errors import INTERNAL_ERROR, CDSError
+from cds.errors import INTERNAL_ERROR, CDSError, operation_outcome
 from cds.fhirclient import FHIRClient, bundle_resources
 from cds.fhirstore import FHIRStore, ServedStore
 from cds.fixtures import Case, CaseError, build_request, with_payer
@@ -155,12 +155,13 @@ def _invoke(body: dict, factory, allowed: tuple[str, ...], policy_dir: str | Non
     except CDSError as exc:
         return exc.status, exc.to_operation_outcome()
     except StopIteration:
-        return 404, {
-            "resourceType": "OperationOutcome",
-            "issue": [{"severity": "error", "code": "not-found", "diagnostics": "no service for this hook"}],
-        }
+        return 404, _outcome("not-found", "no service for this hook")
     except Exception:  # noqa: BLE001  (a replay reports what the HTTP layer would: a 500)
         return 500, INTERNAL_ERROR
+
+
+def _outcome(code: str, text: str) -> dict:
+    return operation_outcome([{"severity": "error", "code": code, "diagnostics": text}])
 
 
 def service_base(url: str) -> str:
@@ -178,16 +179,10 @@ def _post(url: str, body: dict, timeout: float) -> tuple[int, dict]:
         discovery = None
     services = discovery.get("services") if isinstance(discovery, dict) else None
     if not isinstance(services, list):
-        return 502, {
-            "resourceType": "OperationOutcome",
-            "issue": [{"severity": "error", "code": "exception", "diagnostics": f"{base} is not a CDS service"}],
-        }
+        return 502, _outcome("exception", f"{base} is not a CDS service")
     service = next((s["id"] for s in services if isinstance(s, dict) and s.get("hook") == body.get("hook")), None)
     if service is None:
-        return 404, {
-            "resourceType": "OperationOutcome",
-            "issue": [{"severity": "error", "code": "not-found", "diagnostics": "no service for this hook"}],
-        }
+        return 404, _outcome("not-found", "no service for this hook")
     response = requests.post(f"{base}/cds-services/{service}", json=body, timeout=timeout, allow_redirects=False)
     try:
         answer = response.json()

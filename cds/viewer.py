@@ -12,7 +12,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import orjson
 from flask import Blueprint, Response, current_app, send_from_directory
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
@@ -215,19 +214,15 @@ def _served(case: fixtures.Case) -> ServedStore:
 
 
 def _write(served: ServedStore, attestations: list[dict]) -> list[str]:
-    """FHIR create of each completed QuestionnaireResponse on the case's server (its create interaction, called in
-    process: the answers never leave this machine, whatever proxy the environment names)."""
-    refused = served.store.room([len(orjson.dumps(a)) for a in attestations])
-    if refused:  # all or none: a refused request leaves nothing behind
-        raise InvalidRequest(f"the case's FHIR server refused the QuestionnaireResponses: {refused}")
-    written = []
-    for resource in attestations:
-        status, created = served.store.create("QuestionnaireResponse", {k: v for k, v in resource.items() if k != "id"})
-        if status != 201:
-            said = (created.get("issue") or [{}])[0].get("diagnostics", "")
-            raise InvalidRequest(f"the case's FHIR server refused the QuestionnaireResponse ({status}: {said})")
-        written.append(f"{served.base_url}/QuestionnaireResponse/{created['id']}")
-    return written
+    """FHIR create of the completed QuestionnaireResponses on the case's server, all or none (its create
+    interaction, called in process: the answers never leave this machine, whatever proxy the environment names)."""
+    status, created = served.store.create_all(
+        "QuestionnaireResponse", [{k: v for k, v in a.items() if k != "id"} for a in attestations]
+    )
+    if status != 201:
+        said = (created.get("issue") or [{}])[0].get("diagnostics", "")
+        raise InvalidRequest(f"the case's FHIR server refused the QuestionnaireResponses ({status}: {said})")
+    return [f"{served.base_url}/QuestionnaireResponse/{c['id']}" for c in created]
 
 
 @bp.post("/api/dtr")
