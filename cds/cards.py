@@ -14,6 +14,7 @@ Text taken from the record (codes, ids) is escaped before it enters markdown.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 import uuid
@@ -85,7 +86,13 @@ def summary(text: str) -> str:
 
 
 def _uuid(ctx: CardContext, *parts: str) -> str:
-    return str(uuid.uuid5(_NAMESPACE, "|".join((ctx.hook_instance, ctx.order.id, *parts))))
+    """``uuid.uuid5`` of the parts, computed straight from SHA-1 (a third of the cost; a call makes half a dozen)."""
+    name = "|".join((ctx.hook_instance, ctx.order.id, *parts)).encode()
+    digest = bytearray(hashlib.sha1(_NAMESPACE.bytes + name, usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def build(findings: list[Finding], ctx: CardContext) -> list[tuple[str, dict]]:

@@ -473,6 +473,11 @@ def as_date(value: object) -> date | None:
         return value.date()
     if isinstance(value, date):
         return value
+    if isinstance(value, str) and value[4:5] == "-" and value[7:8] == "-":
+        try:  # the usual full date, parsed in C
+            return date.fromisoformat(value[:10])
+        except ValueError:
+            pass  # a looser form ("2025-3-1") or no date at all: read below
     if isinstance(value, str) and value[:4].isdigit():
         parts = value[:10].split("-")
         try:

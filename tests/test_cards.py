@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import orjson
 import pytest
@@ -209,6 +210,21 @@ def test_cards_are_identical_for_a_retried_call_and_unique_within_it(client):
     assert len(ids) == len(set(ids))
     other = call(client, prefetch=data, orders=orders_)
     assert not {c["uuid"] for c in other["cards"]} & {c["uuid"] for c in first["cards"]}
+
+
+def test_card_uuids_stay_the_ones_issued_before_an_upgrade(client):
+    """Feedback and retries reconcile across releases: a card's uuid is the RFC 4122 name-based (version 5) UUID
+    of the hookInstance, the order and the card kind, in the service's namespace, however it is computed."""
+    instance = "0d7c2e0a-9a55-4f6e-8a8e-2b1f3d4c5e6f"
+    answer = call(client, prefetch=documented(pt=False), orders=[order("PractitionerRole/ra")], instance=instance)
+    kinds = {"guideline": "payer", "claim": "billing"}
+    for card in answer["cards"]:
+        value = uuid.UUID(card["uuid"])
+        assert (value.version, value.variant) == (5, uuid.RFC_4122)
+    payer = next(c for c in answer["cards"] if c["source"]["topic"]["code"] in kinds)
+    kind = kinds[payer["source"]["topic"]["code"]]
+    expected = uuid.uuid5(cards._NAMESPACE, f"{instance}|{answer['systemActions'][0]['resource']['id']}|{kind}")
+    assert payer["uuid"] == str(expected)
 
 
 @pytest.mark.parametrize(

@@ -161,3 +161,18 @@ def test_partial_dates():
     assert records.as_date("2025") == date(2025, 1, 1)
     assert records.as_date("2025-03") == date(2025, 3, 1)
     assert records.as_date("garbage") is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2025-03-09", date(2025, 3, 9)),
+        ("2025-03-09T23:30:00-05:00", date(2025, 3, 9)),  # the day as written, not shifted to UTC
+        ("2025-3-9", date(2025, 3, 9)),  # loose, but readable
+        ("2025-02-30", None),  # no such day
+        ("2025-13-01", None),
+        ("20250309", None),  # not a FHIR date
+    ],
+)
+def test_dates_are_read_as_written(value, expected):
+    assert records.as_date(value) == expected

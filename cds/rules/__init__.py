@@ -111,12 +111,8 @@ def evaluate(
             finding = attestation.foreign_note(finding, foreign[criterion.id])
         finding = unverified(finding, criterion)
         findings.append(
-            replace(
-                finding,
-                policy=ruleset.policy,
-                source=criterion.source,
-                confidence=criterion.confidence,
-                title=criterion.title,
+            finding.tagged(
+                policy=ruleset.policy, source=criterion.source, confidence=criterion.confidence, title=criterion.title
             )
         )
     return findings

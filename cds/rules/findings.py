@@ -53,6 +53,13 @@ class Finding:
     title: str = ""
     attested: bool = False  # judged on a clinician's attestation (a DTR QuestionnaireResponse), not the record
 
+    def tagged(self, **changes: str) -> Finding:
+        """A copy with ``changes``, as ``dataclasses.replace`` gives, without re-running ``__init__`` for every
+        field: every finding of every call is tagged with its policy and source, and replace cost 8 µs each."""
+        copy = object.__new__(Finding)
+        copy.__dict__.update(self.__dict__, **changes)
+        return copy
+
     @property
     def needs_action(self) -> bool:
         return self.status in (Status.NOT_MET, Status.UNKNOWN)
