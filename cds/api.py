@@ -36,14 +36,31 @@ def json_response(body: object, status: int = 200, **headers: str) -> Response:
     return response
 
 
-def read_json() -> object:
-    """The request body as JSON; 415 unless it is declared JSON, 413 past the size limit, 400 if unparsable."""
+def read_json(max_depth: int | None = schemas.MAX_DEPTH) -> object:
+    """The request body as JSON; 415 unless it is declared JSON, 413 past the size limit, 400 if unparsable or
+    nested deeper than ``max_depth`` (None: the caller checks what it echoes; hook bodies run to megabytes)."""
     mimetype = request.mimetype
     if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
         raise UnsupportedMediaType(
             "send the body as JSON with 'Content-Type: application/json'", expression=("Content-Type",)
         )
+    encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
+    if encoding != "identity":
+        raise UnsupportedMediaType(
+            f"send the body uncompressed: Content-Encoding {encoding[:32]!r} is not accepted",
+            expression=("Content-Encoding",),
+        )
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType(
+            "JSON is sent as UTF-8 (RFC 8259); declare charset=utf-8 or none", expression=("Content-Type",)
+        )
     data = request.get_data(cache=False)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        # a chunked body: the server's reader stops at the limit without saying so, and the rest is not ours to
+        # guess (cut JSON that still parses would be answered as if it were the request)
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes", expression=("body",))
     items, objects = data.count(b","), data.count(b"{")
     if items > current_app.config["MAX_JSON_ITEMS"] or objects > current_app.config["MAX_JSON_OBJECTS"]:
         raise PayloadTooLarge(
@@ -52,9 +69,12 @@ def read_json() -> object:
             expression=("body",),
         )
     try:
-        return orjson.loads(data)
+        body = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise MalformedJSON(f"the body is not valid JSON: {exc.args[0]}") from None
+    if max_depth is not None and schemas.deeper_than(body, max_depth):
+        raise MalformedJSON(f"the body nests deeper than this service reads ({max_depth} levels)")
+    return body
 
 
 def audience() -> str:
@@ -160,7 +180,7 @@ def openapi_document() -> Response:
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     service = engine.service(service_id)  # 404 before reading the body
-    body = read_json()
+    body = read_json(max_depth=None)  # the draft orders, which the answer echoes, are checked in hooks.parse
     if isinstance(body, dict) and isinstance(body.get("hookInstance"), str):
         g.hook_instance = body["hookInstance"][:64]
     if isinstance(body, dict) and isinstance(body.get("hook"), str) and body["hook"] != service.hook:
@@ -201,8 +221,9 @@ def _note_other_hook(service, hook: str) -> None:
 @bp.post("/cds-services/<service_id>/feedback")
 def post_feedback(service_id: str) -> Response:
     engine.service(service_id)
-    items = feedback.parse(service_id, read_json(), g.client.iss if g.get("client") else None)
-    unknown = current_app.extensions["cds.audit"].unknown_cards([item.card_uuid for item in items])
+    client = g.client.iss if g.get("client") else None
+    items = feedback.parse(service_id, read_json(), client)
+    unknown = current_app.extensions["cds.audit"].unknown_cards([item.card_uuid for item in items], service_id, client)
     if unknown:
         raise UnknownCard(
             f"card {unknown[0][:64]} was never issued by this service; no feedback was stored",

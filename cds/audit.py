@@ -106,14 +106,20 @@ class AuditLog:
         except SQLAlchemyError:
             return 0
 
-    def unknown_cards(self, card_uuids: list[str]) -> list[str]:
-        """The uuids among ``card_uuids`` that no audited response ever carried, in the order given."""
+    def unknown_cards(self, card_uuids: list[str], service_id: str, client: str | None = None) -> list[str]:
+        """The uuids among ``card_uuids`` that ``service_id`` never issued (to ``client``, when the caller is
+        authenticated: one EHR cannot file feedback on another's cards), in the order given."""
         self.flush()  # a card answered a moment ago by this process is in the table before we look
         wanted = list(dict.fromkeys(u[:64] for u in card_uuids))
+        query = (
+            select(audit_cards_table.c.card_uuid)
+            .join(audit_table, audit_table.c.id == audit_cards_table.c.audit_id)
+            .where(audit_cards_table.c.card_uuid.in_(wanted), audit_table.c.service_id == service_id)
+        )
+        if client is not None:
+            query = query.where(audit_table.c.client == client)
         with self._engine.connect() as conn:
-            known = set(
-                conn.scalars(select(audit_cards_table.c.card_uuid).where(audit_cards_table.c.card_uuid.in_(wanted)))
-            )
+            known = set(conn.scalars(query))
         return [u for u in wanted if u not in known]
 
     def for_hook_instance(self, hook_instance: str) -> list[dict]:

@@ -484,8 +484,9 @@ def concept_text(concept: object) -> str:
     """All the human text of a CodeableConcept dict: its text and every display."""
     if not isinstance(concept, dict):
         return ""
+    found = concept.get("coding")
     parts = [concept.get("text") or ""]
-    parts += [c.get("display") or "" for c in concept.get("coding") or () if isinstance(c, dict)]
+    parts += [c.get("display") or "" for c in (found if isinstance(found, list) else ()) if isinstance(c, dict)]
     return " ".join(p for p in parts if isinstance(p, str))
 
 

@@ -9,16 +9,19 @@ the patient's data. The same JWT checks guard these routes as the hooks.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from flask import Blueprint, Response, current_app
 
-from cds import api, payers, questionnaires, records, rules
-from cds.errors import InvalidRequest, NotFound
+from cds import api, engine, payers, questionnaires, records, rules
+from cds.errors import InvalidRequest, NotFound, PayloadTooLarge
 
 MAX_REQUESTED = 20
+# Record entries cited on one answer: the latest, for a reader to open; thousands of matching entries (a long
+# record, or a hostile one) would otherwise make the response, and its validation, grow without use.
+MAX_EVIDENCE = 10
 
 bp = Blueprint("dtr", __name__, url_prefix="/fhir")
 bp.before_request(api.authenticate)
@@ -172,6 +175,12 @@ def populate(questionnaire_id: str) -> Response:
         for part in parts if isinstance(parts, list) else ():
             if isinstance(part, dict) and part.get("name") == "content" and isinstance(part.get("resource"), dict):
                 content.append(part["resource"])
+    limit = current_app.extensions["cds.settings"].max_prefetch_entries
+    bundles = [r for r in content if r.get("resourceType") == "Bundle"]
+    if len(content) - len(bundles) > limit or engine.entries_over(bundles, limit - (len(content) - len(bundles))):
+        raise PayloadTooLarge(
+            f"the content holds more than {limit} resources (the hooks' prefetch limit)", expression=("parameter",)
+        )
     order_resource = next((p.get("resource") for p in parameters if p.get("name") == "order"), None)
     response = prefill(plan, version, base(), reference, content, order_resource)
     return _fhir({"resourceType": "Parameters", "parameter": [{"name": "response", "resource": response}]})
@@ -205,7 +214,10 @@ def _prefilled(group: dict, finding) -> dict:
     if finding is None or finding.status != rules.Status.MET or finding.attested or not finding.evidence:
         item["item"] = [{"linkId": i["linkId"], "text": i["text"]} for i in group["item"]]
         return item
-    evidence = [{"url": EVIDENCE_EXTENSION, "valueReference": {"reference": e.reference}} for e in finding.evidence]
+    shown = finding.evidence
+    if len(shown) > MAX_EVIDENCE:  # the latest ones
+        shown = sorted(shown, key=lambda e: (e.date is not None, e.date or date.min), reverse=True)[:MAX_EVIDENCE]
+    evidence = [{"url": EVIDENCE_EXTENSION, "valueReference": {"reference": e.reference}} for e in shown]
     dates = sorted(e.date for e in finding.evidence if e.date)
     values = {"done": {"valueBoolean": True}, "detail": {"valueString": finding.reason}}
     if dates:

@@ -9,6 +9,7 @@ we read a patient's record only to answer about this procedure.
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import UTC, date, datetime
 
 from cds import cards, codes, coverage, hooks, orders, payers, policies, prefetch, questionnaires, records, rules
@@ -103,14 +104,14 @@ def check_limits(body: object, settings: Settings) -> None:
             f"context.draftOrders has more than {settings.max_draft_orders} orders", expression=("context.draftOrders",)
         )
     prefetch = body.get("prefetch")
-    if isinstance(prefetch, dict) and _entries(prefetch.values(), settings.max_prefetch_entries):
+    if isinstance(prefetch, dict) and entries_over(prefetch.values(), settings.max_prefetch_entries):
         raise PayloadTooLarge(
             f"prefetch has more than {settings.max_prefetch_entries} entries (nested Bundles counted)",
             expression=("prefetch",),
         )
 
 
-def _entries(values, limit: int) -> bool:
+def entries_over(values, limit: int) -> bool:
     """True when the Bundles in ``values`` (and the Bundles inside their entries) hold more than ``limit``."""
     count, stack = 0, [v for v in values if isinstance(v, dict)]
     while stack:
@@ -138,6 +139,8 @@ def situational_queries(
         for ref in order.performers:
             kind, _, ident = ref.rpartition("/")
             kind = kind.rsplit("/", 1)[-1]
+            if not _fhir_id(ident):
+                continue  # "a&b=c" or "..": never part of a query sent with the EHR's token
             if kind == "PractitionerRole" and ident not in record.roles:
                 queries.append(f"PractitionerRole/{ident}")
             elif kind == "Practitioner" and not any(
@@ -146,17 +149,31 @@ def situational_queries(
             ):
                 queries.append(f"PractitionerRole?practitioner={ident}")
         known = {c.id for c in record.coverages}
-        queries += [f"Coverage/{records.ref_id(ref)}" for ref in order.insurance if records.ref_id(ref) not in known]
+        queries += [
+            f"Coverage/{records.ref_id(ref)}"
+            for ref in order.insurance
+            if _fhir_id(records.ref_id(ref)) and records.ref_id(ref) not in known
+        ]
     for cov in record.coverages:
         if cov.status == "active" and record.payor_organization(cov) is None:
             queries += [
                 f"Organization/{records.ref_id(p.reference)}"
                 for p in cov.payor or ()
-                if p.reference and p.reference.split("/")[-2:-1] == ["Organization"]
+                if p.reference
+                and p.reference.split("/")[-2:-1] == ["Organization"]
+                and _fhir_id(records.ref_id(p.reference))
             ]
     if not have_scores and record.procedure_events(codes.STIMULATION_TRIAL) and not record.observations:
         queries.append(prefetch.render(PAIN_SCORES, {"context.patientId": patient_id}) or "")
     return list(dict.fromkeys(q for q in queries if _safe_id(q)))
+
+
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def _fhir_id(ident: str) -> bool:
+    """A FHIR id (R4 id datatype); "." and ".." match the pattern but are path steps, not ids."""
+    return bool(_FHIR_ID.fullmatch(ident)) and ident not in (".", "..")
 
 
 def _safe_id(query: str) -> bool:

@@ -212,7 +212,7 @@ class FHIRClient:
             pages += 1
             for resource in bundle_resources(page):
                 key = (resource.get("resourceType"), resource.get("id"))
-                if key[1] is not None:
+                if isinstance(key[0], str) and isinstance(key[1], str):  # an id of another type identifies nothing
                     if key in seen_ids:
                         continue
                     seen_ids.add(key)
@@ -309,6 +309,11 @@ class FHIRClient:
                 chunks.append(chunk)
         except requests.RequestException:
             raise FHIRTimeout(f"the FHIR server stopped answering the {label} query") from None
+        except FHIRError:
+            # the error's traceback keeps this frame alive until a full garbage collection: up to the cap in
+            # chunks per failed query, so the chunks go now
+            chunks.clear()
+            raise
         return b"".join(chunks)
 
 

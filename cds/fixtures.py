@@ -9,7 +9,9 @@ a bare Bundle without a draft CPT 64580 order gets one, and says so.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,9 +72,20 @@ def discover(paths: list[Path]) -> list[Case]:
     return cases
 
 
+MAX_CASE_FILE = 64 * 1024 * 1024  # bytes; a Synthea record is a few MB
+
+
 def _read(path: Path) -> object:
+    """A case file's JSON: a regular file (a FIFO or a device linked in would block or never end), of bounded size."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO must not wait for a writer
+        with os.fdopen(fd, "rb") as file:
+            info = os.fstat(file.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise CaseError(f"{path}: not a regular file")
+            if info.st_size > MAX_CASE_FILE:
+                raise CaseError(f"{path}: larger than {MAX_CASE_FILE} bytes")
+            return json.loads(file.read(MAX_CASE_FILE + 1).decode("utf-8"))
     except OSError as exc:
         raise CaseError(f"{path}: cannot be read ({exc.strerror})") from None
     except ValueError as exc:

@@ -80,6 +80,10 @@ def parse(service: CdsService, body: object) -> HookRequest:
     schemas.validate("hook-request", body)
     body = cast(dict, body)  # the schema guarantees an object
     raw_ctx = body["context"]
+    for i, entry in enumerate(raw_ctx["draftOrders"].get("entry", ())):
+        if schemas.deeper_than(entry.get("resource"), schemas.MAX_DEPTH // 2):  # we write orders back (updates)
+            where = f"context.draftOrders.entry[{i}].resource"
+            raise SchemaViolation([(where, f"{where} nests deeper than {schemas.MAX_DEPTH // 2} levels")])
     draft_orders = tuple(
         e["resource"] for e in raw_ctx["draftOrders"].get("entry", ()) if isinstance(e.get("resource"), dict)
     )

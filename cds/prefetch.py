@@ -180,8 +180,8 @@ def _fetch_all(request, settings, client_factory, deadline, to_fetch, to_page, r
                         try:
                             resources[template.key] = future.result()
                             origin[template.key] = FETCHED
-                        except FHIRError as exc:
-                            failures.append((template, exc))
+                        except FHIRError as exc:  # kept without its traceback: its frames would hold this one,
+                            failures.append((template, exc.with_traceback(None)))  # and a failed body, in a cycle
             finally:
                 client.close()
 

@@ -27,6 +27,10 @@ from referencing import Registry, Resource
 from cds.errors import SchemaViolation
 
 MAX_PROBLEMS = 10
+# How deeply a body we echo or explain may nest. FHIR resources need a few dozen levels; what we write back (an
+# order inside a system action inside the answer) and the schema's error messages go deeper still, and both fail
+# far below the 1,024 levels the JSON parser allows (the JSON writer at 255, Python's recursion near 1,000).
+MAX_DEPTH = 64
 
 
 def schema_dir() -> Path:
@@ -109,7 +113,10 @@ def validate(name: str, instance: Any) -> None:
     """Raise :class:`SchemaViolation` naming every offending field (most relevant first)."""
     if is_valid(name, instance):
         return
-    errors = list(itertools.islice(validator(name).iter_errors(instance), MAX_PROBLEMS))  # stop at the first few
+    try:
+        errors = list(itertools.islice(validator(name).iter_errors(instance), MAX_PROBLEMS))  # the first few
+    except RecursionError:  # the error messages quote values, recursively: a deep enough body cannot be explained
+        raise SchemaViolation([("", f"the body nests deeper than this service reads ({MAX_DEPTH} levels)")]) from None
     if not errors:
         return
     first = best_match(errors)
@@ -165,3 +172,17 @@ def describe(error: ValidationError) -> tuple[str, str]:
     if kind == "not":
         return path, f"{where} has a member that is not allowed in this combination"
     return path, f"{where} is not valid ({kind})"
+
+
+def deeper_than(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """True when ``value`` nests objects and arrays more than ``limit`` levels (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False

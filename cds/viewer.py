@@ -20,6 +20,7 @@ from cds import codes, dtr, fixtures, payers, policies, provenance, questionnair
 from cds.api import json_response, read_json
 from cds.errors import Forbidden, InvalidRequest
 from cds.fhirstore import ServedStore, flatten
+from cds.services import SERVICES
 
 STATIC = Path(__file__).resolve().parent / "viewer_static"
 bp = Blueprint("viewer", __name__, url_prefix="/viewer")
@@ -155,10 +156,11 @@ def run() -> Response:
     except OSError as exc:
         raise InvalidRequest(f"the service at {options.url} could not be reached ({exc.__class__.__name__})") from None
     if not options.url and isinstance(result.response, dict):
-        # cards answered in-process are issued like any other: feedback on them is accepted
+        # cards answered in-process are issued like any other, by the hook's service: the page's feedback on
+        # them (posted to that service) is accepted
         current_app.extensions["cds.audit"].record(
             hook_instance=None,
-            service_id="viewer",
+            service_id=_service_of(case),
             client="viewer",
             status=result.status,
             latency_ms=0.0,
@@ -191,6 +193,12 @@ def run() -> Response:
             ),
         }
     )
+
+
+def _service_of(case: fixtures.Case) -> str:
+    """The service that answers the case's hook ("viewer" when the pasted hook is none of ours)."""
+    hook = case.hook if case.request is None or isinstance(case.request, dict) else None
+    return next((s.id for s in SERVICES.values() if s.hook == hook), "viewer")
 
 
 _SERVED_MAX = 16

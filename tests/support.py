@@ -95,3 +95,11 @@ def hook_request(
     if prefetch is not None:
         body["prefetch"] = copy.deepcopy(prefetch)
     return body
+
+
+def outcome(response, status: int) -> str:
+    """The first issue's diagnostics of an OperationOutcome answer, after checking the status and the body's type."""
+    assert response.status_code == status, response.get_data()[:300]
+    body = response.get_json()
+    assert body["resourceType"] == "OperationOutcome"
+    return body["issue"][0]["diagnostics"]

@@ -9,6 +9,8 @@ import pytest
 from cds import fixtures, records
 from cds.rules import attestation
 
+from .support import outcome
+
 POPULATE = "/fhir/Questionnaire/medicare-ffs-2019-12-01/$populate"
 PACKAGE = "/fhir/Questionnaire/$questionnaire-package"
 SUBJECT = {"name": "subject", "valueReference": {"reference": "Patient/p1"}}
@@ -19,20 +21,13 @@ def viewer(make_app):
     return make_app(VIEWER=True, LOG_LEVEL="WARNING").test_client()
 
 
-def _outcome(response, status: int) -> str:
-    assert response.status_code == status, response.get_data()[:300]
-    body = response.get_json()
-    assert body["resourceType"] == "OperationOutcome"
-    return body["issue"][0]["diagnostics"]
-
-
 @pytest.mark.parametrize(
     "url",
     ["http://192.0.2.2:9911\\@127.0.0.1/", "http://192.0.2.2:9911\\@localhost/", "http://evil@127.0.0.1:1/"],
 )
 def test_the_viewer_never_sends_a_case_off_this_machine(viewer, url):
     """The standard library reads these hosts as loopback; requests would connect elsewhere."""
-    said = _outcome(viewer.post("/viewer/api/run", json={"case": "medicare-all-criteria-met", "url": url}), 400)
+    said = outcome(viewer.post("/viewer/api/run", json={"case": "medicare-all-criteria-met", "url": url}), 400)
     assert "on this machine" in said
 
 
@@ -64,17 +59,17 @@ def test_a_service_url_that_is_not_a_cds_service_is_an_answer_not_a_crash(viewer
     ],
 )
 def test_the_viewer_reads_its_body_as_strictly_as_the_hooks(viewer, body, status):
-    _outcome(viewer.post("/viewer/api/run", data=body, content_type="application/json"), status)
+    outcome(viewer.post("/viewer/api/run", data=body, content_type="application/json"), status)
 
 
 def test_viewer_form_errors_are_4xx_and_name_no_server_path(viewer):
     huge = b'{"case": "medicare-all-criteria-met", "fhir": true, "attestations": [{"resourceType": "QuestionnaireResponse", "x": 1180591620717411303424}]}'
     assert viewer.post("/viewer/api/run", data=huge, content_type="application/json").status_code == 200
-    said = _outcome(
+    said = outcome(
         viewer.post("/viewer/api/dtr", json={"case": "medicare-no-physical-therapy", "as_of": "2026-13-45"}), 400
     )
     assert "calendar date" in said
-    said = _outcome(viewer.post("/viewer/api/dtr", json={"case": "nope"}), 400)
+    said = outcome(viewer.post("/viewer/api/dtr", json={"case": "nope"}), 400)
     assert said == "no fixture case named nope" and "/" not in said
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
         {"resource": {"resourceType": "Patient", "id": "p9"}},
@@ -91,7 +86,7 @@ def test_a_full_case_server_refuses_a_request_whole(viewer, monkeypatch):
     qr = {"resourceType": "QuestionnaireResponse", "status": "completed", "item": [{"linkId": "x" * 1000}]}
     case = {"case": "medicare-no-physical-therapy", "fhir": True}
     assert len(viewer.post("/viewer/api/run", json={**case, "attestations": [qr]}).get_json()["written"]) == 1
-    said = _outcome(viewer.post("/viewer/api/run", json={**case, "attestations": [qr, qr]}), 400)
+    said = outcome(viewer.post("/viewer/api/run", json={**case, "attestations": [qr, qr]}), 400)
     assert "MiB" in said
     assert len(viewer.post("/viewer/api/run", json={**case, "attestations": [qr]}).get_json()["written"]) == 1
     resources = viewer.post("/viewer/api/run", json=case).get_json()["resources"]
@@ -109,7 +104,7 @@ def test_the_package_gives_each_questionnaire_once_and_refuses_a_flood(client):
     assert answer.status_code == 200
     assert [p["name"] for p in answer.get_json()["parameter"]] == ["PackageBundle"]
     many = [{"name": "questionnaire", "valueCanonical": f"q-{i}"} for i in range(21)]
-    assert "at most 20" in _outcome(client.post(PACKAGE, json=parameters(*many)), 400)
+    assert "at most 20" in outcome(client.post(PACKAGE, json=parameters(*many)), 400)
 
 
 def test_populate_ignores_a_malformed_context_and_reads_past_an_empty_entry(client):

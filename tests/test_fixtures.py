@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -260,6 +261,19 @@ def test_cli_fhir_mode_fetches_everything_over_http(tmp_path):
     result = cds(str(copy_case(tmp_path, "medicare-all-criteria-met")), "--fhir")
     assert result.returncode == 0, result.stdout
     assert result.stdout.strip().splitlines()[-1] == "1 passed, 0 failed"
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_a_case_file_that_is_not_a_regular_file_is_refused_at_once(tmp_path, special):
+    case = copy_case(tmp_path)
+    target = case / "bundle.json"
+    target.unlink()
+    if special == "fifo":
+        os.mkfifo(target)  # nobody writes: opening it for reading would wait forever
+    else:
+        target.symlink_to(special)  # it would be read forever
+    result = cds(str(case))
+    assert result.returncode == 2 and "bundle.json: not a regular file" in result.stderr
 
 
 def test_record_never_follows_a_symlinked_expectation(tmp_path):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
+import tracemalloc
 
 import orjson
 import pytest
@@ -295,6 +297,32 @@ def test_response_over_the_size_cap_is_refused(ehr):
     with pytest.raises(DataUnobtainable) as caught:
         resolve(hook_request(prefetch=data, fhir_server=ehr.url_for("/fhir")), fhir_max_response_bytes=10_000)
     assert "larger than" in caught.value.missing[0][1]
+
+
+def test_a_refused_oversized_answer_is_freed_when_the_call_ends(ehr):
+    """Each failed fetch must not leave its partial body for the rare full garbage collection (a hostile server
+    grew a worker by ~150 MB a call that way): the memory goes back as soon as the call is answered."""
+    from werkzeug import Response
+
+    chunk = b" " * 65536
+    ehr.expect_request("/fhir/Condition").respond_with_handler(
+        lambda _request: Response((chunk for _ in range(128)), content_type="application/fhir+json")
+    )
+    data = full_prefetch()
+    del data["conditions"]
+    request = hook_request(prefetch=data, fhir_server=ehr.url_for("/fhir"))
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataUnobtainable) as caught:
+            resolve(request, fhir_max_response_bytes=4 * 1024 * 1024)
+        left, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    assert "larger than" in caught.value.missing[0][1]
+    assert left < 1024 * 1024, f"{left} bytes still held after the call"
 
 
 def test_redirects_are_not_followed(ehr):

@@ -130,7 +130,10 @@ def test_audit_rows_read_back_as_written_and_feedback_keeps_full_sync(tmp_path):
         stored = conn.execute(text("SELECT received_at FROM audit")).scalar()
     assert len(stored) == len("2026-11-28 05:08:57.271265") and "+" not in stored
     assert row["response"] == '{"cards":[{"uuid":"card-1"},{"uuid":"card-2"}],"systemActions":[]}'
-    assert log.unknown_cards(["card-1", "card-3"]) == ["card-3"]
+    assert log.unknown_cards(["card-1", "card-3"], "s") == ["card-3"]
+    assert log.unknown_cards(["card-1"], "s", client="ehr") == []
+    assert log.unknown_cards(["card-1"], "other-service") == ["card-1"]  # issued by another service
+    assert log.unknown_cards(["card-1"], "s", client="another-ehr") == ["card-1"]  # issued to another client
     for _ in range(3):  # every pooled connection (feedback's) still commits with synchronous=FULL (2)
         with engine.connect() as conn:
             assert conn.execute(text("PRAGMA synchronous")).scalar() == 2
