@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: install run test lint format clean fuzz load bench bench-scale profile image
+.PHONY: install run test lint format clean fuzz load bench bench-instructions bench-scale profile image
 
 install: $(STAMP)
 
@@ -41,6 +41,9 @@ bench: $(STAMP)
 
 profile: $(STAMP)
 	$(BIN)/python bench/callprofile.py typical
+
+bench-instructions: $(STAMP)
+	$(BIN)/python bench/instructions.py
 
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py
