@@ -217,6 +217,11 @@ def decide(
                 )
         else:
             info.covered = "covered"
+        if stance.confidence == "secondary":  # read only in a summary: never "covered" (nor conditional) on that
+            info.covered, info.info_needed = "indeterminate", []
+            info.reasons.insert(
+                0, _reason(f"{stance.text} (a secondary summary; the payer's own text was not found: verify)")
+            )
     else:  # unknown or plan-specific
         info.reasons = [_reason(stance.text)]
 

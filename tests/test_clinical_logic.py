@@ -245,3 +245,19 @@ def test_diagnoses_are_told_as_published_with_the_records_name_for_them():
     record = records.build([named], PATIENT_ID)
     [event] = record.condition_events(codes.NAMED_NERVE_PAIN)
     assert event.shown == "G57.12 \u2013 Meralgia paresthetica, left lower limb"
+
+
+def test_pain_criteria_borrowed_for_a_spasm_indication_inform_but_never_warn():
+    """Medicare has no NCD or LCD for implanted stimulation for spasm: the policy's pain criteria (here the
+    percutaneous trial) applied to that indication can say what is missing, never fail the order."""
+    from cds import fixtures, replay
+
+    case = fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-spasm-indication")
+    case.resources = [r for r in case.resources if "64555" not in str(r.get("code"))]
+    answer = replay.run(case, replay.Options()).response
+    [criteria] = {str(c["extension"]["cds64580.criteria"]) for c in answer["cards"]}
+    trial = next(c for c in answer["cards"][0]["extension"]["cds64580.criteria"] if c["id"] == "stimulation-trial")
+    assert trial["status"] == "unknown", criteria
+    assert trial["reason"].startswith("the policy states this for pain, not for this indication: no percutaneous")
+    documentation = [c for c in answer["cards"] if c["summary"].startswith("Documentation")]
+    assert documentation and all(c["indicator"] == "info" for c in documentation)

@@ -31,7 +31,8 @@ VALUE_SETS = {
 }  # fmt: skip
 # (case, what 2.2 says is covered): one per outcome a surgeon can meet
 OUTCOMES = [
-    ("aetna-all-criteria-met", "covered"),
+    ("florida-blue-covered", "covered"),
+    ("aetna-all-criteria-met", "indeterminate"),  # a stance read only in summaries
     ("medicare-no-physical-therapy", "conditional"),
     ("anthem-investigational", "not-covered"),
     ("unknown-payer", "indeterminate"),

@@ -378,7 +378,6 @@ def with_payer(name: str, sopt: str | None = None) -> dict:
     [
         ("Medicare", None, False, "covered", "no-auth"),
         ("UnitedHealthcare", "11", False, "covered", "indeterminate"),  # Medicare Advantage: plan sets prior auth
-        ("Aetna", None, True, "covered", "indeterminate"),
         ("Florida Blue", None, True, "covered", "indeterminate"),
     ],
 )
@@ -391,7 +390,20 @@ def test_covered_when_the_payers_criteria_are_met(client, ehr, payer, sopt, extr
     assert payer_card(result)["indicator"] == "info"
 
 
-@pytest.mark.parametrize("payer", ["Medicare", "Aetna", "Florida Blue"])
+def test_a_stance_read_only_in_summaries_is_never_told_as_covered(client, ehr):
+    """Aetna's covered-with-criteria rests on secondary summaries that do not name 64580: with every criterion met
+    or with documentation missing, coverage is indeterminate and says why, and the documentation is still asked."""
+    met = info_of(hook(client, ehr, documented_prefetch(with_payer("Aetna"), aetna_extras=True)))
+    assert met["covered"] == ["indeterminate"] and "info-needed" not in met
+    assert "a secondary summary; the payer's own text was not found: verify" in met["reason"][0]["text"]
+    prefetch = documented_prefetch(with_payer("Aetna"))
+    prefetch["procedures"] = searchset(procedure("64555", "2026-03-01", "2026-03-07"))  # no PT, no psych, no EMG
+    missing = info_of(hook(client, ehr, prefetch))
+    assert missing["covered"] == ["indeterminate"] and missing["doc-needed"] == ["clinical"]
+    assert any("Physical therapy" in r["text"] for r in missing["reason"])
+
+
+@pytest.mark.parametrize("payer", ["Medicare", "Florida Blue"])
 def test_conditional_when_documentation_is_missing(client, ehr, payer):
     prefetch = documented_prefetch(with_payer(payer))
     prefetch["procedures"] = searchset(procedure("64555", "2026-03-01", "2026-03-07"))  # no PT, no psych, no EMG

@@ -226,6 +226,15 @@ def test_an_assistant_beside_two_medicare_surgeons_is_judged_by_the_assistant_in
     assert elsewhere.status == NOT_MET and "alongside co-surgeons" in elsewhere.reason
 
 
+def test_an_assistant_beside_co_surgeons_under_a_payer_with_its_own_rules_is_not_warned_on_medicares_rule():
+    result = assistant(A, B, "PractitionerRole/rh")  # no source says this payer follows the CMS indicators
+    assert result.status == UNKNOWN
+    assert result.reason.startswith("the payer's own policy decides whether an assistant at surgery is paid")
+    assert any("For reference only" in n for n in result.notes)
+    team = assistant(A, B, C, "PractitionerRole/rh")
+    assert team.status == UNKNOWN and "a surgical team" in team.reason
+
+
 def test_an_assistant_who_is_not_a_physician_pa_np_or_cns_gets_no_modifier():
     result = assistant(A, "PractitionerRole/rm", **CMS)
     assert result.status == UNKNOWN and "367500000X" in result.reason

@@ -341,14 +341,17 @@ def derived_restorative(pain: tuple[Criterion, ...]) -> tuple[Criterion, ...]:
 
 def derived_neuromuscular(pain: tuple[Criterion, ...]) -> tuple[Criterion, ...]:
     """Neuromuscular criteria for a policy that states none: the pain criteria on spasm, atrophy and diaphragm
-    pacing diagnoses, with NCD 160.19's intact phrenic nerve and diaphragm for pacing."""
+    pacing diagnoses, with NCD 160.19's intact phrenic nerve and diaphragm for pacing. The policy wrote its
+    conservative-care and trial criteria for pain: here they inform, and never fail an order (``borrowed_from``)."""
     out = []
     for c in pain:
         if c.id == "indication":
             out.append(_with(c, include=["indication-neuromuscular", "indication-phrenic"]))
             out.append(sourced_criterion("phrenic-nerve", PHRENIC_SOURCES))
-        else:
+        elif c.id in BILLING:  # the fee schedule's indicators are per code, whatever the indication
             out.append(c)
+        else:
+            out.append(replace(c, borrowed_from="pain"))
     return tuple(out)
 
 

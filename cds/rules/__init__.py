@@ -77,14 +77,21 @@ def without_late_data(findings: list[Finding], late: frozenset[str]) -> list[Fin
     return out
 
 
-def unverified(finding: Finding, criterion: Criterion) -> Finding:
-    """A criterion whose sources are all secondary informs but never warns on its own: not-met becomes unknown."""
-    if criterion.confidence != "secondary" or finding.status != Status.NOT_MET:
+def informs_only(finding: Finding, criterion: Criterion) -> Finding:
+    """A criterion that may inform but never warns on its own: not-met becomes unknown, saying why. Its sources are
+    all secondary (the payer's own text was not found), or the policy wrote it for another indication."""
+    if finding.status != Status.NOT_MET:
+        return finding
+    if criterion.confidence == "secondary":
+        why = "the payer's own text was not found; verify"
+    elif criterion.borrowed_from is not None:
+        why = f"the policy states this for {criterion.borrowed_from}, not for this indication"
+    else:
         return finding
     return replace(
         finding,
         status=Status.UNKNOWN,
-        reason=f"the payer's own text was not found; verify: {finding.reason}",
+        reason=f"{why}: {finding.reason}",
         order_modifiers=None,
         options=(),
         documents=(),
@@ -109,7 +116,7 @@ def evaluate(
             finding = attestation.judge(finding, criterion, attested[criterion.id], ev.order_date)
         elif criterion.id in foreign and finding.status != Status.MET:
             finding = attestation.foreign_note(finding, foreign[criterion.id])
-        finding = unverified(finding, criterion)
+        finding = informs_only(finding, criterion)
         findings.append(
             finding.tagged(
                 policy=ruleset.policy, source=criterion.source, confidence=criterion.confidence, title=criterion.title

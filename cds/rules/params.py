@@ -45,6 +45,7 @@ class Criterion:
     confidence: str = "primary"
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     sources: tuple = ()  # cds.provenance.Source objects, primary first (the citation above is made from them)
+    borrowed_from: str | None = None  # the pathway this criterion was written for, when applied to another
 
     def param(self, name: str, default: Any = None) -> Any:
         return self.params.get(name, default)

@@ -319,8 +319,19 @@ def assistant_surgeon(ev: Evaluation, c: Criterion) -> Finding:
     found, value = _indicator(ev, "asst_surg")
     if len(primary) >= 2:
         team = len(primary) >= 3
-        unpaid = found is not None and getattr(found, "team_surg" if team else "co_surg") == "0"
-        if not (follows_cms and unpaid):
+        field = "team_surg" if team else "co_surg"
+        if not follows_cms:  # Medicare's rule, not the payer's: it informs, it never warns
+            return Finding(
+                c.id,
+                Status.UNKNOWN,
+                "the payer's own policy decides whether an assistant at surgery is paid alongside "
+                f"{'a surgical team' if team else 'co-surgeons'} on 64580 ({billing})",
+                evidence,
+                (*notes, *_reference_note(found, field)),
+            )
+        if found is None:
+            return Finding(c.id, Status.UNKNOWN, _not_checked(field), evidence, notes)
+        if getattr(found, field) != "0":
             return Finding(
                 c.id,
                 Status.NOT_MET,

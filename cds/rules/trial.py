@@ -207,10 +207,12 @@ def phrenic_nerve(ev: Evaluation, c: Criterion) -> Finding:
             "phrenic nerve and a diaphragm that moves with stimulation",
             (Evidence(last.reference, last.start),),
         )
-    return Finding(
+    lookback = int(c.param("lookback_months", 12))
+    return Finding(  # fluoroscopy (the diaphragm moving with stimulation) also shows it, and is not read here
         c.id,
-        Status.NOT_MET,
-        "no phrenic nerve conduction study, EMG or fluoroscopy showing an intact phrenic nerve and diaphragm",
+        Status.UNKNOWN,
+        f"no phrenic nerve conduction study or EMG in the last {lookback} months; fluoroscopy showing the diaphragm "
+        "move with stimulation also counts",
     )
 
 
