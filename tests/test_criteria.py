@@ -11,7 +11,7 @@ from types import MappingProxyType
 
 import pytest
 
-from cds import codes, mpfs, policies, records, rules
+from cds import codes, mpfs, policies, provenance, records, rules
 from cds.rules import Status
 from cds.rules.params import Criterion
 
@@ -28,13 +28,16 @@ def finding(
     order: dict | None = None,
     schedule: mpfs.FeeSchedule | None = None,
     as_of: date = AS_OF,
+    sources: tuple | None = None,
     **params,
 ):
-    """``criterion`` of the default policy (with ``params`` over its own) evaluated on ``resources``."""
+    """``criterion`` of the default policy (with ``params`` and ``sources`` over its own) evaluated on ``resources``."""
     ruleset = policies.default_ruleset(schedule)
     chosen = ruleset.criterion(criterion) or Criterion(criterion, criterion, "test (no default policy uses it)")
     if params:
         chosen = replace(chosen, params=MappingProxyType({**chosen.params, **params}))
+    if sources is not None:
+        chosen = replace(chosen, sources=sources)
     chosen = replace(chosen, confidence="primary")  # the rule's logic; test_clinical_logic covers unverified sources
     record = records.build(list(resources), "pat-1")
     [result] = rules.evaluate(
@@ -177,7 +180,11 @@ TRIAL = ("2026-03-01", "2026-03-07")
         ([procedure("64555", *TRIAL)], {}, UNKNOWN),  # no scores
         ([procedure("64555", *TRIAL), pain_score(8, "2026-02-20")], {}, UNKNOWN),  # baseline only
         ([procedure("64555", *TRIAL), pain_score(8, "2026-02-20"), pain_score(4, "2026-03-05")], {}, MET),  # 50%
-        ([procedure("64555", *TRIAL), pain_score(8, "2026-02-20"), pain_score(4.1, "2026-03-05")], {}, NOT_MET),
+        (
+            [procedure("64555", *TRIAL), pain_score(8, "2026-02-20"), pain_score(4.1, "2026-03-05")],
+            {},
+            UNKNOWN,
+        ),  # 48.8%: no primary quote of 50%
         (
             [
                 procedure("64555", *TRIAL),
@@ -192,7 +199,7 @@ TRIAL = ("2026-03-01", "2026-03-07")
         (
             [procedure("64555", *TRIAL), pain_score(8, "2026-02-20"), pain_score(3, "2026-03-05")],
             {"min_reduction_percent": 70},
-            NOT_MET,
+            UNKNOWN,  # no primary source of the default policy quotes 70%: it informs, it never warns
         ),
         (
             [procedure("64555", "2026-03-01", "2026-03-02"), pain_score(8, "2026-02-20"), pain_score(2, "2026-03-02")],
@@ -214,6 +221,29 @@ TRIAL = ("2026-03-01", "2026-03-07")
 )
 def test_stimulation_trial(resources, params, status):
     assert finding("stimulation-trial", *resources, **params).status == status
+
+
+@pytest.mark.parametrize(
+    ("kind", "quote", "status"),
+    [
+        (
+            "payer",
+            "Once effectiveness is confirmed (at least 70% reduction in pain), electrodes are implanted.",
+            NOT_MET,
+        ),
+        ("payer", "a 70 percent reduction in pain", NOT_MET),
+        ("payer", "if pain is effectively controlled by percutaneous stimulation", UNKNOWN),  # no number
+        ("payer", "at least 170% of the fee", UNKNOWN),  # another number
+        ("secondary", "Successful trial with at least 70% pain reduction", UNKNOWN),  # a summary's number
+    ],
+)
+def test_too_little_relief_warns_only_on_a_threshold_the_payers_own_text_states(kind, quote, status):
+    source = provenance.Source("https://payer.example/policy", kind, "Policy", quote, "2026-11-27")
+    trial = [procedure("64555", *TRIAL), pain_score(8, "2026-02-20"), pain_score(3, "2026-03-05")]  # 62.5%
+    result = finding("stimulation-trial", *trial, sources=(source,), min_reduction_percent=70)
+    assert result.status == status, result.reason
+    if status == UNKNOWN:
+        assert result.reason.endswith(">= 70% is read only in a secondary summary, not in the payer's own text: verify")
 
 
 def test_stimulation_trial_reports_the_computed_relief():

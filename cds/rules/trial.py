@@ -143,7 +143,20 @@ def stimulation_trial(ev: Evaluation, c: Criterion) -> Finding:
     described = f"pain {baseline.value:g} before, {mean_during:.1f} on average during the trial: {percent:g}% relief"
     if percent >= wanted:
         return Finding(c.id, Status.MET, described, tuple(evidence))
+    if not _states_percent(c, wanted):  # the number comes from a summary or another plan's policy: it informs
+        return Finding(
+            c.id,
+            Status.UNKNOWN,
+            f"{described}; >= {wanted:g}% is read only in a secondary summary, not in the payer's own text: verify",
+            tuple(evidence),
+        )
     return Finding(c.id, Status.NOT_MET, f"{described}; the policy asks for >= {wanted:g}%", tuple(evidence))
+
+
+def _states_percent(c: Criterion, percent: float) -> bool:
+    """Whether a primary source of ``c`` quotes the relief threshold itself ("50%", "50 percent")."""
+    pattern = re.compile(rf"(?<![\d.]){re.escape(f'{percent:g}')}\s*(%|percent)", re.IGNORECASE)
+    return any(s.primary and pattern.search(s.quote) for s in c.sources)
 
 
 def _restorative_trial(c: Criterion) -> Finding:
