@@ -275,3 +275,16 @@ def test_both_sides_under_a_payer_with_its_own_rules_shows_the_cms_indicator_as_
 
 def test_both_sides_named_with_one_side_modifier_is_flagged():
     assert sided({"text": "both legs"}, ("LT",), **CMS).status == NOT_MET
+
+
+def test_a_medicare_advantage_plan_is_not_told_medicares_payment_indicators_as_its_own():
+    """42 CFR 422.101 binds MA plans to Medicare's coverage rules, not to its fee-schedule payment indicators, and no
+    source says a plan applies CO- SURG: the plan's own policy decides, with the CMS value shown as reference."""
+    from cds import fixtures, replay
+
+    case = fixtures.load_folder(fixtures.FIXTURE_DIR / "co-surgeons-without-62")
+    answer = replay.run(case, replay.Options(payer="Humana Medicare Advantage PPO")).response
+    criteria = {c["id"]: c for c in answer["cards"][0]["extension"]["cds64580.criteria"]}
+    assert criteria["co-surgeon-modifier"]["policy"].startswith("medicare-advantage")
+    assert "Medicare does not pay" not in criteria["co-surgeon-modifier"]["reason"]
+    assert "own co-surgery policy decides" in criteria["co-surgeon-modifier"]["reason"]
