@@ -154,15 +154,17 @@ class PatientRecord:
                 continue
             clinical = _first_code(c.clinicalStatus)
             start = as_date(c.onsetDateTime) or (as_date(c.onsetPeriod.start) if c.onsetPeriod else None)
+            abated = as_date(c.abatementDateTime)
             events.append(
                 Event(
                     reference=f"Condition/{c.id}",
                     kind=value_set.id,
                     code=f"{hit[1]}",
                     start=start or as_date(c.recordedDate),
-                    end=as_date(c.abatementDateTime),
+                    end=abated,
                     status=clinical,
-                    active=clinical is None or clinical in _ACTIVE_CONDITION,
+                    # without a clinical status, an abatement date says it is over (FHIR con-4)
+                    active=clinical in _ACTIVE_CONDITION if clinical else abated is None,
                     confirmed=verification not in _UNCONFIRMED_CONDITION,
                     display=_label(c.code),
                 )

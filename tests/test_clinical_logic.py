@@ -261,3 +261,13 @@ def test_pain_criteria_borrowed_for_a_spasm_indication_inform_but_never_warn():
     assert trial["reason"].startswith("the policy states this for pain, not for this indication: no percutaneous")
     documentation = [c for c in answer["cards"] if c["summary"].startswith("Documentation")]
     assert documentation and all(c["indicator"] == "info" for c in documentation)
+
+
+def test_a_diagnosis_with_an_abatement_date_and_no_clinical_status_is_not_active():
+    """FHIR con-4: an abated condition is inactive, resolved or in remission even when the status is not sent."""
+    over = condition("G90.522", abatementDateTime="2025-06-01")
+    del over["clinicalStatus"]
+    assert finding("indication", over).status == NOT_MET
+    ongoing = condition("G90.522")
+    del ongoing["clinicalStatus"]
+    assert finding("indication", ongoing).status == MET
