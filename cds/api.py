@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 
 import orjson
@@ -181,8 +182,9 @@ def openapi_document() -> Response:
 def call_service(service_id: str) -> Response:
     service = engine.service(service_id)  # 404 before reading the body
     body = read_json(max_depth=None)  # the draft orders, which the answer echoes, are checked in hooks.parse
-    if isinstance(body, dict) and isinstance(body.get("hookInstance"), str):
-        g.hook_instance = body["hookInstance"][:64]
+    instance = body.get("hookInstance") if isinstance(body, dict) else None
+    if isinstance(instance, str) and _UUID.fullmatch(instance):  # logged and audited: only the schema's shape
+        g.hook_instance = instance
     if isinstance(body, dict) and isinstance(body.get("hook"), str) and body["hook"] != service.hook:
         # some clients (the CDS Hooks sandbox) call every discovered service with their hook: a well-formed call
         # of another hook gets no cards, never an error for the EHR to show
@@ -200,21 +202,30 @@ def call_service(service_id: str) -> Response:
 _OTHER_HOOK_NOTICES = 1024  # distinct (client, service, hook) notes kept per process; beyond, no more lines
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# The hooks of the CDS Hooks registry: a caller's other string is never written to a log as it came.
+_REGISTERED_HOOKS = frozenset(
+    {"patient-view", "order-select", "order-sign", "order-dispatch", "appointment-book", "encounter-start",
+     "encounter-discharge", "medication-prescribe", "medication-refill", "problem-list-item-create"}
+)  # fmt: skip
+
+
 def _note_other_hook(service, hook: str) -> None:
     """Log once per client, service and hook that a client calls this service with another hook."""
     seen: set = current_app.extensions.setdefault("cds.other-hooks", set())
     client = g.client.iss if g.get("client") else (request.remote_addr or "unknown")
-    key = (client, service.id, hook[:64])
+    hook = hook if hook in _REGISTERED_HOOKS else "an unregistered hook"
+    key = (client, service.id, hook)
     if key in seen or len(seen) >= _OTHER_HOOK_NOTICES:
         return
     seen.add(key)
     logs.event(
         log,
-        f"client called {service.id} with hook '{hook[:64]}'; answered with no cards (it answers {service.hook})",
+        f"client called {service.id} with hook '{hook}'; answered with no cards (it answers {service.hook})",
         event="other-hook",
         service=service.id,
         client=client,
-        hook=hook[:64],
+        hook=hook,
     )
 
 

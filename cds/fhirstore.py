@@ -112,8 +112,9 @@ class FHIRStore:
             matches = self.search(segments[0], params)
         except ValueError as exc:
             return 400, _outcome("not-supported", str(exc))
-        count = int(params.get("_count", self.page))
-        page = int(params.get("_page", 0))
+        count, page = _whole(params.get("_count"), self.page), _whole(params.get("_page"), 0)
+        if count is None or count < 1 or page is None or page < 0:
+            return 400, _outcome("invalid", "_count must be a whole number of at least 1, _page one of at least 0")
         bundle = {
             "resourceType": "Bundle",
             "type": "searchset",
@@ -182,11 +183,9 @@ class FHIRStore:
         path = request.path[len(prefix) :] if request.path.startswith(prefix) else request.path
         headers = {}
         if request.method == "POST":
-            try:
-                body = orjson.loads(request.get_data())
-            except orjson.JSONDecodeError:
-                body = None
-            status, body = self.create(path.strip("/"), body)
+            status, body = self._posted(request)
+            if status == 0:
+                status, body = self.create(path.strip("/"), body)
             if status == 201:
                 headers["Location"] = f"{self.base_url}/{body['resourceType']}/{body['id']}"
         else:
@@ -194,6 +193,24 @@ class FHIRStore:
             status, body = self.answer(path + (f"?{query}" if query else ""))
         response = Response(orjson.dumps(body), status, headers, mimetype="application/fhir+json")
         return response(environ, start_response)
+
+    def _posted(self, request: Request) -> tuple[int, object]:
+        """(0, the body) for a FHIR JSON body within :data:`MAX_CREATED_BYTES`, else the refusal. Read no further
+        than that (an unbounded body once took the whole process down), and only as FHIR JSON: a ``text/plain``
+        post needs no CORS preflight, so any web page could otherwise write into a case."""
+        mimetype = request.mimetype
+        if mimetype not in ("application/fhir+json", "application/json"):
+            return 415, _outcome("not-supported", "send the resource as application/fhir+json")
+        length = request.content_length
+        if length is not None and length > MAX_CREATED_BYTES:
+            return 413, _outcome("too-costly", f"a body over {MAX_CREATED_BYTES // 2**20} MiB is not taken")
+        data = request.stream.read(MAX_CREATED_BYTES + 1)
+        if len(data) > MAX_CREATED_BYTES:
+            return 413, _outcome("too-costly", f"a body over {MAX_CREATED_BYTES // 2**20} MiB is not taken")
+        try:
+            return 0, orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return 0, None
 
 
 class StoreClient:
@@ -236,6 +253,7 @@ class ServedStore:
         self.base_url = f"http://127.0.0.1:{self._server.server_port}/fhir"
         self.store = FHIRStore(resources, self.base_url)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.users = 0  # runs reading from it now (the viewer keeps the count; it never stops one in use)
 
     def _app(self, environ, start_response):
         return self.store.wsgi(environ, start_response)
@@ -279,3 +297,10 @@ def _matches(resource: dict, name: str, value: str) -> bool:
 
 def _outcome(code: str, text: str) -> dict:
     return {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": code, "diagnostics": text}]}
+
+
+def _whole(value: str | None, default: int) -> int | None:
+    """A search parameter's whole number (``default`` when absent), None when it is not one."""
+    if value is None:
+        return default
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 9 else None

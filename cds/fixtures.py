@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cds import schemas
-from cds.codes import CPT
+from cds.codes import CPT, canonical, codings
 from cds.errors import SchemaViolation
 from cds.fhirstore import FHIRStore, flatten
 from cds.prefetch import render
@@ -156,8 +156,8 @@ def _bundle(path: Path, data: object = None) -> list[dict]:
 
 def _is_64580(resource: dict) -> bool:
     return any(
-        c.get("system") == CPT and c.get("code") == "64580" for c in (resource.get("code") or {}).get("coding") or ()
-    )
+        canonical(system, code) == (CPT, "64580") for system, code in codings(resource.get("code"))
+    )  # a code of any shape is read as FHIR allows or not at all
 
 
 _FHIR_ID = re.compile(r"\A[A-Za-z0-9\-.]{1,64}\Z")
@@ -199,8 +199,12 @@ def build_request(case: Case, store: FHIRStore, *, as_of: str | None, prefetch: 
     """The hook request a case stands for: its own request, or one built from its Bundle and case.json."""
     if case.request is not None:
         body = json.loads(json.dumps(case.request))
-        if as_of:
-            body.setdefault("extension", {})["cds64580.as-of"] = as_of
+        if as_of and isinstance(body, dict):  # a pasted request of another shape is the service's to refuse
+            extension = body.get("extension")
+            if isinstance(extension, dict):
+                extension["cds64580.as-of"] = as_of
+            elif extension is None:
+                body["extension"] = {"cds64580.as-of": as_of}
         return body
     spec = case.spec
     patient = _patient_id(store.resources, spec.get("patient"))

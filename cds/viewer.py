@@ -18,7 +18,7 @@ from urllib3.util import parse_url
 
 from cds import codes, dtr, fixtures, payers, policies, provenance, questionnaires, records, replay, schemas
 from cds.api import json_response, read_json
-from cds.errors import Forbidden, InvalidRequest
+from cds.errors import Forbidden, InvalidRequest, ServiceUnavailable
 from cds.fhirstore import ServedStore, flatten
 from cds.services import SERVICES
 
@@ -135,7 +135,17 @@ def run() -> Response:
     url = body.get("url") or None
     if url is not None and not _loopback(url):
         raise InvalidRequest("the viewer only replays against a service on this machine (127.0.0.1 or localhost)")
-    served = _served(case) if body.get("fhir") else None
+    if not body.get("fhir"):
+        return _run(body, case, url, None)
+    served = _served(case)
+    try:
+        return _run(body, case, url, served)
+    finally:
+        with _SERVED_LOCK:
+            served.users -= 1
+
+
+def _run(body: dict, case: fixtures.Case, url: str | None, served: ServedStore | None) -> Response:
     written = _write(served, body.get("attestations") or []) if served else []
     if body.get("attestations") and case.request is None and served is None:
         case.resources = [*case.resources, *body["attestations"]]  # the DTR form's answers join the case's record
@@ -214,10 +224,14 @@ def _served(case: fixtures.Case) -> ServedStore:
     with _SERVED_LOCK:
         served = servers.pop(case.name, None)
         if served is None:
-            if len(servers) >= _SERVED_MAX:
-                servers.pop(next(iter(servers))).__exit__(None, None, None)
+            if len(servers) >= _SERVED_MAX:  # stop the least recently used that no run is reading from
+                idle = next((name for name, s in servers.items() if s.users == 0), None)
+                if idle is None:
+                    raise ServiceUnavailable(f"all {_SERVED_MAX} case FHIR servers are in use; run again shortly")
+                servers.pop(idle).__exit__(None, None, None)
             served = ServedStore(case.resources).__enter__()
         servers[case.name] = served  # most recently used last
+        served.users += 1  # released by the run (see run): a server in use is never stopped
         return served
 
 

@@ -341,8 +341,25 @@ def test_the_served_store_creates_questionnaire_responses_only():
         assert [e["resource"]["id"] for e in found["entry"]] == [created.json()["id"]]
         other = requests.post(f"{served.base_url}/Patient", json={"resourceType": "Patient"}, timeout=5)
         assert other.status_code == 405 and other.json()["resourceType"] == "OperationOutcome"
-        wrong = requests.post(f"{served.base_url}/QuestionnaireResponse", data=b"{not json", timeout=5)
+        fhir_json = {"Content-Type": "application/fhir+json"}
+        wrong = requests.post(
+            f"{served.base_url}/QuestionnaireResponse", data=b"{not json", headers=fhir_json, timeout=5
+        )
         assert wrong.status_code == 400 and wrong.json()["issue"][0]["code"] == "invalid"
+        # a text/plain post needs no CORS preflight: any web page could send one, so it is refused
+        plain = {"Content-Type": "text/plain", "Origin": "http://evil.example"}
+        answer = b'{"resourceType": "QuestionnaireResponse", "status": "completed"}'
+        forged = requests.post(f"{served.base_url}/QuestionnaireResponse", data=answer, headers=plain, timeout=5)
+        assert forged.status_code == 415 and forged.json()["resourceType"] == "OperationOutcome"
+        huge = b'{"resourceType":"QuestionnaireResponse","x":"' + b"a" * fhirstore.MAX_CREATED_BYTES + b'"}'
+        for chunked in (False, True):  # declared or not, the body is not read past the bound
+            data = iter([huge]) if chunked else huge
+            big = requests.post(f"{served.base_url}/QuestionnaireResponse", data=data, headers=fhir_json, timeout=10)
+            assert big.status_code == 413 and big.json()["resourceType"] == "OperationOutcome"
+        for query in ("_count=abc", "_count=0", "_count=-1", "_page=1.5", "_page=-2"):
+            paged = requests.get(f"{served.base_url}/QuestionnaireResponse?{query}", timeout=5)
+            assert paged.status_code == 400 and paged.json()["resourceType"] == "OperationOutcome", query
+        assert served.store.created == 1  # only the first, well-formed post was created
         served.store.created = fhirstore.MAX_CREATED - 1  # a loop of posts stops at the bound, with an outcome
         last = {"resourceType": "QuestionnaireResponse", "status": "completed"}
         assert requests.post(f"{served.base_url}/QuestionnaireResponse", json=last, timeout=5).status_code == 201

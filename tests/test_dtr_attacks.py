@@ -162,3 +162,26 @@ def test_an_attested_date_that_is_not_a_calendar_date_does_not_count(client):
     # not met (shown as unknown here: Medicare's therapy criterion rests on a summary, never on its own a warning)
     assert pt["status"] in ("not-met", "unknown") and pt["attested"] is True
     assert "end date '2026-02-30' is not a calendar date" in pt["reason"]
+
+
+def test_a_case_fhir_server_in_use_is_never_stopped_for_another_case(make_app, monkeypatch):
+    """Concurrent viewer runs: the least recently used case server is stopped only once no run reads from it."""
+    import requests
+
+    from cds import viewer
+    from cds.errors import ServiceUnavailable
+
+    monkeypatch.setattr(viewer, "_SERVED_MAX", 1)
+    app = make_app(VIEWER=True, LOG_LEVEL="WARNING")
+    first, second = (fixtures.load_folder(fixtures.FIXTURE_DIR / n) for n in ("aetna-co-surgeons", "no-coverage"))
+    with app.app_context():
+        busy = viewer._served(first)  # a run is reading from it
+        with pytest.raises(ServiceUnavailable):
+            viewer._served(second)
+        assert requests.get(f"{busy.base_url}/Patient?_count=1", timeout=5).status_code == 200
+        busy.users -= 1  # that run ended
+        other = viewer._served(second)
+        assert other is not busy and other.users == 1
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{busy.base_url}/Patient", timeout=5)
+    other.__exit__(None, None, None)

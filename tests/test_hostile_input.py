@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 
 import orjson
 import pytest
@@ -160,3 +161,40 @@ def test_odd_reference_ids_never_become_part_of_a_query(client, ehr):
     assert response.status_code == 200
     asked = [request.full_path for request, _ in ehr.log]
     assert not [a for a in asked if "b=c" in a or "x=1" in a or a.rstrip("?") in ("/fhir/", "/fhir")], asked
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("hookInstance", "Zyxwqname-pat-SECRET-123"), ("hook", "zyxwqname-pat-secret-123")],
+)
+def test_a_callers_own_string_in_hook_or_hook_instance_never_reaches_the_log(client, caplog, field, value):
+    body = hook_request(prefetch=full_prefetch()) | {field: value}
+    with caplog.at_level(logging.DEBUG):
+        assert post(client, HOOK, body).status_code in (200, 400)
+    logged = " ".join(f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in caplog.records)
+    assert "zyxwqname" not in logged.lower()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {
+            "bundle": {
+                "resourceType": "Bundle",
+                "entry": [{"resource": {"resourceType": "ServiceRequest", "id": "x", "code": "abc"}}],
+            }
+        },
+        {
+            "bundle": {
+                "resourceType": "Bundle",
+                "entry": [{"resource": {"resourceType": "ServiceRequest", "id": "x", "code": {"coding": ["a"]}}}],
+            }
+        },
+        {"request": {"hook": "order-sign", "extension": "x"}, "as_of": "2026-01-01"},
+        {"request": {"hook": "order-sign", "extension": [1]}, "as_of": "2026-01-01"},
+    ],
+)
+def test_a_pasted_case_of_any_shape_is_answered_not_a_500(make_app, body):
+    viewer = make_app(VIEWER=True, LOG_LEVEL="WARNING").test_client()
+    response = viewer.post("/viewer/api/run", json=body)
+    assert response.status_code in (200, 400), response.get_data()[:300]
