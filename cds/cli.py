@@ -302,10 +302,8 @@ def _emit_request(args: argparse.Namespace, cases: list) -> int:
         print(f"cds replay: {exc}", file=sys.stderr)
         return 2
     sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
-    try:
-        service = replay.service_for(body.get("hook"))
-    except StopIteration:  # a complete request for a hook we do not serve: still printed, sent anywhere
-        service = "<service-id>"
+    # a complete request for a hook we do not serve: still printed, to be sent anywhere
+    service = replay.service_for(body.get("hook")) or "<service-id>"
     print(
         "# send it: curl -X POST -H 'Content-Type: application/json' --data-binary @request.json "
         f"http://127.0.0.1:8080/cds-services/{service}",

@@ -177,7 +177,8 @@ def populate(questionnaire_id: str) -> Response:
                 content.append(part["resource"])
     limit = current_app.extensions["cds.settings"].max_prefetch_entries
     bundles = [r for r in content if r.get("resourceType") == "Bundle"]
-    if len(content) - len(bundles) > limit or engine.entries_over(bundles, limit - (len(content) - len(bundles))):
+    loose = len(content) - len(bundles)  # resources given one by one; a Bundle's entries are counted as a hook's
+    if loose > limit or engine.entries_over(bundles, limit - loose):
         raise PayloadTooLarge(
             f"the content holds more than {limit} resources (the hooks' prefetch limit)", expression=("parameter",)
         )

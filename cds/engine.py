@@ -9,7 +9,6 @@ we read a patient's record only to answer about this procedure.
 from __future__ import annotations
 
 import dataclasses
-import re
 from datetime import UTC, date, datetime
 
 from cds import cards, codes, coverage, hooks, orders, payers, policies, prefetch, questionnaires, records, rules
@@ -139,7 +138,7 @@ def situational_queries(
         for ref in order.performers:
             kind, _, ident = ref.rpartition("/")
             kind = kind.rsplit("/", 1)[-1]
-            if not _fhir_id(ident):
+            if not records.is_fhir_id(ident):
                 continue  # "a&b=c" or "..": never part of a query sent with the EHR's token
             if kind == "PractitionerRole" and ident not in record.roles:
                 queries.append(f"PractitionerRole/{ident}")
@@ -149,11 +148,8 @@ def situational_queries(
             ):
                 queries.append(f"PractitionerRole?practitioner={ident}")
         known = {c.id for c in record.coverages}
-        queries += [
-            f"Coverage/{records.ref_id(ref)}"
-            for ref in order.insurance
-            if _fhir_id(records.ref_id(ref)) and records.ref_id(ref) not in known
-        ]
+        wanted = (records.ref_id(ref) for ref in order.insurance)
+        queries += [f"Coverage/{ident}" for ident in wanted if records.is_fhir_id(ident) and ident not in known]
     for cov in record.coverages:
         if cov.status == "active" and record.payor_organization(cov) is None:
             queries += [
@@ -161,19 +157,11 @@ def situational_queries(
                 for p in cov.payor or ()
                 if p.reference
                 and p.reference.split("/")[-2:-1] == ["Organization"]
-                and _fhir_id(records.ref_id(p.reference))
+                and records.is_fhir_id(records.ref_id(p.reference))
             ]
     if not have_scores and record.procedure_events(codes.STIMULATION_TRIAL) and not record.observations:
         queries.append(prefetch.render(PAIN_SCORES, {"context.patientId": patient_id}) or "")
     return list(dict.fromkeys(q for q in queries if _safe_id(q)))
-
-
-_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-
-
-def _fhir_id(ident: str) -> bool:
-    """A FHIR id (R4 id datatype); "." and ".." match the pattern but are path steps, not ids."""
-    return bool(_FHIR_ID.fullmatch(ident)) and ident not in (".", "..")
 
 
 def _safe_id(query: str) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from cds.codes import CPT, canonical, codings
 from cds.errors import SchemaViolation
 from cds.fhirstore import FHIRStore, flatten
 from cds.prefetch import render
+from cds.records import is_fhir_id
 from cds.services import SERVICES
 
 REPLAY_TOKEN = "replay-access-token"  # noqa: S105  (a fixture value, not a secret)
@@ -41,7 +41,10 @@ class Case:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def hook(self) -> str:
+    def hook(self) -> object:
+        """The hook the case calls; a pasted request that is not an object names none (None)."""
+        if self.request is not None and not isinstance(self.request, dict):
+            return None
         return (self.request or {}).get("hook") or self.spec.get("hook", "order-sign")
 
     @property
@@ -160,16 +163,13 @@ def _is_64580(resource: dict) -> bool:
     )  # a code of any shape is read as FHIR allows or not at all
 
 
-_FHIR_ID = re.compile(r"\A[A-Za-z0-9\-.]{1,64}\Z")
-
-
 def _patient_id(resources: list[dict], declared: str | None) -> str:
     if declared:
         return declared
     patient = next((r for r in resources if r["resourceType"] == "Patient" and r.get("id")), None)
     if patient is None:
         raise CaseError("the Bundle has no Patient with an id, and the case names none")
-    if not isinstance(patient["id"], str) or not _FHIR_ID.match(patient["id"]):
+    if not is_fhir_id(patient["id"]):
         raise CaseError("the Bundle's Patient.id is not a FHIR id (1-64 letters, digits, '-' or '.')")
     return patient["id"]
 

@@ -80,13 +80,7 @@ def parse(service: CdsService, body: object) -> HookRequest:
     schemas.validate("hook-request", body)
     body = cast(dict, body)  # the schema guarantees an object
     raw_ctx = body["context"]
-    for i, entry in enumerate(raw_ctx["draftOrders"].get("entry", ())):
-        if schemas.deeper_than(entry.get("resource"), schemas.MAX_DEPTH // 2):  # we write orders back (updates)
-            where = f"context.draftOrders.entry[{i}].resource"
-            raise SchemaViolation([(where, f"{where} nests deeper than {schemas.MAX_DEPTH // 2} levels")])
-    draft_orders = tuple(
-        e["resource"] for e in raw_ctx["draftOrders"].get("entry", ()) if isinstance(e.get("resource"), dict)
-    )
+    draft_orders = _draft_orders(raw_ctx["draftOrders"].get("entry", ()))
     selections = tuple(raw_ctx.get("selections", ()))
     if selections:
         _check_selections(selections, draft_orders)
@@ -110,6 +104,23 @@ def parse(service: CdsService, body: object) -> HookRequest:
         requested_version=_requested_version(extension.get("davinci-crd.requestedVersion")),
         as_of=_as_of(extension.get(AS_OF_EXTENSION)),
     )
+
+
+ORDER_MAX_DEPTH = schemas.MAX_DEPTH // 2  # the answer writes draft orders back (updates), inside its own nesting
+
+
+def _draft_orders(entries: list[dict]) -> tuple[dict, ...]:
+    """The draft order resources, each shallow enough to be written back in the answer."""
+    orders = []
+    for i, entry in enumerate(entries):
+        resource = entry.get("resource")
+        if not isinstance(resource, dict):
+            continue
+        if schemas.deeper_than(resource, ORDER_MAX_DEPTH):
+            where = f"context.draftOrders.entry[{i}].resource"
+            raise SchemaViolation([(where, f"{where} nests deeper than {ORDER_MAX_DEPTH} levels")])
+        orders.append(resource)
+    return tuple(orders)
 
 
 _AUTH_FIELDS = ("access_token", "token_type", "expires_in", "scope", "subject", "patient")

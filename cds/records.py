@@ -12,6 +12,7 @@ missing ``subject`` is the patient the call is about and a missing status on an 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -545,6 +546,14 @@ def _first_code(concept) -> str | None:
 def _split(reference: str) -> tuple[str, str]:
     parts = reference.rstrip("/").split("/")
     return (parts[-2], parts[-1]) if len(parts) >= 2 else ("", reference)
+
+
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def is_fhir_id(value: object) -> bool:
+    """A FHIR id (R4 ``id`` datatype); "." and ".." match its pattern but are path steps, never ids."""
+    return isinstance(value, str) and bool(_FHIR_ID.fullmatch(value)) and value not in (".", "..")
 
 
 def ref_id(reference: str | None) -> str:

@@ -142,20 +142,20 @@ def _store(resources: list[dict], serve: bool, running: ServedStore | None = Non
         yield FHIRStore(resources)
 
 
-def service_for(hook: str) -> str:
-    return next(s.id for s in SERVICES.values() if s.hook == hook)
+def service_for(hook: object) -> str | None:
+    """The id of the service that answers ``hook`` (None: no service of ours does)."""
+    return next((s.id for s in SERVICES.values() if s.hook == hook), None)
 
 
 def _invoke(body: dict, factory, allowed: tuple[str, ...], policy_dir: str | None = None) -> tuple[int, dict]:
     settings = Settings(database_url="sqlite://", hook_deadline=10.0, fhir_allowed_servers=allowed)
+    service = service_for(body.get("hook"))
+    if service is None:
+        return 404, _outcome("not-found", "no service for this hook")
     try:
-        return 200, engine.invoke(
-            service_for(body.get("hook", "")), body, settings, factory, policy_set=policies.load(policy_dir)
-        )
+        return 200, engine.invoke(service, body, settings, factory, policy_set=policies.load(policy_dir))
     except CDSError as exc:
         return exc.status, exc.to_operation_outcome()
-    except StopIteration:
-        return 404, _outcome("not-found", "no service for this hook")
     except Exception:  # noqa: BLE001  (a replay reports what the HTTP layer would: a 500)
         return 500, INTERNAL_ERROR
 

@@ -20,7 +20,6 @@ from cds import codes, dtr, fixtures, payers, policies, provenance, questionnair
 from cds.api import json_response, read_json
 from cds.errors import Forbidden, InvalidRequest, ServiceUnavailable
 from cds.fhirstore import ServedStore, flatten
-from cds.services import SERVICES
 
 STATIC = Path(__file__).resolve().parent / "viewer_static"
 bp = Blueprint("viewer", __name__, url_prefix="/viewer")
@@ -170,7 +169,7 @@ def _run(body: dict, case: fixtures.Case, url: str | None, served: ServedStore |
         # them (posted to that service) is accepted
         current_app.extensions["cds.audit"].record(
             hook_instance=None,
-            service_id=_service_of(case),
+            service_id=replay.service_for(case.hook) or "viewer",
             client="viewer",
             status=result.status,
             latency_ms=0.0,
@@ -203,12 +202,6 @@ def _run(body: dict, case: fixtures.Case, url: str | None, served: ServedStore |
             ),
         }
     )
-
-
-def _service_of(case: fixtures.Case) -> str:
-    """The service that answers the case's hook ("viewer" when the pasted hook is none of ours)."""
-    hook = case.hook if case.request is None or isinstance(case.request, dict) else None
-    return next((s.id for s in SERVICES.values() if s.hook == hook), "viewer")
 
 
 _SERVED_MAX = 16
