@@ -1,8 +1,9 @@
 """The typed view of the FHIR R4 elements the 64580 rules read, built straight from the JSON.
 
 Validating a whole resource into a ``fhir.resources`` model costs ~0.5 ms; the rules read a dozen elements of it.
-These frozen dataclasses hold exactly those elements, with the names the FHIR R4 specification (and the models)
-use, and every element is shape-checked as it is read: a value of the wrong JSON type is treated as absent, as
+These named tuples (immutable like the frozen dataclasses they replace, which set each field through
+``object.__setattr__``: 3% of a typical call's instructions) hold exactly those elements, with the names the FHIR
+R4 specification (and the models) use, and every element is shape-checked as it is read: a value of the wrong JSON type is treated as absent, as
 the model-based reader did after repairing it, so messy data is read the same way and never crashes a call.
 What the view cannot tell (a code outside its value set, an impossible date) is left to the rules, which
 already treat it as "not documented". ``fhir.resources`` stays where it adds safety: on what we emit and in
@@ -13,60 +14,50 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # ---- data types -------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Coding:
+class Coding(NamedTuple):
     system: str | None
     code: str | None
     display: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class CodeableConcept:
+class CodeableConcept(NamedTuple):
     text: str | None
     coding: tuple[Coding, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Reference:
+class Reference(NamedTuple):
     reference: str | None
     display: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Period:
+class Period(NamedTuple):
     start: str | None
     end: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Quantity:
+class Quantity(NamedTuple):
     value: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class Identifier:
+class Identifier(NamedTuple):
     system: str | None
     value: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Performer:  # Procedure.performer
+class Performer(NamedTuple):  # Procedure.performer
     actor: Reference | None
 
 
-@dataclass(frozen=True, slots=True)
-class DispenseRequest:  # MedicationRequest.dispenseRequest
+class DispenseRequest(NamedTuple):  # MedicationRequest.dispenseRequest
     validityPeriod: Period | None
 
 
-@dataclass(frozen=True, slots=True)
-class CoverageClass:  # Coverage.class
+class CoverageClass(NamedTuple):  # Coverage.class
     name: str | None
 
 
@@ -118,8 +109,7 @@ def _integer(value: Any) -> int | None:
 # ---- resources ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Condition:
+class Condition(NamedTuple):
     id: str | None
     subject: Reference | None
     code: CodeableConcept | None
@@ -131,8 +121,7 @@ class Condition:
     abatementDateTime: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Procedure:
+class Procedure(NamedTuple):
     id: str | None
     subject: Reference | None
     status: str | None
@@ -143,8 +132,7 @@ class Procedure:
     bodySite: tuple[CodeableConcept, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class MedicationRequest:
+class MedicationRequest(NamedTuple):
     id: str | None
     subject: Reference | None
     status: str | None
@@ -153,8 +141,7 @@ class MedicationRequest:
     dispenseRequest: DispenseRequest | None
 
 
-@dataclass(frozen=True, slots=True)
-class MedicationStatement:
+class MedicationStatement(NamedTuple):
     id: str | None
     subject: Reference | None
     status: str | None
@@ -163,8 +150,7 @@ class MedicationStatement:
     dateAsserted: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(NamedTuple):
     id: str | None
     subject: Reference | None
     status: str | None
@@ -176,15 +162,13 @@ class Observation:
     valueInteger: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class Organization:
+class Organization(NamedTuple):
     id: str | None
     name: str | None
     identifier: tuple[Identifier, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Coverage:
+class Coverage(NamedTuple):
     id: str | None
     beneficiary: Reference | None
     status: str | None
@@ -195,28 +179,24 @@ class Coverage:
     contained: tuple[Organization, ...]  # the contained payor Organizations
 
 
-@dataclass(frozen=True, slots=True)
-class Practitioner:
+class Practitioner(NamedTuple):
     id: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class PractitionerRole:
+class PractitionerRole(NamedTuple):
     id: str | None
     practitioner: Reference | None
     code: tuple[CodeableConcept, ...]
     specialty: tuple[CodeableConcept, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Patient:
+class Patient(NamedTuple):
     id: str | None
     birthDate: str | None
     gender: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceRequest:
+class ServiceRequest(NamedTuple):
     id: str | None
     authoredOn: str | None
     occurrenceDateTime: str | None
@@ -225,8 +205,7 @@ class ServiceRequest:
     reasonCode: tuple[CodeableConcept, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class QuestionnaireResponse:
+class QuestionnaireResponse(NamedTuple):
     id: str | None
     subject: Reference | None
     status: str | None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import json
 from datetime import date, datetime
@@ -48,13 +47,13 @@ def _plain(value):
 
 
 def _same(view, model, path: str) -> None:
-    if dataclasses.is_dataclass(view):
+    if hasattr(view, "_fields"):  # a view type (a named tuple)
         if model is None:
             raise AssertionError(f"{path}: the view has a value the model lacks")
-        for f in dataclasses.fields(view):
-            if f.name in ("contained", "answers"):
+        for name in view._fields:
+            if name in ("contained", "answers"):
                 continue  # the view keeps only contained payor Organizations, and answers flattened by linkId
-            _same(getattr(view, f.name), getattr(model, f.name, None), f"{path}.{f.name}")
+            _same(getattr(view, name), getattr(model, name, None), f"{path}.{name}")
     elif isinstance(view, tuple):
         items = tuple(model or ())
         assert len(view) == len(items), f"{path}: {len(view)} != {len(items)}"
