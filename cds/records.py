@@ -6,7 +6,8 @@ therefore costs a few hundred small views, not 5,000 model validations.
 
 Real data is messy, and none of it may crash a hook call: systems are normalised (:mod:`cds.codes`), Bundles are
 flattened, contained Medications resolved, duplicates dropped, an element of the wrong type is read as absent, a
-missing ``subject`` is the patient the call is about and a missing status on an event is "unknown".
+missing ``subject`` is the patient the call is about and a missing status on an event is "unknown" (a Procedure
+of unknown status is read, but no rule rests on it alone: the record does not say it was done).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 from cds import codes, fhirview
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 
 _IGNORED_STATUS = {"entered-in-error", "not-done", "cancelled", "refuted", "draft", "intended", "not-taken"}
 _DONE_PROCEDURE = {"completed", "in-progress", "unknown"}
+# FHIR R4 Procedure.status "unknown": the source system does not know which status applies (not-done and
+# entered-in-error included), so a rule may not rest on such a Procedure alone (see rules.evaluate)
+UNSETTLED_PROCEDURE = "unknown"
 _ACTIVE_CONDITION = {"active", "recurrence", "relapse"}
 _REFUTED_CONDITION = {"refuted", "entered-in-error"}  # never evidence of anything
 _UNCONFIRMED_CONDITION = {"unconfirmed", "provisional", "differential"}  # evidence of nothing yet
@@ -137,6 +141,18 @@ class PatientRecord:
         if key not in self._views:
             self._views[key] = self._condition_events(value_set)
         return self._views[key]
+
+    def unsettled_procedures(self) -> tuple[str, ...]:
+        """References of the Procedures whose status is unknown: the record does not say whether they were done."""
+        key = ("unsettled", "")
+        if key not in self._views:
+            self._views[key] = [f"Procedure/{p.id}" for p in self.procedures if p.status == UNSETTLED_PROCEDURE]
+        return tuple(self._views[key])
+
+    def without_unsettled_procedures(self) -> PatientRecord:
+        """The same record without the Procedures of unknown status (what it says for certain)."""
+        kept = [p for p in self.procedures if p.status != UNSETTLED_PROCEDURE]
+        return replace(self, procedures=kept, _views={})
 
     def procedure_events(self, value_set: ValueSet) -> list[Event]:
         key = ("procedure", value_set.id)

@@ -271,3 +271,36 @@ def test_a_diagnosis_with_an_abatement_date_and_no_clinical_status_is_not_active
     ongoing = condition("G90.522")
     del ongoing["clinicalStatus"]
     assert finding("indication", ongoing).status == MET
+
+
+def test_a_procedure_of_unknown_status_neither_counts_as_done_nor_fails_the_order():
+    """FHIR R4 Procedure.status "unknown": the source system does not know which status applies (not-done and
+    entered-in-error included). A criterion resting on such a Procedure alone is unknown, naming it."""
+    alone = procedure("97110", "2026-01-10", status="unknown")
+    result = finding("physical-therapy", alone)
+    assert result.status == UNKNOWN
+    assert f"only if Procedure/{alone['id']} was done (status unknown in the record; verify)" in result.reason
+    assert [e.reference for e in result.evidence] == [f"Procedure/{alone['id']}"]
+    missing_status = procedure("97110", "2026-01-10")
+    del missing_status["status"]  # required by FHIR; read as unknown
+    assert finding("physical-therapy", missing_status).status == UNKNOWN
+    # a course the record settles is met whatever else it holds; in progress counts as under way
+    assert finding("physical-therapy", procedure("97110", "2026-01-10"), alone).status == MET
+    assert finding("physical-therapy", procedure("97110", "2026-01-10", status="in-progress")).status == MET
+
+
+def test_a_trial_of_unknown_status_shows_as_unconfirmed_on_the_card():
+    """Through a replayed case: the trial the record cannot confirm is not counted among the met criteria."""
+    from cds import fixtures, replay
+
+    case = fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-all-criteria-met")
+    trials = [r for r in case.resources if r.get("resourceType") == "Procedure" and "64555" in str(r.get("code"))]
+    assert trials
+    for trial in trials:
+        trial["status"] = "unknown"
+    answer = replay.run(case, replay.Options()).response
+    criteria = {c["id"]: c for c in answer["cards"][0]["extension"]["cds64580.criteria"]}
+    assert criteria["stimulation-trial"]["status"] == "unknown"
+    assert "status unknown in the record; verify" in criteria["stimulation-trial"]["reason"]
+    summary = next(c for c in answer["cards"] if c["summary"].startswith("CPT 64580 criteria"))
+    assert "1 unknown" in summary["summary"], summary["summary"]

@@ -205,6 +205,14 @@ def test_global_period_of_an_earlier_procedure_by_the_same_surgeon(resources, st
     assert global_period(*resources).status == status
 
 
+def test_an_earlier_procedure_of_unknown_status_does_not_put_the_order_in_its_global_period():
+    """FHIR's "unknown" status does not say the implant was done: the check is unknown, naming it, not a warning."""
+    implant = procedure("64580", "2026-04-01", performer="Practitioner/a", status="unknown")
+    result = global_period(implant)
+    assert result.status == UNKNOWN and f"only if Procedure/{implant['id']} was done" in result.reason
+    assert not result.headline and result.order_modifiers is None
+
+
 def test_global_period_says_check_with_the_dates_and_accepts_a_modifier_on_the_order():
     trial = procedure("64555", "2026-06-10", performer="Practitioner/a")
     result = global_period(trial)
