@@ -6,8 +6,8 @@ therefore costs a few hundred small views, not 5,000 model validations.
 
 Real data is messy, and none of it may crash a hook call: systems are normalised (:mod:`cds.codes`), Bundles are
 flattened, contained Medications resolved, duplicates dropped, an element of the wrong type is read as absent, a
-missing ``subject`` is the patient the call is about and a missing status on an event is "unknown" (a Procedure
-of unknown status is read, but no rule rests on it alone: the record does not say it was done).
+missing ``subject`` is the patient the call is about and a missing status on an event is "unknown" (such a
+Procedure, medication or Observation is read, but no rule rests on it alone: the record does not say it happened).
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ log = logging.getLogger(__name__)
 
 _IGNORED_STATUS = {"entered-in-error", "not-done", "cancelled", "refuted", "draft", "intended", "not-taken"}
 _DONE_PROCEDURE = {"completed", "in-progress", "unknown"}
-# FHIR R4 Procedure.status "unknown": the source system does not know which status applies (not-done and
-# entered-in-error included), so a rule may not rest on such a Procedure alone (see rules.evaluate)
-UNSETTLED_PROCEDURE = "unknown"
+# FHIR R4's status "unknown" (Procedure, MedicationRequest, MedicationStatement, Observation): the source system
+# does not know which status applies, not-done and entered-in-error included, so no rule may rest on such a
+# record alone (see rules.evaluate); a missing status is read the same way
+_UNSETTLED_KINDS = ("procedures", "medication_requests", "medication_statements", "observations")
 _ACTIVE_CONDITION = {"active", "recurrence", "relapse"}
 _REFUTED_CONDITION = {"refuted", "entered-in-error"}  # never evidence of anything
 _UNCONFIRMED_CONDITION = {"unconfirmed", "provisional", "differential"}  # evidence of nothing yet
@@ -142,17 +143,20 @@ class PatientRecord:
             self._views[key] = self._condition_events(value_set)
         return self._views[key]
 
-    def unsettled_procedures(self) -> tuple[str, ...]:
-        """References of the Procedures whose status is unknown: the record does not say whether they were done."""
+    def unsettled(self) -> tuple[str, ...]:
+        """References of the Procedures, medications and Observations whose status is unknown: the record does
+        not say whether they happened."""
         key = ("unsettled", "")
         if key not in self._views:
-            self._views[key] = [f"Procedure/{p.id}" for p in self.procedures if p.status == UNSETTLED_PROCEDURE]
+            self._views[key] = [
+                f"{type(r).__name__}/{r.id}" for kind in _UNSETTLED_KINDS for r in getattr(self, kind) if _unsettled(r)
+            ]
         return tuple(self._views[key])
 
-    def without_unsettled_procedures(self) -> PatientRecord:
-        """The same record without the Procedures of unknown status (what it says for certain)."""
-        kept = [p for p in self.procedures if p.status != UNSETTLED_PROCEDURE]
-        return replace(self, procedures=kept, _views={})
+    def without_unsettled(self) -> PatientRecord:
+        """The same record without what :meth:`unsettled` names: what it says for certain."""
+        kept = {kind: [r for r in getattr(self, kind) if not _unsettled(r)] for kind in _UNSETTLED_KINDS}
+        return replace(self, **kept, _views={})
 
     def procedure_events(self, value_set: ValueSet) -> list[Event]:
         key = ("procedure", value_set.id)
@@ -504,6 +508,10 @@ def as_date(value: object) -> date | None:
         except (ValueError, IndexError):
             return None
     return None
+
+
+def _unsettled(resource) -> bool:
+    return resource.status == "unknown"
 
 
 def _period(when: object, period) -> tuple[date | None, date | None]:

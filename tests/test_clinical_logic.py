@@ -279,7 +279,7 @@ def test_a_procedure_of_unknown_status_neither_counts_as_done_nor_fails_the_orde
     alone = procedure("97110", "2026-01-10", status="unknown")
     result = finding("physical-therapy", alone)
     assert result.status == UNKNOWN
-    assert f"only if Procedure/{alone['id']} was done (status unknown in the record; verify)" in result.reason
+    assert f"only if Procedure/{alone['id']} happened (status unknown in the record; verify)" in result.reason
     assert [e.reference for e in result.evidence] == [f"Procedure/{alone['id']}"]
     missing_status = procedure("97110", "2026-01-10")
     del missing_status["status"]  # required by FHIR; read as unknown
@@ -287,6 +287,11 @@ def test_a_procedure_of_unknown_status_neither_counts_as_done_nor_fails_the_orde
     # a course the record settles is met whatever else it holds; in progress counts as under way
     assert finding("physical-therapy", procedure("97110", "2026-01-10"), alone).status == MET
     assert finding("physical-therapy", procedure("97110", "2026-01-10", status="in-progress")).status == MET
+    # the same for a drug: a prescription of unknown status may never have been filled or taken
+    unclear = medication("25480", when="2025-11-01", status="unknown")
+    tried = finding("medication-trial", unclear)
+    assert tried.status == UNKNOWN and f"only if MedicationRequest/{unclear['id']} happened" in tried.reason
+    assert finding("medication-trial", medication("25480", when="2025-11-01")).status == MET
 
 
 def test_a_trial_of_unknown_status_shows_as_unconfirmed_on_the_card():

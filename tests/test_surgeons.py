@@ -209,7 +209,7 @@ def test_an_earlier_procedure_of_unknown_status_does_not_put_the_order_in_its_gl
     """FHIR's "unknown" status does not say the implant was done: the check is unknown, naming it, not a warning."""
     implant = procedure("64580", "2026-04-01", performer="Practitioner/a", status="unknown")
     result = global_period(implant)
-    assert result.status == UNKNOWN and f"only if Procedure/{implant['id']} was done" in result.reason
+    assert result.status == UNKNOWN and f"only if Procedure/{implant['id']} happened" in result.reason
     assert not result.headline and result.order_modifiers is None
 
 

@@ -99,18 +99,17 @@ def informs_only(finding: Finding, criterion: Criterion) -> Finding:
 
 
 def settled(finding: Finding, certain: Finding, unsettled: tuple[str, ...]) -> Finding:
-    """``finding`` when the record's Procedures of unknown status do not change it (``certain`` is the finding
-    without them), else ``unknown``: FHIR's "unknown" status does not say a procedure was done (nor that it was
-    not), so a card may neither count it as done nor warn because of it."""
+    """``finding`` when the record's entries of unknown status do not change it (``certain`` is the finding without
+    them), else ``unknown``: FHIR's "unknown" status does not say a procedure was done or a drug taken (nor that it
+    was not), so a card may neither count it nor warn because of it."""
     if certain.status == finding.status or finding.status == Status.UNKNOWN:
         return finding
     cited = [e.reference for e in finding.evidence if e.reference in unsettled] or list(unsettled)
     named = ", ".join(cited[:3]) + (f" and {len(cited) - 3} more" if len(cited) > 3 else "")
-    were = "was" if len(cited) == 1 else "were"
     return replace(
         finding,
         status=Status.UNKNOWN,
-        reason=f"only if {named} {were} done (status unknown in the record; verify): {finding.reason}",
+        reason=f"only if {named} happened (status unknown in the record; verify): {finding.reason}",
         evidence=finding.evidence or tuple(Evidence(r) for r in cited),
         order_modifiers=None,
         options=(),
@@ -129,13 +128,13 @@ def evaluate(
 ) -> list[Finding]:
     """Every criterion of ``ruleset`` for ``order``, in the policy's order, each tagged with its source."""
     ev = Evaluation(record, order, ruleset, as_of, pathway or choose_pathway(record, order, as_of))
-    unsettled = record.unsettled_procedures()
-    certain = replace(ev, record=record.without_unsettled_procedures()) if unsettled else None
+    unsettled = record.unsettled()
+    certain = replace(ev, record=record.without_unsettled()) if unsettled else None
     attested, foreign = attestation.for_policy(record, ruleset.policy)
     findings = []
     for criterion in ruleset.criteria:
         finding = CRITERIA[criterion.id](ev, criterion)
-        if certain is not None and "procedures" in READS.get(criterion.id, ()):
+        if certain is not None:  # rare: judged twice, with and without what the record leaves unsettled
             finding = settled(finding, CRITERIA[criterion.id](certain, criterion), unsettled)
         if criterion.id in attested:
             finding = attestation.judge(finding, criterion, attested[criterion.id], ev.order_date)
