@@ -5,9 +5,7 @@ than the configured retention are purged. Card uuids are stored apart so feedbac
 
 Rows are written by one writer thread per process that groups the rows of concurrent calls into one transaction
 (group commit): a call hands its row over and answers without waiting for the disk, and under load one fsync
-serves many calls instead of each call queueing for SQLite's single writer. The writer lingers 20 ms after a row
-for the next ones: a sync worker answers one call at a time, so without the wait most commits carried one row
-(1.7 rows a commit under `make bench`'s load, 7-9 with it), and each commit costs ~0.2 ms of the worker's CPU. The queue is bounded (a full queue
+serves many calls instead of each call queueing for SQLite's single writer. The queue is bounded (a full queue
 makes the call wait: back-pressure, never a dropped row), it is drained before anything reads the audit table
 (a feedback post finds the card it names) and at exit, so a graceful shutdown loses no row. Feedback itself is
 written synchronously elsewhere: a 200 to a feedback post still means committed.
@@ -59,12 +57,10 @@ audit_cards_table = Table(
 
 
 class AuditLog:
-    def __init__(
-        self, engine: Engine, retention_days: int, queue_size: int = 10_000, batch_size: int = 256, linger=0.02
-    ):
+    def __init__(self, engine: Engine, retention_days: int, queue_size: int = 10_000, batch_size: int = 256):
         self._engine = engine
         self._retention = timedelta(days=retention_days)
-        self._writer = _GroupWriter(engine, queue_size, batch_size, linger=linger)
+        self._writer = _GroupWriter(engine, queue_size, batch_size)
 
     def record(
         self,
@@ -149,11 +145,10 @@ class _GroupWriter:
     are written in the caller's thread.
     """
 
-    def __init__(self, engine: Engine, queue_size: int, batch_size: int, idle: float = 30.0, linger: float = 0.02):
+    def __init__(self, engine: Engine, queue_size: int, batch_size: int, idle: float = 30.0):
         self._engine = engine
         self._batch_size = batch_size
         self._idle = idle
-        self._linger = linger
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -179,9 +174,6 @@ class _GroupWriter:
     def flush(self, timeout: float) -> bool:
         if self._pid != os.getpid():
             return True
-        if self._queue.unfinished_tasks:
-            with contextlib.suppress(queue.Full):  # a full queue is committed without lingering anyway
-                self._queue.put_nowait(_COMMIT_NOW)
         deadline = time.monotonic() + timeout
         with self._queue.all_tasks_done:
             while self._queue.unfinished_tasks:
@@ -207,37 +199,24 @@ class _GroupWriter:
                             self._thread = None
                             return
                     continue
-                batch = self._gather(first)
+                batch = [first]
+                while len(batch) < self._batch_size:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
                 try:
-                    if batch:
-                        connection = self._write(batch, connection)
+                    connection = self._write(batch, connection)
                 except Exception:  # the writer must outlive any row, or every later call would wait on it
                     connection = _close(connection)
                     metrics.AUDIT_ROWS_LOST.labels("error").inc(len(batch))
                     log.exception("audit: %d rows could not be written", len(batch))
                 finally:
-                    for _ in range(batch.taken):
+                    for _ in batch:
                         self._queue.task_done()
                 metrics.AUDIT_QUEUE_ROWS.labels("audit").set(self._queue.qsize())
         finally:
             _close(connection)
-
-    def _gather(self, first) -> _Batch:
-        """The rows that arrive within ``linger`` of the first (up to a batch): under load one commit serves the
-        rows of many calls, and no call waits for it. A flush ends the wait at once (its marker is not a row)."""
-        batch, deadline = _Batch(), time.monotonic() + self._linger
-        item = first
-        while True:
-            batch.taken += 1
-            if item is _COMMIT_NOW:
-                return batch
-            batch.append(item)
-            if len(batch) >= self._batch_size:
-                return batch
-            try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                return batch
 
     def _write(self, batch: list[tuple[dict, list[str]]], connection=None):
         """Commit ``batch`` (three attempts); returns the connection to use next (None: in the caller's thread)."""
@@ -262,15 +241,6 @@ class _GroupWriter:
         metrics.AUDIT_ROWS_LOST.labels("database").inc(len(batch))
         log.error("audit: %d rows could not be written after 3 attempts", len(batch))
         return None
-
-
-_COMMIT_NOW = object()  # put by flush(): commit what is gathered without lingering
-
-
-class _Batch(list):
-    """Rows to commit, and how many queue items they took (flush markers included), each to be marked done."""
-
-    taken = 0
 
 
 def _printable(value: str | None) -> str | None:

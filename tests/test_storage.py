@@ -102,43 +102,6 @@ def test_audit_rows_of_concurrent_calls_share_transactions_and_none_is_lost(tmp_
     assert count - before_count < 200, "some transactions carried the rows of several calls"
 
 
-def test_audit_rows_of_one_worker_s_successive_calls_share_a_commit_and_a_flush_never_waits(tmp_path):
-    """A sync worker hands over one row per call: rows within the writer's linger share one commit, a flush
-    (a feedback post looking up its card, a shutdown) commits at once, and a row no one flushes is still
-    committed once the linger is over."""
-    import time
-
-    from cds import metrics
-    from cds.audit import AuditLog, audit_table
-    from cds.db import engine_for, upgrade
-
-    engine = engine_for(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
-    upgrade(engine)
-    log = AuditLog(engine, retention_days=30, linger=30.0)
-    before_count, before_sum = _histogram(metrics.AUDIT_BATCH_ROWS)
-    for i in range(5):
-        log.record(hook_instance=f"h{i}", service_id="s", client=None, status=200, latency_ms=1.0, response=None)
-        time.sleep(0.01)
-    started = time.monotonic()
-    assert log.flush(60)
-    assert time.monotonic() - started < 10, "the flush cut the 30 s linger short"
-    count, total = _histogram(metrics.AUDIT_BATCH_ROWS)
-    assert (count - before_count, total - before_sum) == (1, 5)
-
-    quick = AuditLog(engine, retention_days=30, linger=0.05)
-    quick.record(hook_instance="late", service_id="s", client=None, status=200, latency_ms=1.0, response=None)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            if conn.scalar(select(func.count()).select_from(audit_table).where(audit_table.c.hook_instance == "late")):
-                break
-        time.sleep(0.05)
-    else:
-        pytest.fail("a row no one flushed was never committed")
-    log.close()
-    quick.close()
-
-
 def _histogram(histogram) -> tuple[float, float]:
     samples = {s.name: s.value for m in histogram.collect() for s in m.samples if s.labels.get("log") == "audit"}
     return samples.get("cds_audit_batch_rows_count", 0.0), samples.get("cds_audit_batch_rows_sum", 0.0)
