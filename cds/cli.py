@@ -440,7 +440,7 @@ def _db_upgrade() -> int:
 
 
 def _serve(host: str, port: int, certfile: Path | None = None, keyfile: Path | None = None) -> int:
-    from cds import create_app, tls
+    from cds import create_app, devserver, tls
     from cds.policies import PolicyError
 
     context = None
@@ -465,7 +465,7 @@ def _serve(host: str, port: int, certfile: Path | None = None, keyfile: Path | N
         print(f"cds: policy error: {exc}", file=sys.stderr)
         return 2
     print(f"CDS Hooks service for CPT 64580 on {scheme}://{host}:{port}/cds-services", file=sys.stderr)
-    app.run(host=host, port=port, threaded=True, ssl_context=context)
+    app.run(host=host, port=port, threaded=True, ssl_context=context, request_handler=devserver.RequestHandler)
     return 0
 
 

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import orjson
+
 
 class CDSError(Exception):
     """Base of every error the service raises on purpose."""
@@ -175,6 +177,13 @@ def _issue(code: str, diagnostics: str, expression: Iterable[str]) -> dict:
 
 def operation_outcome(issues: list[dict]) -> dict:
     return {"resourceType": "OperationOutcome", "issue": issues}
+
+
+def refused_by_parser(status: int, phrase: str) -> bytes:
+    """The OperationOutcome for a request the HTTP server refused before the app saw it (a URL or header line too
+    long, a malformed request line): the status and its standard phrase only, never the caller's input back."""
+    issue = "too-costly" if status in (413, 414, 431) else "structure"
+    return orjson.dumps(operation_outcome([_issue(issue, f"HTTP {status} {phrase.lower()}", ())]))
 
 
 INTERNAL_ERROR = operation_outcome(

@@ -1,0 +1,45 @@
+"""The request handler of ``cds serve`` (Flask's development server, what ``make run`` starts).
+
+Two things the stock handler does that this service promises not to: it logs each request line whole, query
+string included (``?patient=…`` is a patient id in the log), and it answers a request its HTTP parser refuses (a
+URL or header line over 64 KiB, a bad request line) with an HTML page that quotes the caller's input. Here the
+log names the method, the path without its query (cut to 200 characters) and the status; a refused request gets
+the status it would have had, with an OperationOutcome, as every other refusal of this service.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from werkzeug.serving import WSGIRequestHandler
+
+from cds.errors import refused_by_parser
+
+MAX_LOGGED_PATH = 200
+
+
+class RequestHandler(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        method = getattr(self, "command", None) or "-"
+        path = (getattr(self, "path", None) or "-").split("?", 1)[0]
+        if len(path) > MAX_LOGGED_PATH:
+            path = path[:MAX_LOGGED_PATH] + "…"
+        code = code.value if isinstance(code, HTTPStatus) else code
+        self.log("info", '"%s %s" %s %s', method, path, code, size)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The parser refused the request: its status and an OperationOutcome, never the caller's input back."""
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "Error"
+        body = refused_by_parser(code, phrase)
+        self.close_connection = True
+        self.request_version = "HTTP/1.1"  # an unreadable version would make the answer HTTP/0.9: no status line
+        self.send_response(code, phrase)
+        self.send_header("Connection", "close")
+        self.send_header("Content-Type", "application/fhir+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if getattr(self, "command", None) != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
