@@ -259,26 +259,44 @@ def sided(site: dict, modifiers=(), **params):
     return finding("laterality", *ROLES, order=order, **params)
 
 
+LEFT_CODED = {"coding": [{"system": "http://snomed.info/sct", "code": "7771000"}]}
+
+
 @pytest.mark.parametrize(
     ("site", "modifiers", "status", "said"),
     [
-        ({"coding": [{"system": "http://snomed.info/sct", "code": "7771000"}]}, (), MET, "64580-LT"),
-        ({"text": "Right common peroneal nerve"}, (), MET, "64580-RT"),
-        ({"text": "right calf"}, ("RT",), MET, "64580-RT"),
-        ({"text": "left calf"}, ("RT",), NOT_MET, "carries RT"),
-        ({"text": "both legs"}, (), MET, "150% bilateral payment adjustment does not apply"),
-        ({"coding": [{"system": "http://snomed.info/sct", "code": "51440002"}]}, (), MET, "BILAT SURG 0"),
+        (LEFT_CODED, (), MET, "left side: 64580 has bilateral indicator 0, reported without 50, RT or LT"),
+        ({"text": "Right common peroneal nerve"}, (), MET, "right side: 64580 has bilateral indicator 0"),
+        ({"text": "right calf"}, ("RT",), UNKNOWN, "a Medicare contractor says no RT or LT"),
+        ({"text": "left calf"}, ("RT",), NOT_MET, "names the left side but the order carries RT"),
+        ({"text": "left calf"}, ("50",), NOT_MET, "carries 50"),
+        ({"text": "both legs"}, (), MET, "both sides are paid as one unit"),
+        ({"coding": [{"system": "http://snomed.info/sct", "code": "51440002"}]}, (), MET, "bilateral indicator 0"),
+        ({"text": "both legs"}, ("50",), NOT_MET, "carries modifier 50, but 64580's bilateral indicator is 0"),
         ({"text": "lumbar multifidus"}, (), NA, "names no side"),
     ],
 )
 def test_laterality_from_the_body_site(site, modifiers, status, said):
+    """Medicare contractors (First Coast, Noridian JE): a BILAT SURG 0 code carries no 50, RT or LT."""
     result = sided(site, modifiers, **CMS)
-    assert result.status == status and said in result.reason
+    assert result.status == status and said in result.reason, result.reason
 
 
-def test_both_sides_under_a_payer_with_its_own_rules_shows_the_cms_indicator_as_reference():
-    result = sided({"text": "bilateral"})
-    assert result.status == UNKNOWN and any("bilateral-surgery indicator 0" in n for n in result.notes)
+def test_a_side_is_never_turned_into_advice_to_add_a_side_modifier():
+    """The old card said "bill CPT 64580 with modifier LT": contractors say the opposite for BILAT SURG 0."""
+    for params in (CMS, {}):
+        result = sided(LEFT_CODED, **params)
+        assert "with modifier LT" not in result.reason + result.headline
+    medicare = sided(LEFT_CODED, **CMS)
+    assert any("should not be reported with a 50, RT or LT modifier" in n for n in medicare.notes)
+
+
+def test_a_side_under_a_payer_with_its_own_rules_is_unknown_with_the_cms_indicator_as_reference():
+    for site in ({"text": "bilateral"}, LEFT_CODED):
+        result = sided(site)
+        assert result.status == UNKNOWN and "payer's own rules decide" in result.reason
+        assert any("bilateral-surgery indicator 0" in n for n in result.notes)
+    assert sided({"text": "left calf"}, ("RT",)).status == NOT_MET  # the order contradicts itself: any payer
 
 
 def test_both_sides_named_with_one_side_modifier_is_flagged():

@@ -438,40 +438,57 @@ def _side(ev: Evaluation) -> str | None:
     return words[0] if words else None
 
 
+_NO_SIDE_MODIFIERS = (
+    'Medicare contractors on bilateral indicator 0: First Coast, "Procedure code should not be reported with a 50, '
+    'RT or LT modifier" and "If reported bilaterally only one unit will be considered for payment"; Noridian '
+    "JE lists modifier 50 as inappropriate when BILAT SURG is 0. Check your own contractor's rule."
+)
+
+
 def laterality(ev: Evaluation, c: Criterion) -> Finding:
-    """RT/LT from the order's body site; both sides: whether the bilateral adjustment applies (BILAT SURG)."""
+    """The side the order's body site names against its 50/RT/LT modifiers and Medicare's BILAT SURG indicator.
+
+    For 64580 (BILAT SURG 0) Medicare contractors say the code carries no 50, RT or LT; a side named in the order
+    never becomes advice to add one. An order whose modifiers contradict its own body site is flagged for every
+    payer: that needs no payer rule."""
     side = _side(ev)
     if side is None:
         return Finding(c.id, Status.NOT_APPLICABLE, "the order's body site names no side")
     evidence = (Evidence(ev.order.reference, note="bodySite"),)
     on_order = ev.order.modifiers & {"LT", "RT", "50"}
-    if side in (LEFT, RIGHT):
-        wanted, word = ("LT", "left") if side == LEFT else ("RT", "right")
-        wrong = sorted(on_order - {wanted})
-        if wrong:
-            reason = f"the order's body site is the {word} side but the order carries {'/'.join(wrong)}"
-            headline = (
-                f"Side mismatch on CPT 64580: the body site is the {word} side, the order carries {'/'.join(wrong)}"
-            )
-            return Finding(c.id, Status.NOT_MET, reason, evidence, headline=headline)
-        reason = f"{word} side: the claim line is 64580-{wanted}"
-        headline = f"{word.capitalize()} side: bill CPT 64580 with modifier {wanted}"
-        return Finding(c.id, Status.MET, reason, evidence, headline=headline)
-    one_side = sorted(on_order & {"LT", "RT"})
-    if len(one_side) == 1 and "50" not in on_order:
-        reason = f"the order's body site names both sides but the order carries only {one_side[0]}"
-        headline = f"Side mismatch on CPT 64580: both sides named, the order carries only {one_side[0]}"
+    word = {LEFT: "left side", RIGHT: "right side", BOTH: "both sides"}[side]
+    contradicting = sorted(on_order & ({"RT", "50"} if side == LEFT else {"LT", "50"} if side == RIGHT else set()))
+    if side == BOTH and len(on_order & {"LT", "RT"}) == 1 and "50" not in on_order:
+        contradicting = sorted(on_order & {"LT", "RT"})
+    if contradicting:
+        carried = "/".join(contradicting)
+        reason = (
+            f"the order's body site names the {word} but the order carries {'only ' if side == BOTH else ''}{carried}"
+        )
+        headline = f"Side mismatch on CPT 64580: the body site names the {word}, the order carries {carried}"
         return Finding(c.id, Status.NOT_MET, reason, evidence, headline=headline)
     found = ev.ruleset.fee_schedule.indicators("64580", ev.as_of)
     if not _follows_cms(c):
-        reason = "both sides: the payer's own rules decide how the two sides are reported and paid"
+        reason = f"{word}: the payer's own rules decide whether 64580 carries a side modifier (50, RT, LT)"
         return Finding(c.id, Status.UNKNOWN, reason, evidence, _reference_note(found, "bilat_surg"))
     if found is None or found.bilat_surg is None:
         return Finding(c.id, Status.UNKNOWN, "Medicare's bilateral rule for 64580 could not be checked for this date")
-    note = f"Medicare fee schedule {found.release}: BILAT SURG {found.bilat_surg} for 64580."
-    if found.bilat_surg == "0":
-        reason = "both sides: the 150% bilateral payment adjustment does not apply to 64580 (BILAT SURG 0)"
-        headline = "Both sides: Medicare's 150% bilateral adjustment does not apply to CPT 64580"
-        return Finding(c.id, Status.MET, reason, evidence, (note,), headline=headline)
-    reason = f"both sides: report them as Medicare's bilateral indicator {found.bilat_surg} for 64580 says"
-    return Finding(c.id, Status.MET, reason, evidence, (note,))
+    note = _cms_note(found, "bilat_surg")
+    if found.bilat_surg != "0":
+        reason = f"{word}: report it as Medicare's bilateral indicator {found.bilat_surg} for 64580 says"
+        return Finding(c.id, Status.MET, reason, evidence, (note,))
+    carried = sorted(on_order)
+    if "50" in carried:
+        reason = "the order carries modifier 50, but 64580's bilateral indicator is 0: no 150% adjustment, one unit"
+        headline = "Remove modifier 50 from CPT 64580: Medicare's bilateral indicator for it is 0"
+        return Finding(c.id, Status.NOT_MET, reason, evidence, (note, _NO_SIDE_MODIFIERS), headline=headline)
+    if carried:
+        reason = (
+            f"the order carries {'/'.join(carried)}; for 64580 (BILAT SURG 0) a Medicare contractor says no RT or LT"
+        )
+        return Finding(c.id, Status.UNKNOWN, reason, evidence, (note, _NO_SIDE_MODIFIERS))
+    reason = f"{word}: 64580 has bilateral indicator 0, reported without 50, RT or LT" + (
+        "; both sides are paid as one unit" if side == BOTH else ""
+    )
+    headline = f"{word.capitalize()}: no 50, RT or LT on CPT 64580 for Medicare (bilateral indicator 0)"
+    return Finding(c.id, Status.MET, reason, evidence, (note, _NO_SIDE_MODIFIERS), headline=headline)
