@@ -95,13 +95,14 @@ def statuses(card: dict) -> dict[str, str]:
 
 
 def test_missing_physical_therapy_gives_a_documentation_warning_with_a_task(client):
-    result = call(client, prefetch=documented(pt=False, payer="Florida Blue"))  # MP-623: the payer's own text
+    # the default clinical criteria ask for physical therapy on its own (MP-623 with a MAC summary)
+    result = call(client, prefetch=documented(pt=False, payer="Acme Health"))
     [doc, summary] = by_topic(result)["appropriate-use"]
     assert doc["indicator"] == "warning"
     assert "physical therapy" in doc["summary"]
     assert statuses(doc)["physical-therapy"] == "not-met"
     assert statuses(doc)["indication"] == "met"
-    assert doc["source"]["label"] == "Florida Blue"
+    assert doc["source"]["label"] == "Acme Health"
     assert doc["links"][0]["label"].startswith("Policy source: ")
     assert any(link["type"] == "absolute" for link in doc["links"])
     [suggestion] = doc["suggestions"]
@@ -111,6 +112,33 @@ def test_missing_physical_therapy_gives_a_documentation_warning_with_a_task(clie
     assert task.focus.reference == "ServiceRequest/sr-64580"
     assert any("Physical therapy" in n.text for n in task.note)
     assert summary["indicator"] == "info"
+
+
+def test_a_policy_that_accepts_any_one_therapy_is_not_turned_into_one_requirement_per_therapy(client):
+    """MP-623: "Other treatment modalities (pharmacological, surgical, physical or psychological therapies) have been
+    tried" (no time window): a medication trial is enough, and physical therapy years old still counts."""
+    result = call(client, prefetch=documented(pt=False, payer="Florida Blue"))
+    criteria = {c["id"]: c for c in by_topic(result)["appropriate-use"][-1]["extension"]["cds64580.criteria"]}
+    assert criteria["medication-trial"]["status"] == "met"
+    pt = criteria["physical-therapy"]
+    assert pt["status"] == "not-applicable"
+    assert pt["reason"].startswith("not needed, the policy asks for any one of physical therapy")
+    assert not any(c["indicator"] == "warning" for c in result["cards"])
+
+    neither = documented(pt=False, payer="Florida Blue")
+    neither["medicationRequests"] = searchset()
+    neither["procedures"]["entry"].append({"resource": procedure("97110", "2019-03-01")})  # seven years before
+    criteria = {c["id"]: c for c in call(client, prefetch=neither)["cards"][-1]["extension"]["cds64580.criteria"]}
+    assert criteria["physical-therapy"]["status"] == "met", criteria["physical-therapy"]
+    assert criteria["medication-trial"]["status"] == "not-applicable"
+
+    none = documented(pt=False, payer="Florida Blue")
+    none["medicationRequests"] = searchset()
+    criteria = {c["id"]: c for c in call(client, prefetch=none)["cards"][-1]["extension"]["cds64580.criteria"]}
+    for criterion in ("physical-therapy", "medication-trial"):
+        assert criteria[criterion]["status"] == "not-met"
+        assert criteria[criterion]["reason"].endswith("is enough for this policy)")
+    assert "in the last" not in criteria["physical-therapy"]["reason"], "MP-623 states no window"
 
 
 def test_a_requirement_resting_on_summaries_only_asks_to_verify_instead_of_warning(client):
@@ -239,9 +267,11 @@ def test_card_uuids_stay_the_ones_issued_before_an_upgrade(client):
     ],
 )
 def test_crd_configuration_is_honoured(client, configuration, topics):
+    untried = documented(pt=False, payer="Florida Blue")
+    untried["medicationRequests"] = searchset()  # no other modality tried: MP-623's documentation warning
     result = call(
         client,
-        prefetch=documented(pt=False, payer="Florida Blue"),
+        prefetch=untried,
         orders=[order("PractitionerRole/ra", "PractitionerRole/rb")],
         extension={"davinci-crd.configuration": configuration},
     )

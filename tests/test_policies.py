@@ -403,14 +403,20 @@ def test_a_stance_read_only_in_summaries_is_never_told_as_covered(client, ehr):
     assert any("Physical therapy" in r["text"] for r in missing["reason"])
 
 
-@pytest.mark.parametrize("payer", ["Medicare", "Florida Blue"])
-def test_conditional_when_documentation_is_missing(client, ehr, payer):
+@pytest.mark.parametrize(
+    ("payer", "missing"),
+    [
+        ("Medicare", "Physical therapy"),
+        ("Florida Blue", "bjective"),  # MP-623: a medication trial is enough for "other modalities", not for EMG
+    ],
+)
+def test_conditional_when_documentation_is_missing(client, ehr, payer, missing):
     prefetch = documented_prefetch(with_payer(payer))
     prefetch["procedures"] = searchset(procedure("64555", "2026-03-01", "2026-03-07"))  # no PT, no psych, no EMG
     info = info_of(hook(client, ehr, prefetch))
     assert info["covered"] == ["conditional"]
     assert "OTH" in info["info-needed"] and info["doc-needed"] == ["clinical"]
-    assert any("Physical therapy" in r["text"] for r in info["reason"])
+    assert any(missing in r["text"] for r in info["reason"]), info["reason"]
 
 
 @pytest.mark.parametrize(

@@ -118,6 +118,35 @@ def settled(finding: Finding, certain: Finding, unsettled: tuple[str, ...]) -> F
     )
 
 
+def any_of(findings: list[Finding], criteria: tuple[Criterion, ...]) -> list[Finding]:
+    """Criteria a policy wrote as one requirement that any of them meets (``any_of``): one met, the others are not
+    needed; none met, each says that any one would do. Never one requirement turned into several."""
+    groups: dict[str, list[int]] = {}
+    for i, criterion in enumerate(criteria):
+        if name := criterion.param("any_of"):
+            groups.setdefault(name, []).append(i)
+    out = list(findings)
+    for members in groups.values():
+        titles = " or ".join(criteria[i].title.lower() for i in members)
+        met = next((i for i in members if findings[i].status == Status.MET), None)
+        for i in members:
+            f = findings[i]
+            if met is not None and f.status in (Status.NOT_MET, Status.UNKNOWN):
+                out[i] = replace(
+                    f,
+                    status=Status.NOT_APPLICABLE,
+                    reason=f"not needed, the policy asks for any one of {titles} and {criteria[met].title.lower()} is "
+                    f"met ({f.reason})",
+                    order_modifiers=None,
+                    options=(),
+                    documents=(),
+                    headline="",
+                )
+            elif met is None and f.status == Status.NOT_MET and len(members) > 1:
+                out[i] = replace(f, reason=f"{f.reason} (any one of {titles} is enough for this policy)")
+    return out
+
+
 def choose_pathway(record: PatientRecord, order: Order, as_of: date) -> Pathway:
     """The indication pathway of ``order`` (its reasonCode, else the record), on the day it is ordered."""
     return pathways.choose(record, order, order.authored or as_of)
@@ -146,7 +175,7 @@ def evaluate(
                 policy=ruleset.policy, source=criterion.source, confidence=criterion.confidence, title=criterion.title
             )
         )
-    return findings
+    return any_of(findings, ruleset.criteria)
 
 
 __all__ = [

@@ -9,18 +9,32 @@ from cds.rules.dates import months_before, weeks
 from cds.rules.findings import Evidence, Finding, Status
 
 
+def lookback(c: Criterion, default: int) -> int | None:
+    """The criterion's window in months; None where the policy states none (``no_window``: any dated record before
+    the order counts, rather than a window the payer never wrote)."""
+    return None if c.param("no_window") else int(c.param("lookback_months", default))
+
+
+def _in_last(months: int | None) -> str:
+    return f" in the last {months} months" if months is not None else " documented"
+
+
+def _within(months: int | None) -> str:
+    return f" within {months} months" if months is not None else ""
+
+
 def physical_therapy(ev: Evaluation, c: Criterion) -> Finding:
-    lookback = int(c.param("lookback_months", 12))
+    months = lookback(c, 12)
     min_weeks = c.param("min_weeks")
-    found = ev.window(ev.record.procedure_events(codes.PHYSICAL_THERAPY), lookback)
+    found = ev.window(ev.record.procedure_events(codes.PHYSICAL_THERAPY), months)
     window = found.recent
     if not window:
-        if found.dated:
+        if found.dated and months is not None:
             last = found.last(found.dated)
             return Finding(
                 c.id,
                 Status.NOT_MET,
-                f"no physical therapy in the last {lookback} months (last on {last.start.isoformat()})",
+                f"no physical therapy in the last {months} months (last on {last.start.isoformat()})",
                 (Evidence(last.reference, last.start),),
             )
         if found.undated:
@@ -30,7 +44,7 @@ def physical_therapy(ev: Evaluation, c: Criterion) -> Finding:
                 "physical therapy is documented without dates",
                 tuple(Evidence(e.reference) for e in found.undated),
             )
-        return Finding(c.id, Status.NOT_MET, f"no physical therapy in the last {lookback} months")
+        return Finding(c.id, Status.NOT_MET, f"no physical therapy{_in_last(months)}")
     first = min(e.start for e in window)
     last = max(e.end or e.start for e in window)
     span = (last - first).days
@@ -59,16 +73,17 @@ def _course(e: Event) -> str:
 
 
 def medication_trial(ev: Evaluation, c: Criterion) -> Finding:
-    """Qualifying drug classes tried within the lookback (default 24 months); an ongoing prescription counts.
+    """Qualifying drug classes tried within the lookback (default 24 months, none with ``no_window``); an
+    ongoing prescription counts.
 
     Where a course has a recorded end (or is ongoing) and the policy sets ``min_weeks``, shorter courses do not
     count. The reason names the drugs, their classes and dates.
     """
     classes = tuple(c.param("classes", ()))
     needed = int(c.param("min_classes", 1))
-    lookback = int(c.param("lookback_months", 24))
+    months = lookback(c, 24)
     min_weeks = c.param("min_weeks")
-    since = months_before(ev.order_date, lookback)
+    since = months_before(ev.order_date, months) if months is not None else None
     counted: list[Event] = []
     old: list[Event] = []
     short: list[Event] = []
@@ -80,7 +95,7 @@ def medication_trial(ev: Evaluation, c: Criterion) -> Finding:
         last = ev.order_date if ongoing else (e.end or e.start)
         if last is None:
             undated.append(e)
-        elif last < since:
+        elif since is not None and last < since:
             old.append(e)
         elif (
             min_weeks is not None
@@ -95,14 +110,14 @@ def medication_trial(ev: Evaluation, c: Criterion) -> Finding:
     evidence = tuple(Evidence(e.reference, e.start, _course(e)) for e in counted)
     courses = "; ".join(_course(e) for e in sorted(counted, key=lambda e: (e.start is None, e.start))[:4])
     if len(distinct) >= needed:
-        return Finding(c.id, Status.MET, f"tried within {lookback} months: {courses}", evidence)
-    notes = tuple(f"Older than {lookback} months, not counted: {_course(e)}" for e in old[:3])
+        return Finding(c.id, Status.MET, f"tried{_within(months)}: {courses}", evidence)
+    notes = tuple(f"Older than {months} months, not counted: {_course(e)}" for e in old[:3])
     notes += tuple(f"Shorter than {min_weeks} weeks, not counted: {_course(e)}" for e in short[:3])
     if distinct:
         return Finding(
             c.id,
             Status.NOT_MET,
-            f"{len(distinct)} medication class(es) tried within {lookback} months ({courses}); {needed} needed",
+            f"{len(distinct)} medication class(es) tried{_within(months)} ({courses}); {needed} needed",
             evidence,
             notes,
         )
@@ -118,7 +133,7 @@ def medication_trial(ev: Evaluation, c: Criterion) -> Finding:
     return Finding(
         c.id,
         Status.NOT_MET,
-        f"no trial of a qualifying medication in the last {lookback} months ({wanted})",
+        f"no trial of a qualifying medication{_in_last(months)} ({wanted})",
         tuple(Evidence(e.reference, e.start, _course(e)) for e in old + short),
         notes,
     )
