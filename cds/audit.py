@@ -75,9 +75,9 @@ class AuditLog:
         """Hand the row to the writer; it is committed with the rows of other calls within milliseconds."""
         cards = (response or {}).get("cards", []) if status == 200 else []
         row = {
-            "hook_instance": _printable(hook_instance),
-            "service_id": _printable(service_id),
-            "client": _printable(client),
+            "hook_instance": printable(hook_instance),
+            "service_id": printable(service_id),
+            "client": printable(client),
             "received_at": datetime.now(UTC),
             "status": status,
             "latency_ms": latency_ms,
@@ -85,7 +85,7 @@ class AuditLog:
             "card_uuids": orjson.dumps([c.get("uuid") for c in cards]).decode(),
             "response": orjson.dumps(response).decode() if response is not None else None,
         }
-        uuids = [_printable(c.get("uuid")[:64]) for c in cards if isinstance(c.get("uuid"), str)]
+        uuids = [printable(c.get("uuid")[:64]) for c in cards if isinstance(c.get("uuid"), str)]
         self._writer.put(row, uuids)
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -243,7 +243,7 @@ class _GroupWriter:
         return None
 
 
-def _printable(value: str | None) -> str | None:
+def printable(value: str | None) -> str | None:
     """A caller's string as a text column takes it: PostgreSQL refuses NUL, which JSON can carry (\\u0000)."""
     return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
 

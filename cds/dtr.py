@@ -9,7 +9,7 @@ the patient's data. The same JWT checks guard these routes as the hooks.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
@@ -21,7 +21,6 @@ from cds.errors import InvalidRequest, NotFound, PayloadTooLarge
 MAX_REQUESTED = 20
 # Record entries cited on one answer: the latest, for a reader to open; thousands of matching entries (a long
 # record, or a hostile one) would otherwise make the response, and its validation, grow without use.
-MAX_EVIDENCE = 10
 
 bp = Blueprint("dtr", __name__, url_prefix="/fhir")
 bp.before_request(api.authenticate)
@@ -215,10 +214,7 @@ def _prefilled(group: dict, finding) -> dict:
     if finding is None or finding.status != rules.Status.MET or finding.attested or not finding.evidence:
         item["item"] = [{"linkId": i["linkId"], "text": i["text"]} for i in group["item"]]
         return item
-    shown = finding.evidence
-    if len(shown) > MAX_EVIDENCE:  # the latest ones
-        shown = sorted(shown, key=lambda e: (e.date is not None, e.date or date.min), reverse=True)[:MAX_EVIDENCE]
-    evidence = [{"url": EVIDENCE_EXTENSION, "valueReference": {"reference": e.reference}} for e in shown]
+    evidence = [{"url": EVIDENCE_EXTENSION, "valueReference": {"reference": e.reference}} for e in finding.cited()]
     dates = sorted(e.date for e in finding.evidence if e.date)
     values = {"done": {"valueBoolean": True}, "detail": {"valueString": finding.reason}}
     if dates:

@@ -142,10 +142,7 @@ def situational_queries(
                 continue  # "a&b=c" or "..": never part of a query sent with the EHR's token
             if kind == "PractitionerRole" and ident not in record.roles:
                 queries.append(f"PractitionerRole/{ident}")
-            elif kind == "Practitioner" and not any(
-                r.practitioner and r.practitioner.reference and r.practitioner.reference.endswith(f"/{ident}")
-                for r in record.roles.values()
-            ):
+            elif kind == "Practitioner" and record.role_of_practitioner(ident) is None:
                 queries.append(f"PractitionerRole?practitioner={ident}")
         known = {c.id for c in record.coverages}
         wanted = (records.ref_id(ref) for ref in order.insurance)

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from cds import schemas
+from cds.audit import printable
 from cds.db import metadata
 from cds.errors import SchemaViolation, ServiceUnavailable
 
@@ -128,15 +129,16 @@ def _row(item: Feedback, now: datetime) -> dict:
     return {
         "feedback_key": item.key,
         "service_id": item.service_id,
-        "card_uuid": item.card_uuid,
+        "card_uuid": printable(item.card_uuid),
         "outcome": item.outcome,
         "accepted_suggestions": orjson.dumps(list(item.accepted_suggestions)).decode()
         if item.accepted_suggestions
         else None,
-        "override_reason_system": item.override_reason_system,
-        "override_reason_code": item.override_reason_code,
-        "override_reason_display": item.override_reason_display,
-        "user_comment": item.user_comment,
+        # a NUL (valid JSON, "\u0000") is refused by PostgreSQL: every retry of the post would fail (a lost record)
+        "override_reason_system": printable(item.override_reason_system),
+        "override_reason_code": printable(item.override_reason_code),
+        "override_reason_display": printable(item.override_reason_display),
+        "user_comment": printable(item.user_comment),
         "outcome_timestamp": item.outcome_timestamp,
         "received_at": now,
         "client": item.client[:512] if item.client else None,

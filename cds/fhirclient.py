@@ -182,6 +182,8 @@ class FHIRClient:
             self._session.mount("https://", _TrackedAdapter())
         self._session.trust_env = False  # no proxies or .netrc credentials picked up from the environment
         self._headers = {"Accept": "application/fhir+json, application/json;q=0.9"}
+        self._taken = 0  # resources read by this client, all searches together (they run in parallel)
+        self._taken_lock = threading.Lock()
         if access_token:
             self._headers["Authorization"] = f"Bearer {access_token}"
 
@@ -199,7 +201,18 @@ class FHIRClient:
             return self.collect(body, label)
         if body.get("resourceType") == "OperationOutcome":
             raise FHIRResponseError(f"the FHIR server answered the {label} query with an OperationOutcome")
+        self._take(1, label)
         return [body]
+
+    def _take(self, count: int, label: str) -> None:
+        """Count what this call has read: no more than a prefetch may carry (``max_prefetch_entries``), however many
+        pages in time a server sends (a server sending 160,000 resources kept a worker busy for minutes)."""
+        limit = self._settings.max_prefetch_entries
+        with self._taken_lock:
+            self._taken += count
+            over = self._taken > limit
+        if over:
+            raise FHIRResponseError(f"the {label} search returns more than this service reads ({limit} resources)")
 
     def collect(self, bundle: dict, label: str) -> list[dict]:
         """Entries of ``bundle`` and of every page its ``next`` links lead to, de-duplicated."""
@@ -210,7 +223,9 @@ class FHIRClient:
         pages = 0
         while page is not None:
             pages += 1
-            for resource in bundle_resources(page):
+            found = bundle_resources(page)
+            self._take(len(found), label)
+            for resource in found:
                 key = (resource.get("resourceType"), resource.get("id"))
                 if isinstance(key[0], str) and isinstance(key[1], str):  # an id of another type identifies nothing
                     if key in seen_ids:

@@ -93,6 +93,8 @@ def _read(path: Path) -> object:
         raise CaseError(f"{path}: cannot be read ({exc.strerror})") from None
     except ValueError as exc:
         raise CaseError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise CaseError(f"{path}: nested too deeply to read") from None
 
 
 def _check(schema: str, path: Path, data: object) -> None:

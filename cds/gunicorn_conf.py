@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 
-_REFUSED = re.compile(r"^(Invalid request from ip=[^:]*: [^:'(]*)")
+_REFUSED = re.compile(r"^(Invalid request from ip=\S*: [^:'(]*)")  # an IPv6 address has colons of its own
 
 
 class _RefusalRedaction(logging.Filter):

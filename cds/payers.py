@@ -103,7 +103,7 @@ def _why(rule, names: list[str], types: list) -> str | None:
 
 def _coverage(record: PatientRecord, order: Order):
     for ref in order.insurance:
-        found = next((c for c in record.coverages if c.id == ref_id(ref)), None)
+        found = record.coverage(ref_id(ref))
         if found is not None:
             return (found, MATCHED) if found.status == "active" else (None, NO_ACTIVE_COVERAGE)
     active = [c for c in record.coverages if c.status == "active"]

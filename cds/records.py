@@ -132,7 +132,7 @@ class PatientRecord:
     unreadable: int = 0
     # medication codes resolved while filtering (contained or separate Medication resources), by resource ref
     _medication_concepts: dict[str, dict] = field(default_factory=dict, repr=False)
-    # views already computed: several criteria read the same events
+    # views already computed: several criteria read the same events (and indexes of roles and coverages)
     _views: dict[tuple[str, str], list] = field(default_factory=dict, repr=False)
 
     # ---- views the rules read -------------------------------------------------------------------------
@@ -291,9 +291,29 @@ class PatientRecord:
         kind, ident = _split(reference)
         if kind == "PractitionerRole":
             return self.roles.get(ident)
-        return next(
-            (r for r in self.roles.values() if r.practitioner and ref_id(r.practitioner.reference) == ident), None
-        )
+        return self.role_of_practitioner(ident)
+
+    def role_of_practitioner(self, ident: str) -> PractitionerRole | None:
+        """The first PractitionerRole of Practitioner/``ident``, from an index built once per record: an order may
+        name thousands of performers against thousands of roles (a scan each took minutes)."""
+        key = ("roles-by-practitioner", "")
+        if key not in self._views:
+            index: dict[str, PractitionerRole] = {}
+            for role in self.roles.values():
+                if role.practitioner:
+                    index.setdefault(ref_id(role.practitioner.reference), role)
+            self._views[key] = index  # type: ignore[assignment]
+        return self._views[key].get(ident)  # type: ignore[attr-defined]
+
+    def coverage(self, ident: str) -> Coverage | None:
+        """The first Coverage with id ``ident`` (indexed once: an order may name thousands of insurances)."""
+        key = ("coverage-by-id", "")
+        if key not in self._views:
+            index: dict[str, Coverage] = {}
+            for c in self.coverages:
+                index.setdefault(c.id, c)
+            self._views[key] = index  # type: ignore[assignment]
+        return self._views[key].get(ident)  # type: ignore[attr-defined]
 
     def payor_organization(self, coverage: Coverage) -> Organization | None:
         """The payor Organization of a Coverage: contained in it, or elsewhere in the record."""

@@ -62,10 +62,15 @@ def test_feedback_and_audit_on_postgresql_survive_a_restart(tmp_path):
             .get_json()["stored"]
             == 0
         )
+        # PostgreSQL refuses NUL (valid JSON as \u0000) in text: such feedback was a 503 on every retry, a lost record
+        reason = {"reason": {"system": "urn:x\u0000", "code": "c\u0000", "display": "d"}, "userComment": "ok\u0000no"}
+        odd = item | {"outcomeTimestamp": "2026-11-27T11:00:00Z", "overrideReason": reason}
+        posted = first.test_client().post("/cds-services/cpt64580-order-sign/feedback", json={"feedback": [odd]})
+        assert posted.status_code == 200, posted.get_data()
         first.extensions["cds.engine"].dispose()
         second = create_app({"DATABASE_URL": url, "LOG_LEVEL": "WARNING"})
-        [row] = second.extensions["cds.feedback"].for_card(card)
-        assert row["outcome"] == "overridden"
+        rows = second.extensions["cds.feedback"].for_card(card)
+        assert sorted(r["user_comment"] or "" for r in rows) == ["", "ok\ufffdno"]
         with second.extensions["cds.engine"].connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
         assert diff == []

@@ -104,7 +104,8 @@ def settled(finding: Finding, certain: Finding, unsettled: tuple[str, ...]) -> F
     was not), so a card may neither count it nor warn because of it."""
     if certain.status == finding.status or finding.status == Status.UNKNOWN:
         return finding
-    cited = [e.reference for e in finding.evidence if e.reference in unsettled] or list(unsettled)
+    named = set(unsettled)  # a record may hold thousands: a tuple scan per evidence was quadratic
+    cited = [e.reference for e in finding.evidence if e.reference in named] or list(unsettled)
     named = ", ".join(cited[:3]) + (f" and {len(cited) - 3} more" if len(cited) > 3 else "")
     return replace(
         finding,

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
+MAX_CITED = 10  # evidence a criterion lists: the latest ones (a record may hold thousands of matching entries)
+
 
 class Status(StrEnum):
     MET = "met"  # satisfied by the record and the order as they stand
@@ -64,12 +66,22 @@ class Finding:
     def needs_action(self) -> bool:
         return self.status in (Status.NOT_MET, Status.UNKNOWN)
 
+    def cited(self, limit: int = MAX_CITED) -> tuple[Evidence, ...]:
+        """The evidence to list: all of it, or the latest ``limit`` entries (undated ones last)."""
+        if len(self.evidence) <= limit:
+            return self.evidence
+        return tuple(
+            sorted(self.evidence, key=lambda e: (e.date is not None, e.date or date.min), reverse=True)[:limit]
+        )
+
     def to_json(self) -> dict:
-        """The ``cds64580.criteria`` entry (ARCHITECTURE.md output conventions)."""
+        """The ``cds64580.criteria`` entry (ARCHITECTURE.md output conventions); past :data:`MAX_CITED` pieces of
+        evidence it lists the latest and says how many there are (``evidenceTotal``)."""
         item = {
             "id": self.criterion,
             "status": self.status.value,
-            "evidence": [e.reference for e in self.evidence],
+            "evidence": [e.reference for e in self.cited()],
+            "evidenceTotal": len(self.evidence) if len(self.evidence) > MAX_CITED else None,
             "policy": self.policy,
             "source": self.source,
             "confidence": self.confidence,

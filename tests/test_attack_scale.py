@@ -1,0 +1,101 @@
+"""The third attacker's pass (November 2026): requests whose cost grew with the square of their size, a FHIR
+server sending more than any prefetch may carry, and answers that listed every piece of evidence. Each is kept
+fixed through HTTP; the sizes are ones the old code took minutes on."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from .clinical import procedure
+from .support import ORDER_SIGN, full_prefetch, hook_request, outcome, searchset, service_request
+
+HOOK = f"/cds-services/{ORDER_SIGN}"
+
+
+def test_thousands_of_performers_insurances_and_unknown_status_entries_are_answered_in_seconds(make_app):
+    """Performers x roles, insurances x coverages and evidence x unknown-status entries were each scanned in full
+    (1,500 of each and 3 orders: ~25 s, 3,000: 92 s); the lookups are indexed now."""
+    client = make_app(MAX_CONTENT_LENGTH=64 * 2**20).test_client()
+    n = 1500
+    order = service_request()
+    order["performer"] = [{"reference": f"Practitioner/dr-{i}"} for i in range(n)]
+    order["insurance"] = [{"reference": f"Coverage/c-{i}"} for i in range(n)]
+    data = full_prefetch()
+    data["practitionerRoles"] = searchset(
+        *({"resourceType": "PractitionerRole", "id": f"r{i}", "practitioner": {"reference": f"Practitioner/o{i}"}}
+          for i in range(n))
+    )  # fmt: skip
+    data["coverage"] = searchset(
+        *({"resourceType": "Coverage", "id": f"k{i}", "status": "cancelled", "payor": [{"display": "X"}]}
+          for i in range(n))
+    )  # fmt: skip
+    data["procedures"] = searchset(*(procedure("97110", "2026-01-10", status="unknown") for _ in range(n)))
+    body = hook_request(prefetch=data, orders=[order | {"id": f"sr-{k}"} for k in range(3)])
+    started = time.monotonic()
+    response = client.post(HOOK, json=body)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert elapsed < 10, f"{elapsed:.1f} s"
+    criteria = {c["id"]: c for c in response.get_json()["cards"][0]["extension"]["cds64580.criteria"]}
+    pt = criteria["physical-therapy"]
+    assert pt["status"] == "unknown" and " and 1497 more happened" in pt["reason"]
+    assert len(pt["evidence"]) == 10 and pt["evidenceTotal"] == n, "the latest ten, and how many there are"
+
+
+def test_a_criterion_lists_its_latest_ten_pieces_of_evidence_and_says_how_many(client):
+    sessions = [procedure("97110", f"2026-01-{day:02d}") | {"id": f"pt-{day}"} for day in range(1, 31)]
+    data = full_prefetch()
+    data["procedures"] = searchset(*sessions)
+    answer = client.post(HOOK, json=hook_request(prefetch=data)).get_json()
+    pt = next(c for c in answer["cards"][0]["extension"]["cds64580.criteria"] if c["id"] == "physical-therapy")
+    assert pt["status"] == "met" and pt["evidence"] == [f"Procedure/pt-{day}" for day in range(30, 20, -1)]
+    assert pt["evidenceTotal"] == 30 and "30 physical-therapy record(s)" in pt["reason"]
+    few = full_prefetch()
+    few["procedures"] = searchset(*sessions[:3])
+    answer = client.post(HOOK, json=hook_request(prefetch=few)).get_json()
+    pt = next(c for c in answer["cards"][0]["extension"]["cds64580.criteria"] if c["id"] == "physical-therapy")
+    assert len(pt["evidence"]) == 3 and "evidenceTotal" not in pt
+
+
+def test_a_fhir_server_is_read_no_further_than_a_prefetch_may_carry(make_app, ehr):
+    """Pages that arrive in time used to be read whatever their number: 160,000 resources kept a worker for
+    minutes. Past ``max_prefetch_entries`` read from the server in one call, the search fails as a whole (412)."""
+    client = make_app(MAX_PREFETCH_ENTRIES=50).test_client()
+    base = ehr.url_for("/fhir")
+    page = [procedure("97110", "2026-01-10") for _ in range(30)]
+    ehr.expect_request("/fhir/Procedure", query_string={"page": "2"}).respond_with_json(searchset(*page))
+    ehr.expect_request("/fhir/Procedure").respond_with_json(searchset(*page, next_url=f"{base}/Procedure?page=2"))
+    data = full_prefetch()
+    del data["procedures"]  # fetched from the server instead
+    said = outcome(client.post(HOOK, json=hook_request(prefetch=data, fhir_server=base)), 412)
+    assert "more than this service reads (50 resources)" in said
+    ehr.clear()
+    ehr.expect_request("/fhir/Procedure").respond_with_json(searchset(*page))  # 30: within the limit
+    assert client.post(HOOK, json=hook_request(prefetch=data, fhir_server=base)).status_code == 200
+
+
+def test_gunicorn_s_refusal_log_names_no_request_text_whatever_the_client_address():
+    """An IPv6 address has colons of its own: the redaction matched IPv4 only and logged the request line whole."""
+    from cds.gunicorn_conf import _RefusalRedaction
+
+    for ip in ("127.0.0.1", "::1", "::ffff:10.1.2.3", "2001:db8::7"):
+        message = f"Invalid request from ip={ip}: Invalid HTTP request line: 'GET /x?patient=pat-SECRET HTTP/1.1'"
+        record = logging.LogRecord("gunicorn.error", logging.WARNING, __file__, 1, message, (), None)
+        assert _RefusalRedaction().filter(record)
+        assert record.getMessage() == f"Invalid request from ip={ip}: Invalid HTTP request line"
+
+
+def test_replay_names_a_case_file_nested_too_deeply_instead_of_a_traceback(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    case = tmp_path / "deep"
+    case.mkdir()
+    (case / "case.json").write_text("[" * 100_000 + "]" * 100_000)
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("cds")), "replay", str(case)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr and "nested too deeply to read" in done.stdout + done.stderr
