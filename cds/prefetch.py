@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -123,22 +124,42 @@ def fetch_situational(
     if not queries or not request.fhir_server:
         return []
     token = request.fhir_authorization.access_token if request.fhir_authorization else None
+    deadline = deadline or Deadline(settings.hook_deadline)
     try:
-        client = client_factory(request.fhir_server, token, settings, deadline or Deadline(settings.hook_deadline))
+        client = client_factory(request.fhir_server, token, settings, deadline)
     except FHIRError as exc:
         log.warning("situational data not fetched: %s", exc.diagnostics)
         return []
     found: list[dict] = []
+    pool = ThreadPoolExecutor(max_workers=max(1, min(settings.fhir_max_parallel, len(queries))))
     try:
-        with ThreadPoolExecutor(max_workers=max(1, min(settings.fhir_max_parallel, len(queries)))) as pool:
-            for query, future in [(q, pool.submit(client.get, q)) for q in queries]:
-                try:
-                    found.extend(future.result())
-                except FHIRError as exc:
-                    log.warning("situational %s query failed: %s", query.split("?")[0].split("/")[0], exc.diagnostics)
+        for query, future in [(q, pool.submit(client.get, q)) for q in queries]:
+            kind = query.split("?")[0].split("/")[0]
+            try:
+                found.extend(_result(future, deadline, kind))
+            except FHIRError as exc:
+                log.warning("situational %s query failed: %s", kind, exc.diagnostics)
     finally:
-        client.close()
+        _release(pool, client)
     return found
+
+
+# What a fetch may run past the deadline before the call stops waiting for it: a name lookup (getaddrinfo) runs
+# before any socket exists, so neither the timeouts nor the watchdog can cut it short.
+_GRACE = 0.25
+
+
+def _result(future: Future, deadline: Deadline, what: str) -> list[dict]:
+    try:
+        return future.result(timeout=deadline.remaining() + _GRACE)
+    except FutureTimeout:
+        raise FHIRTimeout(f"the {what} query did not finish before the hook deadline") from None
+
+
+def _release(pool: ThreadPoolExecutor, client: FHIRClient) -> None:
+    """Stop waiting: a fetch stuck where no timeout reaches it ends on its own, the call does not wait for it."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    client.close()
 
 
 def _get(client: FHIRClient, template: PrefetchTemplate, query: str, tokens: dict[str, str]) -> list[dict]:
@@ -173,17 +194,17 @@ def _fetch_all(request, settings, client_factory, deadline, to_fetch, to_page, r
                 (t, lambda t=t, q=q: _get(client, t, q, tokens)) for t, q in to_fetch
             ] + [(t, lambda b=b, k=t.key: client.collect(b, k)) for t, b in to_page]
             workers = max(1, min(settings.fhir_max_parallel, len(jobs)))
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fhir")
             try:
-                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fhir") as pool:
-                    futures = [(t, pool.submit(job)) for t, job in jobs]
-                    for template, future in futures:
-                        try:
-                            resources[template.key] = future.result()
-                            origin[template.key] = FETCHED
-                        except FHIRError as exc:  # kept without its traceback: its frames would hold this one,
-                            failures.append((template, exc.with_traceback(None)))  # and a failed body, in a cycle
+                futures = [(t, pool.submit(job)) for t, job in jobs]
+                for template, future in futures:
+                    try:
+                        resources[template.key] = _result(future, deadline, template.key)
+                        origin[template.key] = FETCHED
+                    except FHIRError as exc:  # kept without its traceback: its frames would hold this one,
+                        failures.append((template, exc.with_traceback(None)))  # and a failed body, in a cycle
             finally:
-                client.close()
+                _release(pool, client)
 
     required = []
     for template, exc in failures:

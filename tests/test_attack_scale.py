@@ -99,3 +99,29 @@ def test_replay_names_a_case_file_nested_too_deeply_instead_of_a_traceback(tmp_p
     )
     assert done.returncode != 0
     assert "Traceback" not in done.stderr and "nested too deeply to read" in done.stdout + done.stderr
+
+
+def test_a_name_lookup_that_hangs_does_not_hold_the_call_past_its_deadline(make_app, monkeypatch):
+    """getaddrinfo runs before any socket exists, out of reach of the timeouts and the watchdog: an 8 s resolver
+    held a 3 s hook call for 8 s. The call stops waiting at its deadline and answers with what it has."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def slow(host, *args, **kwargs):
+        if host == "slow-dns.example":
+            time.sleep(4)
+            raise socket.gaierror("no answer")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    client = make_app(HOOK_DEADLINE=1.0).test_client()
+    data = full_prefetch()
+    del data["procedures"]
+    started = time.monotonic()
+    response = client.post(HOOK, json=hook_request(prefetch=data, fhir_server="http://slow-dns.example/fhir"))
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.5, f"{elapsed:.1f} s"
+    assert response.status_code == 200  # procedures late: the criteria reading them are unknown, never a 5xx
+    criteria = {c["id"]: c for c in response.get_json()["cards"][0]["extension"]["cds64580.criteria"]}
+    assert criteria["physical-therapy"]["status"] == "unknown" and "in time" in criteria["physical-therapy"]["reason"]
