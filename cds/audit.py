@@ -151,6 +151,11 @@ class _GroupWriter:
         self._idle = idle
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
+        # rows handed over and rows handled (committed or counted lost), in queue order: a flush waits for the rows
+        # handed over before it, not for every row that keeps arriving meanwhile (under steady load that was 10 s)
+        self._queued = 0
+        self._handled = 0
+        self._progress = threading.Condition()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         url = engine.url
@@ -165,22 +170,27 @@ class _GroupWriter:
         with self._lock:  # a thread that is ending on idle checks the queue under the same lock
             if self._pid != os.getpid():  # a forked child: the parent's queue and thread are not ours
                 self._queue, self._thread, self._pid = queue.Queue(maxsize=self._queue.maxsize), None, os.getpid()
+                self._queued = self._handled = 0
+                self._progress = threading.Condition()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
                 self._thread.start()
             self._queue.put((row, uuids))  # blocks when full: the call waits rather than a row being lost
+            self._queued += 1
         metrics.AUDIT_QUEUE_ROWS.labels("audit").set(self._queue.qsize())
 
     def flush(self, timeout: float) -> bool:
         if self._pid != os.getpid():
             return True
         deadline = time.monotonic() + timeout
-        with self._queue.all_tasks_done:
-            while self._queue.unfinished_tasks:
+        with self._lock:
+            target = self._queued
+        with self._progress:
+            while self._handled < target:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._queue.all_tasks_done.wait(left)
+                self._progress.wait(left)
         return True
 
     def close(self) -> None:
@@ -214,6 +224,9 @@ class _GroupWriter:
                 finally:
                     for _ in batch:
                         self._queue.task_done()
+                    with self._progress:
+                        self._handled += len(batch)
+                        self._progress.notify_all()
                 metrics.AUDIT_QUEUE_ROWS.labels("audit").set(self._queue.qsize())
         finally:
             _close(connection)

@@ -107,6 +107,54 @@ def test_audit_rows_of_concurrent_calls_share_transactions_and_none_is_lost(tmp_
     assert count - before_count < 200, "some transactions carried the rows of several calls"
 
 
+def test_a_flush_waits_for_the_rows_handed_over_before_it_not_for_those_still_arriving(tmp_path, monkeypatch):
+    """A feedback post flushes before it looks its card up: under steady hook traffic on a slower database it used
+    to wait for every row that kept arriving, up to its 10 s timeout (and then looked up too early)."""
+    import threading
+    import time
+
+    from cds.audit import AuditLog
+    from cds.db import engine_for, upgrade
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
+    upgrade(engine)
+    log = AuditLog(engine, retention_days=30, batch_size=4)
+    inserts = log._writer._statements
+    real = inserts.commit
+
+    stop = threading.Event()
+
+    def slow(connection, batch):
+        if not stop.is_set():
+            time.sleep(0.05)  # a database a network away, while the traffic lasts
+        real(connection, batch)
+
+    monkeypatch.setattr(inserts, "commit", slow)
+
+    def traffic() -> None:
+        i = 0
+        while not stop.is_set():
+            log.record(hook_instance=f"h{i}", service_id="s", client=None, status=200, latency_ms=1.0, response=None)
+            i += 1
+            time.sleep(0.004)
+
+    producer = threading.Thread(target=traffic)
+    producer.start()
+    try:
+        time.sleep(0.3)
+        log.record(hook_instance="mine", service_id="s", client=None, status=200, latency_ms=1.0, response=None)
+        started = time.monotonic()
+        assert log.flush(20)
+        waited = time.monotonic() - started
+        assert log.for_hook_instance("mine"), "the row handed over before the flush is committed"
+    finally:
+        stop.set()
+        producer.join()
+    assert waited < 5, f"the flush waited {waited:.1f} s for rows that arrived after it"
+    assert log.flush(30)
+    log.close()
+
+
 def _histogram(histogram) -> tuple[float, float]:
     samples = {s.name: s.value for m in histogram.collect() for s in m.samples if s.labels.get("log") == "audit"}
     return samples.get("cds_audit_batch_rows_count", 0.0), samples.get("cds_audit_batch_rows_sum", 0.0)
