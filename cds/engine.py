@@ -9,6 +9,7 @@ we read a patient's record only to answer about this procedure.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
 from cds import cards, codes, coverage, hooks, orders, payers, policies, prefetch, questionnaires, records, rules
@@ -42,7 +43,7 @@ def invoke(
     svc = service(service_id)
     check_limits(body, settings)  # before the schema: validating a million entries is itself the attack
     request = hooks.parse(svc, body)
-    ours = [records.order_from(o) for o in orders.in_scope(request.context.draft_orders)]
+    ours = _distinct(records.order_from(o) for o in orders.in_scope(request.context.draft_orders))
     if not ours:
         return _answer(svc, [], [])
     deadline = Deadline(settings.hook_deadline)
@@ -80,6 +81,15 @@ def invoke(
             info = coverage.decide(route, findings, order, group, as_of, assertion, late, questionnaire)
             actions.append(coverage.system_action(order, info, route.payer_name or route.plan.payer, form))
     return _answer(svc, configured(built, request), actions)
+
+
+def _distinct(found: Iterable[Order]) -> list[Order]:
+    """One answer per order id, the first: an order sent twice (or several without an id) got cards with the same
+    uuids, which feedback cannot tell apart, and two updates of one ServiceRequest."""
+    by_id: dict[str, Order] = {}
+    for order in found:
+        by_id.setdefault(order.id, order)
+    return list(by_id.values())
 
 
 def _answer(svc: CdsService, cards_: list[dict], actions: list[dict]) -> dict:

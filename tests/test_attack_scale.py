@@ -125,3 +125,18 @@ def test_a_name_lookup_that_hangs_does_not_hold_the_call_past_its_deadline(make_
     assert response.status_code == 200  # procedures late: the criteria reading them are unknown, never a 5xx
     criteria = {c["id"]: c for c in response.get_json()["cards"][0]["extension"]["cds64580.criteria"]}
     assert criteria["physical-therapy"]["status"] == "unknown" and "in time" in criteria["physical-therapy"]["reason"]
+
+
+def test_an_order_sent_twice_is_answered_once_so_every_card_uuid_is_distinct(client):
+    """Card uuids derive from hookInstance, order id and card kind: a draft order sent twice (or two without an id)
+    gave cards sharing uuids, which feedback cannot tell apart, and two updates of one ServiceRequest."""
+    data = full_prefetch()
+    no_id = service_request()
+    del no_id["id"]
+    for orders in ([service_request(), service_request()], [no_id, dict(no_id)]):
+        answer = client.post(HOOK, json=hook_request(prefetch=data, orders=orders)).get_json()
+        uuids = [c["uuid"] for c in answer["cards"]]
+        assert uuids and len(uuids) == len(set(uuids))
+        assert len(answer["systemActions"]) == 1
+    two = client.post(HOOK, json=hook_request(prefetch=data, orders=[service_request(), service_request("sr-2")]))
+    assert len(two.get_json()["systemActions"]) == 2, "distinct orders are each answered"
