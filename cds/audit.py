@@ -25,10 +25,11 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from sqlalchemy import Column, DateTime, Float, ForeignKey, Integer, String, Table, Text, delete, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 
 from cds import metrics
 from cds.db import metadata
+from cds.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ audit_cards_table = Table(
 
 
 class AuditLog:
-    def __init__(self, engine: Engine, retention_days: int, queue_size: int = 10_000, batch_size: int = 256):
+    def __init__(self, engine: Engine, retention_days: int, queue_size: int = 2_000, batch_size: int = 256):
         self._engine = engine
         self._retention = timedelta(days=retention_days)
         self._writer = _GroupWriter(engine, queue_size, batch_size)
@@ -109,7 +110,10 @@ class AuditLog:
     def unknown_cards(self, card_uuids: list[str], service_id: str, client: str | None = None) -> list[str]:
         """The uuids among ``card_uuids`` that ``service_id`` never issued (to ``client``, when the caller is
         authenticated: one EHR cannot file feedback on another's cards), in the order given."""
-        self.flush()  # a card answered a moment ago by this process is in the table before we look
+        if not self.flush():  # a card answered a moment ago by this process is in the table before we look
+            raise ServiceUnavailable(
+                "the audit trail is behind (its database is slow or down); nothing was saved, retry"
+            )
         wanted = list(dict.fromkeys(u[:64] for u in card_uuids))
         query = (
             select(audit_cards_table.c.card_uuid)
@@ -232,9 +236,15 @@ class _GroupWriter:
             _close(connection)
 
     def _write(self, batch: list[tuple[dict, list[str]]], connection=None):
-        """Commit ``batch`` (three attempts); returns the connection to use next (None: in the caller's thread)."""
+        """Commit ``batch``; returns the connection to use next (None: in the caller's thread).
+
+        A database that cannot be reached (a restart, a failover) is retried for :data:`OUTAGE_RETRY_SECONDS` with
+        growing pauses: rows wait in the queue (and, once it is full, calls wait) rather than being lost; three
+        quick attempts gave a 5 s PostgreSQL restart 15 lost rows of calls already answered. Any other refusal
+        gets three attempts, then each row alone, so one bad row does not take the others with it."""
         dedicated = not self._direct
-        for attempt in range(3):
+        attempt, waited, unreachable = 0, 0.0, False
+        while True:
             try:
                 connection = connection or self._statements.connect(dedicated)
                 self._statements.commit(connection, batch)
@@ -244,16 +254,26 @@ class _GroupWriter:
                 return connection
             except (SQLAlchemyError, self._statements.errors) as exc:
                 connection = _close(connection)
-                log.warning("audit batch of %d rows not written (attempt %d): %s", len(batch), attempt + 1,
+                attempt += 1
+                unreachable = dedicated and isinstance(exc, _UNREACHABLE + self._statements.unreachable)
+                log.warning("audit batch of %d rows not written (attempt %d): %s", len(batch), attempt,
                             exc.__class__.__name__)  # fmt: skip
-                time.sleep(0.05 * (attempt + 1))
-        if len(batch) > 1:  # one row the database refuses must not take the others with it
+                if attempt >= 3 and not (unreachable and waited < OUTAGE_RETRY_SECONDS):
+                    break
+                pause = min(2.0, 0.05 * 2 ** (attempt - 1)) if unreachable else 0.05 * attempt
+                time.sleep(pause)
+                waited += pause
+        if len(batch) > 1 and not unreachable:
             for single in batch:
                 connection = self._write([single], connection)
             return connection
         metrics.AUDIT_ROWS_LOST.labels("database").inc(len(batch))
-        log.error("audit: %d rows could not be written after 3 attempts", len(batch))
+        log.error("audit: %d rows could not be written after %d attempts", len(batch), attempt)
         return None
+
+
+OUTAGE_RETRY_SECONDS = 30.0
+_UNREACHABLE = (OperationalError, InterfaceError, DisconnectionError)  # SQLAlchemy's; the DBAPI's are per dialect
 
 
 def printable(value: str | None) -> str | None:
@@ -283,6 +303,7 @@ class _Inserts:
         self._engine = engine
         dialect = engine.dialect
         self.errors = dialect.loaded_dbapi.Error
+        self.unreachable = (dialect.loaded_dbapi.OperationalError, dialect.loaded_dbapi.InterfaceError)
         self._sqlite = dialect.name == "sqlite"
         columns = [c.name for c in audit_table.columns if c.name != "id"]
         insert = audit_table.insert().returning(audit_table.c.id).compile(dialect=dialect, column_keys=columns)

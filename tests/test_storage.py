@@ -155,6 +155,58 @@ def test_a_flush_waits_for_the_rows_handed_over_before_it_not_for_those_still_ar
     log.close()
 
 
+def test_audit_rows_wait_out_a_database_restart_instead_of_being_lost(tmp_path, monkeypatch):
+    """Three quick attempts lost the rows of calls already answered when PostgreSQL restarted for 5 s; a database
+    that cannot be reached is retried for OUTAGE_RETRY_SECONDS, and no row is lost."""
+    import sqlite3
+
+    from cds import audit as audit_module
+    from cds import metrics
+    from cds.audit import AuditLog, audit_table
+    from cds.db import engine_for, upgrade
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
+    upgrade(engine)
+    log = AuditLog(engine, retention_days=30)
+    inserts = log._writer._statements
+    real, failures, pauses = inserts.commit, [8], []
+
+    def restarting(connection, batch):
+        if failures[0] > 0:
+            failures[0] -= 1
+            raise sqlite3.OperationalError("the database system is starting up")
+        real(connection, batch)
+
+    monkeypatch.setattr(inserts, "commit", restarting)
+    monkeypatch.setattr(audit_module.time, "sleep", pauses.append)
+    lost = _counter(metrics.AUDIT_ROWS_LOST, "database")
+    for i in range(5):
+        log.record(hook_instance=f"h{i}", service_id="s", client=None, status=200, latency_ms=1.0, response=None)
+    assert log.flush(30)
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(audit_table)) == 5
+    assert _counter(metrics.AUDIT_ROWS_LOST, "database") == lost
+    assert len(pauses) >= 8 and max(pauses) <= 2.0 and sum(pauses) <= audit_module.OUTAGE_RETRY_SECONDS + 2
+    log.close()
+
+
+def test_feedback_whose_card_the_audit_trail_cannot_confirm_yet_is_a_503_to_retry_not_a_404(tmp_path):
+    """A 404 ("this service never issued that card") is final: an EHR does not retry it, so feedback on a card
+    still waiting for a slow database was lost."""
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'cds.sqlite3'}", "LOG_LEVEL": "WARNING"})
+    client = app.test_client()
+    card = client.post("/cds-services/cpt64580-order-sign", json=hook_request(prefetch=full_prefetch()))
+    item = {
+        "card": card.get_json()["cards"][0]["uuid"],
+        "outcome": "overridden",
+        "outcomeTimestamp": "2026-11-28T10:00:00Z",
+    }
+    app.extensions["cds.audit"]._writer.flush = lambda _timeout: False  # the writer is behind
+    response = client.post("/cds-services/cpt64580-order-sign/feedback", json={"feedback": [item]})
+    assert response.status_code == 503 and response.get_json()["resourceType"] == "OperationOutcome"
+    assert "retry" in response.get_json()["issue"][0]["diagnostics"]
+
+
 def _histogram(histogram) -> tuple[float, float]:
     samples = {s.name: s.value for m in histogram.collect() for s in m.samples if s.labels.get("log") == "audit"}
     return samples.get("cds_audit_batch_rows_count", 0.0), samples.get("cds_audit_batch_rows_sum", 0.0)
