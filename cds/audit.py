@@ -187,8 +187,7 @@ class _GroupWriter:
         if self._pid != os.getpid():
             return True
         deadline = time.monotonic() + timeout
-        with self._lock:
-            target = self._queued
+        target = self._queued  # read without the lock: a call blocked on a full queue holds it (a database outage)
         with self._progress:
             while self._handled < target:
                 left = deadline - time.monotonic()

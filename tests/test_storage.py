@@ -304,3 +304,44 @@ def _counter(counter, reason: str) -> float:
         ),
         0.0,
     )
+
+
+def test_a_flush_gives_up_at_its_timeout_even_while_calls_wait_on_a_full_queue(tmp_path, monkeypatch):
+    """During an outage the writer keeps retrying, the queue fills and a call waits in put(): a feedback post's
+    flush must still answer at its timeout (then 503, retry), not wait for the database with them."""
+    import threading
+    import time
+
+    from cds.audit import AuditLog
+    from cds.db import engine_for, upgrade
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
+    upgrade(engine)
+    log = AuditLog(engine, retention_days=30, queue_size=2, batch_size=1)
+    inserts = log._writer._statements
+    real, down = inserts.commit, threading.Event()
+    down.set()
+
+    def outage(connection, batch):
+        while down.is_set():
+            time.sleep(0.01)
+        real(connection, batch)
+
+    monkeypatch.setattr(inserts, "commit", outage)
+
+    def call(i: int) -> None:
+        log.record(hook_instance=f"h{i}", service_id="s", client=None, status=200, latency_ms=1.0, response=None)
+
+    callers = [threading.Thread(target=call, args=(i,)) for i in range(5)]  # 1 being written, 2 queued, 2 waiting
+    for caller in callers:
+        caller.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert log.flush(0.5) is False
+    assert time.monotonic() - started < 2
+    down.clear()
+    for caller in callers:
+        caller.join(10)
+    assert log.flush(10)
+    assert len([r for i in range(5) for r in log.for_hook_instance(f"h{i}")]) == 5
+    log.close()
