@@ -114,7 +114,9 @@ class AuditLog:
             raise ServiceUnavailable(
                 "the audit trail is behind (its database is slow or down); nothing was saved, retry"
             )
-        wanted = list(dict.fromkeys(u[:64] for u in card_uuids))
+        # the stored form (64 characters, no NUL: PostgreSQL refuses one as a parameter) -> the uuid as given
+        given = {printable(u[:64]): u for u in reversed(card_uuids)}
+        wanted = list(dict.fromkeys(printable(u[:64]) for u in card_uuids))
         query = (
             select(audit_cards_table.c.card_uuid)
             .join(audit_table, audit_table.c.id == audit_cards_table.c.audit_id)
@@ -124,7 +126,7 @@ class AuditLog:
             query = query.where(audit_table.c.client == client)
         with self._engine.connect() as conn:
             known = set(conn.scalars(query))
-        return [u for u in wanted if u not in known]
+        return [given[u] for u in wanted if u not in known]
 
     def for_hook_instance(self, hook_instance: str) -> list[dict]:
         self.flush()
@@ -136,7 +138,7 @@ class AuditLog:
         self.flush()
         query = select(audit_table).join(audit_cards_table, audit_cards_table.c.audit_id == audit_table.c.id)
         with self._engine.connect() as conn:
-            rows = conn.execute(query.where(audit_cards_table.c.card_uuid == card_uuid))
+            rows = conn.execute(query.where(audit_cards_table.c.card_uuid == printable(card_uuid)))
             return [dict(r._mapping) for r in rows]
 
 

@@ -19,8 +19,6 @@ from cds import api, engine, payers, questionnaires, records, rules
 from cds.errors import InvalidRequest, NotFound, PayloadTooLarge
 
 MAX_REQUESTED = 20
-# Record entries cited on one answer: the latest, for a reader to open; thousands of matching entries (a long
-# record, or a hostile one) would otherwise make the response, and its validation, grow without use.
 
 bp = Blueprint("dtr", __name__, url_prefix="/fhir")
 bp.before_request(api.authenticate)

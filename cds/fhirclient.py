@@ -49,8 +49,9 @@ class Deadline:
     def __init__(self, seconds: float):
         self._end = time.monotonic() + seconds
 
-    def remaining(self) -> float:
-        return max(0.0, self._end - time.monotonic())
+    def remaining(self, grace: float = 0.0) -> float:
+        """Seconds left, or left of ``grace`` past the deadline (the same end for every caller that adds it)."""
+        return max(0.0, self._end + grace - time.monotonic())
 
 
 # ---- a watchdog over the whole read ---------------------------------------------------------------------------

@@ -151,7 +151,7 @@ _GRACE = 0.25
 
 def _result(future: Future, deadline: Deadline, what: str) -> list[dict]:
     try:
-        return future.result(timeout=deadline.remaining() + _GRACE)
+        return future.result(timeout=deadline.remaining(_GRACE))  # one end for all: stuck fetches do not add up
     except FutureTimeout:
         raise FHIRTimeout(f"the {what} query did not finish before the hook deadline") from None
 

@@ -117,11 +117,12 @@ def test_a_name_lookup_that_hangs_does_not_hold_the_call_past_its_deadline(make_
     monkeypatch.setattr(socket, "getaddrinfo", slow)
     client = make_app(HOOK_DEADLINE=1.0).test_client()
     data = full_prefetch()
-    del data["procedures"]
+    for key in ("procedures", "conditions", "medicationRequests", "medicationStatements", "practitionerRoles"):
+        del data[key]  # five stuck fetches: the call stops waiting once, at deadline + grace, not once per fetch
     started = time.monotonic()
     response = client.post(HOOK, json=hook_request(prefetch=data, fhir_server="http://slow-dns.example/fhir"))
     elapsed = time.monotonic() - started
-    assert elapsed < 2.5, f"{elapsed:.1f} s"
+    assert elapsed < 1.8, f"{elapsed:.2f} s"
     assert response.status_code == 200  # procedures late: the criteria reading them are unknown, never a 5xx
     criteria = {c["id"]: c for c in response.get_json()["cards"][0]["extension"]["cds64580.criteria"]}
     assert criteria["physical-therapy"]["status"] == "unknown" and "in time" in criteria["physical-therapy"]["reason"]

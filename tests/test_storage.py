@@ -67,6 +67,9 @@ def test_feedback_and_audit_on_postgresql_survive_a_restart(tmp_path):
         odd = item | {"outcomeTimestamp": "2026-11-27T11:00:00Z", "overrideReason": reason}
         posted = first.test_client().post("/cds-services/cpt64580-order-sign/feedback", json={"feedback": [odd]})
         assert posted.status_code == 200, posted.get_data()
+        nul_card = item | {"card": "not-a-card\u0000"}  # never issued: a 404, not a 500 asking to retry forever
+        refused = first.test_client().post("/cds-services/cpt64580-order-sign/feedback", json={"feedback": [nul_card]})
+        assert refused.status_code == 404, refused.get_data()
         first.extensions["cds.engine"].dispose()
         second = create_app({"DATABASE_URL": url, "LOG_LEVEL": "WARNING"})
         rows = second.extensions["cds.feedback"].for_card(card)
