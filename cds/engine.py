@@ -66,7 +66,7 @@ def invoke(
         route = payers.route(record, order, policy_set, as_of, coverage_late="coverage" in late)
         pathway = rules.choose_pathway(record, order, as_of)
         ruleset = route.version.ruleset(pathway.id)
-        findings = rules.without_late_data(rules.evaluate(record, order, ruleset, as_of, pathway), late)
+        findings = rules.evaluate(record, order, ruleset, as_of, pathway, late)
         group = pathway.id
         questionnaire = questionnaires.versioned_canonical(settings.public_base_url, route)
         context = _context(svc, request, route, order, as_of, pathway, form)

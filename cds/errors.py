@@ -18,6 +18,7 @@
         ├── FHIRUnavailable          connection refused, DNS failure, 5xx, 429
         ├── FHIRAuthError            401 / 403
         └── FHIRResponseError        malformed JSON, wrong resource, paging loop, too large, redirect
+            └── FHIRTooLarge         more resources than a prefetch may carry
 
 Every non-2xx answer is a FHIR OperationOutcome built by :func:`operation_outcome`. Messages name the
 offending field (``expression``) but never carry patient data or tokens.
@@ -167,6 +168,13 @@ class FHIRResponseError(FHIRError):
     issue_code = "structure"
 
 
+class FHIRTooLarge(FHIRResponseError):
+    """The server sent more resources than a prefetch may carry: a 412 whichever key ran into it (an optional key
+    read as empty could turn a criterion not-met)."""
+
+    issue_code = "too-costly"
+
+
 def _issue(code: str, diagnostics: str, expression: Iterable[str]) -> dict:
     issue = {"severity": "error", "code": code, "diagnostics": diagnostics}
     expression = [e for e in expression if e]
@@ -182,8 +190,11 @@ def operation_outcome(issues: list[dict]) -> dict:
 def refused_by_parser(status: int, phrase: str) -> bytes:
     """The OperationOutcome for a request the HTTP server refused before the app saw it (a URL or header line too
     long, a malformed request line): the status and its standard phrase only, never the caller's input back."""
-    issue = "too-costly" if status in (413, 414, 431) else "structure"
+    issue = _PARSER_ISSUES.get(status, "structure" if status < 500 else "exception")
     return orjson.dumps(operation_outcome([_issue(issue, f"HTTP {status} {phrase.lower()}", ())]))
+
+
+_PARSER_ISSUES = {403: "forbidden", 413: "too-costly", 414: "too-costly", 431: "too-costly", 501: "not-supported"}
 
 
 INTERNAL_ERROR = operation_outcome(

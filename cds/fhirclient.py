@@ -28,6 +28,7 @@ from cds.errors import (
     FHIRNotAllowed,
     FHIRResponseError,
     FHIRTimeout,
+    FHIRTooLarge,
     FHIRUnavailable,
 )
 
@@ -213,7 +214,7 @@ class FHIRClient:
             self._taken += count
             over = self._taken > limit
         if over:
-            raise FHIRResponseError(f"the {label} search returns more than this service reads ({limit} resources)")
+            raise FHIRTooLarge(f"the {label} search returns more than this service reads ({limit} resources)")
 
     def collect(self, bundle: dict, label: str) -> list[dict]:
         """Entries of ``bundle`` and of every page its ``next`` links lead to, de-duplicated."""

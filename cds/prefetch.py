@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from cds.config import Settings
-from cds.errors import DataUnobtainable, FHIRError, FHIRNotAllowed, FHIRTimeout
+from cds.errors import DataUnobtainable, FHIRError, FHIRNotAllowed, FHIRTimeout, FHIRTooLarge
 from cds.fhirclient import Deadline, FHIRClient, bundle_resources, next_link
 from cds.hooks import HookRequest
 from cds.services import CdsService, PrefetchTemplate
@@ -165,8 +165,8 @@ def _release(pool: ThreadPoolExecutor, client: FHIRClient) -> None:
 def _get(client: FHIRClient, template: PrefetchTemplate, query: str, tokens: dict[str, str]) -> list[dict]:
     try:
         return client.get(query)
-    except (FHIRTimeout, FHIRNotAllowed):
-        raise  # no time left, or a server we may not call: a plainer query would fare no better
+    except (FHIRTimeout, FHIRNotAllowed, FHIRTooLarge):
+        raise  # no time left, a server we may not call, or too much: a plainer query would fare no better
     except FHIRError as exc:
         plain = render(template.fallback, tokens) if template.fallback else None
         if plain is None:
@@ -213,5 +213,6 @@ def _fetch_all(request, settings, client_factory, deadline, to_fetch, to_page, r
         log.warning("prefetch key %s unobtainable: %s", template.key, exc.diagnostics)
         if template.required:
             required.append((template, exc))
+    required += [(t, exc) for t, exc in failures if isinstance(exc, FHIRTooLarge) and not t.required]
     if any(not isinstance(exc, FHIRTimeout) for _, exc in required):
         raise DataUnobtainable([(t.key, exc.diagnostics) for t, exc in required])

@@ -73,6 +73,14 @@ def test_a_fhir_server_is_read_no_further_than_a_prefetch_may_carry(make_app, eh
     ehr.clear()
     ehr.expect_request("/fhir/Procedure").respond_with_json(searchset(*page))  # 30: within the limit
     assert client.post(HOOK, json=hook_request(prefetch=data, fhir_server=base)).status_code == 200
+    # an optional key that runs into the limit is no different: read as empty, it could turn a criterion not-met
+    ehr.clear()
+    answers = [{"resourceType": "QuestionnaireResponse", "id": f"qr-{i}", "status": "completed"} for i in range(60)]
+    ehr.expect_request("/fhir/QuestionnaireResponse").respond_with_json(searchset(*answers))
+    optional = full_prefetch()
+    del optional["questionnaireResponses"]
+    said = outcome(client.post(HOOK, json=hook_request(prefetch=optional, fhir_server=base)), 412)
+    assert "questionnaireResponses" in said or "QuestionnaireResponse" in said
 
 
 def test_gunicorn_s_refusal_log_names_no_request_text_whatever_the_client_address():

@@ -140,6 +140,39 @@ def test_a_policy_that_accepts_any_one_therapy_is_not_turned_into_one_requiremen
         assert criteria[criterion]["reason"].endswith("is enough for this policy)")
     assert "in the last" not in criteria["physical-therapy"]["reason"], "MP-623 states no window"
 
+    # physical therapy the record cannot settle (status unknown), no drug: the requirement may be met, no warning
+    unsettled = documented(pt=False, payer="Florida Blue")
+    unsettled["medicationRequests"] = searchset()
+    unsettled["procedures"]["entry"].append({"resource": procedure("97110", "2026-01-05", status="unknown")})
+    answer = call(client, prefetch=unsettled)
+    criteria = {c["id"]: c for c in answer["cards"][-1]["extension"]["cds64580.criteria"]}
+    assert criteria["physical-therapy"]["status"] == "unknown"
+    assert criteria["medication-trial"]["status"] == "unknown"
+    assert criteria["medication-trial"]["reason"].endswith("and physical therapy tried is unknown")
+
+
+def test_a_member_of_one_requirement_that_arrived_late_is_not_needed_when_another_is_met():
+    """Late data makes a criterion unknown; weighed after it, one requirement met by a medication trial leaves
+    physical therapy not needed, not "did not answer in time"."""
+    from datetime import date
+
+    from cds import records, rules
+
+    plan = next(p for p in policies.load().plans if p.id == "florida-blue")
+    ruleset = plan.current().ruleset("pain")
+    record = records.build([condition("G89.29", onset="2025-06-01"), medication("25480")], "pat-1")
+    order = records.order_from(service_request())
+    findings = {
+        f.criterion: f
+        for f in rules.evaluate(record, order, ruleset, date(2026, 6, 15), late=frozenset({"procedures"}))
+    }
+    assert findings["medication-trial"].status == rules.Status.MET
+    assert findings["physical-therapy"].status == rules.Status.NOT_APPLICABLE
+    assert (
+        findings["psych-evaluation" if "psych-evaluation" in findings else "objective-pathology"].status
+        == rules.Status.UNKNOWN
+    )
+
 
 def test_a_requirement_resting_on_summaries_only_asks_to_verify_instead_of_warning(client):
     result = call(client, prefetch=documented(pt=False))  # Medicare's PT rule: a MAC article read only in a summary

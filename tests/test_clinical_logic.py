@@ -285,7 +285,9 @@ def test_a_procedure_of_unknown_status_neither_counts_as_done_nor_fails_the_orde
     del missing_status["status"]  # required by FHIR; read as unknown
     assert finding("physical-therapy", missing_status).status == UNKNOWN
     # a course the record settles is met whatever else it holds; in progress counts as under way
-    assert finding("physical-therapy", procedure("97110", "2026-01-10"), alone).status == MET
+    settled = finding("physical-therapy", procedure("97110", "2026-01-10"), alone)
+    assert settled.status == MET and f"Procedure/{alone['id']}" not in [e.reference for e in settled.evidence]
+    assert settled.reason.startswith("1 physical-therapy record(s)"), "the unsettled session is not counted"
     assert finding("physical-therapy", procedure("97110", "2026-01-10", status="in-progress")).status == MET
     # the same for a drug: a prescription of unknown status may never have been filled or taken
     unclear = medication("25480", when="2025-11-01", status="unknown")

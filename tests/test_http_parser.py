@@ -75,3 +75,14 @@ def test_gunicorn_answers_what_its_parser_refuses_with_an_operation_outcome_and_
     assert logged.count("Invalid request from ip=127.0.0.1: ") == 4, logged
     assert "Invalid HTTP request line" in logged and "Request Line is too large" in logged
     assert SECRET not in logged and "eyJ" not in logged and "aaaaaaaa" not in logged
+
+
+def test_each_refusal_gets_the_fhir_issue_type_of_its_status():
+    """gunicorn also writes its own 500, 501 and 403 through the same function: not all are 'structure'."""
+    from cds.errors import refused_by_parser
+
+    expected = {400: "structure", 403: "forbidden", 414: "too-costly", 431: "too-costly", 500: "exception"}
+    expected[501] = "not-supported"
+    for status, issue in expected.items():
+        body = json.loads(refused_by_parser(status, "Phrase"))
+        assert body["issue"][0]["code"] == issue and body["issue"][0]["diagnostics"] == f"HTTP {status} phrase"

@@ -300,7 +300,8 @@ def test_a_side_under_a_payer_with_its_own_rules_is_unknown_with_the_cms_indicat
 
 
 def test_both_sides_named_with_one_side_modifier_is_flagged():
-    assert sided({"text": "both legs"}, ("LT",), **CMS).status == NOT_MET
+    result = sided({"text": "both legs"}, ("LT",), **CMS)
+    assert result.status == NOT_MET and "body site names both sides but the order carries only LT" in result.reason
 
 
 def test_a_medicare_advantage_plan_is_not_told_medicares_payment_indicators_as_its_own():

@@ -98,14 +98,28 @@ def informs_only(finding: Finding, criterion: Criterion) -> Finding:
     )
 
 
-def settled(finding: Finding, certain: Finding, unsettled: tuple[str, ...]) -> Finding:
-    """``finding`` when the record's entries of unknown status do not change it (``certain`` is the finding without
-    them), else ``unknown``: FHIR's "unknown" status does not say a procedure was done or a drug taken (nor that it
-    was not), so a card may neither count it nor warn because of it."""
-    if certain.status == finding.status or finding.status == Status.UNKNOWN:
+_KINDS = {
+    "procedures": "Procedure",
+    "medicationRequests": "MedicationRequest",
+    "medicationStatements": "MedicationStatement",
+}
+
+
+def settled(finding: Finding, certain: Finding, unsettled: tuple[str, ...], reads: frozenset[str]) -> Finding:
+    """What the record says for certain (``certain``: the finding without its entries of status unknown) when they
+    do not change the answer, else ``unknown``: FHIR's "unknown" status does not say a procedure was done or a
+    drug taken (nor that it was not), so a card may neither count it nor warn because of it."""
+    if finding.status == Status.UNKNOWN:
         return finding
-    named = set(unsettled)  # a record may hold thousands: a tuple scan per evidence was quadratic
-    cited = [e.reference for e in finding.evidence if e.reference in named] or list(unsettled)
+    if certain.status == finding.status:
+        return certain
+    deciding = {e.reference for e in finding.evidence} - {e.reference for e in certain.evidence}
+    kinds = {_KINDS[k] for k in reads if k in _KINDS}
+    cited = (
+        [r for r in unsettled if r in deciding]
+        or [r for r in unsettled if r.split("/", 1)[0] in kinds]
+        or list(unsettled)
+    )
     named = ", ".join(cited[:3]) + (f" and {len(cited) - 3} more" if len(cited) > 3 else "")
     return replace(
         finding,
@@ -144,7 +158,21 @@ def any_of(findings: list[Finding], criteria: tuple[Criterion, ...]) -> list[Fin
                     headline="",
                 )
             elif met is None and f.status == Status.NOT_MET and len(members) > 1:
-                out[i] = replace(f, reason=f"{f.reason} (any one of {titles} is enough for this policy)")
+                undecided = next(
+                    (criteria[j].title.lower() for j in members if findings[j].status == Status.UNKNOWN), None
+                )
+                if undecided is None:
+                    out[i] = replace(f, reason=f"{f.reason} (any one of {titles} is enough for this policy)")
+                else:  # the requirement may be met by the one the record cannot tell: no warning on this one
+                    out[i] = replace(
+                        f,
+                        status=Status.UNKNOWN,
+                        reason=f"{f.reason}, but any one of {titles} is enough for this policy and {undecided} is unknown",
+                        order_modifiers=None,
+                        options=(),
+                        documents=(),
+                        headline="",
+                    )
     return out
 
 
@@ -154,9 +182,16 @@ def choose_pathway(record: PatientRecord, order: Order, as_of: date) -> Pathway:
 
 
 def evaluate(
-    record: PatientRecord, order: Order, ruleset: RuleSet, as_of: date, pathway: Pathway | None = None
+    record: PatientRecord,
+    order: Order,
+    ruleset: RuleSet,
+    as_of: date,
+    pathway: Pathway | None = None,
+    late: frozenset[str] = frozenset(),
 ) -> list[Finding]:
-    """Every criterion of ``ruleset`` for ``order``, in the policy's order, each tagged with its source."""
+    """Every criterion of ``ruleset`` for ``order``, in the policy's order, each tagged with its source; those
+    reading ``late`` prefetch keys are unknown (:func:`without_late_data`) before criteria that are one
+    requirement are weighed together (:func:`any_of`)."""
     ev = Evaluation(record, order, ruleset, as_of, pathway or choose_pathway(record, order, as_of))
     unsettled = record.unsettled()
     certain = replace(ev, record=record.without_unsettled()) if unsettled else None
@@ -165,7 +200,9 @@ def evaluate(
     for criterion in ruleset.criteria:
         finding = CRITERIA[criterion.id](ev, criterion)
         if certain is not None:  # rare: judged twice, with and without what the record leaves unsettled
-            finding = settled(finding, CRITERIA[criterion.id](certain, criterion), unsettled)
+            finding = settled(
+                finding, CRITERIA[criterion.id](certain, criterion), unsettled, READS.get(criterion.id, frozenset())
+            )
         if criterion.id in attested:
             finding = attestation.judge(finding, criterion, attested[criterion.id], ev.order_date)
         elif criterion.id in foreign and finding.status != Status.MET:
@@ -176,7 +213,7 @@ def evaluate(
                 policy=ruleset.policy, source=criterion.source, confidence=criterion.confidence, title=criterion.title
             )
         )
-    return any_of(findings, ruleset.criteria)
+    return any_of(without_late_data(findings, late), ruleset.criteria)
 
 
 __all__ = [

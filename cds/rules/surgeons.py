@@ -457,15 +457,14 @@ def laterality(ev: Evaluation, c: Criterion) -> Finding:
     evidence = (Evidence(ev.order.reference, note="bodySite"),)
     on_order = ev.order.modifiers & {"LT", "RT", "50"}
     word = {LEFT: "left side", RIGHT: "right side", BOTH: "both sides"}[side]
+    named = word if side == BOTH else f"the {word}"
     contradicting = sorted(on_order & ({"RT", "50"} if side == LEFT else {"LT", "50"} if side == RIGHT else set()))
     if side == BOTH and len(on_order & {"LT", "RT"}) == 1 and "50" not in on_order:
         contradicting = sorted(on_order & {"LT", "RT"})
     if contradicting:
         carried = "/".join(contradicting)
-        reason = (
-            f"the order's body site names the {word} but the order carries {'only ' if side == BOTH else ''}{carried}"
-        )
-        headline = f"Side mismatch on CPT 64580: the body site names the {word}, the order carries {carried}"
+        reason = f"the order's body site names {named} but the order carries {'only ' if side == BOTH else ''}{carried}"
+        headline = f"Side mismatch on CPT 64580: the body site names {named}, the order carries {carried}"
         return Finding(c.id, Status.NOT_MET, reason, evidence, headline=headline)
     found = ev.ruleset.fee_schedule.indicators("64580", ev.as_of)
     if not _follows_cms(c):
