@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from sqlalchemy import Column, DateTime, Float, ForeignKey, Integer, String, Table, Text, delete, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, SQLAlchemyError
 
 from cds import metrics
 from cds.db import metadata
@@ -239,31 +239,34 @@ class _GroupWriter:
     def _write(self, batch: list[tuple[dict, list[str]]], connection=None):
         """Commit ``batch``; returns the connection to use next (None: in the caller's thread).
 
-        A database that cannot be reached (a restart, a failover) is retried for :data:`OUTAGE_RETRY_SECONDS` with
-        growing pauses: rows wait in the queue (and, once it is full, calls wait) rather than being lost; three
-        quick attempts gave a 5 s PostgreSQL restart 15 lost rows of calls already answered. Any other refusal
-        gets three attempts, then each row alone, so one bad row does not take the others with it."""
+        A database that cannot be reached (a connection that cannot be made or was lost: a restart, a failover) is
+        retried with growing pauses for :data:`OUTAGE_RETRY_SECONDS` of wall-clock time: rows wait in the queue
+        (and, once it is full, calls wait) rather than being lost; three quick attempts gave a 5 s PostgreSQL
+        restart 15 lost rows of calls already answered. Any other refusal gets three attempts, then each row alone,
+        so one bad row does not take the others with it."""
         dedicated = not self._direct
-        attempt, waited, unreachable = 0, 0.0, False
+        attempt, give_up, unreachable = 0, None, False
         while True:
+            connecting = connection is None
             try:
                 connection = connection or self._statements.connect(dedicated)
+                connecting = False
                 self._statements.commit(connection, batch)
                 metrics.AUDIT_BATCH_ROWS.labels("audit").observe(len(batch))
                 if not dedicated:
                     connection = _close(connection)
                 return connection
             except (SQLAlchemyError, self._statements.errors) as exc:
+                unreachable = dedicated and (connecting or self._statements.lost(exc, connection))
                 connection = _close(connection)
                 attempt += 1
-                unreachable = dedicated and isinstance(exc, _UNREACHABLE + self._statements.unreachable)
                 log.warning("audit batch of %d rows not written (attempt %d): %s", len(batch), attempt,
                             exc.__class__.__name__)  # fmt: skip
-                if attempt >= 3 and not (unreachable and waited < OUTAGE_RETRY_SECONDS):
+                if unreachable and give_up is None:
+                    give_up = time.monotonic() + OUTAGE_RETRY_SECONDS
+                if attempt >= 3 and not (unreachable and time.monotonic() < give_up):
                     break
-                pause = min(2.0, 0.05 * 2 ** (attempt - 1)) if unreachable else 0.05 * attempt
-                time.sleep(pause)
-                waited += pause
+                time.sleep(min(2.0, 0.05 * 2 ** (attempt - 1)) if unreachable else 0.05 * attempt)
         if len(batch) > 1 and not unreachable:
             for single in batch:
                 connection = self._write([single], connection)
@@ -273,8 +276,7 @@ class _GroupWriter:
         return None
 
 
-OUTAGE_RETRY_SECONDS = 30.0
-_UNREACHABLE = (OperationalError, InterfaceError, DisconnectionError)  # SQLAlchemy's; the DBAPI's are per dialect
+OUTAGE_RETRY_SECONDS = 15.0  # below gunicorn's graceful timeout (20 s), so a stopping worker still commits its rows
 
 
 def printable(value: str | None) -> str | None:
@@ -304,7 +306,6 @@ class _Inserts:
         self._engine = engine
         dialect = engine.dialect
         self.errors = dialect.loaded_dbapi.Error
-        self.unreachable = (dialect.loaded_dbapi.OperationalError, dialect.loaded_dbapi.InterfaceError)
         self._sqlite = dialect.name == "sqlite"
         columns = [c.name for c in audit_table.columns if c.name != "id"]
         insert = audit_table.insert().returning(audit_table.c.id).compile(dialect=dialect, column_keys=columns)
@@ -316,6 +317,13 @@ class _Inserts:
             for c in audit_table.columns
             if (processor := c.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         }
+
+    def lost(self, exc: Exception, connection) -> bool:
+        """Whether ``exc`` says the database went away (the dialect's own judgement), not that it refused the rows."""
+        if isinstance(exc, DisconnectionError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+            return True
+        raw = exc.orig if isinstance(exc, DBAPIError) else exc
+        return isinstance(raw, self.errors) and self._engine.dialect.is_disconnect(raw, connection, None)
 
     def connect(self, dedicated: bool):
         """A DBAPI connection: the writer's own (out of the pool, so its settings never reach feedback), or a

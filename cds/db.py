@@ -24,9 +24,15 @@ def engine_for(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        # a host that drops packets would hold each connect for minutes (the audit writer retries through outages)
+        engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT})
     else:
         engine = create_engine(url, pool_pre_ping=True)
     return engine
+
+
+CONNECT_TIMEOUT = 5  # seconds, PostgreSQL
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
