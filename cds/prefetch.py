@@ -211,8 +211,7 @@ def _fetch_all(request, settings, client_factory, deadline, to_fetch, to_page, r
         origin[template.key] = LATE if isinstance(exc, FHIRTimeout) else FAILED
         resources[template.key] = []
         log.warning("prefetch key %s unobtainable: %s", template.key, exc.diagnostics)
-        if template.required:
+        if template.required or isinstance(exc, FHIRTooLarge):  # too much data is a 412 for any key
             required.append((template, exc))
-    required += [(t, exc) for t, exc in failures if isinstance(exc, FHIRTooLarge) and not t.required]
     if any(not isinstance(exc, FHIRTimeout) for _, exc in required):
         raise DataUnobtainable([(t.key, exc.diagnostics) for t, exc in required])

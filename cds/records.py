@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
@@ -296,24 +296,21 @@ class PatientRecord:
     def role_of_practitioner(self, ident: str) -> PractitionerRole | None:
         """The first PractitionerRole of Practitioner/``ident``, from an index built once per record: an order may
         name thousands of performers against thousands of roles (a scan each took minutes)."""
-        key = ("roles-by-practitioner", "")
-        if key not in self._views:
-            index: dict[str, PractitionerRole] = {}
-            for role in self.roles.values():
-                if role.practitioner:
-                    index.setdefault(ref_id(role.practitioner.reference), role)
-            self._views[key] = index  # type: ignore[assignment]
-        return self._views[key].get(ident)  # type: ignore[attr-defined]
+        roles = (r for r in self.roles.values() if r.practitioner)
+        return self._first_by("roles-by-practitioner", roles, lambda r: ref_id(r.practitioner.reference)).get(ident)
 
     def coverage(self, ident: str) -> Coverage | None:
         """The first Coverage with id ``ident`` (indexed once: an order may name thousands of insurances)."""
-        key = ("coverage-by-id", "")
-        if key not in self._views:
-            index: dict[str, Coverage] = {}
-            for c in self.coverages:
-                index.setdefault(c.id, c)
-            self._views[key] = index  # type: ignore[assignment]
-        return self._views[key].get(ident)  # type: ignore[attr-defined]
+        return self._first_by("coverage-by-id", self.coverages, lambda c: c.id).get(ident)
+
+    def _first_by(self, name: str, items: Iterable, key: Callable) -> dict:
+        """``items`` indexed by ``key`` (the first of each), built once per record."""
+        if (name, "") not in self._views:
+            index: dict = {}
+            for item in items:
+                index.setdefault(key(item), item)
+            self._views[(name, "")] = index  # type: ignore[assignment]
+        return self._views[(name, "")]  # type: ignore[return-value]
 
     def payor_organization(self, coverage: Coverage) -> Organization | None:
         """The payor Organization of a Coverage: contained in it, or elsewhere in the record."""

@@ -88,14 +88,7 @@ def informs_only(finding: Finding, criterion: Criterion) -> Finding:
         why = f"the policy states this for {criterion.borrowed_from}, not for this indication"
     else:
         return finding
-    return replace(
-        finding,
-        status=Status.UNKNOWN,
-        reason=f"{why}: {finding.reason}",
-        order_modifiers=None,
-        options=(),
-        documents=(),
-    )
+    return finding.without_actions(status=Status.UNKNOWN, reason=f"{why}: {finding.reason}")
 
 
 _KINDS = {
@@ -121,14 +114,10 @@ def settled(finding: Finding, certain: Finding, unsettled: tuple[str, ...], read
         or list(unsettled)
     )
     named = ", ".join(cited[:3]) + (f" and {len(cited) - 3} more" if len(cited) > 3 else "")
-    return replace(
-        finding,
+    return finding.without_actions(
         status=Status.UNKNOWN,
         reason=f"only if {named} happened (status unknown in the record; verify): {finding.reason}",
         evidence=finding.evidence or tuple(Evidence(r) for r in cited),
-        order_modifiers=None,
-        options=(),
-        documents=(),
         headline="",
     )
 
@@ -147,14 +136,10 @@ def any_of(findings: list[Finding], criteria: tuple[Criterion, ...]) -> list[Fin
         for i in members:
             f = findings[i]
             if met is not None and f.status in (Status.NOT_MET, Status.UNKNOWN):
-                out[i] = replace(
-                    f,
+                out[i] = f.without_actions(
                     status=Status.NOT_APPLICABLE,
                     reason=f"not needed, the policy asks for any one of {titles} and {criteria[met].title.lower()} is "
                     f"met ({f.reason})",
-                    order_modifiers=None,
-                    options=(),
-                    documents=(),
                     headline="",
                 )
             elif met is None and f.status == Status.NOT_MET and len(members) > 1:
@@ -164,13 +149,9 @@ def any_of(findings: list[Finding], criteria: tuple[Criterion, ...]) -> list[Fin
                 if undecided is None:
                     out[i] = replace(f, reason=f"{f.reason} (any one of {titles} is enough for this policy)")
                 else:  # the requirement may be met by the one the record cannot tell: no warning on this one
-                    out[i] = replace(
-                        f,
+                    out[i] = f.without_actions(
                         status=Status.UNKNOWN,
                         reason=f"{f.reason}, but any one of {titles} is enough for this policy and {undecided} is unknown",
-                        order_modifiers=None,
-                        options=(),
-                        documents=(),
                         headline="",
                     )
     return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from enum import StrEnum
 
@@ -61,6 +61,11 @@ class Finding:
         copy = object.__new__(Finding)
         copy.__dict__.update(self.__dict__, **changes)
         return copy
+
+    def without_actions(self, **changes) -> Finding:
+        """A copy with ``changes`` that asks for nothing on its own: no modifiers to set, no billing options, no
+        documents (a finding that informs, or that another settles)."""
+        return replace(self, order_modifiers=None, options=(), documents=(), **changes)
 
     @property
     def needs_action(self) -> bool:

@@ -445,6 +445,14 @@ _NO_SIDE_MODIFIERS = (
 )
 
 
+def _contradicting(side: str, on_order: frozenset[str]) -> list[str]:
+    """The side modifiers (of 50, RT, LT) on the order that its own body site contradicts."""
+    if side == BOTH:
+        one_side = on_order & {"LT", "RT"}
+        return sorted(one_side) if len(one_side) == 1 and "50" not in on_order else []
+    return sorted(on_order - {"LT" if side == LEFT else "RT"})
+
+
 def laterality(ev: Evaluation, c: Criterion) -> Finding:
     """The side the order's body site names against its 50/RT/LT modifiers and Medicare's BILAT SURG indicator.
 
@@ -458,9 +466,7 @@ def laterality(ev: Evaluation, c: Criterion) -> Finding:
     on_order = ev.order.modifiers & {"LT", "RT", "50"}
     word = {LEFT: "left side", RIGHT: "right side", BOTH: "both sides"}[side]
     named = word if side == BOTH else f"the {word}"
-    contradicting = sorted(on_order & ({"RT", "50"} if side == LEFT else {"LT", "50"} if side == RIGHT else set()))
-    if side == BOTH and len(on_order & {"LT", "RT"}) == 1 and "50" not in on_order:
-        contradicting = sorted(on_order & {"LT", "RT"})
+    contradicting = _contradicting(side, on_order)
     if contradicting:
         carried = "/".join(contradicting)
         reason = f"the order's body site names {named} but the order carries {'only ' if side == BOTH else ''}{carried}"
