@@ -117,10 +117,11 @@ def around(response: Response) -> Response:
 
 def _audit(response: Response) -> None:
     latency = round((time.perf_counter() - g.started) * 1000, 2)
+    body = response.get_data()  # what the client received: the row stores these bytes, not a second dump
     result = g.get("result")
     if result is None:
         try:
-            result = orjson.loads(response.get_data())
+            result = orjson.loads(body)
         except orjson.JSONDecodeError:
             result = None
     service_id = (request.view_args or {}).get("service_id", "")
@@ -139,6 +140,7 @@ def _audit(response: Response) -> None:
             status=response.status_code,
             latency_ms=latency,
             response=result,
+            body=body,
         )
     except SQLAlchemyError:
         log.error("audit write failed for a hook call; the answer was still sent")
@@ -159,12 +161,9 @@ def _audit(response: Response) -> None:
 
 
 def _policies(cards: list[dict]) -> list[str]:
-    found = {
-        str(c.get("policy", "")).split("@")[0]
-        for card in cards
-        for c in (card.get("extension") or {}).get("cds64580.criteria") or ()
-        if isinstance(c, dict)
-    }
+    # the cards of one order share one criteria list: each list is read once
+    lists = {id(x): x for card in cards if (x := (card.get("extension") or {}).get("cds64580.criteria"))}
+    found = {str(c.get("policy", "")).split("@")[0] for x in lists.values() for c in x if isinstance(c, dict)}
     return sorted(p for p in found if p)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 from .support import ORDER_SIGN, full_prefetch, hook_request
@@ -35,6 +36,18 @@ def test_metrics_count_calls_latency_cards_and_fhir_fetches(client, ehr):
     assert grew("cds_fhir_fetch_seconds_count", resource="Procedure") == 1
     assert sample(after, "cds_crd_responses_under_5s_percent") == 100.0
     assert re.search(r'cds_hook_latency_seconds_bucket\{le="5.0",service="cpt64580-order-sign"\}', after)
+
+
+def test_each_hook_call_logs_one_line_naming_the_policy_and_card_topics(client, caplog):
+    """What an operator greps for a call: its status, policy ids (never a payer's display) and card topics."""
+    with caplog.at_level(logging.INFO, logger="cds"):
+        answer = client.post(f"/cds-services/{ORDER_SIGN}", json=hook_request(prefetch=full_prefetch()))
+    assert answer.status_code == 200
+    [line] = [r.fields for r in caplog.records if getattr(r, "fields", {}).get("event") == "hook"]
+    cards = answer.get_json()["cards"]
+    policies = {c["policy"] for c in cards[0]["extension"]["cds64580.criteria"]}
+    assert len(policies) == 1 and line["policies"] == [policies.pop().split("@")[0]]
+    assert line["topics"] == [c["source"]["topic"]["code"] for c in cards] and line["status"] == 200
 
 
 def test_the_production_command_creates_a_missing_metrics_folder(tmp_path):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -49,6 +50,8 @@ def test_feedback_and_audit_on_postgresql_survive_a_restart(tmp_path):
             "/cds-services/cpt64580-order-sign", json=hook_request(prefetch=full_prefetch())
         )
         card = issued.get_json()["cards"][0]["uuid"]
+        [row] = first.extensions["cds.audit"].for_card(card)  # the answer as sent, stored as text
+        assert row["response"] == issued.get_data(as_text=True) and "—" in row["response"]
         item = {"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-27T10:00:00Z"}
         assert (
             first.test_client()
@@ -251,6 +254,17 @@ def test_audit_rows_read_back_as_written_and_feedback_keeps_full_sync(tmp_path):
         stored = conn.execute(text("SELECT received_at FROM audit")).scalar()
     assert len(stored) == len("2026-11-28 05:08:57.271265") and "+" not in stored
     assert row["response"] == '{"cards":[{"uuid":"card-1"},{"uuid":"card-2"}],"systemActions":[]}'
+    # the answer's bytes are stored as text, not as a blob: SQL's text and JSON functions read it
+    answer = {"cards": [{"uuid": "card-9", "summary": "≥ 6 weeks — \U0001f600", "detail": "a\u0000b"}]}
+    log.record(hook_instance="h-2", service_id="s", client=None, status=200, latency_ms=1, response=answer)
+    [row] = log.for_hook_instance("h-2")
+    assert orjson.loads(row["response"]) == answer
+    with engine.connect() as conn:
+        kind, summary = conn.execute(
+            text("SELECT typeof(response), json_extract(response, '$.cards[0].summary') FROM audit WHERE id = :i"),
+            {"i": row["id"]},
+        ).one()
+    assert (kind, summary) == ("text", answer["cards"][0]["summary"])
     assert log.unknown_cards(["card-1", "card-3"], "s") == ["card-3"]
     assert log.unknown_cards(["card-1"], "s", client="ehr") == []
     assert log.unknown_cards(["card-1"], "other-service") == ["card-1"]  # issued by another service
