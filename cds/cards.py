@@ -13,7 +13,6 @@ Text taken from the record (codes, ids) is escaped before it enters markdown.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import re
@@ -40,7 +39,8 @@ DEFAULT_PATHWAY = Pathway(PAIN, "no indication documented")
 _NAMESPACE = uuid.UUID("0f6b5d8e-6b1a-5c43-9d55-64580c0d1e64")
 
 SUMMARY_MAX = 139
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
+_MD_SPECIAL = re.compile(r"[\\`*_\[\]<>|#]")
+_MD_ESCAPES = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|#"})  # each special gets a backslash
 
 # Which CRD configuration option switches each card kind off.
 OPTION_FOR_KIND = {
@@ -78,7 +78,7 @@ class CardContext:
 
 def md(text: str) -> str:
     """Escape markdown and HTML specials in text that came from the record."""
-    return _MD_SPECIAL.sub(r"\\\1", text) if _MD_SPECIAL.search(text) else text
+    return text.translate(_MD_ESCAPES) if _MD_SPECIAL.search(text) else text
 
 
 def summary(text: str) -> str:
@@ -468,7 +468,7 @@ def _modifier_action(order: Order, finding: Finding) -> dict | None:
         ("66",): "Set modifier 66 (team surgery) on the order",
         (): "Remove the co-surgeon/team modifier from the order",
     }
-    resource = copy.deepcopy(order.resource)
+    resource = order.editable()
     details = [d for d in resource.get("orderDetail") or () if not _is_modifier(d, (CO_SURGERY, TEAM_SURGERY))]
     details += [{"coding": [{"system": CPT, "code": m}], "text": f"CPT modifier {m}"} for m in wanted]
     if details:

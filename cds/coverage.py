@@ -8,7 +8,6 @@ and invariants crd-ci-q1..q5 (HL7/davinci-crd ``CoverageInformation.fsh``), plus
 
 from __future__ import annotations
 
-import copy
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
@@ -265,7 +264,7 @@ def _policy_detail(route: payers.Route, stance) -> list[dict]:
 
 def system_action(order: Order, info: CoverageInformation, payer: str, form: str = "2.2") -> dict:
     """An ``update`` of the draft order carrying the extension (in CRD ``form``); the rest of the order as sent."""
-    resource = copy.deepcopy(order.resource)
+    resource = order.editable()
     sent = resource.get("extension")
     # the update must be valid FHIR: extensions that are not objects are dropped, ours replaced
     kept = [e for e in (sent if isinstance(sent, list) else ()) if isinstance(e, dict) and e.get("url") != EXTENSION]

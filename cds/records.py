@@ -109,6 +109,11 @@ class Order:
     def reference(self) -> str:
         return f"ServiceRequest/{self.id}"
 
+    def editable(self) -> dict:
+        """A copy of the draft resource for an update action to change (parsed JSON: dicts, lists and scalars,
+        so a copy of the containers is a deep copy, without ``copy.deepcopy``'s memo and dispatch)."""
+        return _json_copy(self.resource)
+
     @property
     def service_date(self) -> date | None:
         """The day the procedure is expected: the planned occurrence, else the day it was ordered."""
@@ -525,6 +530,14 @@ def as_date(value: object) -> date | None:
         except (ValueError, IndexError):
             return None
     return None
+
+
+def _json_copy(value):
+    if type(value) is dict:
+        return {k: _json_copy(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_json_copy(v) for v in value]
+    return value  # str, int, float, bool, None: immutable
 
 
 def _unsettled(resource) -> bool:

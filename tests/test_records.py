@@ -176,3 +176,19 @@ def test_partial_dates():
 )
 def test_dates_are_read_as_written(value, expected):
     assert records.as_date(value) == expected
+
+
+def test_an_update_action_edits_a_copy_of_the_draft_order_never_the_request():
+    """The cards' and coverage information's updates each change their own copy: the request (which the CLI and
+    viewer replay again) and the other update keep the order as it was sent."""
+    draft = service_request()
+    draft["orderDetail"] = [{"coding": [{"system": codes.CPT, "code": "62"}]}]
+    draft["extension"] = [{"url": "urn:x", "valueCodeableConcept": {"coding": [{"code": "a"}]}}]
+    sent = json.loads(json.dumps(draft))
+    order = records.order_from(draft)
+    copy = order.editable()
+    assert copy == sent
+    copy["extension"][0]["valueCodeableConcept"]["coding"].append({"code": "b"})
+    copy["orderDetail"][0]["coding"][0]["code"] = "66"
+    copy["code"]["coding"].clear()
+    assert draft == sent and order.editable() == sent
