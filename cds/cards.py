@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 from cds import payers, provenance, questionnaires
 from cds.codes import CPT, HCPCS, canonical, codings
-from cds.records import Order
+from cds.records import Order, as_reference
 from cds.rules.findings import BillingOption, Finding, Status
 from cds.rules.params import BILLING
 from cds.rules.pathways import PAIN, Pathway
@@ -113,7 +113,7 @@ def build(findings: list[Finding], ctx: CardContext) -> list[tuple[str, dict]]:
     for _kind, card in cards:
         card["extension"] = {
             CRITERIA_EXTENSION: criteria,
-            ASSOCIATED: [{"reference": ctx.order.reference}],
+            ASSOCIATED: [as_reference(ctx.order.reference)],
         }
     return cards
 
@@ -188,7 +188,7 @@ def _documentation(findings: list[Finding], ctx: CardContext) -> dict | None:
     )
     if ctx.dtr_app and ctx.questionnaire and not ctx.information_only:
         app_context = {
-            "order": ctx.order.reference,
+            "order": ctx.order.reference if "reference" in as_reference(ctx.order.reference) else None,
             "coverage": ctx.route.coverage_ref,
             "questionnaire": ctx.questionnaire,
         }
@@ -428,7 +428,7 @@ def _task(ctx: CardContext, description: str, notes: list[str]) -> dict:
         "intent": "order",
         "priority": "routine",
         "description": description,
-        "focus": {"reference": ctx.order.reference},
+        "focus": as_reference(ctx.order.reference),
         "for": {"reference": f"Patient/{ctx.patient_id}"},
         "authoredOn": ctx.as_of.isoformat(),
         "note": [{"text": n} for n in notes],

@@ -212,7 +212,9 @@ def _prefilled(group: dict, finding) -> dict:
     if finding is None or finding.status != rules.Status.MET or finding.attested or not finding.evidence:
         item["item"] = [{"linkId": i["linkId"], "text": i["text"]} for i in group["item"]]
         return item
-    evidence = [{"url": EVIDENCE_EXTENSION, "valueReference": {"reference": e.reference}} for e in finding.cited()]
+    evidence = [
+        {"url": EVIDENCE_EXTENSION, "valueReference": records.as_reference(e.reference)} for e in finding.cited()
+    ]
     dates = sorted(e.date for e in finding.evidence if e.date)
     values = {"done": {"valueBoolean": True}, "detail": {"valueString": finding.reason}}
     if dates:

@@ -43,7 +43,7 @@ def invoke(
     svc = service(service_id)
     check_limits(body, settings)  # before the schema: validating a million entries is itself the attack
     request = hooks.parse(svc, body)
-    ours = _distinct(records.order_from(o) for o in orders.in_scope(request.context.draft_orders))
+    ours = _distinct(records.orders_from(orders.in_scope(request.context.draft_orders)))
     if not ours:
         return _answer(svc, [], [])
     deadline = Deadline(settings.hook_deadline)
@@ -84,8 +84,8 @@ def invoke(
 
 
 def _distinct(found: Iterable[Order]) -> list[Order]:
-    """One answer per order id, the first: an order sent twice (or several without an id) got cards with the same
-    uuids, which feedback cannot tell apart, and two updates of one ServiceRequest."""
+    """One answer per order id, the first: an order sent twice got cards with the same uuids, which feedback cannot
+    tell apart, and two updates of one ServiceRequest. Orders without an id each have their own (records.unnamed_id)."""
     by_id: dict[str, Order] = {}
     for order in found:
         by_id.setdefault(order.id, order)

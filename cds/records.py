@@ -356,6 +356,7 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
         if key not in kept or _newer(resource, kept[key]):
             kept[key] = resource
 
+    unnamed: dict[str, int] = {}
     for resource in [*kept.values(), *anonymous]:
         rtype = resource["resourceType"]
         concept = None
@@ -369,6 +370,9 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
         if model is None:
             record.unreadable += 1
             continue
+        if model.id is None and rtype in _EVIDENCE_KINDS:
+            unnamed[rtype] = unnamed.get(rtype, 0) + 1
+            model = model._replace(id=unnamed_id(unnamed[rtype]))
         if concept is not None:
             record._medication_concepts[f"{rtype}/{model.id}"] = concept
         _add(record, rtype, model)
@@ -377,8 +381,26 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
     return record
 
 
-def order_from(resource: dict) -> Order:
-    """The typed view of a draft order; tolerant of the same messiness as the record."""
+def orders_from(drafts: Iterable[dict]) -> list[Order]:
+    """The typed views of draft orders. Orders sent without an id are told apart by :func:`unnamed_id` (two were
+    one order "unknown", and the second was never answered); one sent twice, equal in every element, keeps one."""
+    found: list[Order] = []
+    unnamed: list[dict] = []
+    for draft in drafts:
+        if draft.get("id") not in (None, ""):
+            found.append(order_from(draft))
+            continue
+        n = next((i for i, seen in enumerate(unnamed, 1) if seen == draft), 0)
+        if not n:
+            unnamed.append(draft)
+            n = len(unnamed)
+        found.append(order_from(draft, n))
+    return found
+
+
+def order_from(resource: dict, unnamed: int = 1) -> Order:
+    """The typed view of a draft order; tolerant of the same messiness as the record. Without an id, it is the
+    ``unnamed``-th such order of the call."""
     model = _validate("ServiceRequest", resource, None)
     performers = tuple(r.get("reference") for r in _items(resource.get("performer")) if isinstance(r, dict))
     modifiers = set()
@@ -394,7 +416,7 @@ def order_from(resource: dict) -> Order:
             as_date(model.occurrencePeriod.start) if model.occurrencePeriod else None
         )
     return Order(
-        id=str(resource.get("id") or "unknown"),
+        id=unnamed_id(unnamed) if resource.get("id") in (None, "") else str(resource["id"]),
         resource=resource,
         authored=as_date(model.authoredOn) if model else None,
         occurrence=occurrence,
@@ -532,6 +554,19 @@ def as_date(value: object) -> date | None:
     return None
 
 
+# Kinds the rules cite as evidence: one without an id is still counted, under a label of its own (see unnamed_id).
+_EVIDENCE_KINDS = frozenset(
+    {"Condition", "Procedure", "MedicationRequest", "MedicationStatement", "Observation", "QuestionnaireResponse"}
+)
+
+
+def unnamed_id(n: int) -> str:
+    """The label of the ``n``-th resource of a kind sent without an id. Every such entry was cited as
+    "Procedure/None", and medications were told apart by that reference, so two id-less prescriptions read as
+    one drug. Parentheses and spaces are never in a FHIR id: the label cannot name a real resource."""
+    return f"(no id #{n})"
+
+
 def _json_copy(value):
     if type(value) is dict:
         return {k: _json_copy(v) for k, v in value.items()}
@@ -608,6 +643,13 @@ _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 def is_fhir_id(value: object) -> bool:
     """A FHIR id (R4 ``id`` datatype); "." and ".." match its pattern but are path steps, never ids."""
     return isinstance(value, str) and bool(_FHIR_ID.fullmatch(value)) and value not in (".", "..")
+
+
+def as_reference(reference: str) -> dict:
+    """A FHIR Reference to evidence the rules cite: an entry the record sent without an id is named, since a
+    reference to it would resolve to nothing (or, worse, to another resource)."""
+    kind, _, ident = reference.partition("/")
+    return {"reference": reference} if is_fhir_id(ident) else {"type": kind, "display": f"{kind} {ident}"}
 
 
 def ref_id(reference: str | None) -> str:

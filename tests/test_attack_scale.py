@@ -137,8 +137,9 @@ def test_a_name_lookup_that_hangs_does_not_hold_the_call_past_its_deadline(make_
 
 
 def test_an_order_sent_twice_is_answered_once_so_every_card_uuid_is_distinct(client):
-    """Card uuids derive from hookInstance, order id and card kind: a draft order sent twice (or two without an id)
-    gave cards sharing uuids, which feedback cannot tell apart, and two updates of one ServiceRequest."""
+    """Card uuids derive from hookInstance, order id and card kind: a draft order sent twice (with its id, or
+    without one and equal in every element) gave cards sharing uuids, which feedback cannot tell apart, and two
+    updates of one ServiceRequest."""
     data = full_prefetch()
     no_id = service_request()
     del no_id["id"]
@@ -149,3 +150,10 @@ def test_an_order_sent_twice_is_answered_once_so_every_card_uuid_is_distinct(cli
         assert len(answer["systemActions"]) == 1
     two = client.post(HOOK, json=hook_request(prefetch=data, orders=[service_request(), service_request("sr-2")]))
     assert len(two.get_json()["systemActions"]) == 2, "distinct orders are each answered"
+    # two different orders without ids (each side, say) were one order "unknown": the second was never checked
+    right = no_id | {"bodySite": [{"text": "right forearm"}]}
+    answer = client.post(HOOK, json=hook_request(prefetch=data, orders=[no_id, right])).get_json()
+    assert len(answer["systemActions"]) == 2 and len({c["uuid"] for c in answer["cards"]}) == len(answer["cards"])
+    associated = [c["extension"]["davinci-crd.associated-resource"] for c in answer["cards"]]
+    assert {a[0]["display"] for a in associated} == {"ServiceRequest (no id #1)", "ServiceRequest (no id #2)"}
+    assert all("reference" not in a[0] for a in associated), "an order without an id is named, not referenced"

@@ -311,3 +311,21 @@ def test_a_trial_of_unknown_status_shows_as_unconfirmed_on_the_card():
     assert "status unknown in the record; verify" in criteria["stimulation-trial"]["reason"]
     summary = next(c for c in answer["cards"] if c["summary"].startswith("CPT 64580 criteria"))
     assert "1 unknown" in summary["summary"], summary["summary"]
+
+
+def test_entries_sent_without_an_id_are_each_counted_as_themselves():
+    """Two prescriptions without ids were one "MedicationRequest/None": the gabapentin took the class of the
+    opioid listed after it (a class this policy does not count), and the card asked for a trial the record shows."""
+    gabapentin = medication("25480", text="gabapentin 300 MG", when="2025-11-01")
+    opioid = medication("N02AA05", system=codes.ATC, text="oxycodone", when="2025-12-01")
+    for resource in (gabapentin, opioid):
+        del resource["id"]
+    result = finding("medication-trial", gabapentin, opioid)
+    assert result.status == MET and "gabapentin 300 MG (gabapentinoids)" in result.reason
+    pt = [procedure("97110", when=day) for day in ("2026-01-10", "2026-02-10")]
+    for resource in pt:
+        del resource["id"]
+    therapy = finding("physical-therapy", *pt)
+    references = [e.reference for e in therapy.evidence]
+    assert therapy.status == MET and len(set(references)) == 2
+    assert all(r.startswith("Procedure/(no id #") for r in references), references

@@ -219,6 +219,15 @@ def test_populate_prefills_what_the_record_shows_with_its_evidence(client):
     assert done["extension"][0]["valueReference"]["reference"].startswith("Procedure/"), "the evidence travels"
     assert "answer" in psych["psych-evaluation.start"]
     assert all("answer" not in i for i in groups["physical-therapy"].values()), "what the record lacks stays empty"
+    # evidence the record sent without an id is named, not referenced: a reference to it resolves to nothing
+    for r in case.resources:
+        if r["resourceType"] == "Procedure":
+            del r["id"]
+    response = client.post("/fhir/Questionnaire/medicare-ffs-2019-12-01/$populate", json=body)
+    [qr] = [p["resource"] for p in response.get_json()["parameter"] if p["name"] == "response"]
+    QuestionnaireResponse.model_validate(qr)
+    [done] = next(g for g in qr["item"] if g["linkId"] == "psych-evaluation")["item"][0]["answer"]
+    assert done["extension"][0]["valueReference"] == {"type": "Procedure", "display": "Procedure (no id #1)"}
 
 
 def test_populate_needs_a_patient(client):
