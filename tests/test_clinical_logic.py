@@ -10,12 +10,12 @@ from datetime import date
 
 import pytest
 
-from cds import codes, records
+from cds import codes, provenance, records
 from cds.rules import Status
 
 from .clinical import condition, medication, procedure
 from .support import PATIENT_ID, service_request
-from .test_criteria import TRIAL, finding
+from .test_criteria import TRIAL, finding, stating
 
 MET, NOT_MET, UNKNOWN, NA = Status.MET, Status.NOT_MET, Status.UNKNOWN, Status.NOT_APPLICABLE
 
@@ -97,7 +97,8 @@ def test_chronicity_needs_an_active_confirmed_diagnosis(resources, status):
     ],
 )
 def test_medication_trial_lookback_and_duration(resources, params, status):
-    assert finding("medication-trial", *resources, **params).status == status
+    window = stating(params.get("lookback_months", 24))
+    assert finding("medication-trial", *resources, sources=window, **params).status == status
 
 
 def test_medication_reason_names_drugs_classes_and_dates():
@@ -114,7 +115,7 @@ def test_medication_reason_names_drugs_classes_and_dates():
 
 
 def test_an_old_medication_is_named_when_nothing_recent_is_found():
-    result = finding("medication-trial", medication("25480", text="gabapentin", when="2020-05-01"))
+    result = finding("medication-trial", medication("25480", text="gabapentin", when="2020-05-01"), sources=stating(24))
     assert result.status == NOT_MET and any("2020-05-01" in n and "Older than 24 months" in n for n in result.notes)
 
 
@@ -224,7 +225,7 @@ def test_a_same_day_revision_is_still_the_system_in_place():
 
 def test_an_active_statement_whose_period_ended_long_ago_is_not_ongoing():
     old = medication("25480", kind="MedicationStatement", when="2015-01-01", until="2016-01-01", status="active")
-    result = finding("medication-trial", old)
+    result = finding("medication-trial", old, sources=stating(24))
     assert result.status == NOT_MET and "ongoing" not in result.reason
 
 
@@ -329,3 +330,38 @@ def test_entries_sent_without_an_id_are_each_counted_as_themselves():
     references = [e.reference for e in therapy.evidence]
     assert therapy.status == MET and len(set(references)) == 2
     assert all(r.startswith("Procedure/(no id #") for r in references), references
+
+
+@pytest.mark.parametrize(
+    ("quote", "status"),
+    [
+        ("Other treatment modalities (pharmacological, physical) have been tried", UNKNOWN),  # MP-623: no window
+        ("physical therapy within the past 12 months", NOT_MET),
+        ("a course of physical therapy in the previous twelve months", NOT_MET),
+        ("physical therapy within one year of the request", NOT_MET),
+        ("physical therapy within the past 6 months", UNKNOWN),  # another window than the one applied
+    ],
+)
+def test_therapy_older_than_a_window_no_source_states_is_unknown_not_a_warning(quote, status):
+    """Therapy 14 months before the order, under the default 12-month window: a warning only where the payer's own
+    text states that window; else the card names the earlier therapy and asks to verify."""
+    source = provenance.Source("https://payer.example/policy", "payer", "Policy", quote, "2026-11-27")
+    pt = [procedure("97110", "2025-04-01"), procedure("97140", "2025-04-20")]
+    result = finding("physical-therapy", *pt, sources=(source,))
+    assert result.status == status, result.reason
+    if status == UNKNOWN:
+        assert "2 physical-therapy record(s) from 2025-04-01 to 2025-04-20" in result.reason
+        assert result.reason.endswith("(12 months is this service's assumption): verify")
+        assert len(result.evidence) == 2
+
+
+def test_no_therapy_at_all_is_still_not_met_whatever_the_window():
+    source = provenance.Source(
+        "https://payer.example/policy", "payer", "Policy", "therapy has been tried", "2026-11-27"
+    )
+    assert finding("physical-therapy", sources=(source,)).status == NOT_MET
+    old = medication("25480", text="gabapentin 300 MG", when="2020-05-01")
+    result = finding("medication-trial", old, sources=(source,))
+    assert result.status == UNKNOWN and "gabapentin 300 MG (gabapentinoids) on 2020-05-01" in result.reason
+    opioid = medication("N02AA05", system=codes.ATC, text="oxycodone", when="2020-05-01")  # not a class counted
+    assert finding("medication-trial", opioid, sources=(source,)).status == NOT_MET

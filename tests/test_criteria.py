@@ -22,6 +22,12 @@ AS_OF = date(2026, 6, 15)
 MET, NOT_MET, UNKNOWN, NA = Status.MET, Status.NOT_MET, Status.UNKNOWN, Status.NOT_APPLICABLE
 
 
+def stating(months: int) -> tuple:
+    """A payer source that states a criterion's window: the window's own logic is tested under it."""
+    quote = f"documented in the past {months} months"
+    return (provenance.Source("https://payer.example/policy", "payer", "Policy", quote, "2026-11-27"),)
+
+
 def finding(
     criterion: str,
     *resources: dict,
@@ -130,7 +136,7 @@ def test_chronicity_uses_the_order_date_when_the_order_has_one():
     ],
 )
 def test_physical_therapy(resources, params, status):
-    assert finding("physical-therapy", *resources, **params).status == status
+    assert finding("physical-therapy", *resources, sources=stating(12), **params).status == status
 
 
 def test_physical_therapy_span_is_explained():

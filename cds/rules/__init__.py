@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import date
 
 from cds.records import Order, PatientRecord
-from cds.rules import attestation, diagnosis, pathways, surgeons, therapy, trial
+from cds.rules import attestation, diagnosis, pathways, surgeons, therapy, trial, windows
 from cds.rules.context import Criterion, Evaluation
 from cds.rules.findings import Evidence, Finding, Status
 from cds.rules.params import RuleSet
@@ -162,6 +162,11 @@ def choose_pathway(record: PatientRecord, order: Order, as_of: date) -> Pathway:
     return pathways.choose(record, order, order.authored or as_of)
 
 
+def _judged(ev: Evaluation, criterion: Criterion) -> Finding:
+    judge = CRITERIA[criterion.id]
+    return windows.unstated(judge(ev, criterion), ev, criterion, judge)
+
+
 def evaluate(
     record: PatientRecord,
     order: Order,
@@ -179,11 +184,9 @@ def evaluate(
     attested, foreign = attestation.for_policy(record, ruleset.policy)
     findings = []
     for criterion in ruleset.criteria:
-        finding = CRITERIA[criterion.id](ev, criterion)
+        finding = _judged(ev, criterion)
         if certain is not None:  # rare: judged twice, with and without what the record leaves unsettled
-            finding = settled(
-                finding, CRITERIA[criterion.id](certain, criterion), unsettled, READS.get(criterion.id, frozenset())
-            )
+            finding = settled(finding, _judged(certain, criterion), unsettled, READS.get(criterion.id, frozenset()))
         if criterion.id in attested:
             finding = attestation.judge(finding, criterion, attested[criterion.id], ev.order_date)
         elif criterion.id in foreign and finding.status != Status.MET:

@@ -1,0 +1,66 @@
+"""Time windows a policy's sources do not state: never the sole reason for a warning.
+
+Physical therapy "in the last 12 months" and medication "in the last 24 months" are windows this service assumed
+where a policy's text says only that the therapy "has been tried" (Florida Blue MP-623; the Noridian article the
+default criteria follow). A card that warns because the record's therapy is 14 months old would rest on a number
+no source gives. So where no primary source of the criterion states its window, a finding that is not met only
+because of the window is unknown: the card names the earlier therapy and the assumed window, and asks to verify.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from types import MappingProxyType
+
+from cds.rules import therapy
+from cds.rules.context import Criterion, Evaluation
+from cds.rules.findings import Finding, Status
+
+# Criteria with a lookback and a mode without one (``no_window``), with the service's default lookback in months.
+WINDOWED = {"physical-therapy": 12, "medication-trial": 24}
+
+_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 9: "nine", 12: "twelve", 18: "eighteen",
+          24: "twenty-four", 36: "thirty-six"}  # fmt: skip
+
+
+def _phrases(months: int) -> re.Pattern:
+    """How a source may write the window: "12 months", "12-month", "twelve months", "one year", "past year"."""
+    counts = [(str(months), "months?")] + ([(_WORDS[months], "months?")] if months in _WORDS else [])
+    if months % 12 == 0:
+        years = months // 12
+        counts += [(str(years), "years?")] + ([(_WORDS[years], "years?")] if years in _WORDS else [])
+    alternatives = [rf"\b{re.escape(n)}[\s-]*(?:calendar[\s-]+)?{unit}\b" for n, unit in counts]
+    if months == 12:
+        alternatives.append(r"\b(?:past|last|prior|previous|preceding) year\b")
+    return re.compile("|".join(alternatives), re.IGNORECASE)
+
+
+def stated(c: Criterion) -> bool:
+    """Whether a primary source's quote of ``c`` states the window the criterion applies (or it applies none)."""
+    months = therapy.lookback(c, WINDOWED[c.id])
+    if months is None:
+        return True
+    pattern = _phrases(months)
+    return any(s.primary and pattern.search(s.quote) for s in c.sources)
+
+
+def unstated(
+    finding: Finding, ev: Evaluation, c: Criterion, judge: Callable[[Evaluation, Criterion], Finding]
+) -> Finding:
+    """``finding``, or unknown when it is not met only because of a window no primary source states."""
+    if finding.status != Status.NOT_MET or c.id not in WINDOWED or stated(c):
+        return finding
+    unbounded = judge(ev, replace(c, params=MappingProxyType({**c.params, "no_window": True})))
+    if unbounded.status != Status.MET:
+        return finding
+    months = therapy.lookback(c, WINDOWED[c.id])
+    return finding.without_actions(
+        status=Status.UNKNOWN,
+        reason=f"{finding.reason}, but earlier: {unbounded.reason.removeprefix('tried: ')}; the policy's sources "
+        f"state no time window ({months} months is this service's assumption): verify",
+        evidence=unbounded.evidence,
+        notes=(),
+        headline="",
+    )
