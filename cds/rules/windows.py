@@ -58,8 +58,8 @@ def unstated(
     months = therapy.lookback(c, WINDOWED[c.id])
     return finding.without_actions(
         status=Status.UNKNOWN,
-        reason=f"{finding.reason}, but earlier: {unbounded.reason.removeprefix('tried: ')}; the policy's sources "
-        f"state no time window ({months} months is this service's assumption): verify",
+        reason=f"{finding.reason}, but earlier: {unbounded.reason.removeprefix('tried: ')}; the policy's own text "
+        f"states no time window ({months} months is this service's assumption): verify",
         evidence=unbounded.evidence,
         notes=(),
         headline="",
