@@ -349,14 +349,14 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
         if not isinstance(rtype, str) or rtype not in fhirview.BUILDERS or rtype == "ServiceRequest":
             continue
         rid = resource.get("id")
-        if not isinstance(rid, str):
+        if not isinstance(rid, str) or not rid:
             anonymous.append(resource)
             continue
         key = (rtype, rid)
         if key not in kept or _newer(resource, kept[key]):
             kept[key] = resource
 
-    unnamed: dict[str, int] = {}
+    labels = {kind: _labels({rid for t, rid in kept if t == kind}) for kind in _EVIDENCE_KINDS}
     for resource in [*kept.values(), *anonymous]:
         rtype = resource["resourceType"]
         concept = None
@@ -370,9 +370,8 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
         if model is None:
             record.unreadable += 1
             continue
-        if model.id is None and rtype in _EVIDENCE_KINDS:
-            unnamed[rtype] = unnamed.get(rtype, 0) + 1
-            model = model._replace(id=unnamed_id(unnamed[rtype]))
+        if not model.id and rtype in _EVIDENCE_KINDS:
+            model = model._replace(id=next(labels[rtype]))
         if concept is not None:
             record._medication_concepts[f"{rtype}/{model.id}"] = concept
         _add(record, rtype, model)
@@ -384,23 +383,25 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
 def orders_from(drafts: Iterable[dict]) -> list[Order]:
     """The typed views of draft orders. Orders sent without an id are told apart by :func:`unnamed_id` (two were
     one order "unknown", and the second was never answered); one sent twice, equal in every element, keeps one."""
+    drafts = list(drafts)
+    labels = _labels({str(d["id"]) for d in drafts if d.get("id") not in (None, "")})
     found: list[Order] = []
-    unnamed: list[dict] = []
+    unnamed: list[tuple[dict, str]] = []
     for draft in drafts:
         if draft.get("id") not in (None, ""):
             found.append(order_from(draft))
             continue
-        n = next((i for i, seen in enumerate(unnamed, 1) if seen == draft), 0)
-        if not n:
-            unnamed.append(draft)
-            n = len(unnamed)
-        found.append(order_from(draft, n))
+        label = next((label for seen, label in unnamed if seen == draft), None)
+        if label is None:
+            label = next(labels)
+            unnamed.append((draft, label))
+        found.append(order_from(draft, label))
     return found
 
 
-def order_from(resource: dict, unnamed: int = 1) -> Order:
-    """The typed view of a draft order; tolerant of the same messiness as the record. Without an id, it is the
-    ``unnamed``-th such order of the call."""
+def order_from(resource: dict, label: str | None = None) -> Order:
+    """The typed view of a draft order; tolerant of the same messiness as the record. Without an id it goes by
+    ``label`` (see :func:`orders_from`)."""
     model = _validate("ServiceRequest", resource, None)
     performers = tuple(r.get("reference") for r in _items(resource.get("performer")) if isinstance(r, dict))
     modifiers = set()
@@ -416,7 +417,7 @@ def order_from(resource: dict, unnamed: int = 1) -> Order:
             as_date(model.occurrencePeriod.start) if model.occurrencePeriod else None
         )
     return Order(
-        id=unnamed_id(unnamed) if resource.get("id") in (None, "") else str(resource["id"]),
+        id=(label or unnamed_id(1)) if resource.get("id") in (None, "") else str(resource["id"]),
         resource=resource,
         authored=as_date(model.authoredOn) if model else None,
         occurrence=occurrence,
@@ -567,10 +568,27 @@ def unnamed_id(n: int) -> str:
     return f"(no id #{n})"
 
 
+_UNNAMED = re.compile(r"\(no id #[0-9]+\)")
+
+
+def _labels(taken: set[str]) -> Iterator[str]:
+    """Labels for entries without an id, skipping any a sender used as an id in the same call."""
+    n = 0
+    while True:
+        n += 1
+        if unnamed_id(n) not in taken:
+            yield unnamed_id(n)
+
+
+def unnamed(ident: str) -> bool:
+    """Whether ``ident`` is a label this service gave an entry sent without an id."""
+    return bool(_UNNAMED.fullmatch(ident))
+
+
 def _json_copy(value):
-    if type(value) is dict:
+    if isinstance(value, dict):
         return {k: _json_copy(v) for k, v in value.items()}
-    if type(value) is list:
+    if isinstance(value, list):
         return [_json_copy(v) for v in value]
     return value  # str, int, float, bool, None: immutable
 
@@ -649,7 +667,7 @@ def as_reference(reference: str) -> dict:
     """A FHIR Reference to evidence the rules cite: an entry the record sent without an id is named, since a
     reference to it would resolve to nothing (or, worse, to another resource)."""
     kind, _, ident = reference.partition("/")
-    return {"reference": reference} if is_fhir_id(ident) else {"type": kind, "display": f"{kind} {ident}"}
+    return {"type": kind, "display": f"{kind} {ident}"} if unnamed(ident) else {"reference": reference}
 
 
 def ref_id(reference: str | None) -> str:

@@ -157,3 +157,17 @@ def test_an_order_sent_twice_is_answered_once_so_every_card_uuid_is_distinct(cli
     associated = [c["extension"]["davinci-crd.associated-resource"] for c in answer["cards"]]
     assert {a[0]["display"] for a in associated} == {"ServiceRequest (no id #1)", "ServiceRequest (no id #2)"}
     assert all("reference" not in a[0] for a in associated), "an order without an id is named, not referenced"
+    from cds import audit, replay
+
+    outcome = replay.outcome(200, answer)["orders"]
+    assert set(outcome) == {"(no id #1)", "(no id #2)"}, "each order's cards and coverage"
+    assert all("coverage" in o and "criteria" in o for o in outcome.values())
+    assert set(audit.outcome_summary(answer)) == {"(no id #1)", "(no id #2)"}
+    # a sender's id that is not a strict FHIR id is still its reference; one shaped like our label is not reused
+    odd = service_request("sr_64580")
+    named = service_request("(no id #1)")
+    answer = client.post(HOOK, json=hook_request(prefetch=data, orders=[odd, named, no_id])).get_json()
+    assert len(answer["systemActions"]) == 3
+    associated = [c["extension"]["davinci-crd.associated-resource"][0] for c in answer["cards"]]
+    assert {"reference": "ServiceRequest/sr_64580"} in associated
+    assert {"type": "ServiceRequest", "display": "ServiceRequest (no id #2)"} in associated

@@ -241,7 +241,8 @@ function renderCriteria(response, resources, citations) {
   const seen = new Set();
   for (const card of response.cards || []) {
     const ext = card.extension || {};
-    const order = ((ext["davinci-crd.associated-resource"] || [{}])[0] || {}).reference || "";
+    const associated = (ext["davinci-crd.associated-resource"] || [{}])[0] || {};
+    const order = associated.reference || associated.display || "";  // an order sent without an id is named
     if (seen.has(order)) continue;
     seen.add(order);
     for (const c of ext["cds64580.criteria"] || []) {
