@@ -365,3 +365,23 @@ def test_no_therapy_at_all_is_still_not_met_whatever_the_window():
     assert result.status == UNKNOWN and "gabapentin 300 MG (gabapentinoids) on 2020-05-01" in result.reason
     opioid = medication("N02AA05", system=codes.ATC, text="oxycodone", when="2020-05-01")  # not a class counted
     assert finding("medication-trial", opioid, sources=(source,)).status == NOT_MET
+
+
+def test_an_empty_id_or_one_shaped_like_our_label_never_merges_two_entries():
+    """An id of "" was one shared key (the second drug lost), and a sender's own "(no id #1)" took the label an
+    id-less entry gets: each entry stays itself, and the gabapentin is counted either way."""
+    for first_id in ("", "(no id #1)"):
+        opioid = medication("N02AA05", system=codes.ATC, text="oxycodone", when="2025-12-01")
+        gabapentin = medication("25480", text="gabapentin 300 MG", when="2025-11-01")
+        opioid["id"], gabapentin["id"] = first_id, ""
+        result = finding("medication-trial", opioid, gabapentin)
+        assert result.status == MET and "gabapentin 300 MG (gabapentinoids)" in result.reason, first_id
+
+
+def test_a_course_too_short_inside_the_window_is_not_excused_by_an_old_visit():
+    """The assumed window makes therapy that is only old unknown; therapy inside it that is too short still is not
+    met (the policy's own six weeks), however old an earlier visit."""
+    source = provenance.Source("https://payer.example/policy", "payer", "Policy", "6 weeks of therapy", "2026-11-27")
+    pt = [procedure("97110", "2023-05-01"), procedure("97110", "2026-04-01"), procedure("97110", "2026-04-14")]
+    result = finding("physical-therapy", *pt, sources=(source,), min_weeks=6)
+    assert result.status == NOT_MET and "spans" in result.reason

@@ -14,11 +14,13 @@ from dataclasses import dataclass, replace
 from datetime import date
 
 from cds.records import PatientRecord, as_date
+from cds.rules import windows
 from cds.rules.dates import months_before
 from cds.rules.findings import Evidence, Finding, Status
 from cds.rules.params import BILLING, Criterion
 
 NOT_DOCUMENTATION = frozenset(BILLING)  # billing rules: nothing a clinician documents
+_BEFORE_WINDOW = "it ended before the policy's "
 PERIODIC = frozenset({"physical-therapy", "medication-trial", "stimulation-trial", "chronicity", "psych-evaluation"})
 
 
@@ -84,6 +86,15 @@ def judge(finding: Finding, criterion: Criterion, attestation: Attestation, orde
     when = _span(attestation)
     evidence = (Evidence(attestation.response, attestation.authored, "attestation"),)
     problem = _problem(criterion, attestation, order_date)
+    assumed = windows.assumed(criterion)
+    if problem and problem.startswith(_BEFORE_WINDOW) and assumed is not None:  # a window no source states
+        reason = (
+            f"{who}{': ' + when if when else ''}, before the {assumed}-month window this service assumes; the "
+            "policy's own text states no time window: verify"
+        )
+        return finding.without_actions(
+            status=Status.UNKNOWN, reason=reason, evidence=evidence, attested=True, headline=""
+        )
     if problem:
         reason = f"{who}{': ' + when if when else ''}, but {problem}"
         return replace(finding, status=Status.NOT_MET, reason=reason, evidence=evidence, attested=True)
@@ -110,7 +121,7 @@ def _problem(criterion: Criterion, a: Attestation, order_date: date) -> str | No
         return f"it starts after the order ({order_date.isoformat()})"
     lookback = criterion.param("lookback_months")
     if lookback is not None and last and last < months_before(order_date, int(lookback)):
-        return f"it ended before the policy's {lookback}-month lookback from the order"
+        return f"{_BEFORE_WINDOW}{lookback}-month lookback from the order"
     months = criterion.param("months") if criterion.id == "chronicity" else None
     if months is not None and first and first > months_before(order_date, int(months)):
         return f"it began less than {months} months before the order"

@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 from cds.rules import therapy
 from cds.rules.context import Criterion, Evaluation
+from cds.rules.dates import months_before
 from cds.rules.findings import Finding, Status
 
 # Criteria with a lookback and a mode without one (``no_window``), with the service's default lookback in months.
@@ -46,16 +47,26 @@ def stated(c: Criterion) -> bool:
     return any(s.primary and pattern.search(s.quote) for s in c.sources)
 
 
+def assumed(c: Criterion) -> int | None:
+    """The window in months ``c`` applies that no primary source states (this service's assumption), or None."""
+    if c.id not in WINDOWED or stated(c):
+        return None
+    return therapy.lookback(c, WINDOWED[c.id])
+
+
 def unstated(
     finding: Finding, ev: Evaluation, c: Criterion, judge: Callable[[Evaluation, Criterion], Finding]
 ) -> Finding:
     """``finding``, or unknown when it is not met only because of a window no primary source states."""
     if finding.status != Status.NOT_MET or c.id not in WINDOWED or stated(c):
         return finding
+    months = therapy.lookback(c, WINDOWED[c.id])
+    since = months_before(ev.order_date, months)
+    if any(e.date is not None and e.date >= since for e in finding.evidence):
+        return finding  # therapy inside the window falls short (too short, too few classes): not the window's doing
     unbounded = judge(ev, replace(c, params=MappingProxyType({**c.params, "no_window": True})))
     if unbounded.status != Status.MET:
         return finding
-    months = therapy.lookback(c, WINDOWED[c.id])
     return finding.without_actions(
         status=Status.UNKNOWN,
         reason=f"{finding.reason}, but earlier: {unbounded.reason.removeprefix('tried: ')}; the policy's own text "
