@@ -245,6 +245,7 @@ def _policies_sources(directory: Path | None, as_json: bool) -> int:
 
 def _policies_check(directory: Path | None, as_of: date | None) -> int:
     from cds import policies
+    from cds.rules import windows
 
     try:
         policy_set = policies.load(directory)
@@ -252,13 +253,18 @@ def _policies_check(directory: Path | None, as_of: date | None) -> int:
         print(f"cds policies check: {exc}", file=sys.stderr)
         return 1
     as_of = as_of or datetime.now(UTC).date()
-    rows = [("plan", "file", "effective", "reviewed", "pain", "neuromuscular", "prior auth", "criteria", "secondary")]
+    rows = [
+        ("plan", "file", "effective", "reviewed", "pain", "neuromuscular", "prior auth", "criteria", "secondary",
+         "assumed windows")
+    ]  # fmt: skip
     for plan in policy_set.plans:
         version = plan.version_at(as_of)
         if version is None:
-            rows.append((plan.id, plan.file, f"none by {as_of}", "", "", "", "", "", ""))
+            rows.append((plan.id, plan.file, f"none by {as_of}", "", "", "", "", "", "", ""))
             continue
         secondary = sum(c.confidence == "secondary" for c in version.criteria)
+        # windows no primary quote states: therapy older than them is unknown, never a warning (cds.rules.windows)
+        assumed = [f"{c.id} {windows.assumed(c)}m" for c in version.criteria if windows.assumed(c) is not None]
         rows.append(
             (
                 plan.id + (" (default)" if plan.default else ""),
@@ -270,6 +276,7 @@ def _policies_check(directory: Path | None, as_of: date | None) -> int:
                 version.prior_authorization.value,
                 str(len(version.criteria)),
                 str(secondary),
+                ", ".join(assumed) or "-",
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

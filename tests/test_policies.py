@@ -167,6 +167,12 @@ def test_policies_check_prints_a_summary_table():
     uhc = next(line for line in lines if line.startswith("unitedhealthcare "))
     assert "2024-10-01" in uhc  # the version in force on 2025-06-01
     assert lines[-1].endswith("valid (as of 2025-06-01)")
+    # the analyst's to-do: windows the service assumed, which no primary quote states (they never warn alone)
+    assert lines[0].endswith("assumed windows")
+    default = next(line for line in lines if line.startswith("default-clinical"))
+    assert default.endswith("physical-therapy 12m, medication-trial 24m")
+    florida = next(line for line in lines if line.startswith("florida-blue "))
+    assert florida.endswith(" -"), "MP-623 states no window and the policy file applies none"
 
 
 def test_versions_are_chosen_as_of_a_date():
