@@ -13,7 +13,7 @@ import pytest
 from cds import codes, provenance, records
 from cds.rules import Status
 
-from .clinical import condition, medication, procedure
+from .clinical import condition, medication, pain_score, procedure
 from .support import PATIENT_ID, service_request
 from .test_criteria import TRIAL, finding, stating
 
@@ -385,3 +385,17 @@ def test_a_course_too_short_inside_the_window_is_not_excused_by_an_old_visit():
     pt = [procedure("97110", "2023-05-01"), procedure("97110", "2026-04-01"), procedure("97110", "2026-04-14")]
     result = finding("physical-therapy", *pt, sources=(source,), min_weeks=6)
     assert result.status == NOT_MET and "spans" in result.reason
+
+
+def test_a_trial_or_evaluation_older_than_a_window_no_source_states_is_unknown():
+    """The 12-month lookbacks of the stimulation trial and the psychological evaluation are this service's too: a
+    good trial 14 months before the order is 'verify', not a warning; a trial with too little relief still warns."""
+    source = provenance.Source("https://payer.example/policy", "payer", "Policy", "a trial precedes implantation",
+                               "2026-11-27")  # fmt: skip
+    trial = [procedure("64555", "2025-04-01", "2025-04-20"), pain_score(8, "2025-03-20"), pain_score(3, "2025-04-10")]
+    result = finding("stimulation-trial", *trial, sources=(source,))
+    assert result.status == UNKNOWN and "(12 months is this service's assumption): verify" in result.reason
+    weak = [procedure("64555", "2025-04-01", "2025-04-20"), pain_score(8, "2025-03-20"), pain_score(7, "2025-04-10")]
+    assert finding("stimulation-trial", *weak, sources=(source,)).status == NOT_MET
+    psych = finding("psych-evaluation", procedure("90791", "2025-01-01"), sources=(source,))
+    assert psych.status == UNKNOWN and "2025-01-01" in psych.reason

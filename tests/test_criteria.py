@@ -226,7 +226,8 @@ TRIAL = ("2026-03-01", "2026-03-07")
     ],
 )
 def test_stimulation_trial(resources, params, status):
-    assert finding("stimulation-trial", *resources, **params).status == status
+    window = stating(params.get("lookback_months", 12))
+    assert finding("stimulation-trial", *resources, sources=window, **params).status == status
 
 
 @pytest.mark.parametrize(
@@ -272,7 +273,7 @@ def test_stimulation_trial_reports_the_computed_relief():
     ],
 )
 def test_psych_evaluation(resources, status):
-    assert finding("psych-evaluation", *resources).status == status
+    assert finding("psych-evaluation", *resources, sources=stating(12)).status == status
 
 
 def test_every_criterion_is_evaluated_in_policy_order():

@@ -170,9 +170,9 @@ def test_policies_check_prints_a_summary_table():
     # the analyst's to-do: windows the service assumed, which no primary quote states (they never warn alone)
     assert lines[0].endswith("assumed windows")
     default = next(line for line in lines if line.startswith("default-clinical"))
-    assert default.endswith("physical-therapy 12m, medication-trial 24m")
+    assert default.endswith("physical-therapy 12m, medication-trial 24m, psych-evaluation 12m, stimulation-trial 12m")
     florida = next(line for line in lines if line.startswith("florida-blue "))
-    assert florida.endswith(" -"), "MP-623 states no window and the policy file applies none"
+    assert florida.endswith("  stimulation-trial 12m"), "MP-623 states no therapy window and the file applies none"
 
 
 def test_versions_are_chosen_as_of_a_date():

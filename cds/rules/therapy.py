@@ -9,10 +9,11 @@ from cds.rules.dates import months_before, weeks
 from cds.rules.findings import Evidence, Finding, Status
 
 
-def lookback(c: Criterion, default: int) -> int | None:
+def lookback(c: Criterion, default: int | None) -> int | None:
     """The criterion's window in months; None where the policy states none (``no_window``: any dated record before
-    the order counts, rather than a window the payer never wrote)."""
-    return None if c.param("no_window") else int(c.param("lookback_months", default))
+    the order counts, rather than a window the payer never wrote) or the criterion has none by default."""
+    months = None if c.param("no_window") else c.param("lookback_months", default)
+    return None if months is None else int(months)
 
 
 def _in_last(months: int | None) -> str:

@@ -8,7 +8,7 @@ from statistics import fmean
 
 from cds import codes
 from cds.records import Event
-from cds.rules import pathways
+from cds.rules import pathways, therapy
 from cds.rules.context import Criterion, Evaluation
 from cds.rules.findings import Evidence, Finding, Status
 
@@ -91,7 +91,7 @@ def stimulation_trial(ev: Evaluation, c: Criterion) -> Finding:
             "removed since: no new trial required",
             (Evidence(revised.reference, revised.start),),
         )
-    lookback = int(c.param("lookback_months", 12))
+    lookback = therapy.lookback(c, 12)
     trials = [e for e in record.procedure_events(codes.STIMULATION_TRIAL) if not _permanent_64555(e)]
     found = ev.window(trials, lookback)
     recent = found.recent
@@ -235,7 +235,7 @@ def psych_evaluation(ev: Evaluation, c: Criterion) -> Finding:
 
 def _documented(ev: Evaluation, c: Criterion, value_set: codes.ValueSet, what: str) -> Finding:
     """A procedure documented before the order (within ``lookback_months`` when the policy sets one)."""
-    lookback = c.param("lookback_months")
+    lookback = therapy.lookback(c, None)
     found = ev.window(ev.record.procedure_events(value_set), lookback)
     if found.recent:
         last = found.last(found.recent)

@@ -5,6 +5,7 @@ where a policy's text says only that the therapy "has been tried" (Florida Blue 
 default criteria follow). A card that warns because the record's therapy is 14 months old would rest on a number
 no source gives. So where no primary source of the criterion states its window, a finding that is not met only
 because of the window is unknown: the card names the earlier therapy and the assumed window, and asks to verify.
+The same holds for a psychological evaluation or a stimulation trial older than a window no source states.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from cds.rules.context import Criterion, Evaluation
 from cds.rules.dates import months_before
 from cds.rules.findings import Finding, Status
 
-# Criteria with a lookback and a mode without one (``no_window``), with the service's default lookback in months.
-WINDOWED = {"physical-therapy": 12, "medication-trial": 24}
+# Criteria with a lookback and a mode without one (``no_window``), with the service's default lookback in months
+# (None: none unless the policy sets one).
+WINDOWED = {"physical-therapy": 12, "medication-trial": 24, "psych-evaluation": None, "stimulation-trial": 12}
 
 _WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 9: "nine", 12: "twelve", 18: "eighteen",
           24: "twenty-four", 36: "thirty-six"}  # fmt: skip
@@ -61,6 +63,8 @@ def unstated(
     if finding.status != Status.NOT_MET or c.id not in WINDOWED or stated(c):
         return finding
     months = therapy.lookback(c, WINDOWED[c.id])
+    if months is None:
+        return finding
     since = months_before(ev.order_date, months)
     if any(e.date is not None and e.date >= since for e in finding.evidence):
         return finding  # therapy inside the window falls short (too short, too few classes): not the window's doing
