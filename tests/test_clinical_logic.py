@@ -340,6 +340,8 @@ def test_entries_sent_without_an_id_are_each_counted_as_themselves():
         ("a course of physical therapy in the previous twelve months", NOT_MET),
         ("physical therapy within one year of the request", NOT_MET),
         ("physical therapy within the past 6 months", UNKNOWN),  # another window than the one applied
+        ("physical therapy in the 12 months prior to the request", NOT_MET),
+        ("pain for at least 12 months despite physical therapy", UNKNOWN),  # how long the pain lasted
     ],
 )
 def test_therapy_older_than_a_window_no_source_states_is_unknown_not_a_warning(quote, status):

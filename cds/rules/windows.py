@@ -29,12 +29,18 @@ _WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 9: "ni
 
 
 def _phrases(months: int) -> re.Pattern:
-    """How a source may write the window: "12 months", "12-month", "twelve months", "one year", "past year"."""
+    """How a source states a lookback: "within the past 12 months", "in the previous twelve months", "within one
+    year", "12 months before the request", "the past year". A bare "12 months" is not enough ("pain for at least
+    12 months" is how long the pain lasted, not when the therapy was)."""
     counts = [(str(months), "months?")] + ([(_WORDS[months], "months?")] if months in _WORDS else [])
     if months % 12 == 0:
         years = months // 12
         counts += [(str(years), "years?")] + ([(_WORDS[years], "years?")] if years in _WORDS else [])
-    alternatives = [rf"\b{re.escape(n)}[\s-]*(?:calendar[\s-]+)?{unit}\b" for n, unit in counts]
+        counts += [("a", "year")] if years == 1 else []
+    span = "|".join(rf"{re.escape(n)}[\s-]*(?:calendar[\s-]+)?{unit}" for n, unit in counts)
+    before = r"\b(?:within|in|during|over)\s+(?:the\s+)?(?:(?:past|last|previous|prior|preceding|most\s+recent)\s+)?"
+    after = r"[\s,]+(?:prior\s+to|before|preceding)\b"
+    alternatives = [rf"{before}(?:{span})\b", rf"\b(?:{span})\b{after}"]
     if months == 12:
         alternatives.append(r"\b(?:past|last|prior|previous|preceding) year\b")
     return re.compile("|".join(alternatives), re.IGNORECASE)
