@@ -46,7 +46,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, SQLAlchemyError
 from cds import metrics
 from cds.db import metadata
 from cds.errors import ServiceUnavailable
-from cds.records import unnamed_id
+from cds.records import updated_order_ids
 
 log = logging.getLogger(__name__)
 
@@ -424,14 +424,11 @@ def outcome_summary(response: dict | None) -> dict:
     """Per order id: the coverage-information codes (no free text). Orders sent without an id are keyed as the
     answer names them, "(no id #n)" in the order answered."""
     summary = {}
-    unnamed = 0
-    for action in (response or {}).get("systemActions", ()):
+    actions = (response or {}).get("systemActions", ())
+    for action, order_id in zip(actions, updated_order_ids(actions), strict=True):
         resource = action.get("resource") or {}
-        if resource.get("id") in (None, ""):
-            unnamed += 1
-            resource = {**resource, "id": unnamed_id(unnamed)}
         for ext in resource.get("extension") or ():
             if isinstance(ext, dict) and str(ext.get("url", "")).endswith("ext-coverage-information"):
                 values = {s["url"]: s.get("valueCode") for s in ext.get("extension", ()) if "valueCode" in s}
-                summary[str(resource.get("id"))] = values
+                summary[order_id] = values
     return summary

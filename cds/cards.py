@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 from cds import payers, provenance, questionnaires
 from cds.codes import CPT, HCPCS, canonical, codings
-from cds.records import Order, as_reference
+from cds.records import Order, as_reference, unnamed
 from cds.rules.findings import BillingOption, Finding, Status
 from cds.rules.params import BILLING
 from cds.rules.pathways import PAIN, Pathway
@@ -188,7 +188,7 @@ def _documentation(findings: list[Finding], ctx: CardContext) -> dict | None:
     )
     if ctx.dtr_app and ctx.questionnaire and not ctx.information_only:
         app_context = {
-            "order": ctx.order.reference if "reference" in as_reference(ctx.order.reference) else None,
+            "order": None if unnamed(ctx.order.id) else ctx.order.reference,  # an order without an id: none
             "coverage": ctx.route.coverage_ref,
             "questionnaire": ctx.questionnaire,
         }

@@ -264,7 +264,7 @@ def _policies_check(directory: Path | None, as_of: date | None) -> int:
             continue
         secondary = sum(c.confidence == "secondary" for c in version.criteria)
         # windows no primary quote states: therapy older than them is unknown, never a warning (cds.rules.windows)
-        assumed = [f"{c.id} {windows.assumed(c)}m" for c in version.criteria if windows.assumed(c) is not None]
+        assumed = [f"{c.id} {months}m" for c in version.criteria if (months := windows.assumed(c)) is not None]
         rows.append(
             (
                 plan.id + (" (default)" if plan.default else ""),

@@ -356,7 +356,7 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
         if key not in kept or _newer(resource, kept[key]):
             kept[key] = resource
 
-    labels = {kind: _labels({rid for t, rid in kept if t == kind}) for kind in _EVIDENCE_KINDS}
+    labels: dict[str, Iterator[str]] = {}  # per kind, made on the first entry without an id (rare)
     for resource in [*kept.values(), *anonymous]:
         rtype = resource["resourceType"]
         concept = None
@@ -371,6 +371,8 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
             record.unreadable += 1
             continue
         if not model.id and rtype in _EVIDENCE_KINDS:
+            if rtype not in labels:
+                labels[rtype] = _labels({rid for t, rid in kept if t == rtype})
             model = model._replace(id=next(labels[rtype]))
         if concept is not None:
             record._medication_concepts[f"{rtype}/{model.id}"] = concept
@@ -663,11 +665,32 @@ def is_fhir_id(value: object) -> bool:
     return isinstance(value, str) and bool(_FHIR_ID.fullmatch(value)) and value not in (".", "..")
 
 
+def updated_order_ids(actions: Iterable[dict]) -> Iterator[str]:
+    """The order id of each update action of an answer, as the answer's cards name it: an order sent without an id
+    (its update carries none) by its label, in the order answered."""
+    unnamed = 0
+    for action in actions:
+        resource = action.get("resource") if isinstance(action, dict) else None
+        ident = resource.get("id") if isinstance(resource, dict) else None
+        if ident in (None, ""):
+            unnamed += 1
+            ident = unnamed_id(unnamed)
+        yield str(ident)
+
+
 def as_reference(reference: str) -> dict:
     """A FHIR Reference to evidence the rules cite: an entry the record sent without an id is named, since a
     reference to it would resolve to nothing (or, worse, to another resource)."""
     kind, _, ident = reference.partition("/")
     return {"type": kind, "display": f"{kind} {ident}"} if unnamed(ident) else {"reference": reference}
+
+
+def referenced_id(value: dict) -> str:
+    """The id :func:`as_reference` made ``value`` from: the reference's last step, or the label it names."""
+    reference, display = value.get("reference"), value.get("display")
+    if isinstance(reference, str):
+        return reference.split("/")[-1]
+    return display.partition(" ")[2] if isinstance(display, str) else ""
 
 
 def ref_id(reference: str | None) -> str:

@@ -199,9 +199,7 @@ def outcome(status: int, response: dict) -> dict:
     for card in response.get("cards", []):
         extension = card.get("extension") or {}
         associated = (extension.get("davinci-crd.associated-resource") or [{}])[0]
-        # an order sent without an id is named ("ServiceRequest (no id #1)"), not referenced
-        key = associated.get("reference", "").split("/")[-1] or associated.get("display", "").partition(" ")[2]
-        order = orders.setdefault(key or "*", {"cards": []})
+        order = orders.setdefault(records.referenced_id(associated) or "*", {"cards": []})
         entry = {"topic": card.get("source", {}).get("topic", {}).get("code", ""), "indicator": card.get("indicator")}
         if card.get("suggestions"):
             entry["suggestions"] = len(card["suggestions"])
@@ -210,16 +208,12 @@ def outcome(status: int, response: dict) -> dict:
         criteria = extension.get("cds64580.criteria")
         if criteria and "criteria" not in order:
             order["criteria"] = {c["id"]: c["status"] for c in criteria}
-    unnamed = 0
-    for action in response.get("systemActions", []):
+    actions = response.get("systemActions", [])
+    for action, order_id in zip(actions, records.updated_order_ids(actions), strict=True):
         resource = action.get("resource") or {}
-        order_id = resource.get("id")
-        if order_id in (None, ""):
-            unnamed += 1
-            order_id = records.unnamed_id(unnamed)
         for ext in resource.get("extension") or ():
             if ext.get("url") == coverage.EXTENSION:
-                orders.setdefault(str(order_id), {"cards": []})["coverage"] = _coverage_values(ext)
+                orders.setdefault(order_id, {"cards": []})["coverage"] = _coverage_values(ext)
     return {"status": 200, "orders": orders}
 
 

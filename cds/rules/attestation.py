@@ -14,13 +14,12 @@ from dataclasses import dataclass, replace
 from datetime import date
 
 from cds.records import PatientRecord, as_date
-from cds.rules import windows
+from cds.rules import therapy, windows
 from cds.rules.dates import months_before
 from cds.rules.findings import Evidence, Finding, Status
 from cds.rules.params import BILLING, Criterion
 
 NOT_DOCUMENTATION = frozenset(BILLING)  # billing rules: nothing a clinician documents
-_BEFORE_WINDOW = "it ended before the policy's "
 PERIODIC = frozenset({"physical-therapy", "medication-trial", "stimulation-trial", "chronicity", "psych-evaluation"})
 
 
@@ -86,15 +85,17 @@ def judge(finding: Finding, criterion: Criterion, attestation: Attestation, orde
     when = _span(attestation)
     evidence = (Evidence(attestation.response, attestation.authored, "attestation"),)
     problem = _problem(criterion, attestation, order_date)
-    assumed = windows.assumed(criterion)
-    if problem and problem.startswith(_BEFORE_WINDOW) and assumed is not None:  # a window no source states
+    months = None if problem else _before_window(criterion, attestation, order_date)
+    if months is not None and windows.assumed(criterion) is not None:  # a window no source states never warns
         reason = (
-            f"{who}{': ' + when if when else ''}, before the {assumed}-month window this service assumes; the "
+            f"{who}{': ' + when if when else ''}, before the {months}-month window this service assumes; the "
             "policy's own text states no time window: verify"
         )
         return finding.without_actions(
             status=Status.UNKNOWN, reason=reason, evidence=evidence, attested=True, headline=""
         )
+    if months is not None:
+        problem = f"it ended before the policy's {months}-month lookback from the order"
     if problem:
         reason = f"{who}{': ' + when if when else ''}, but {problem}"
         return replace(finding, status=Status.NOT_MET, reason=reason, evidence=evidence, attested=True)
@@ -108,6 +109,12 @@ def _span(a: Attestation) -> str:
     return (a.start or a.end).isoformat() if (a.start or a.end) else ""
 
 
+def _before_window(criterion: Criterion, a: Attestation, order_date: date) -> int | None:
+    """The criterion's lookback in months when the attested therapy ended before it, else None."""
+    lookback, last = therapy.lookback(criterion, None), a.end or a.start
+    return lookback if lookback is not None and last and last < months_before(order_date, lookback) else None
+
+
 def _problem(criterion: Criterion, a: Attestation, order_date: date) -> str | None:
     """Why the attested dates do not meet the criterion's parameters, or None when they do."""
     if a.unreadable:  # a date was given but cannot be read: never judged as if it had not been given
@@ -119,9 +126,6 @@ def _problem(criterion: Criterion, a: Attestation, order_date: date) -> str | No
         return "the end date is before the start date"
     if first and first > order_date:
         return f"it starts after the order ({order_date.isoformat()})"
-    lookback = criterion.param("lookback_months")
-    if lookback is not None and last and last < months_before(order_date, int(lookback)):
-        return f"{_BEFORE_WINDOW}{lookback}-month lookback from the order"
     months = criterion.param("months") if criterion.id == "chronicity" else None
     if months is not None and first and first > months_before(order_date, int(months)):
         return f"it began less than {months} months before the order"
