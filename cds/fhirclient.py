@@ -138,9 +138,14 @@ class _Watchdog:
 
 
 def is_allowed(base_url: str, allowed: tuple[str, ...]) -> bool:
-    """True when ``base_url`` is one of the allowed bases (or below one); "*" allows any http(s) URL."""
+    """True when ``base_url`` is one of the allowed bases (or below one); "*" allows any http(s) URL.
+
+    A base with a query or a fragment (even an empty one) is refused: resolving ``Patient/1`` against
+    ``https://ehr/fhir?x`` drops ``/fhir``, and the token would go to a path outside the allowed base."""
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or parts.password:
+        return False
+    if "?" in base_url or "#" in base_url:
         return False
     if _segments(base_url) is None:
         return False

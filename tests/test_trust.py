@@ -297,12 +297,37 @@ def test_a_trusted_clients_own_server_is_used(trusted, ehr):
         ("https://ehr.example.org/fhirx", False),
         ("https://ehr.example.org/admin", False),
         ("http://ehr.example.org/fhir", False),  # another scheme is another origin
+        ("https://ehr.example.org/fhir?x=1", False),  # Patient/1 resolved against it drops /fhir
+        ("https://ehr.example.org/fhir?", False),
+        ("https://ehr.example.org/fhir#x", False),
+        ("https://ehr.example.org/fhir/?_format=json", False),
     ],
 )
 def test_the_allow_list_compares_normalised_paths(url, allowed):
     from cds.fhirclient import is_allowed
 
     assert is_allowed(url, ("https://ehr.example.org/fhir",)) is allowed
+
+
+@pytest.mark.parametrize("tail", ["?x=1", "#x", "?"])
+def test_a_fhir_server_with_a_query_or_fragment_gets_no_token(make_app, ehr, tail):
+    """Resolving Patient/1 against ``/fhir?x=1`` would ask ``/Patient/1``: off the allowed base, with the token."""
+    ehr.expect_request("/Patient/pat-1").respond_with_json({"resourceType": "Patient", "id": "pat-1"})
+    client = make_app(FHIR_ALLOWED_SERVERS=[ehr.url_for("/fhir")]).test_client()
+    data = full_prefetch()
+    del data["patient"]
+    body = hook_request(prefetch=data, fhir_server=ehr.url_for("/fhir") + tail)
+    body["fhirAuthorization"] = {
+        "access_token": "tok-secret",
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "patient/*.read",
+        "subject": "cds",
+    }
+    response = call(client, None, body=body)
+    assert response.status_code == 412
+    assert "allow-list" in response.get_json()["issue"][0]["diagnostics"]
+    assert ehr.log == []
 
 
 def test_a_next_link_outside_the_base_path_gets_no_token(make_app, ehr):
