@@ -42,6 +42,8 @@ _DONE_PROCEDURE = {"completed", "in-progress", "unknown"}
 # does not know which status applies, not-done and entered-in-error included, so no rule may rest on such a
 # record alone (see rules.evaluate); a missing status is read the same way
 _UNSETTLED_KINDS = ("procedures", "medication_requests", "medication_statements", "observations")
+_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 _ACTIVE_CONDITION = {"active", "recurrence", "relapse"}
 _REFUTED_CONDITION = {"refuted", "entered-in-error"}  # never evidence of anything
 _UNCONFIRMED_CONDITION = {"unconfirmed", "provisional", "differential"}  # evidence of nothing yet
@@ -135,6 +137,7 @@ class PatientRecord:
     roles: dict[str, PractitionerRole] = field(default_factory=dict)
     questionnaire_responses: list[QuestionnaireResponse] = field(default_factory=list)  # attestations (DTR)
     unreadable: int = 0
+    elsewhere: int = 0  # entries about another patient, left out (see :func:`_about_another`)
     # medication codes resolved while filtering (contained or separate Medication resources), by resource ref
     _medication_concepts: dict[str, dict] = field(default_factory=dict, repr=False)
     # views already computed: several criteria read the same events (and indexes of roles and coverages)
@@ -175,10 +178,10 @@ class PatientRecord:
             hit = value_set.match_codings(_model_codings(c.code))
             if not hit:
                 continue
-            verification = _first_code(c.verificationStatus)
+            verification = _status_code(c.verificationStatus, _VERIFICATION)
             if verification in _REFUTED_CONDITION:
                 continue
-            clinical = _first_code(c.clinicalStatus)
+            clinical = _status_code(c.clinicalStatus, _CLINICAL)
             start = as_date(c.onsetDateTime) or (as_date(c.onsetPeriod.start) if c.onsetPeriod else None)
             abated = as_date(c.abatementDateTime)
             events.append(
@@ -370,6 +373,9 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
         if model is None:
             record.unreadable += 1
             continue
+        if patient_id and _about_another(rtype, model, patient_id):
+            record.elsewhere += 1
+            continue
         if not model.id and rtype in _EVIDENCE_KINDS:
             if rtype not in labels:
                 labels[rtype] = _labels({rid for t, rid in kept if t == rtype})
@@ -379,7 +385,23 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
         _add(record, rtype, model)
     if record.unreadable:
         log.info("record: %d resources could not be read and were left out", record.unreadable)
+    if record.elsewhere:
+        log.warning("record: %d resources about another patient were left out", record.elsewhere)
     return record
+
+
+def _about_another(rtype: str, model, patient_id: str) -> bool:
+    """Whether the entry names another patient as its subject (beneficiary for Coverage; the id for Patient): a
+    prefetch or search that returns one is wrong, and its therapy, diagnosis or attestation is not this patient's.
+    A reference that names no patient id (``urn:uuid:``, ``#contained``, a Group) is not judged."""
+    if rtype == "Patient":
+        return bool(model.id) and model.id != patient_id
+    subject = model.beneficiary if rtype == "Coverage" else getattr(model, "subject", None)
+    reference = subject.reference if subject is not None else None
+    if not reference:
+        return False
+    kind, ident = _split(reference.split("/_history/")[0])
+    return kind == "Patient" and ident != patient_id
 
 
 def orders_from(drafts: Iterable[dict]) -> list[Order]:
@@ -648,8 +670,11 @@ def _sites(concepts) -> frozenset[tuple[str, str]]:
     return frozenset((s, c) for concept in concepts or () for s, c in _model_codings(concept) if s and c)
 
 
-def _first_code(concept) -> str | None:
-    return next((code for _, code in _model_codings(concept) if code), None)
+def _status_code(concept, system: str) -> str | None:
+    """The code of the coding in ``system`` (HL7's status code system), else the first code: an EHR may put its
+    local code first, and ``entered-in-error`` second must still take the diagnosis out."""
+    codings = [(s, c) for s, c in _model_codings(concept) if c]
+    return next((c for s, c in codings if s == system), codings[0][1] if codings else None)
 
 
 def _split(reference: str) -> tuple[str, str]:

@@ -401,3 +401,63 @@ def test_a_trial_or_evaluation_older_than_a_window_no_source_states_is_unknown()
     assert finding("stimulation-trial", *weak, sources=(source,)).status == NOT_MET
     psych = finding("psych-evaluation", procedure("90791", "2025-01-01"), sources=(source,))
     assert psych.status == UNKNOWN and "2025-01-01" in psych.reason
+
+
+def _about(resource: dict, reference: str) -> dict:
+    return {**resource, "subject": {"reference": reference}}
+
+
+@pytest.mark.parametrize(
+    ("criterion", "resource", "params"),
+    [
+        ("indication", condition("G90.522"), {}),
+        ("physical-therapy", procedure("97110", "2026-01-05", "2026-03-01"), {}),
+        ("psych-evaluation", procedure("90791", "2026-02-01"), {}),
+        ("medication-trial", medication("25480", when="2026-01-01"), {}),
+    ],
+)
+@pytest.mark.parametrize(
+    "other",
+    ["Patient/someone-else", "https://ehr.example.org/fhir/Patient/someone-else/_history/3"],
+)
+def test_another_patients_entries_are_never_this_patients_evidence(criterion, resource, params, other):
+    """A prefetch that returns another patient's therapy or diagnosis is the EHR's error; counting it told a surgeon
+    that this patient had it (the attacker's pass: met on someone else's physical therapy)."""
+    mine = finding(criterion, resource, **params)
+    assert mine.status == MET, mine.reason
+    theirs = finding(criterion, _about(resource, other), **params)
+    assert theirs.status != MET and theirs.evidence == (), theirs.reason
+    same = finding(criterion, _about(resource, "https://ehr.example.org/fhir/Patient/pat-1"), **params)
+    assert same.status == MET, "an absolute reference to this patient is this patient"
+
+
+def test_another_patients_coverage_and_patient_resource_are_left_out():
+    record = records.build(
+        [
+            {"resourceType": "Patient", "id": "someone-else", "birthDate": "1950-01-01"},
+            {"resourceType": "Coverage", "id": "c9", "status": "active",
+             "beneficiary": {"reference": "Patient/someone-else"}, "payor": [{"display": "Medicare"}]},
+            {"resourceType": "Coverage", "id": "c1", "status": "active",
+             "beneficiary": {"reference": f"Patient/{PATIENT_ID}"}, "payor": [{"display": "Aetna"}]},
+        ],
+        PATIENT_ID,
+    )  # fmt: skip
+    assert record.patient is None
+    assert [c.id for c in record.coverages] == ["c1"]
+    assert record.elsewhere == 2
+
+
+@pytest.mark.parametrize(
+    ("second", "status"),
+    [("entered-in-error", NOT_MET), ("refuted", NOT_MET), ("provisional", UNKNOWN), ("confirmed", MET)],
+)
+def test_verification_status_is_read_from_hl7s_coding_not_the_first_one(second, status):
+    """An EHR's local code first and HL7's ``entered-in-error`` second: the diagnosis was counted, met."""
+    verification = {
+        "coding": [
+            {"system": "urn:oid:1.2.840.114350.1.13.0.1.7.4.698084.10", "code": "7"},
+            {"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": second},
+        ]
+    }
+    result = finding("indication", condition("G90.522", verificationStatus=verification))
+    assert result.status == status, result.reason

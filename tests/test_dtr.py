@@ -374,3 +374,38 @@ def test_the_served_store_creates_questionnaire_responses_only():
         assert requests.post(f"{served.base_url}/QuestionnaireResponse", json=last, timeout=5).status_code == 201
         full = requests.post(f"{served.base_url}/QuestionnaireResponse", json=last, timeout=5)
         assert full.status_code == 409 and "at most 100" in full.json()["issue"][0]["diagnostics"]
+
+
+def test_another_patients_attestation_or_record_never_answers_for_this_one(client):
+    """A QuestionnaireResponse about someone else met physical therapy (attested), and $populate prefilled this
+    patient's form from another patient's Procedure: both now ignore entries whose subject is another patient."""
+    from cds import fixtures, replay
+
+    case = fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-attested-physical-therapy")
+    body = replay.standalone_request(case, replay.Options())
+    for bundle in body["prefetch"].values():
+        for entry in (bundle or {}).get("entry", []):
+            if entry["resource"]["resourceType"] == "QuestionnaireResponse":
+                entry["resource"]["subject"] = {"reference": "Patient/someone-else"}
+    answer = client.post("/cds-services/cpt64580-order-sign", json=body).get_json()
+    summary = next(c for c in answer["cards"] if c["summary"].startswith("CPT 64580 criteria"))
+    pt = next(c for c in summary["extension"]["cds64580.criteria"] if c["id"] == "physical-therapy")
+    assert pt["status"] != "met" and "attested" not in pt, pt
+
+    case = fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-no-physical-therapy")
+    patient = next(r for r in case.resources if r["resourceType"] == "Patient")
+    theirs = [{**r, "subject": {"reference": "Patient/someone-else"}} if r["resourceType"] == "Procedure" else r
+              for r in case.resources]  # fmt: skip
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "subject", "valueReference": {"reference": f"Patient/{patient['id']}"}},
+            {"name": "content", "resource": {"resourceType": "Bundle", "type": "collection",
+                                             "entry": [{"resource": r} for r in theirs]}},
+            {"name": "order", "resource": case.spec["orders"][0]},
+        ],
+    }  # fmt: skip
+    response = client.post("/fhir/Questionnaire/medicare-ffs-2019-12-01/$populate", json=body)
+    [qr] = [p["resource"] for p in response.get_json()["parameter"] if p["name"] == "response"]
+    psych = next(g for g in qr["item"] if g["linkId"] == "psych-evaluation")
+    assert all("answer" not in i for i in psych["item"]), "another patient's evaluation prefilled nothing"
