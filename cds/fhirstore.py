@@ -133,8 +133,8 @@ class FHIRStore:
         """The payor Organizations the Coverages reference (once each), as ``_include=Coverage:payor`` returns."""
         found: dict[str, dict] = {}
         for coverage in coverages:
-            for payor in coverage.get("payor") or ():
-                kind, _, ident = str((payor or {}).get("reference", "")).rpartition("/")
+            for payor in _list(coverage.get("payor")):
+                kind, _, ident = _reference(payor).rpartition("/")
                 if kind.rsplit("/", 1)[-1] == "Organization" and ident not in found:
                     organization = self.read("Organization", ident)
                     if organization is not None:
@@ -267,30 +267,37 @@ class ServedStore:
         self._server.server_close()
 
 
+def _list(value: object) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _reference(value: object) -> str:
+    """A Reference's ``reference``, or "" when the JSON holds something else there (a pasted Bundle may)."""
+    ref = value.get("reference") if isinstance(value, dict) else None
+    return ref if isinstance(ref, str) else ""
+
+
 def _matches(resource: dict, name: str, value: str) -> bool:
+    """Whether ``resource`` matches one search parameter; values of the wrong JSON type never match (and never
+    fail: a Bundle pasted into the viewer or given to ``cds replay`` may hold anything)."""
     if name in _REFERENCE_PARAMS:
-        for field in _REFERENCE_PARAMS[name]:
-            ref = resource.get(field)
-            if (
-                isinstance(ref, dict)
-                and str(ref.get("reference", "")).rstrip("/").split("/")[-1] == value.split("/")[-1]
-            ):
-                return True
-        return False
+        wanted = value.split("/")[-1]
+        return any(_reference(resource.get(f)).rstrip("/").split("/")[-1] == wanted for f in _REFERENCE_PARAMS[name])
     if name == "_id":
         return resource.get("id") in value.split(",")
     if name == "status":
         return resource.get("status") in value.split(",")
     if name == "practitioner":
-        ref = resource.get("practitioner")
-        return isinstance(ref, dict) and str(ref.get("reference", "")).split("/")[-1] == value.split("/")[-1]
+        return _reference(resource.get("practitioner")).split("/")[-1] == value.split("/")[-1]
     if name == "code":  # a comma is "or", as in FHIR search
-        codings = (resource.get("code") or {}).get("coding") or ()
+        concept = resource.get("code")
+        codings = _list(concept.get("coding")) if isinstance(concept, dict) else []
         wanted = [v.rpartition("|") for v in value.split(",")]
         return any(
             c.get("code") == code and (not system or c.get("system") == system)
             for system, _, code in wanted
             for c in codings
+            if isinstance(c, dict)
         )
     return False
 

@@ -190,15 +190,15 @@ _REQUEST = _real_request()
 _PATHS = [p for p in _paths(_REQUEST) if p]
 
 
-def _bundle_of(prefetch: dict) -> dict:
-    entries = []
-    for value in prefetch.values():
-        inner = value.get("entry", []) if value.get("resourceType") == "Bundle" else [{"resource": value}]
-        entries += [{"resource": e["resource"]} for e in inner]
-    return {"resourceType": "Bundle", "type": "collection", "entry": entries}
+def _case_bundle(name: str) -> dict:
+    from cds import fixtures
+
+    case = fixtures.load_folder(fixtures.FIXTURE_DIR / name)
+    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in case.resources]}
 
 
-_BUNDLE = _bundle_of(_REQUEST["prefetch"])
+# a whole record (every kind the rules read), not the sparse prefetch: the store's search reads more elements
+_BUNDLE = _case_bundle("medicare-all-criteria-met")
 _BUNDLE_PATHS = [p for p in _paths(_BUNDLE) if p]
 odd_values = st.one_of(json_values, EDGE_DATES)
 
@@ -270,7 +270,27 @@ def test_cds_replay_of_any_shape_exits_cleanly(tmp_path_factory, kind, data):
     assert "Traceback" not in stderr.getvalue()
 
 
-_PATIENT_AT = next(i for i, e in enumerate(_BUNDLE["entry"]) if e["resource"]["resourceType"] == "Patient")
+def _at(kind: str) -> int:
+    return next(i for i, e in enumerate(_BUNDLE["entry"]) if e["resource"]["resourceType"] == kind)
+
+
+_PATIENT_AT = _at("Patient")
+# the fixture store's search read these elements as their FHIR types (the attacker's pass: 169 of 7,368 were 500s)
+_STORE_SHAPES = {
+    "observation-code-string": ("Observation", ("code",), "72514-3"),
+    "observation-coding-string": ("Observation", ("code", "coding"), "72514-3"),
+    "observation-coding-of-strings": ("Observation", ("code", "coding"), ["72514-3"]),
+    "coverage-payor-strings": ("Coverage", ("payor",), ["a"]),
+    "coverage-payor-object": ("Coverage", ("payor",), {"reference": "Organization/x"}),
+    "coverage-beneficiary-string": ("Coverage", ("beneficiary",), "Patient/pat-1"),
+    "procedure-subject-list": ("Procedure", ("subject",), [{"reference": "Patient/pat-1"}]),
+    "role-practitioner-number": ("PractitionerRole", ("practitioner",), 7),
+}
+
+
+def _store_shape(name: str) -> dict:
+    kind, path, value = _STORE_SHAPES[name]
+    return _with(_BUNDLE, ("entry", _at(kind), "resource", *path), value)
 
 
 @pytest.mark.parametrize(
@@ -286,3 +306,23 @@ _PATIENT_AT = next(i for i, e in enumerate(_BUNDLE["entry"]) if e["resource"]["r
 def test_shapes_the_viewer_once_failed_on_are_a_4xx_or_a_run(body):
     response = _post(_viewer, "/viewer/api/run", body)
     assert response.status_code in (200, 400), response.get_data(as_text=True)[:200]
+
+
+@pytest.mark.parametrize("name", sorted(_STORE_SHAPES))
+def test_a_pasted_bundle_with_elements_of_the_wrong_type_is_a_run_not_a_500(name, tmp_path):
+    import contextlib
+    import io
+
+    import orjson
+
+    from cds import cli
+
+    bundle = _store_shape(name)
+    response = _post(_viewer, "/viewer/api/run", {"bundle": bundle})
+    assert response.status_code in (200, 400), response.get_data(as_text=True)[:300]
+    source = tmp_path / "bundle.json"
+    source.write_bytes(orjson.dumps(bundle))
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        code = cli.main(["replay", str(source)])
+    assert code in (0, 1, 2) and "Traceback" not in stderr.getvalue(), stderr.getvalue()[-500:]
