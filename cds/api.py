@@ -20,6 +20,14 @@ from cds.errors import MalformedJSON, PayloadTooLarge, UnknownCard, UnsupportedM
 from cds.services import discovery_document
 from cds.trust import InvalidToken
 
+try:  # what gunicorn raises from wsgi.input on a broken chunked body; the dev server refuses those itself
+    from gunicorn.http.errors import ParseException as _BrokenBody
+except ImportError:  # pragma: no cover - gunicorn does not install on every platform
+
+    class _BrokenBody(Exception):  # type: ignore[no-redef]
+        pass
+
+
 bp = Blueprint("cds", __name__)
 log = logging.getLogger("cds.api")
 
@@ -56,7 +64,10 @@ def read_json(max_depth: int | None = schemas.MAX_DEPTH) -> object:
         raise UnsupportedMediaType(
             "JSON is sent as UTF-8 (RFC 8259); declare charset=utf-8 or none", expression=("Content-Type",)
         )
-    data = request.get_data(cache=False)
+    try:
+        data = request.get_data(cache=False)
+    except (_BrokenBody, OSError) as exc:  # a bad chunk size or trailer, or the client gone mid-body
+        raise MalformedJSON(f"the body could not be read ({type(exc).__name__}): resend it") from None
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is None and limit is not None and len(data) >= limit:
         # a chunked body: the server's reader stops at the limit without saying so, and the rest is not ours to

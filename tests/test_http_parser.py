@@ -70,6 +70,12 @@ def test_gunicorn_answers_what_its_parser_refuses_with_an_operation_outcome_and_
         refused(port, long_url, "414", "too-costly")
         bad_header = f"GET /x HTTP/1.1\r\nHost: x\r\nAuthorization Bearer: eyJ{SECRET}-4\r\n\r\n".encode()
         refused(port, bad_header, "400")
+        post = b"POST /cds-services/cpt64580-order-sign HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        chunked = post + b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        for broken in (b"ZZ\r\n{}\r\n0\r\n\r\n", b"2\r\n{}XX0\r\n\r\n"):  # no chunk size; no CRLF after one
+            head, body = raw(port, chunked + broken)  # read by the app, where gunicorn raised: a 500
+            assert head.startswith("HTTP/1.1 400 "), head
+            assert body["resourceType"] == "OperationOutcome" and "could not be read" in json.dumps(body)
         assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200  # still serving
     logged = (tmp_path / "prod.log").read_text()
     assert logged.count("Invalid request from ip=127.0.0.1: ") == 4, logged
