@@ -303,6 +303,10 @@ _ROUTE_PROBLEMS = {
         "Several active coverages: set the order's insurance so the right payer policy applies",
         "warning",
     ),
+    payers.TECHNICAL: (  # the coverage information says the same, with the 'technical' reason
+        "The EHR did not return the patient's coverage in time: the payer's CPT 64580 policy was not checked",
+        "info",
+    ),
 }
 
 
@@ -331,14 +335,14 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
         )
         return _card(ctx, "payer", text, "info", "insurance", detail, [], links=False)
     if not route.matched:
-        name = route.payer_name or "the payer"
         why = (
             "has no CPT 64580 policy in force on this date"
             if route.outcome == payers.NOT_IN_FORCE
             else "is not recognised"
         )
-        text = f"Payer {name} {why}: coverage for CPT 64580 not determined"
-        detail = "\n".join([f"Payer {md(name)} {why} by this service.", "", default_note])
+        name = f"Payer {route.payer_name}" if route.payer_name else "The payer"
+        text = f"{name} {why}: coverage for CPT 64580 not determined"
+        detail = "\n".join([f"{md(name)} {why} by this service.", "", default_note])
         return _card(ctx, "payer", text, "info", "insurance", detail, [], links=False)
 
     stance = version.stance(ctx.group)

@@ -123,6 +123,9 @@ def test_a_technical_failure_is_told_in_each_version(requested):
         assert values["covered"] == ["indeterminate"] and reason["coding"][0]["code"] == "technical"
     else:
         assert values["covered"] == ["conditional"] and "coding" not in reason
+    payer = response["cards"][0]  # it said "Payer the payer is not recognised"
+    assert payer["summary"].startswith("The EHR did not return the patient's coverage in time"), payer["summary"]
+    assert payer["indicator"] == "info"
 
 
 def test_discovery_declares_both_versions_as_two_nodes():
