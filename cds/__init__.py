@@ -120,6 +120,17 @@ def _register_error_handlers(app: Flask) -> None:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
 
+    @app.after_request
+    def redirect_body(response: Response) -> Response:
+        """Werkzeug's own redirects (``/fhir//metadata``, ``/viewer``) bypass the error handlers with an HTML page;
+        they keep their status and Location and say where to go in an OperationOutcome, like every non-2xx."""
+        if 300 <= response.status_code < 400 and response.mimetype == "text/html":
+            where = response.headers.get("Location", "")
+            issue = {"severity": "information", "code": "informational", "diagnostics": f"moved to {where[:256]}"}
+            response.set_data(api.json_response(operation_outcome([issue])).get_data())
+            response.mimetype = "application/json"
+        return response
+
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
         # The message and source lines may quote request data: only the type and code locations are logged.

@@ -117,6 +117,14 @@ def test_wrong_method_is_405_with_allow(client):
     assert "POST" in response.headers["Allow"]
 
 
+@pytest.mark.parametrize(("path", "location"), [("/fhir//metadata", "/fhir/metadata"), ("/viewer", "/viewer/")])
+def test_werkzeugs_own_redirects_carry_an_operation_outcome_not_an_html_page(make_app, path, location):
+    response = make_app(VIEWER=True).test_client().get(path)
+    assert response.status_code == 308 and response.headers["Location"].endswith(location)
+    assert response.mimetype == "application/json", response.get_data(as_text=True)[:100]
+    assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
 def test_body_over_the_limit_is_413(make_app):
     client = make_app(MAX_CONTENT_LENGTH=1024).test_client()
     body = hook_request()
