@@ -75,10 +75,17 @@ audit_cards_table = Table(
 
 
 class AuditLog:
-    def __init__(self, engine: Engine, retention_days: int, queue_size: int = 2_000, batch_size: int = 256):
+    def __init__(
+        self,
+        engine: Engine,
+        retention_days: int,
+        queue_size: int = 2_000,
+        batch_size: int = 256,
+        queue_bytes: int = 64 << 20,
+    ):
         self._engine = engine
         self._retention = timedelta(days=retention_days)
-        self._writer = _GroupWriter(engine, queue_size, batch_size)
+        self._writer = _GroupWriter(engine, queue_size, batch_size, queue_bytes=queue_bytes)
 
     def record(
         self,
@@ -172,11 +179,19 @@ class _GroupWriter:
     are written in the caller's thread.
     """
 
-    def __init__(self, engine: Engine, queue_size: int, batch_size: int, idle: float = 30.0):
+    def __init__(
+        self, engine: Engine, queue_size: int, batch_size: int, idle: float = 30.0, queue_bytes: int = 64 << 20
+    ):
         self._engine = engine
         self._batch_size = batch_size
         self._idle = idle
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        # the queue is bounded in bytes too: 2,000 rows of 33 MB answers (a huge draft order echoed back) held
+        # 1.3 GB while the database was stalled. A row over the budget waits until the rows ahead are written;
+        # one larger than the whole budget waits for an empty queue (it is never refused: its call was answered)
+        self._max_bytes = queue_bytes
+        self._bytes = 0
+        self._room = threading.Condition()
         self._lock = threading.Lock()
         # rows handed over and rows handled (committed or counted lost), in queue order: a flush waits for the rows
         # handed over before it, not for every row that keeps arriving meanwhile (under steady load that was 10 s)
@@ -194,11 +209,17 @@ class _GroupWriter:
         if self._direct:
             self._write([(row, uuids)])
             return
-        with self._lock:  # a thread that is ending on idle checks the queue under the same lock
+        with self._lock:
             if self._pid != os.getpid():  # a forked child: the parent's queue and thread are not ours
                 self._queue, self._thread, self._pid = queue.Queue(maxsize=self._queue.maxsize), None, os.getpid()
-                self._queued = self._handled = 0
-                self._progress = threading.Condition()
+                self._queued = self._handled = self._bytes = 0
+                self._progress, self._room = threading.Condition(), threading.Condition()
+        size = _size(row)
+        with self._room:  # calls wait here, as on a full queue, while the rows ahead are too large to add this one
+            while self._bytes and self._bytes + size > self._max_bytes:
+                self._room.wait()
+            self._bytes += size
+        with self._lock:  # a thread that is ending on idle checks the queue under the same lock
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
                 self._thread.start()
@@ -250,6 +271,9 @@ class _GroupWriter:
                 finally:
                     for _ in batch:
                         self._queue.task_done()
+                    with self._room:
+                        self._bytes = max(0, self._bytes - sum(_size(row) for row, _ in batch))
+                        self._room.notify_all()
                     with self._progress:
                         self._handled += len(batch)
                         self._progress.notify_all()
@@ -295,6 +319,12 @@ class _GroupWriter:
         metrics.AUDIT_ROWS_LOST.labels("database").inc(len(batch))
         log.error("audit: %d rows could not be written after %d attempts", len(batch), attempt)
         return None
+
+
+def _size(row: dict) -> int:
+    """What a queued row holds in memory, near enough: its answer's bytes dominate."""
+    response = row.get("response")
+    return 512 + (len(response) if isinstance(response, (bytes, str)) else 0)
 
 
 OUTAGE_RETRY_SECONDS = 15.0  # below gunicorn's graceful timeout (20 s), so a stopping worker still commits its rows

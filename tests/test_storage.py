@@ -348,16 +348,7 @@ def test_a_flush_gives_up_at_its_timeout_even_while_calls_wait_on_a_full_queue(t
     engine = engine_for(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
     upgrade(engine)
     log = AuditLog(engine, retention_days=30, queue_size=2, batch_size=1)
-    inserts = log._writer._statements
-    real, down = inserts.commit, threading.Event()
-    down.set()
-
-    def outage(connection, batch):
-        while down.is_set():
-            time.sleep(0.01)
-        real(connection, batch)
-
-    monkeypatch.setattr(inserts, "commit", outage)
+    down = _outage(log, monkeypatch)
 
     def call(i: int) -> None:
         log.record(hook_instance=f"h{i}", service_id="s", client=None, status=200, latency_ms=1.0, response=None)
@@ -387,3 +378,58 @@ def test_postgresql_connections_give_up_after_a_few_seconds_unless_the_url_says_
     db.engine_for("postgresql+psycopg://cds@db.example/cds")
     db.engine_for("postgresql+psycopg://cds@db.example/cds?connect_timeout=30")
     assert made == [{"connect_timeout": db.CONNECT_TIMEOUT}, {}]
+
+
+def test_the_audit_queue_is_bounded_in_bytes_and_still_loses_no_row(tmp_path, monkeypatch):
+    """2,000 queued rows of 33 MB answers (a huge draft order echoed back) held 1.3 GB while the database stalled
+    (the attacker's pass): past the byte budget a call waits, as on a full queue, and every row is still written."""
+    import threading
+    import time
+
+    from cds.audit import AuditLog
+    from cds.db import engine_for, upgrade
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
+    upgrade(engine)
+    log = AuditLog(engine, retention_days=30, batch_size=1, queue_bytes=100_000)
+    writer = log._writer
+    down = _outage(log, monkeypatch)
+    returned = []
+
+    def call(i: int) -> None:
+        body = b'{"cards":[],"pad":"' + b"x" * 40_000 + b'"}'
+        log.record(hook_instance=f"h{i}", service_id="s", client=None, status=200, latency_ms=1.0,
+                   response={"cards": []}, body=body)  # fmt: skip
+        returned.append(i)
+
+    callers = [threading.Thread(target=call, args=(i,)) for i in range(5)]
+    for caller in callers:
+        caller.start()
+    time.sleep(0.3)
+    assert len(returned) == 2, "two 40 KB rows fit a 100 KB budget; the others wait"
+    assert writer._bytes <= 100_000
+    down.clear()
+    for caller in callers:
+        caller.join(10)
+    assert log.flush(10) and sorted(returned) == [0, 1, 2, 3, 4]
+    assert len([r for i in range(5) for r in log.for_hook_instance(f"h{i}")]) == 5
+    assert writer._bytes == 0
+    log.close()
+
+
+def _outage(log, monkeypatch):
+    """The audit writer's commits hang until the returned event is cleared (a database that stopped answering)."""
+    import threading
+    import time
+
+    inserts = log._writer._statements
+    real, down = inserts.commit, threading.Event()
+    down.set()
+
+    def outage(connection, batch):
+        while down.is_set():
+            time.sleep(0.01)
+        real(connection, batch)
+
+    monkeypatch.setattr(inserts, "commit", outage)
+    return down
