@@ -289,9 +289,11 @@ def test_every_criterion_is_evaluated_in_policy_order():
     [
         ("objective-pathology", [procedure("95886", "2026-01-10")], {}, MET),
         ("objective-pathology", [procedure("95910", "2026-01-10")], {}, MET),
-        ("objective-pathology", [procedure("95910", "2024-01-10")], {"lookback_months": 12}, NOT_MET),
+        # EMG is the policy's example of objective evidence, not the only one: none found is to verify
+        ("objective-pathology", [procedure("95910", "2024-01-10")], {"lookback_months": 12}, UNKNOWN),
         ("objective-pathology", [procedure("95910", None)], {}, UNKNOWN),
-        ("objective-pathology", [procedure("95999", "2026-01-10")], {}, NOT_MET),
+        ("objective-pathology", [procedure("95999", "2026-01-10")], {}, UNKNOWN),
+        ("objective-pathology", [], {}, UNKNOWN),
         ("objective-pathology", [procedure("95860", "2026-01-10")], {}, MET),  # needle EMG, one extremity
         ("objective-pathology", [procedure("95872", "2026-01-10")], {}, MET),
         ("diagnostic-block", [procedure("64450", "2026-01-10")], {}, MET),
@@ -304,3 +306,12 @@ def test_every_criterion_is_evaluated_in_policy_order():
 )
 def test_diagnostic_procedures(criterion, resources, params, status):
     assert finding(criterion, *resources, **params).status == status
+
+
+def test_no_emg_is_not_proof_of_no_objective_pathology():
+    """MP-623: "objective evidence of pathology (e.g., electromyography)": the card said 'no EMG or nerve conduction
+    study documented' as a warning, as if EMG were required."""
+    result = finding("objective-pathology")
+    assert result.status == UNKNOWN
+    assert "EMG being one example" in result.reason and "imaging" in result.reason
+    assert result.order_modifiers is None and not result.documents

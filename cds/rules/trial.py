@@ -156,7 +156,7 @@ def stimulation_trial(ev: Evaluation, c: Criterion) -> Finding:
 def _states_percent(c: Criterion, percent: float) -> bool:
     """Whether a primary source of ``c`` quotes the relief threshold itself ("50%", "50 percent")."""
     pattern = re.compile(rf"(?<![\d.]){re.escape(f'{percent:g}')}\s*(%|percent)", re.IGNORECASE)
-    return any(s.primary and pattern.search(s.quote) for s in c.sources)
+    return any(s.states and pattern.search(s.quote) for s in c.sources)
 
 
 def _restorative_trial(c: Criterion) -> Finding:
@@ -265,7 +265,17 @@ def _documented(ev: Evaluation, c: Criterion, value_set: codes.ValueSet, what: s
 
 
 def objective_pathology(ev: Evaluation, c: Criterion) -> Finding:
-    return _documented(ev, c, codes.EMG_NCS, "EMG or nerve conduction study")
+    """MP-623 asks for "objective evidence of pathology (e.g., electromyography)": EMG is one example, so a record
+    without an EMG or nerve conduction study has not shown the evidence missing (imaging or examination findings
+    may be it). That is unknown, to verify, never a warning on its own."""
+    found = _documented(ev, c, codes.EMG_NCS, "EMG or nerve conduction study")
+    if found.status != Status.NOT_MET:
+        return found
+    return found.without_actions(
+        status=Status.UNKNOWN,
+        reason=f"{found.reason}; the policy asks for objective evidence of pathology, EMG being one example: "
+        "verify that other evidence (imaging, examination findings) is documented",
+    )
 
 
 def diagnostic_block(ev: Evaluation, c: Criterion) -> Finding:
