@@ -394,8 +394,12 @@ def _links(findings: list[Finding]) -> list[dict]:
     for f in findings:
         for source in provenance.cited(f.source):
             cited.setdefault(source["url"], source)
-    ordered = sorted(cited.values(), key=lambda s: not s["primary"])
-    return [_link("Policy source" if s["primary"] else "Unverified summary", s["url"], s["title"]) for s in ordered[:5]]
+    ordered = sorted(cited.values(), key=lambda s: (not s["primary"], s["context"]))
+    return [_link(_LINK_KINDS[s["primary"], s["context"]], s["url"], s["title"]) for s in ordered[:5]]
+
+
+# (primary, context) -> what a link is: a background document does not itself state the requirement
+_LINK_KINDS = {(True, False): "Policy source", (True, True): "Background", (False, False): "Unverified summary"}
 
 
 def _link(kind: str, url: str, title: str = "") -> dict:

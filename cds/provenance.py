@@ -1,8 +1,9 @@
 """Where a policy fact is written: sources with kind, title, a verbatim quote and the day someone read them.
 
 A fact is primary when any of its sources is (CMS, a Medicare contractor, the payer, a peer-reviewed paper, the
-device maker); a fact whose sources are all secondary may inform, never warn on its own. AI-generated answer sites
-are not sources at all: the schema and :func:`refused` keep them out of the data.
+device maker) and its quoted passage states the fact: a primary document cited only for context (``"context":
+true``) does not count. A fact whose sources are all secondary may inform, never warn on its own. AI-generated answer
+sites are not sources at all: the schema and :func:`refused` keep them out of the data.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 KINDS = ("cms", "mac", "payer", "peer-reviewed", "device-maker", "secondary")
 _AI_WORDS = re.compile(r"ai[-_ ]generated|ai[-_ ]answer", re.IGNORECASE)
 UNVERIFIED = "unverified summary"
+BACKGROUND = "background"
 REVIEW_AFTER_DAYS = 365
 
 
@@ -27,10 +29,17 @@ class Source:
     quote: str
     retrieved: str
     section: str = ""
+    context: bool = False  # cited for background: the passage does not itself state the fact
 
     @property
     def primary(self) -> bool:
+        """A primary document (CMS, a contractor, the payer...), whatever this passage says."""
         return self.kind != "secondary"
+
+    @property
+    def states(self) -> bool:
+        """A primary document whose quoted passage states the fact: what makes a fact primary."""
+        return self.primary and not self.context
 
     @property
     def host(self) -> str:
@@ -41,8 +50,10 @@ class Source:
         return (today - date.fromisoformat(self.retrieved)).days > REVIEW_AFTER_DAYS
 
     def cite(self) -> str:
-        """``url (title)``, or ``url (unverified summary: title)`` for a secondary source."""
-        return f"{self.url} ({UNVERIFIED + ': ' if not self.primary else ''}{self.title})"
+        """``url (title)``, ``url (unverified summary: title)`` for a secondary source, ``url (background: title)``
+        for a primary one cited for context."""
+        label = UNVERIFIED if not self.primary else BACKGROUND if self.context else ""
+        return f"{self.url} ({label + ': ' if label else ''}{self.title})"
 
     def to_json(self) -> dict:
         item = {
@@ -52,44 +63,51 @@ class Source:
             "quote": self.quote,
             "retrieved": self.retrieved,
         }
-        return item | ({"section": self.section} if self.section else {})
+        return item | ({"section": self.section} if self.section else {}) | ({"context": True} if self.context else {})
 
 
 def parse(raw: list[dict]) -> tuple[Source, ...]:
     """Sources from policy data (already schema-valid), primary ones first."""
-    found = [Source(s["url"], s["kind"], s["title"], s["quote"], s["retrieved"], s.get("section", "")) for s in raw]
+    found = [
+        Source(
+            s["url"], s["kind"], s["title"], s["quote"], s["retrieved"], s.get("section", ""), s.get("context", False)
+        )
+        for s in raw
+    ]
     return tuple(sorted(found, key=lambda s: not s.primary))
 
 
 def confidence(sources: tuple[Source, ...]) -> str:
-    return "primary" if any(s.primary for s in sources) else "secondary"
+    return "primary" if any(s.states for s in sources) else "secondary"
 
 
 def citation(sources: tuple[Source, ...]) -> str:
     return "; ".join(s.cite() for s in sources)
 
 
-_CITED = re.compile(r"(https?://\S+) \((" + UNVERIFIED + r": )?(.*?)\)(?=; https?://|$)")
+_CITED = re.compile(r"(https?://\S+) \(((?:" + UNVERIFIED + "|" + BACKGROUND + r"): )?(.*?)\)(?=; https?://|$)")
 
 
 @functools.lru_cache(maxsize=1024)
-def _cited(citation_text: str) -> tuple[tuple[str, str, str, bool], ...]:
-    found: dict[str, tuple[str, str, str, bool]] = {}
+def _cited(citation_text: str) -> tuple[tuple[str, str, str, bool, bool], ...]:
+    found: dict[str, tuple[str, str, str, bool, bool]] = {}
     for match in _CITED.finditer(citation_text):
-        url, secondary, title = match.groups()
+        url, label, title = match.groups()
         host = (urlsplit(url).hostname or "").removeprefix("www.")
-        found.setdefault(url, (url, title, host, not secondary))
-    return tuple(sorted(found.values(), key=lambda s: not s[3]))
+        primary, context = label != f"{UNVERIFIED}: ", label == f"{BACKGROUND}: "
+        found.setdefault(url, (url, title, host, primary, context))
+    return tuple(sorted(found.values(), key=lambda s: (not s[3], s[4])))
 
 
 def cited(citation_text: str) -> list[dict]:
-    """The sources a :func:`citation` names, each once, primary first: ``{"url", "title", "host", "primary"}``.
+    """The sources a :func:`citation` names, each once, stating ones first, then background, then secondary:
+    ``{"url", "title", "host", "primary", "context"}``.
 
     The inverse of :func:`citation`, for readers that get only the text (a card's criteria extension); the
     parse is kept per citation text (policy data, a few hundred strings)."""
     return [
-        {"url": url, "title": title, "host": host, "primary": primary}
-        for url, title, host, primary in _cited(citation_text or "")
+        {"url": url, "title": title, "host": host, "primary": primary, "context": context}
+        for url, title, host, primary, context in _cited(citation_text or "")
     ]
 
 

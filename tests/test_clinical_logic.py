@@ -258,10 +258,35 @@ def test_pain_criteria_borrowed_for_a_spasm_indication_inform_but_never_warn():
     answer = replay.run(case, replay.Options()).response
     [criteria] = {str(c["extension"]["cds64580.criteria"]) for c in answer["cards"]}
     trial = next(c for c in answer["cards"][0]["extension"]["cds64580.criteria"] if c["id"] == "stimulation-trial")
-    assert trial["status"] == "unknown", criteria
-    assert trial["reason"].startswith("the policy states this for pain, not for this indication: no percutaneous")
+    assert trial["status"] == "unknown", criteria  # Medicare's trial rests on no stating primary text either
     documentation = [c for c in answer["cards"] if c["summary"].startswith("Documentation")]
     assert documentation and all(c["indicator"] == "info" for c in documentation)
+    # a criterion whose primary source states it, written for pain and applied to spasm, says so
+    from cds.rules import Criterion, Finding, informs_only
+
+    borrowed = Criterion("stimulation-trial", "trial", "", confidence="primary", borrowed_from="pain")
+    told = informs_only(Finding("stimulation-trial", NOT_MET, "no percutaneous trial"), borrowed)
+    assert told.status == UNKNOWN
+    assert told.reason == "the policy states this for pain, not for this indication: no percutaneous trial"
+
+
+def test_a_primary_document_cited_for_context_never_makes_a_criterion_warn():
+    """NCD 160.7.1 says a percutaneous trial can justify an implant, not that one is required (its patient-selection
+    conditions are written under central nervous system stimulators): cited as background, it no longer turned
+    Medicare's missing trial into a warning."""
+    from cds import fixtures, replay
+
+    answer = replay.run(fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-explanted-array"), replay.Options())
+    cards = answer.response["cards"]
+    trial = next(c for c in cards[0]["extension"]["cds64580.criteria"] if c["id"] == "stimulation-trial")
+    assert trial["status"] == "unknown" and trial["confidence"] == "secondary", trial
+    documentation = next(c for c in cards if c["summary"].startswith("Documentation"))
+    assert documentation["indicator"] == "info"
+    kinds = {link["label"].split(":")[0] for link in documentation["links"]}
+    assert kinds == {"Background", "Unverified summary"}, documentation["links"]
+    background = provenance.Source("https://x.example", "cms", "t", "q", "2026-11-28", context=True)
+    assert provenance.confidence((background,)) == "secondary"
+    assert provenance.cited(provenance.citation((background,)))[0]["context"] is True
 
 
 def test_a_diagnosis_with_an_abatement_date_and_no_clinical_status_is_not_active():

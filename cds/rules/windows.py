@@ -52,7 +52,7 @@ def stated(c: Criterion) -> bool:
     if months is None:
         return True
     pattern = _phrases(months)
-    return any(s.primary and pattern.search(s.quote) for s in c.sources)
+    return any(s.states and pattern.search(s.quote) for s in c.sources)
 
 
 def assumed(c: Criterion) -> int | None:
