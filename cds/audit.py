@@ -16,8 +16,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import mmap
+import multiprocessing
 import os
 import queue
+import struct
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -72,6 +75,9 @@ audit_cards_table = Table(
     Column("audit_id", Integer, ForeignKey("audit.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("card_uuid", String(64), nullable=False, index=True),
 )
+
+
+_BEHIND = "the audit trail is behind (its database is slow or down); nothing was saved, retry"
 
 
 class AuditLog:
@@ -139,9 +145,7 @@ class AuditLog:
         """The uuids among ``card_uuids`` that ``service_id`` never issued (to ``client``, when the caller is
         authenticated: one EHR cannot file feedback on another's cards), in the order given."""
         if not self.flush():  # a card answered a moment ago by this process is in the table before we look
-            raise ServiceUnavailable(
-                "the audit trail is behind (its database is slow or down); nothing was saved, retry"
-            )
+            raise ServiceUnavailable(_BEHIND)
         # the stored form (64 characters, no NUL: PostgreSQL refuses one as a parameter) -> the uuid as given
         given = {printable(u[:64]): u for u in reversed(card_uuids)}
         wanted = list(dict.fromkeys(printable(u[:64]) for u in card_uuids))
@@ -154,6 +158,16 @@ class AuditLog:
             query = query.where(audit_table.c.client == client)
         with self._engine.connect() as conn:
             known = set(conn.scalars(query))
+        missing = [u for u in wanted if u not in known]
+        if missing and PEERS is not None and (others := PEERS.elsewhere(os.getpid())):
+            # another worker may hold the row of a card it answered a moment ago: wait for what it had, then look
+            deadline = time.monotonic() + 10.0
+            while not PEERS.caught_up(others):
+                if time.monotonic() > deadline:
+                    raise ServiceUnavailable(_BEHIND)
+                time.sleep(0.01)
+            with self._engine.connect() as conn:
+                known |= set(conn.scalars(query))
         return [given[u] for u in wanted if u not in known]
 
     def for_hook_instance(self, hook_instance: str) -> list[dict]:
@@ -168,6 +182,78 @@ class AuditLog:
         with self._engine.connect() as conn:
             rows = conn.execute(query.where(audit_cards_table.c.card_uuid == printable(card_uuid)))
             return [dict(r._mapping) for r in rows]
+
+
+class Peers:
+    """Each worker's audit progress (rows handed over, rows handled), in memory every worker of one gunicorn master
+    shares: made in the master before it forks (``cds.gunicorn_conf.on_starting``).
+
+    A card answered by one worker waits in that worker's queue until its row commits; feedback on it that reaches
+    another worker must not be told "never issued" (a 404 the EHR does not retry: the feedback was lost). A slot
+    is (pid, queued, handled) as int64s; each process writes only its own slot, the master clears a slot when its
+    worker exits (``child_exit``), so a worker killed with rows pending does not hold feedback back for ever."""
+
+    SLOTS = 64
+    _FIELD = struct.Struct("q")
+
+    def __init__(self) -> None:
+        self._memory = mmap.mmap(-1, self.SLOTS * 3 * 8)  # anonymous and shared: inherited through fork
+        self._claim = multiprocessing.Lock()
+
+    def _get(self, slot: int, field: int) -> int:
+        return self._FIELD.unpack_from(self._memory, (slot * 3 + field) * 8)[0]
+
+    def _set(self, slot: int, field: int, value: int) -> None:
+        self._FIELD.pack_into(self._memory, (slot * 3 + field) * 8, value)
+
+    def claim(self, pid: int) -> int | None:
+        """A free slot for ``pid`` (None when all are taken: that worker's rows are then not waited for)."""
+        with self._claim:
+            for slot in range(self.SLOTS):
+                if self._get(slot, 0) in (0, pid):
+                    self._set(slot, 1, 0)
+                    self._set(slot, 2, 0)
+                    self._set(slot, 0, pid)  # last: a reader never pairs this pid with another worker's counts
+                    return slot
+        return None
+
+    def progress(self, slot: int, queued: int | None = None, handled: int | None = None) -> None:
+        if queued is not None:
+            self._set(slot, 1, queued)
+        if handled is not None:
+            self._set(slot, 2, handled)
+
+    def gone(self, pid: int) -> None:
+        with self._claim:
+            for slot in range(self.SLOTS):
+                if self._get(slot, 0) == pid:
+                    self._set(slot, 0, 0)
+
+    def elsewhere(self, pid: int) -> dict[int, tuple[int, int]]:
+        """slot -> (pid, rows handed over so far) of the other workers that have rows not yet handled."""
+        found = {}
+        for slot in range(self.SLOTS):
+            owner = self._get(slot, 0)
+            if owner not in (0, pid) and self._get(slot, 2) < (queued := self._get(slot, 1)):
+                found[slot] = (owner, queued)
+        return found
+
+    def caught_up(self, targets: dict[int, tuple[int, int]]) -> bool:
+        """Whether each of those workers has handled the rows it had then (or is gone)."""
+        return all(self._get(s, 0) != pid or self._get(s, 2) >= queued for s, (pid, queued) in targets.items())
+
+
+PEERS: Peers | None = None  # set in the gunicorn master (share_between_workers); None in one process
+
+
+def share_between_workers() -> None:
+    global PEERS
+    PEERS = Peers()
+
+
+def worker_gone(pid: int) -> None:
+    if PEERS is not None:
+        PEERS.gone(pid)
 
 
 class _GroupWriter:
@@ -200,6 +286,7 @@ class _GroupWriter:
         self._progress = threading.Condition()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        self._slot = PEERS.claim(self._pid) if PEERS is not None else None  # a worker's app, built after the fork
         url = engine.url
         self._direct = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
         self._statements = _Inserts(engine)
@@ -214,6 +301,7 @@ class _GroupWriter:
                 self._queue, self._thread, self._pid = queue.Queue(maxsize=self._queue.maxsize), None, os.getpid()
                 self._queued = self._handled = self._bytes = 0
                 self._progress, self._room = threading.Condition(), threading.Condition()
+                self._slot = PEERS.claim(self._pid) if PEERS is not None else None
         size = _size(row)
         with self._room:  # calls wait here, as on a full queue, while the rows ahead are too large to add this one
             while self._bytes and self._bytes + size > self._max_bytes:
@@ -225,6 +313,8 @@ class _GroupWriter:
                 self._thread.start()
             self._queue.put((row, uuids))  # blocks when full: the call waits rather than a row being lost
             self._queued += 1
+            if self._slot is not None:
+                PEERS.progress(self._slot, queued=self._queued)
         metrics.AUDIT_QUEUE_ROWS.labels("audit").set(self._queue.qsize())
 
     def flush(self, timeout: float) -> bool:
@@ -277,6 +367,8 @@ class _GroupWriter:
                     with self._progress:
                         self._handled += len(batch)
                         self._progress.notify_all()
+                    if self._slot is not None:
+                        PEERS.progress(self._slot, handled=self._handled)
                 metrics.AUDIT_QUEUE_ROWS.labels("audit").set(self._queue.qsize())
         finally:
             _close(connection)

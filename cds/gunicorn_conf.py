@@ -57,6 +57,16 @@ def on_starting(server) -> None:  # gunicorn's hook signature
 
     wsgi.app.extensions["cds.engine"].dispose()
     sys.modules.pop("cds.wsgi", None)
+    from cds import audit
+
+    audit.share_between_workers()  # after the master's own app: only workers take a slot
+
+
+def child_exit(server, worker) -> None:  # gunicorn's hook signature, in the master
+    """A worker that is gone (stopped, or killed with rows pending) holds no feedback back (cds.audit.Peers)."""
+    from cds import audit
+
+    audit.worker_gone(worker.pid)
 
 
 def worker_exit(server, worker) -> None:  # gunicorn's hook signature

@@ -164,8 +164,8 @@ def missing(*programs: str) -> str | None:
 
 
 @contextmanager
-def gunicorn(tmp: Path, port: int, env: dict[str, str], name: str, workers: int = 1):
-    """One service instance (``workers`` x 4 threads) on ``port``, ready (its /readyz answers) when yielded."""
+def gunicorn(tmp: Path, port: int, env: dict[str, str], name: str, workers: int = 1, threads: int = 4):
+    """One service instance (``workers`` x ``threads``) on ``port``, ready (its /readyz answers) when yielded."""
     import sys
 
     binary = str(Path(sys.executable).with_name("gunicorn"))
@@ -179,7 +179,7 @@ def gunicorn(tmp: Path, port: int, env: dict[str, str], name: str, workers: int 
             "--workers",
             str(workers),
             "--threads",
-            "4",
+            str(threads),
             "--bind",
             f"127.0.0.1:{port}",
             "--timeout",

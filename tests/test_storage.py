@@ -433,3 +433,53 @@ def _outage(log, monkeypatch):
 
     monkeypatch.setattr(inserts, "commit", outage)
     return down
+
+
+def test_feedback_that_reaches_another_worker_waits_for_the_card_its_peer_just_answered(tmp_path):
+    """Two gunicorn workers, the database stalled: the card's audit row waits in the worker that answered it, and
+    feedback on it that reached the other worker was told 'never issued' (404, final: the EHR does not retry, the
+    feedback was lost). Now every post waits for the other workers' pending rows, then finds the card."""
+    import sqlite3
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    port, database = servers.free_port(), tmp_path / "cds.sqlite3"
+    env = {"CDS_DATABASE_URL": f"sqlite:///{database}"}
+    # one thread a worker: while the answering worker waits for its own row, the other takes the next posts
+    with servers.gunicorn(tmp_path, port, env, "peers", workers=2, threads=1):
+        base = f"http://127.0.0.1:{port}/cds-services/cpt64580-order-sign"
+        stall = sqlite3.connect(database, isolation_level=None)
+        try:
+            stall.execute("BEGIN EXCLUSIVE")  # the writer waits on its busy timeout; readers still read
+            answer = requests.post(base, json=hook_request(prefetch=full_prefetch()), timeout=30)
+            card = answer.json()["cards"][0]["uuid"]
+            item = {"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-28T10:00:00Z"}
+            with ThreadPoolExecutor(8) as pool:  # a connection each
+                posts = [pool.submit(requests.post, base + "/feedback", json={"feedback": [item]}, timeout=30)
+                         for _ in range(8)]  # fmt: skip
+                time.sleep(1.5)
+                stall.execute("COMMIT")
+                statuses = [p.result().status_code for p in posts]
+        finally:
+            stall.close()
+        assert statuses == [200] * 8, statuses
+        with sqlite3.connect(database) as conn:
+            assert conn.execute("SELECT count(*) FROM feedback").fetchone()[0] == 1
+
+
+def test_peers_wait_only_for_rows_another_worker_had_and_never_for_a_worker_that_is_gone():
+    peers = audit.Peers()
+    mine, theirs, gone = peers.claim(101), peers.claim(202), peers.claim(303)
+    assert len({mine, theirs, gone}) == 3
+    peers.progress(mine, queued=5)  # our own rows are flushed locally, never waited for here
+    peers.progress(theirs, queued=3, handled=1)
+    peers.progress(gone, queued=9, handled=2)
+    waiting = peers.elsewhere(101)
+    assert set(waiting) == {theirs, gone} and not peers.caught_up(waiting)
+    peers.progress(theirs, queued=4, handled=3)  # a row handed over after we looked is not waited for
+    peers.gone(303)  # killed with rows pending: the master clears its slot
+    assert peers.caught_up(waiting)
+    assert peers.claim(404) == gone, "a freed slot is taken again, with fresh counts"
+    assert peers.elsewhere(101) == {theirs: (202, 4)}
