@@ -97,3 +97,43 @@ def test_the_manifests_name_the_image_make_image_builds():
     }
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "USER cds" in dockerfile and "HEALTHCHECK" in dockerfile and "-slim" in dockerfile
+
+
+@pytest.mark.skipif(not shutil.which("nginx"), reason="nginx is not installed (.ci/run installs it)")
+def test_slow_clients_wait_at_nginx_never_in_the_services_threads(tmp_path):
+    """gunicorn's threads read a request as it arrives: a few connections that send a body a byte at a time held every
+    thread (the attacker's pass: /healthz unanswered for 55 s). deploy/nginx.conf reads whole requests first, so
+    behind it they never reach an instance; straight at gunicorn (the control) they still starve it."""
+    import socket
+    import time
+
+    import requests
+
+    app_port, port = servers.free_port(), servers.free_port()
+    env = {"CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'slow.sqlite3'}", "CDS_LOG_LEVEL": "WARNING"}
+    head = b"POST /cds-services/cpt64580-order-sign HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+
+    def crawl(target: int) -> list[socket.socket]:
+        held = [socket.create_connection(("127.0.0.1", target)) for _ in range(6)]
+        for sock in held:
+            sock.sendall(head + b"Content-Length: 1000\r\n\r\n{")  # and nothing more
+        time.sleep(0.5)
+        return held
+
+    with servers.gunicorn(tmp_path, app_port, env, "slow", workers=1, threads=2):
+        with servers.nginx(tmp_path, [app_port], port) as base:
+            held = crawl(port)
+            try:
+                started = time.monotonic()
+                assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
+                assert time.monotonic() - started < 2
+            finally:
+                for sock in held:
+                    sock.close()
+        held = crawl(app_port)
+        try:
+            with pytest.raises(requests.exceptions.Timeout):
+                requests.get(f"http://127.0.0.1:{app_port}/healthz", timeout=2)
+        finally:
+            for sock in held:
+                sock.close()
