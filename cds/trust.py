@@ -243,6 +243,8 @@ class Verifier:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"JWT rejected ({exc.__class__.__name__}: {exc})") from None
+        if verified["aud"] not in (audience, [audience]):  # PyJWT accepts a list that holds it among others
+            raise InvalidToken("aud must be the URL called, alone")
         if not all(_is_number(verified[claim]) for claim in ("exp", "iat")):
             raise InvalidToken("exp and iat must be NumericDate numbers")
         now = time.time()

@@ -146,6 +146,7 @@ BAD_TOKENS = {
     "expired": lambda: "Bearer " + token(exp_in=-300, iat_shift=-600),
     "future-iat": lambda: "Bearer " + token(iat_shift=600, exp_in=900),
     "wrong-aud": lambda: "Bearer " + token(aud=url("/cds-services/other")),
+    "aud-list-with-another": lambda: "Bearer " + token(aud=[url(f"/cds-services/{ORDER_SIGN}"), "https://x.example"]),
     "wrong-iss": lambda: "Bearer " + token(iss="https://stranger.example.org"),
     "jku-not-allowed": lambda: "Bearer " + token(extra_headers={"jku": "https://evil.example.org/jwks.json"}),
     "tenant-mismatch": lambda: "Bearer " + token(iss="https://tenant.example.org", tenant="hospital-b"),
