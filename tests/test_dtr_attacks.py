@@ -185,3 +185,23 @@ def test_a_case_fhir_server_in_use_is_never_stopped_for_another_case(make_app, m
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{busy.base_url}/Patient", timeout=5)
     other.__exit__(None, None, None)
+
+
+def test_an_attestation_dated_after_today_is_not_counted(client):
+    """A QuestionnaireResponse authored in 2030 met physical therapy (the attacker's pass): a record entry dated in
+    the future is not counted, and neither is an attestation; the criterion says which response it set aside."""
+    import json
+
+    from cds import replay
+
+    case = fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-attested-physical-therapy")
+    body = replay.standalone_request(case, replay.Options())
+    text = json.dumps(body)
+    assert text.count('"authored": "2026-06-10') == 1
+    body = json.loads(text.replace('"authored": "2026-06-10', '"authored": "2030-06-10'))
+    answer = client.post("/cds-services/cpt64580-order-sign", json=body).get_json()
+    summary = next(c for c in answer["cards"] if c["summary"].startswith("CPT 64580 criteria"))
+    pt = next(c for c in summary["extension"]["cds64580.criteria"] if c["id"] == "physical-therapy")
+    assert pt["status"] != "met" and "attested" not in pt, pt
+    said = "QuestionnaireResponse/qr-pt is dated 2030-06-10, after today: not counted"
+    assert any(said in c["detail"] for c in answer["cards"] if c["summary"].startswith("Documentation"))

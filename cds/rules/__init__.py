@@ -188,7 +188,7 @@ def evaluate(
         if certain is not None:  # rare: judged twice, with and without what the record leaves unsettled
             finding = settled(finding, _judged(certain, criterion), unsettled, READS.get(criterion.id, frozenset()))
         if criterion.id in attested:
-            finding = attestation.judge(finding, criterion, attested[criterion.id], ev.order_date)
+            finding = attestation.judge(finding, criterion, attested[criterion.id], ev.order_date, ev.as_of)
         elif criterion.id in foreign and finding.status != Status.MET:
             finding = attestation.foreign_note(finding, foreign[criterion.id])
         finding = informs_only(finding, criterion)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 
 from cds.records import PatientRecord, as_date
 from cds.rules import therapy, windows
@@ -75,10 +75,16 @@ def for_policy(record: PatientRecord, policy: str) -> tuple[dict[str, Attestatio
     return ours, foreign
 
 
-def judge(finding: Finding, criterion: Criterion, attestation: Attestation, order_date: date) -> Finding:
-    """The finding once the attestation is counted (unchanged when the record already meets it or none is made)."""
+def judge(
+    finding: Finding, criterion: Criterion, attestation: Attestation, order_date: date, as_of: date | None = None
+) -> Finding:
+    """The finding once the attestation is counted (unchanged when the record already meets it or none is made).
+    One authored after ``as_of`` (a day's leeway for time zones) is not counted, as a future-dated record is not."""
     if finding.status == Status.MET or criterion.id in NOT_DOCUMENTATION or attestation.done is not True:
         return finding
+    if as_of is not None and attestation.authored and attestation.authored > as_of + timedelta(days=1):
+        note = f"{attestation.response} is dated {attestation.authored.isoformat()}, after today: not counted"
+        return replace(finding, notes=(*finding.notes, note))
     who = f"attested by {attestation.author}" + (
         f" on {attestation.authored.isoformat()}" if attestation.authored else ""
     )
