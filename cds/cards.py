@@ -364,9 +364,11 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
     indicator = "warning" if stance.value in _NOT_COVERED and stance.confidence == "primary" else "info"
     card = _card(ctx, "payer", stance.text, indicator, "guideline", "\n".join(lines), [], links=False)
     sources = [s for st in (stance, pa, *version.documentation, *version.notes) for s in st.sources]
-    primary = {s.url: s for s in sources if s.primary}
-    secondary = {s.url: s for s in sources if not s.primary and s.url not in primary}
-    card["links"] = [_link(f"{route.plan.payer} policy", u, s.title) for u, s in primary.items()]
+    stating = {s.url: s for s in sources if s.states}
+    background = {s.url: s for s in sources if s.primary and s.url not in stating}
+    secondary = {s.url: s for s in sources if not s.primary and s.url not in stating}
+    card["links"] = [_link(f"{route.plan.payer} policy", u, s.title) for u, s in stating.items()]
+    card["links"] += [_link("Background", u, s.title) for u, s in background.items()]
     card["links"] += [_link("Unverified summary", u, s.title) for u, s in secondary.items()]
     card["links"] = card["links"][:5]
     if card["links"]:

@@ -26,7 +26,7 @@ CRITERIA_LISTS = {
 }
 
 
-def documented(*, pt: bool = True, payer: str = "Medicare") -> dict:
+def documented(*, pt: bool = True, payer: str = "Medicare", trial: bool = True) -> dict:
     """Prefetch for a patient whose record meets every documentation criterion (pain scores are queried)."""
     data = full_prefetch()
     del data["painScores"]  # the client omits the key: the service asks for them because there was a trial
@@ -37,7 +37,7 @@ def documented(*, pt: bool = True, payer: str = "Medicare") -> dict:
     therapy = [procedure("97110", "2026-01-05"), procedure("97140", "2026-02-20")] if pt else []
     data["procedures"] = searchset(
         *therapy,
-        procedure("64555", "2026-03-01", "2026-03-07"),
+        *([procedure("64555", "2026-03-01", "2026-03-07")] if trial else []),
         procedure("90791", "2026-02-01"),
         procedure("95886", "2025-12-01"),  # EMG: MP-623's objective pathology
     )
@@ -94,15 +94,15 @@ def statuses(card: dict) -> dict[str, str]:
     return {c["id"]: c["status"] for c in card["extension"][cards.CRITERIA_EXTENSION]}
 
 
-def test_missing_physical_therapy_gives_a_documentation_warning_with_a_task(client):
-    # the default clinical criteria ask for physical therapy on its own (MP-623 with a MAC summary)
-    result = call(client, prefetch=documented(pt=False, payer="Acme Health"))
+def test_a_missing_trial_gives_a_documentation_warning_with_a_task(client):
+    # MP-623, the payer's own text: "Demonstration of pain relief with ... a temporarily implanted electrode"
+    result = call(client, prefetch=documented(trial=False, payer="Florida Blue"))
     [doc, summary] = by_topic(result)["appropriate-use"]
     assert doc["indicator"] == "warning"
-    assert "physical therapy" in doc["summary"]
-    assert statuses(doc)["physical-therapy"] == "not-met"
+    assert "stimulation trial" in doc["summary"]
+    assert statuses(doc)["stimulation-trial"] == "not-met"
     assert statuses(doc)["indication"] == "met"
-    assert doc["source"]["label"] == "Acme Health"
+    assert doc["source"]["label"] == "Florida Blue"
     assert doc["links"][0]["label"].startswith("Policy source: ")
     assert any(link["type"] == "absolute" for link in doc["links"])
     [suggestion] = doc["suggestions"]
@@ -110,8 +110,18 @@ def test_missing_physical_therapy_gives_a_documentation_warning_with_a_task(clie
     assert action["type"] == "create"
     task = Task.model_validate(action["resource"])
     assert task.focus.reference == "ServiceRequest/sr-64580"
-    assert any("Physical therapy" in n.text for n in task.note)
+    assert any("stimulation trial" in n.text.lower() for n in task.note)
     assert summary["indicator"] == "info"
+
+
+def test_an_unrecognised_payer_is_told_what_to_document_but_never_warned(client):
+    """The default criteria are modelled on MP-623, one Blue plan's text: for a payer whose own policy is unknown
+    they say what is missing, with a task, and ask to verify (they warned before)."""
+    result = call(client, prefetch=documented(pt=False, payer="Acme Health"))
+    [doc, _summary] = by_topic(result)["appropriate-use"]
+    assert doc["indicator"] == "info" and doc["summary"].startswith("Documentation unconfirmed")
+    assert statuses(doc)["physical-therapy"] == "unknown" and doc["suggestions"]
+    assert doc["links"][0]["label"].startswith("Background: ")
 
 
 def test_a_policy_that_accepts_any_one_therapy_is_not_turned_into_one_requirement_per_therapy(client):

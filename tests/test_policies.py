@@ -496,7 +496,9 @@ def test_special_outcomes_have_a_card_and_still_the_clinical_cards(
     assert (reason_code in codes_) if reason_code else not codes_
     card = payer_card(result)
     assert card["summary"].startswith(card_start) and card["source"]["topic"]["code"] == "insurance"
-    assert any(c["summary"].startswith("Documentation incomplete") for c in result["cards"]), "default clinical cards"
+    documentation = [c for c in result["cards"] if c["summary"].startswith("Documentation")]
+    assert documentation, "default clinical cards"
+    assert all(c["indicator"] == "info" for c in documentation), "another plan's criteria inform, never warn"
 
 
 @pytest.mark.parametrize("modifiers", [[], [{"coding": [{"system": codes.CPT, "code": "62"}]}]])

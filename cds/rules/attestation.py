@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from cds.records import PatientRecord, as_date
 from cds.rules import therapy, windows
@@ -79,10 +79,12 @@ def judge(
     finding: Finding, criterion: Criterion, attestation: Attestation, order_date: date, as_of: date | None = None
 ) -> Finding:
     """The finding once the attestation is counted (unchanged when the record already meets it or none is made).
-    One authored after ``as_of`` (a day's leeway for time zones) is not counted, as a future-dated record is not."""
+    One authored after today (a day's leeway for time zones) is not counted, as a future-dated record is not; a
+    replay evaluated as of a past date still counts an attestation made today (the viewer's DTR form)."""
     if finding.status == Status.MET or criterion.id in NOT_DOCUMENTATION or attestation.done is not True:
         return finding
-    if as_of is not None and attestation.authored and attestation.authored > as_of + timedelta(days=1):
+    today = max(as_of or date.min, datetime.now(UTC).date())
+    if attestation.authored and attestation.authored > today + timedelta(days=1):
         note = f"{attestation.response} is dated {attestation.authored.isoformat()}, after today: not counted"
         return replace(finding, notes=(*finding.notes, note))
     who = f"attested by {attestation.author}" + (
