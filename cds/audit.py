@@ -77,6 +77,7 @@ audit_cards_table = Table(
 )
 
 
+FEEDBACK_WAIT = 8.0  # seconds a feedback post waits for audit rows: under deploy/nginx.conf's 10 s read timeout
 _BEHIND = "the audit trail is behind (its database is slow or down); nothing was saved, retry"
 
 
@@ -144,7 +145,8 @@ class AuditLog:
     def unknown_cards(self, card_uuids: list[str], service_id: str, client: str | None = None) -> list[str]:
         """The uuids among ``card_uuids`` that ``service_id`` never issued (to ``client``, when the caller is
         authenticated: one EHR cannot file feedback on another's cards), in the order given."""
-        if not self.flush():  # a card answered a moment ago by this process is in the table before we look
+        deadline = time.monotonic() + FEEDBACK_WAIT  # one budget for both waits, below the proxy's read timeout
+        if not self.flush(FEEDBACK_WAIT):  # a card answered a moment ago by this process is in the table first
             raise ServiceUnavailable(_BEHIND)
         # the stored form (64 characters, no NUL: PostgreSQL refuses one as a parameter) -> the uuid as given
         given = {printable(u[:64]): u for u in reversed(card_uuids)}
@@ -161,7 +163,6 @@ class AuditLog:
         missing = [u for u in wanted if u not in known]
         if missing and PEERS is not None and (others := PEERS.elsewhere(os.getpid())):
             # another worker may hold the row of a card it answered a moment ago: wait for what it had, then look
-            deadline = time.monotonic() + 10.0
             while not PEERS.caught_up(others):
                 if time.monotonic() > deadline:
                     raise ServiceUnavailable(_BEHIND)
@@ -198,7 +199,7 @@ class Peers:
 
     def __init__(self) -> None:
         self._memory = mmap.mmap(-1, self.SLOTS * 3 * 8)  # anonymous and shared: inherited through fork
-        self._claim = multiprocessing.Lock()
+        self._claim = multiprocessing.get_context("fork").Lock()  # no resource tracker in the master
 
     def _get(self, slot: int, field: int) -> int:
         return self._FIELD.unpack_from(self._memory, (slot * 3 + field) * 8)[0]
@@ -207,15 +208,20 @@ class Peers:
         self._FIELD.pack_into(self._memory, (slot * 3 + field) * 8, value)
 
     def claim(self, pid: int) -> int | None:
-        """A free slot for ``pid`` (None when all are taken: that worker's rows are then not waited for)."""
-        with self._claim:
+        """A free slot for ``pid`` (None when all are taken, or the lock is held by a worker killed while claiming:
+        that worker's rows are then not waited for, and this worker still starts)."""
+        if not self._claim.acquire(timeout=1.0):
+            return None
+        try:
             for slot in range(self.SLOTS):
                 if self._get(slot, 0) in (0, pid):
                     self._set(slot, 1, 0)
                     self._set(slot, 2, 0)
                     self._set(slot, 0, pid)  # last: a reader never pairs this pid with another worker's counts
                     return slot
-        return None
+            return None
+        finally:
+            self._claim.release()
 
     def progress(self, slot: int, queued: int | None = None, handled: int | None = None) -> None:
         if queued is not None:
@@ -224,10 +230,11 @@ class Peers:
             self._set(slot, 2, handled)
 
     def gone(self, pid: int) -> None:
-        with self._claim:
-            for slot in range(self.SLOTS):
-                if self._get(slot, 0) == pid:
-                    self._set(slot, 0, 0)
+        """Free ``pid``'s slot. No lock: only the master clears slots, with one 8-byte store, and it may run inside
+        a signal handler (gunicorn 23 reaps there) where waiting on a lock could hang the master."""
+        for slot in range(self.SLOTS):
+            if self._get(slot, 0) == pid:
+                self._set(slot, 0, 0)
 
     def elsewhere(self, pid: int) -> dict[int, tuple[int, int]]:
         """slot -> (pid, rows handed over so far) of the other workers that have rows not yet handled."""

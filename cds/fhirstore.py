@@ -281,8 +281,10 @@ def _matches(resource: dict, name: str, value: str) -> bool:
     """Whether ``resource`` matches one search parameter; values of the wrong JSON type never match (and never
     fail: a Bundle pasted into the viewer or given to ``cds replay`` may hold anything)."""
     if name in _REFERENCE_PARAMS:
-        wanted = value.split("/")[-1]
-        return any(_reference(resource.get(f)).rstrip("/").split("/")[-1] == wanted for f in _REFERENCE_PARAMS[name])
+        wanted = value.rstrip("/").split("/")[-1]
+        return bool(wanted) and any(
+            _reference(resource.get(f)).rstrip("/").split("/")[-1] == wanted for f in _REFERENCE_PARAMS[name]
+        )
     if name == "_id":
         return resource.get("id") in value.split(",")
     if name == "status":

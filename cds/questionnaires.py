@@ -95,7 +95,8 @@ def _build(plan: Plan, version: Version, base: str | None) -> dict:
 
 
 def _group(c: Criterion) -> dict:
-    source = c.sources[0] if c.sources else None
+    # the source that states the criterion; else a background document or a summary, said as such
+    source = next((s for s in c.sources if s.states), c.sources[0] if c.sources else None)
     code = {"system": CRITERION_SYSTEM, "code": c.id, "display": (c.title or c.id)[:200]}
     items = [{"linkId": f"{c.id}.done", "text": DONE_QUESTIONS.get(c.id, "Was it done?"), "type": "boolean"}]
     if c.id in PERIODIC:
@@ -109,7 +110,13 @@ def _group(c: Criterion) -> dict:
     ]
     text = c.title or c.id
     if source is not None:
-        kind = "source" if source.primary else "unverified summary, not the payer's own text"
+        kind = (
+            "source"
+            if source.states
+            else "background, it does not state this requirement"
+            if source.primary
+            else "unverified summary, not the payer's own text"
+        )
         text += f" ({kind}: {source.title}, {source.url})"
     elif c.source:
         text += f" ({c.source})"

@@ -280,6 +280,7 @@ def test_a_primary_document_cited_for_context_never_makes_a_criterion_warn():
     cards = answer.response["cards"]
     trial = next(c for c in cards[0]["extension"]["cds64580.criteria"] if c["id"] == "stimulation-trial")
     assert trial["status"] == "unknown" and trial["confidence"] == "secondary", trial
+    assert trial["reason"].startswith("no source read states it for this payer (the primary documents cited are")
     documentation = next(c for c in cards if c["summary"].startswith("Documentation"))
     assert documentation["indicator"] == "info"
     kinds = {link["label"].split(":")[0] for link in documentation["links"]}

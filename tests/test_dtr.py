@@ -196,16 +196,7 @@ def test_populate_prefills_what_the_record_shows_with_its_evidence(client):
     from cds import fixtures
 
     case = fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-no-physical-therapy")
-    patient = next(r for r in case.resources if r["resourceType"] == "Patient")
-    body = {
-        "resourceType": "Parameters",
-        "parameter": [
-            {"name": "subject", "valueReference": {"reference": f"Patient/{patient['id']}"}},
-            {"name": "content", "resource": {"resourceType": "Bundle", "type": "collection",
-                                             "entry": [{"resource": r} for r in case.resources]}},
-            {"name": "order", "resource": case.spec["orders"][0]},
-        ],
-    }  # fmt: skip
+    body = _populate(case)
     response = client.post("/fhir/Questionnaire/medicare-ffs-2019-12-01/$populate", json=body)
     assert response.status_code == 200, response.get_json()
     [qr] = [p["resource"] for p in response.get_json()["parameter"] if p["name"] == "response"]
@@ -393,19 +384,48 @@ def test_another_patients_attestation_or_record_never_answers_for_this_one(clien
     assert pt["status"] != "met" and "attested" not in pt, pt
 
     case = fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-no-physical-therapy")
-    patient = next(r for r in case.resources if r["resourceType"] == "Patient")
     theirs = [{**r, "subject": {"reference": "Patient/someone-else"}} if r["resourceType"] == "Procedure" else r
               for r in case.resources]  # fmt: skip
-    body = {
-        "resourceType": "Parameters",
-        "parameter": [
-            {"name": "subject", "valueReference": {"reference": f"Patient/{patient['id']}"}},
-            {"name": "content", "resource": {"resourceType": "Bundle", "type": "collection",
-                                             "entry": [{"resource": r} for r in theirs]}},
-            {"name": "order", "resource": case.spec["orders"][0]},
-        ],
-    }  # fmt: skip
+    body = _populate(case, theirs)
     response = client.post("/fhir/Questionnaire/medicare-ffs-2019-12-01/$populate", json=body)
     [qr] = [p["resource"] for p in response.get_json()["parameter"] if p["name"] == "response"]
     psych = next(g for g in qr["item"] if g["linkId"] == "psych-evaluation")
     assert all("answer" not in i for i in psych["item"]), "another patient's evaluation prefilled nothing"
+
+
+def test_a_questionnaire_names_a_background_document_as_background_not_as_the_source(client):
+    """The default criteria cite MP-623 as background: the form said "(source: ... MP-623)" for a payer whose own
+    policy is unknown; a plan whose text states the criterion still names it as the source."""
+    [questionnaire], _ = package(client, parameters(payer="Acme Health"))
+    trial = next(g for g in questionnaire["item"] if g["linkId"] == "stimulation-trial")
+    assert "(background, it does not state this requirement: " in trial["text"], trial["text"]
+    [florida], _ = package(client, parameters(payer="Florida Blue"))
+    trial = next(g for g in florida["item"] if g["linkId"] == "stimulation-trial")
+    assert "(source: " in trial["text"] and "mp-623" in trial["text"].lower()
+
+
+def test_populate_reads_a_versioned_subject_reference_as_its_patient(client):
+    from cds import fixtures
+
+    case = fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-no-physical-therapy")
+    patient = next(r for r in case.resources if r["resourceType"] == "Patient")
+    body = _populate(case, subject=f"Patient/{patient['id']}/_history/2")
+    response = client.post("/fhir/Questionnaire/medicare-ffs-2019-12-01/$populate", json=body)
+    [qr] = [p["resource"] for p in response.get_json()["parameter"] if p["name"] == "response"]
+    psych = next(g for g in qr["item"] if g["linkId"] == "psych-evaluation")
+    assert psych["item"][0]["answer"][0]["valueBoolean"] is True, "the record is this patient's, not another's"
+
+
+def _populate(case, resources: list[dict] | None = None, subject: str | None = None) -> dict:
+    """$populate's Parameters for a fixture case: its patient (or ``subject``), its record (or ``resources``) as
+    one Bundle, and its order."""
+    patient = next(r for r in case.resources if r["resourceType"] == "Patient")
+    entries = [{"resource": r} for r in (case.resources if resources is None else resources)]
+    return {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "subject", "valueReference": {"reference": subject or f"Patient/{patient['id']}"}},
+            {"name": "content", "resource": {"resourceType": "Bundle", "type": "collection", "entry": entries}},
+            {"name": "order", "resource": case.spec["orders"][0]},
+        ],
+    }

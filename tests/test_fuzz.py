@@ -326,3 +326,12 @@ def test_a_pasted_bundle_with_elements_of_the_wrong_type_is_a_run_not_a_500(name
     with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
         code = cli.main(["replay", str(source)])
     assert code in (0, 1, 2) and "Traceback" not in stderr.getvalue(), stderr.getvalue()[-500:]
+
+
+def test_the_fixture_store_matches_no_resource_for_an_empty_reference():
+    from cds.fhirstore import FHIRStore
+
+    store = FHIRStore(_BUNDLE["entry"] and [e["resource"] for e in _BUNDLE["entry"]])
+    for query in ("Condition?patient=Patient/", "PractitionerRole?practitioner=Practitioner/"):
+        status, bundle = store.answer(query)
+        assert status == 200 and bundle.get("entry", []) == [], query

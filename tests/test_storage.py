@@ -483,3 +483,33 @@ def test_peers_wait_only_for_rows_another_worker_had_and_never_for_a_worker_that
     assert peers.caught_up(waiting)
     assert peers.claim(404) == gone, "a freed slot is taken again, with fresh counts"
     assert peers.elsewhere(101) == {theirs: (202, 4)}
+
+
+def test_the_master_frees_a_slot_without_the_lock_and_a_stuck_lock_never_stops_a_worker_starting():
+    """gunicorn 23 reaps workers inside its SIGCHLD handler: a second exit while gone() held the lock hung the master
+    (the reviewer). A worker killed while claiming leaves the lock held: the next worker starts, without a slot."""
+    import time
+
+    peers = audit.Peers()
+    slot = peers.claim(101)
+    peers.progress(slot, queued=3)
+    assert peers._claim.acquire(timeout=1)  # held, as by a worker killed mid-claim
+    try:
+        peers.gone(101)  # returns at once
+        assert peers.elsewhere(999) == {}
+        started = time.monotonic()
+        assert peers.claim(202) is None
+        assert time.monotonic() - started < 3
+    finally:
+        peers._claim.release()
+    assert peers.claim(202) == slot
+
+
+def test_feedback_waits_less_than_the_proxy_gives_it():
+    """Both waits of a feedback post share one budget, under deploy/nginx.conf's read timeout: past it nginx would
+    retry the post elsewhere and answer 504, not the 503 (retry) this service means."""
+    import re
+
+    conf = (Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf").read_text()
+    read_timeout = float(re.search(r"proxy_read_timeout (\d+)s;", conf).group(1))
+    assert read_timeout > audit.FEEDBACK_WAIT

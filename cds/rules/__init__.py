@@ -82,7 +82,9 @@ def informs_only(finding: Finding, criterion: Criterion) -> Finding:
     all secondary (the payer's own text was not found), or the policy wrote it for another indication."""
     if finding.status != Status.NOT_MET:
         return finding
-    if criterion.confidence == "secondary":
+    if criterion.confidence == "secondary" and any(s.primary for s in criterion.sources):
+        why = "no source read states it for this payer (the primary documents cited are background); verify"
+    elif criterion.confidence == "secondary":
         why = "the payer's own text was not found; verify"
     elif criterion.borrowed_from is not None:
         why = f"the policy states this for {criterion.borrowed_from}, not for this indication"

@@ -222,6 +222,7 @@ function sourceLinks(text, citations, confidence) {
   if (!links.length) return el("span", { class: "no-source" }, text || "no source given");
   const shown = links.map((s) => el("li", {},
     s.primary ? null : el("span", { class: "badge secondary" }, "unverified"), s.primary ? null : " ",
+    s.context ? el("span", { class: "badge secondary" }, "background") : null, s.context ? " " : null,
     el("a", { href: s.url, target: "_blank", rel: "noopener noreferrer", title: `${s.title} (${s.url})` }, shortLabel(s))));
   const more = shown.splice(3);
   return el("div", {}, el("ul", { class: "source-links" }, shown),
@@ -491,6 +492,7 @@ function renderSources(sources) {
   return el("details", {}, el("summary", {}, `${sources.length} sources (${sources.filter((s) => s.primary).length} primary)`),
     el("ul", {}, sources.map((s) => el("li", { "data-kind": s.kind },
       el("span", { class: `badge ${s.primary ? "primary" : "secondary"}` }, s.primary ? s.kind : "unverified summary"), " ",
+      s.context ? el("span", { class: "badge secondary" }, "background") : null, s.context ? " " : null,
       el("a", { href: s.url, target: "_blank", rel: "noopener noreferrer" }, s.title),
       el("div", { class: "retrieved" }, `read ${s.retrieved}`, s.due_for_review ? el("strong", { class: "due" }, " · due for review") : null),
       el("blockquote", {}, s.quote),
