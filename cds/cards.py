@@ -17,6 +17,7 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from urllib.parse import urlencode
@@ -364,13 +365,7 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
     indicator = "warning" if stance.value in _NOT_COVERED and stance.confidence == "primary" else "info"
     card = _card(ctx, "payer", stance.text, indicator, "guideline", "\n".join(lines), [], links=False)
     sources = [s for st in (stance, pa, *version.documentation, *version.notes) for s in st.sources]
-    stating = {s.url: s for s in sources if s.states}
-    background = {s.url: s for s in sources if s.primary and s.url not in stating}
-    secondary = {s.url: s for s in sources if not s.primary and s.url not in stating}
-    card["links"] = [_link(f"{route.plan.payer} policy", u, s.title) for u, s in stating.items()]
-    card["links"] += [_link("Background", u, s.title) for u, s in background.items()]
-    card["links"] += [_link("Unverified summary", u, s.title) for u, s in secondary.items()]
-    card["links"] = card["links"][:5]
+    card["links"] = _source_links(((s.url, s.title, s.role) for s in sources), f"{route.plan.payer} policy")
     if card["links"]:
         card["source"]["url"] = card["links"][0]["url"]
     else:
@@ -392,16 +387,22 @@ def _verify(confidence: str) -> str:
 
 def _links(findings: list[Finding]) -> list[dict]:
     """The sources behind these findings, primary first; a secondary one is labelled an unverified summary."""
-    cited: dict[str, dict] = {}
-    for f in findings:
-        for source in provenance.cited(f.source):
-            cited.setdefault(source["url"], source)
-    ordered = sorted(cited.values(), key=lambda s: (not s["primary"], s["context"]))
-    return [_link(_LINK_KINDS[s["primary"], s["context"]], s["url"], s["title"]) for s in ordered[:5]]
+    cited = (provenance.cited(f.source) for f in findings)
+    return _source_links(((s["url"], s["title"], s["role"]) for found in cited for s in found), "Policy source")
 
 
-# (primary, context) -> what a link is: a background document does not itself state the requirement
-_LINK_KINDS = {(True, False): "Policy source", (True, True): "Background", (False, False): "Unverified summary"}
+def _source_links(sources: Iterable[tuple[str, str, str]], stating: str) -> list[dict]:
+    """Links to (url, title, role) sources, each url once in its strongest role, in :data:`provenance.ROLES`
+    order, at most five: a document that states the fact is ``stating``; a background document does not itself
+    state it; a summary is unverified."""
+    best: dict[str, tuple[str, int]] = {}
+    for url, title, role in sources:
+        rank = provenance.ROLES.index(role)
+        if url not in best or rank < best[url][1]:
+            best[url] = (title, rank)
+    labels = (stating, "Background", "Unverified summary")
+    ordered = sorted(best.items(), key=lambda item: item[1][1])
+    return [_link(labels[rank], url, title) for url, (title, rank) in ordered[:5]]
 
 
 def _link(kind: str, url: str, title: str = "") -> dict:

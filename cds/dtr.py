@@ -186,7 +186,7 @@ def populate(questionnaire_id: str) -> Response:
 
 def prefill(plan, version, base: str, subject: str, content: list[dict], order_resource: object = None) -> dict:
     """The in-progress QuestionnaireResponse for ``subject`` ("Patient/x") from ``content``; used by the viewer too."""
-    record = records.build(content, subject.removeprefix("Patient/").split("/_history/")[0])  # a versioned one too
+    record = records.build(content, records.ref_id(subject))  # a versioned reference names its patient too
     order = records.order_from(order_resource if isinstance(order_resource, dict) else {"id": "populate"})
     day = order.authored or datetime.now(UTC).date()
     pathway = rules.choose_pathway(record, order, day)

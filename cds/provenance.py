@@ -18,6 +18,10 @@ KINDS = ("cms", "mac", "payer", "peer-reviewed", "device-maker", "secondary")
 _AI_WORDS = re.compile(r"ai[-_ ]generated|ai[-_ ]answer", re.IGNORECASE)
 UNVERIFIED = "unverified summary"
 BACKGROUND = "background"
+# what a source is to its fact, in the order sources are listed: it states the fact (a primary document's passage
+# saying it), it is background (a primary document that does not say it), or it is a secondary summary
+ROLES = ("states", "background", "secondary")
+_CITE_LABEL = {"states": "", "background": BACKGROUND, "secondary": UNVERIFIED}
 REVIEW_AFTER_DAYS = 365
 
 
@@ -37,6 +41,11 @@ class Source:
         return self.kind != "secondary"
 
     @property
+    def role(self) -> str:
+        """One of :data:`ROLES`."""
+        return "secondary" if not self.primary else "background" if self.context else "states"
+
+    @property
     def states(self) -> bool:
         """A primary document whose quoted passage states the fact: what makes a fact primary."""
         return self.primary and not self.context
@@ -52,7 +61,7 @@ class Source:
     def cite(self) -> str:
         """``url (title)``, ``url (unverified summary: title)`` for a secondary source, ``url (background: title)``
         for a primary one cited for context."""
-        label = UNVERIFIED if not self.primary else BACKGROUND if self.context else ""
+        label = _CITE_LABEL[self.role]
         return f"{self.url} ({label + ': ' if label else ''}{self.title})"
 
     def to_json(self) -> dict:
@@ -81,6 +90,11 @@ def confidence(sources: tuple[Source, ...]) -> str:
     return "primary" if any(s.states for s in sources) else "secondary"
 
 
+def quoted(sources: tuple[Source, ...], pattern: re.Pattern[str]) -> bool:
+    """Whether a source that states the fact quotes ``pattern`` (a window, a threshold) in its own words."""
+    return any(s.states and pattern.search(s.quote) for s in sources)
+
+
 def citation(sources: tuple[Source, ...]) -> str:
     return "; ".join(s.cite() for s in sources)
 
@@ -88,27 +102,30 @@ def citation(sources: tuple[Source, ...]) -> str:
 _CITED = re.compile(r"(https?://\S+) \(((?:" + UNVERIFIED + "|" + BACKGROUND + r"): )?(.*?)\)(?=; https?://|$)")
 
 
+_ROLE_OF_LABEL = {f"{label}: " if label else None: role for role, label in _CITE_LABEL.items()}
+
+
 @functools.lru_cache(maxsize=1024)
-def _cited(citation_text: str) -> tuple[tuple[str, str, str, bool, bool], ...]:
-    found: dict[str, tuple[str, str, str, bool, bool]] = {}
+def _cited(citation_text: str) -> tuple[tuple[str, str, str, str], ...]:
+    found: dict[str, tuple[str, str, str, str]] = {}
     for match in _CITED.finditer(citation_text):
         url, label, title = match.groups()
         host = (urlsplit(url).hostname or "").removeprefix("www.")
-        primary, context = label != f"{UNVERIFIED}: ", label == f"{BACKGROUND}: "
-        found.setdefault(url, (url, title, host, primary, context))
-    return tuple(sorted(found.values(), key=lambda s: (not s[3], s[4])))
+        found.setdefault(url, (url, title, host, _ROLE_OF_LABEL[label]))
+    return tuple(sorted(found.values(), key=lambda s: ROLES.index(s[3])))
 
 
 def cited(citation_text: str) -> list[dict]:
-    """The sources a :func:`citation` names, each once, stating ones first, then background, then secondary:
-    ``{"url", "title", "host", "primary", "context"}``.
+    """The sources a :func:`citation` names, each once, in :data:`ROLES` order:
+    ``{"url", "title", "host", "role", "primary", "context"}``.
 
     The inverse of :func:`citation`, for readers that get only the text (a card's criteria extension); the
     parse is kept per citation text (policy data, a few hundred strings)."""
     return [
-        {"url": url, "title": title, "host": host, "primary": primary, "context": context}
-        for url, title, host, primary, context in _cited(citation_text or "")
-    ]
+        {"url": url, "title": title, "host": host, "role": role, "primary": role != "secondary",
+         "context": role == "background"}
+        for url, title, host, role in _cited(citation_text or "")
+    ]  # fmt: skip
 
 
 def refused(url: str, title: str = "") -> bool:

@@ -94,6 +94,13 @@ def _build(plan: Plan, version: Version, base: str | None) -> dict:
     return resource
 
 
+_SOURCE_KIND = {  # by provenance.ROLES
+    "states": "source",
+    "background": "background, it does not state this requirement",
+    "secondary": "unverified summary, not the payer's own text",
+}
+
+
 def _group(c: Criterion) -> dict:
     # the source that states the criterion; else a background document or a summary, said as such
     source = next((s for s in c.sources if s.states), c.sources[0] if c.sources else None)
@@ -110,14 +117,7 @@ def _group(c: Criterion) -> dict:
     ]
     text = c.title or c.id
     if source is not None:
-        kind = (
-            "source"
-            if source.states
-            else "background, it does not state this requirement"
-            if source.primary
-            else "unverified summary, not the payer's own text"
-        )
-        text += f" ({kind}: {source.title}, {source.url})"
+        text += f" ({_SOURCE_KIND[source.role]}: {source.title}, {source.url})"
     elif c.source:
         text += f" ({c.source})"
     return {"linkId": c.id, "text": text, "type": "group", "code": [code], "item": items}

@@ -400,7 +400,7 @@ def _about_another(rtype: str, model, patient_id: str) -> bool:
     reference = subject.reference if subject is not None else None
     if not reference:
         return False
-    kind, ident = _split(reference.split("/_history/")[0])
+    kind, ident = _split(reference)
     return kind == "Patient" and ident != patient_id
 
 
@@ -678,7 +678,8 @@ def _status_code(concept, system: str) -> str | None:
 
 
 def _split(reference: str) -> tuple[str, str]:
-    parts = reference.rstrip("/").split("/")
+    """(type, id) of a reference, relative or absolute; a versioned one (``Patient/x/_history/2``) names ``x``."""
+    parts = reference.split("/_history/")[0].rstrip("/").split("/")
     return (parts[-2], parts[-1]) if len(parts) >= 2 else ("", reference)
 
 

@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 from statistics import fmean
 
-from cds import codes
+from cds import codes, provenance
 from cds.records import Event
 from cds.rules import pathways, therapy
 from cds.rules.context import Criterion, Evaluation
@@ -156,7 +156,7 @@ def stimulation_trial(ev: Evaluation, c: Criterion) -> Finding:
 def _states_percent(c: Criterion, percent: float) -> bool:
     """Whether a primary source of ``c`` quotes the relief threshold itself ("50%", "50 percent")."""
     pattern = re.compile(rf"(?<![\d.]){re.escape(f'{percent:g}')}\s*(%|percent)", re.IGNORECASE)
-    return any(s.states and pattern.search(s.quote) for s in c.sources)
+    return provenance.quoted(c.sources, pattern)
 
 
 def _restorative_trial(c: Criterion) -> Finding:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from types import MappingProxyType
 
+from cds import provenance
 from cds.rules import therapy
 from cds.rules.context import Criterion, Evaluation
 from cds.rules.dates import months_before
@@ -52,7 +53,7 @@ def stated(c: Criterion) -> bool:
     if months is None:
         return True
     pattern = _phrases(months)
-    return any(s.states and pattern.search(s.quote) for s in c.sources)
+    return provenance.quoted(c.sources, pattern)
 
 
 def assumed(c: Criterion) -> int | None:
