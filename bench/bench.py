@@ -108,7 +108,8 @@ def large() -> dict:
 
 
 def variants(body: dict, n: int) -> list[bytes]:
-    """``n`` bodies that differ in patient and hookInstance (the first is ``body`` itself)."""
+    """``n`` bodies that differ in patient and hookInstance (the first is ``body`` itself), each about one patient
+    throughout: context, references and the Patient resource."""
     raw = json.dumps(body)
     out = []
     for i in range(n):
@@ -117,6 +118,9 @@ def variants(body: dict, n: int) -> list[bytes]:
         if i:
             varied["context"]["patientId"] = f"{PATIENT_ID}-{i}"
             varied["hookInstance"] = str(uuid.uuid4())
+            patient = varied["prefetch"].get("patient")
+            if isinstance(patient, dict):  # the Patient itself, or the service leaves it out as another patient's
+                patient["id"] = f"{PATIENT_ID}-{i}"
         out.append(json.dumps(varied).encode())
     return out
 
