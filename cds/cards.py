@@ -357,14 +357,14 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
         f"- Coverage: {md(stance.text)}" + _verify(stance.confidence),
         f"- Prior authorization: {md(pa.text)}" + _verify(pa.confidence),
     ]
-    lines += [
-        f"- {_PURPOSE.get(d.value, d.value)}: {md(d.text)}" + _verify(d.confidence) for d in version.documentation
-    ]
-    lines += [f"- {md(n.text)}" + _verify(n.confidence) for n in version.notes]
+    documentation = [d for d in version.documentation if d.holds_on(ctx.group)]
+    notes = [n for n in version.notes if n.holds_on(ctx.group)]
+    lines += [f"- {_PURPOSE.get(d.value, d.value)}: {md(d.text)}" + _verify(d.confidence) for d in documentation]
+    lines += [f"- {md(n.text)}" + _verify(n.confidence) for n in notes]
     # a stance read only in a summary informs; it never warns on its own
     indicator = "warning" if stance.value in _NOT_COVERED and stance.confidence == "primary" else "info"
     card = _card(ctx, "payer", stance.text, indicator, "guideline", "\n".join(lines), [], links=False)
-    sources = [s for st in (stance, pa, *version.documentation, *version.notes) for s in st.sources]
+    sources = [s for st in (stance, pa, *documentation, *notes) for s in st.sources]
     card["links"] = _source_links(((s.url, s.title, s.role) for s in sources), f"{route.plan.payer} policy")
     if card["links"]:
         card["source"]["url"] = card["links"][0]["url"]

@@ -229,7 +229,7 @@ def decide(
         info.pa_needed = {"required": "auth-needed", "not-required": "no-auth"}.get(pa.value, "indeterminate")
         if info.pa_needed == "indeterminate":
             info.reasons.append(_reason(pa.text))
-        purposes = [d.purpose for d in version.documentation if d.purpose]
+        purposes = [d.purpose for d in version.documentation if d.purpose and d.holds_on(group)]
         if any(f.documents for f in findings if f.status != Status.NOT_APPLICABLE):
             purposes.append("withclaim")  # e.g. both operative notes for co-surgery with documentation
         if purposes and info.covered in ("covered", "conditional"):

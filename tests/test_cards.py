@@ -426,3 +426,54 @@ def test_every_order_sign_answer_carries_system_actions(client, orders, extensio
     result = call(client, orders=orders, extension=extension)
     assert isinstance(result["systemActions"], list)
     assert bool(result["systemActions"]) == (orders is None and extension is None)
+
+
+# ---- diaphragm pacing: what a card asks of a ventilated patient --------------------------------------------------
+
+
+def pacing(payer: str = "Medicare") -> dict:
+    """A ventilated patient for diaphragm pacing (J96.11, Z99.11) whose record also holds pain-style conservative care."""
+    data = documented(payer=payer)
+    data["conditions"] = searchset(condition("J96.11", onset="2025-06-01"), condition("Z99.11", onset="2025-06-01"))
+    return data
+
+
+def test_diaphragm_pacing_is_not_judged_on_conservative_care_written_for_pain(client):
+    """NCD 160.19 asks for an intact phrenic nerve and diaphragm: physical therapy, medications and a
+    psychological evaluation are no step for pacing, not even "already documented"."""
+    result = call(client, prefetch=pacing())
+    [summary] = [c for c in by_topic(result)["appropriate-use"] if "criteria for" in c["summary"]]
+    found = statuses(summary)
+    assert found["phrenic-nerve"] == "unknown"
+    for borrowed in ("physical-therapy", "medication-trial", "psych-evaluation", "substance-use"):
+        assert found[borrowed] == "not-applicable", borrowed
+    reasons = {c["id"]: c["reason"] for c in summary["extension"][cards.CRITERIA_EXTENSION]}
+    assert reasons["physical-therapy"] == "the policy states this for pain, not for diaphragm pacing"
+    [documentation] = [c for c in by_topic(result)["appropriate-use"] if c is not summary]
+    assert "Already documented: Qualifying diagnosis." in documentation["detail"]
+    assert "Physical therapy tried" not in documentation["detail"]
+
+
+def test_spasm_still_reads_the_conservative_care_the_policy_wrote_for_pain(client):
+    """Only pacing sets the borrowed criteria aside: for spasm they still inform (met here)."""
+    data = documented()
+    data["conditions"] = searchset(condition("M62.830", onset="2025-06-01"))
+    [summary] = [c for c in by_topic(call(client, prefetch=data))["appropriate-use"] if "criteria for" in c["summary"]]
+    assert statuses(summary)["physical-therapy"] == "met"
+
+
+def test_the_medicare_payer_card_names_ncd_160_19_and_leaves_pain_documentation_out_for_pacing(client):
+    [payer] = by_topic(call(client, prefetch=pacing()))["guideline"]
+    assert "NCD 160.19 covers diaphragm pacing" in payer["summary"]
+    assert "code 64580 unconfirmed" in payer["summary"]
+    assert "Chronic severe pain" not in payer["detail"]
+    [pain_card] = by_topic(call(client))["guideline"]
+    assert "Keep in the record: Chronic severe pain of at least 3 months" in pain_card["detail"]
+
+
+def test_a_documentation_item_scoped_to_an_unknown_pathway_is_refused(tmp_path):
+    source = json.loads((policies.POLICY_DIR / "medicare.json").read_text())
+    source["plans"][0]["versions"][0]["documentation"][0]["pathways"] = ["pacing"]
+    (tmp_path / "medicare.json").write_text(json.dumps(source))
+    with pytest.raises(policies.PolicyError, match="pathways"):
+        policies.load(tmp_path)

@@ -80,6 +80,10 @@ class Statement:
     sources: tuple[Source, ...]
     purpose: str | None = None
     unverified: str = ""  # no acceptable source: where it was seen instead
+    pathways: tuple[str, ...] = ()  # the indication pathways it is written for; empty: every pathway
+
+    def holds_on(self, pathway: str) -> bool:
+        return not self.pathways or pathway in self.pathways
 
     @property
     def confidence(self) -> str:
@@ -296,7 +300,14 @@ def _type(raw: dict | None) -> tuple[str, str, bool] | None:
 
 def _statement(raw: dict, value_key: str, text_key: str) -> Statement:
     sources = provenance.parse(raw.get("sources", []))
-    return Statement(raw.get(value_key, ""), raw[text_key], sources, raw.get("purpose"), raw.get("unverified", ""))
+    return Statement(
+        raw.get(value_key, ""),
+        raw[text_key],
+        sources,
+        raw.get("purpose"),
+        raw.get("unverified", ""),
+        tuple(raw.get("pathways", ())),
+    )
 
 
 def sourced_criterion(cid: str, sources: tuple[Source, ...], params: dict | None = None, title: str = "") -> Criterion:

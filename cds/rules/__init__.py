@@ -166,7 +166,15 @@ def choose_pathway(record: PatientRecord, order: Order, as_of: date) -> Pathway:
 
 def _judged(ev: Evaluation, criterion: Criterion) -> Finding:
     judge = CRITERIA[criterion.id]
-    return windows.unstated(judge(ev, criterion), ev, criterion, judge)
+    finding = judge(ev, criterion)
+    if criterion.borrowed_from is not None and ev.pathway.phrenic and finding.status != Status.NOT_APPLICABLE:
+        # conservative care for pain says nothing of a ventilated patient's diaphragm: not even "already documented"
+        return Finding(
+            criterion.id,
+            Status.NOT_APPLICABLE,
+            f"the policy states this for {criterion.borrowed_from}, not for diaphragm pacing",
+        )
+    return windows.unstated(finding, ev, criterion, judge)
 
 
 def evaluate(
