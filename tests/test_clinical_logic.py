@@ -504,3 +504,19 @@ def test_another_plans_policy_informs_a_plan_without_its_own_but_never_warns(pay
     assert any(c["indicator"] == "warning" for c in florida if c["summary"].startswith("Documentation")), (
         "the plan whose policy it is still warns"
     )
+
+
+@pytest.mark.parametrize(
+    ("as_of", "status"),
+    [
+        (date(2026, 1, 20), NOT_MET),  # replayed as of January: the February therapy had not happened yet
+        (date(2026, 2, 19), MET),  # a day's leeway for time zones: the EHR's local date may run ahead of UTC
+        (date(2026, 6, 15), MET),
+    ],
+)
+def test_the_record_is_read_as_of_the_evaluation_date_even_when_the_order_says_later(as_of, status):
+    order = service_request()
+    order["authoredOn"] = "2026-06-15"
+    therapy = [procedure("97110", "2026-02-20"), procedure("97140", "2026-02-20")]
+    result = finding("physical-therapy", *therapy, order=order, as_of=as_of, sources=stating(12))
+    assert result.status == status, result.reason

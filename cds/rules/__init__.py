@@ -11,7 +11,7 @@ from datetime import date
 
 from cds.records import Order, PatientRecord
 from cds.rules import attestation, diagnosis, pathways, surgeons, therapy, trial, windows
-from cds.rules.context import Criterion, Evaluation
+from cds.rules.context import Criterion, Evaluation, order_day
 from cds.rules.findings import Evidence, Finding, Status
 from cds.rules.params import RuleSet
 from cds.rules.pathways import Pathway
@@ -161,7 +161,7 @@ def any_of(findings: list[Finding], criteria: tuple[Criterion, ...]) -> list[Fin
 
 def choose_pathway(record: PatientRecord, order: Order, as_of: date) -> Pathway:
     """The indication pathway of ``order`` (its reasonCode, else the record), on the day it is ordered."""
-    return pathways.choose(record, order, order.authored or as_of)
+    return pathways.choose(record, order, order_day(order, as_of))
 
 
 def _judged(ev: Evaluation, criterion: Criterion) -> Finding:

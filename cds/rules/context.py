@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from cds.records import Event, Order, PatientRecord
 from cds.rules.dates import months_before
@@ -23,6 +23,15 @@ class Window:
         return max(events, key=lambda e: e.start)
 
 
+def order_day(order: Order, as_of: date) -> date:
+    """The day the order is placed: its authoredOn when it has one, else the evaluation date. Never after the
+    evaluation date (a day's leeway for time zones): a replay as of a past date must not count the record's later
+    entries because the order says it was written after them."""
+    if order.authored is None:
+        return as_of
+    return min(order.authored, as_of + timedelta(days=1))
+
+
 @dataclass(frozen=True)
 class Evaluation:
     record: PatientRecord
@@ -33,8 +42,7 @@ class Evaluation:
 
     @property
     def order_date(self) -> date:
-        """The day the order is placed: its authoredOn when it has one, else the evaluation date."""
-        return self.order.authored or self.as_of
+        return order_day(self.order, self.as_of)
 
     def window(self, events: list[Event], lookback_months: int | None) -> Window:
         dated = [e for e in events if e.start is not None and e.start <= self.order_date]
@@ -43,4 +51,4 @@ class Evaluation:
         return Window(dated, recent, [e for e in events if e.start is None])
 
 
-__all__ = ["Criterion", "Evaluation", "Window"]
+__all__ = ["Criterion", "Evaluation", "Window", "order_day"]
