@@ -5,7 +5,8 @@ when a code the rules use is on them, and other resource types are never read. A
 therefore costs a few hundred small views, not 5,000 model validations.
 
 Real data is messy, and none of it may crash a hook call: systems are normalised (:mod:`cds.codes`), Bundles are
-flattened, contained Medications resolved, duplicates dropped, an element of the wrong type is read as absent, a
+flattened, contained Medications resolved, duplicates dropped (the newest ``meta.lastUpdated`` kept; versions that
+cannot be ordered and disagree are evidence of nothing for certain), an element of the wrong type is read as absent, a
 missing ``subject`` is the patient the call is about and a missing status on an event is "unknown" (such a
 Procedure, medication or Observation is read, but no rule rests on it alone: the record does not say it happened).
 """
@@ -358,6 +359,8 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
         key = (rtype, rid)
         if key not in kept or _newer(resource, kept[key]):
             kept[key] = resource
+        elif not _newer(kept[key], resource):  # two versions the record gives no order for
+            kept[key] = _undecided(kept[key], resource)
 
     labels: dict[str, Iterator[str]] = {}  # per kind, made on the first entry without an id (rare)
     for resource in [*kept.values(), *anonymous]:
@@ -489,6 +492,23 @@ def _newer(candidate: dict, current: dict) -> bool:
         return value if isinstance(value, str) else ""
 
     return stamp(candidate) > stamp(current)
+
+
+_STATUS_KINDS = frozenset({"Procedure", "MedicationRequest", "MedicationStatement", "Observation"})
+
+
+def _undecided(first: dict, second: dict) -> dict:
+    """Two versions of one resource with the same ``meta.lastUpdated`` (or none) that disagree on whether it
+    happened, or on the diagnosis: which is current cannot be told, so neither is evidence for certain. An event
+    becomes status ``unknown`` (a finding it decides says "only if ... happened; verify"), a diagnosis
+    ``unconfirmed``. Keeping the first, as before, counted a procedure its second version marked entered-in-error."""
+    rtype = first["resourceType"]
+    if rtype in _STATUS_KINDS and first.get("status") != second.get("status"):
+        return {**first, "status": "unknown"}
+    if rtype == "Condition" and any(first.get(k) != second.get(k) for k in ("verificationStatus", "clinicalStatus")):
+        disputed = {"coding": [{"system": _VERIFICATION, "code": "unconfirmed"}], "text": "two versions disagree"}
+        return {**first, "verificationStatus": disputed}
+    return first
 
 
 def _relevant(rtype: str, resource: dict) -> bool:

@@ -193,3 +193,29 @@ def test_an_update_action_edits_a_copy_of_the_draft_order_never_the_request():
     copy["orderDetail"][0]["coding"][0]["code"] = "66"
     copy["code"]["coding"].clear()
     assert draft == sent and order.editable() == sent
+
+
+def test_two_undated_versions_that_disagree_are_evidence_of_nothing_for_certain():
+    """The same Procedure twice with no meta.lastUpdated, once completed and once entered-in-error: which is
+    current cannot be told, so physical therapy is unknown ("verify"), neither met nor not met."""
+    done = procedure("97110", "2026-01-05") | {"id": "pt-1"}
+    retracted = done | {"status": "entered-in-error"}
+    ruleset = primary_ruleset()
+    order = records.order_from(service_request())
+    for versions in ([done, retracted], [retracted, done]):
+        record = records.build([searchset(*versions)], "pat-1")
+        [pt] = [f for f in rules.evaluate(record, order, ruleset, AS_OF) if f.criterion == "physical-therapy"]
+        assert pt.status == rules.Status.UNKNOWN, pt.reason
+        assert "Procedure/pt-1" in pt.reason and "verify" in pt.reason
+    same = records.build([searchset(done, dict(done))], "pat-1")  # an exact repeat is no dispute
+    [pt] = [f for f in rules.evaluate(same, order, ruleset, AS_OF) if f.criterion == "physical-therapy"]
+    assert pt.status == rules.Status.MET
+
+
+def test_two_undated_versions_of_a_diagnosis_that_disagree_leave_it_unconfirmed():
+    confirmed = condition("G89.29", verification="confirmed") | {"id": "c1"}
+    refuted = condition("G89.29", verification="refuted") | {"id": "c1"}
+    record = records.build([searchset(confirmed), searchset(refuted)], "pat-1")
+    order = records.order_from(service_request())
+    [indication] = [f for f in rules.evaluate(record, order, primary_ruleset(), AS_OF) if f.criterion == "indication"]
+    assert indication.status == rules.Status.UNKNOWN and "not confirmed" in indication.reason
