@@ -74,7 +74,20 @@ def test_the_sources_listing_has_every_fact_in_the_files():
     assert result.returncode == 0, result.stderr
     listed = json.loads(result.stdout)
     assert all(list(row) == ["plan", "version", "field", "kind", "url", "quote", "retrieved"] for row in listed)
-    assert sorted((r["url"], r["quote"]) for r in listed) == sorted(written)
+    from_files = [r for r in listed if not r["field"].endswith(" (derived)")]
+    assert sorted((r["url"], r["quote"]) for r in from_files) == sorted(written)
+
+
+def test_the_sources_listing_names_the_criteria_a_derived_pathway_adds_in_code():
+    """A pathway a file does not state is derived in code (restorative, neuromuscular): what its cards rest on
+    beyond the lent pain criteria, such as NCD 160.19's intact phrenic nerve, is listed with the plan's facts."""
+    result = subprocess.run([CDS, "policies", "sources", "--json"], capture_output=True, text=True)
+    derived = [r for r in json.loads(result.stdout) if r["field"].endswith(" (derived)")]
+    phrenic = {r["plan"] for r in derived if r["field"] == "pathways.neuromuscular.criteria.phrenic-nerve (derived)"}
+    lends = {p.id for p in policies.load().plans if "neuromuscular" not in p.current().stated_pathways}
+    assert lends and phrenic == lends
+    assert all("NCDId=244" in r["url"] for r in derived if "phrenic-nerve" in r["field"])
+    assert not any(".physical-therapy" in r["field"] for r in derived)  # lent from pain: listed there already
 
 
 def test_every_family_the_product_names_has_a_plan():

@@ -149,6 +149,14 @@ class Version:
         for pathway, criteria in self.stated_pathways.items():
             where = "criteria" if pathway == "pain" else f"pathways.{pathway}.criteria"
             out += [Fact(self.plan_id, version, f"{where}.{c.id}", c.sources) for c in criteria if c.sources]
+        # a pathway the file does not state is derived in code: its criteria with sources of their own are facts too
+        lent = {(c.id, c.sources) for c in self.pathways.get("pain", ())}
+        for pathway in (p for p in PATHWAYS if p in self.pathways and p not in self.stated_pathways):
+            out += [
+                Fact(self.plan_id, version, f"pathways.{pathway}.criteria.{c.id} (derived)", c.sources)
+                for c in self.pathways[pathway]
+                if c.sources and (c.id, c.sources) not in lent
+            ]
         out += [Fact(self.plan_id, version, f"documentation[{i}]", d.sources) for i, d in enumerate(self.documentation)]
         out += [Fact(self.plan_id, version, f"notes[{i}]", n.sources) for i, n in enumerate(self.notes)]
         return out
