@@ -336,7 +336,7 @@ def _replay(args: argparse.Namespace) -> int:
         print("cds replay: no cases found", file=sys.stderr)
         return 2
     policy_dir = args.policies or os.environ.get("CDS_POLICY_DIR") or None
-    if policy_dir is not None:
+    if policy_dir is not None or not args.url:  # in-process, the shipped files too: an analyst edits them in place
         try:
             policies.load(policy_dir)  # a broken edit is one clear line before any case runs
         except policies.PolicyError as exc:
