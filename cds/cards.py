@@ -137,7 +137,7 @@ def _card(
 
 
 def _line(f: Finding) -> str:
-    return f"- **{f.title or f.criterion}** — {f.status.value}: {md(f.reason)}{_verify(f.confidence)}"
+    return f"- **{f.title or f.criterion}** — {f.status.value}: {md(f.reason)}{_finding_caveat(f)}"
 
 
 def _notes(findings: list[Finding]) -> list[str]:
@@ -354,13 +354,13 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
         + f"; sources checked by this service {version.last_reviewed}.",
         "",
         *([f"Treated as {md(route.plan.payer)}: {md(route.why)}.", ""] if route.why else []),
-        f"- Coverage: {md(stance.text)}" + _verify(stance.confidence),
-        f"- Prior authorization: {md(pa.text)}" + _verify(pa.confidence),
+        f"- Coverage: {md(stance.text)}" + _verify(stance.unstated_because),
+        f"- Prior authorization: {md(pa.text)}" + _verify(pa.unstated_because),
     ]
     documentation = [d for d in version.documentation if d.holds_on(ctx.group)]
     notes = [n for n in version.notes if n.holds_on(ctx.group)]
-    lines += [f"- {_PURPOSE.get(d.value, d.value)}: {md(d.text)}" + _verify(d.confidence) for d in documentation]
-    lines += [f"- {md(n.text)}" + _verify(n.confidence) for n in notes]
+    lines += [f"- {_PURPOSE.get(d.value, d.value)}: {md(d.text)}" + _verify(d.unstated_because) for d in documentation]
+    lines += [f"- {md(n.text)}" + _verify(n.unstated_because) for n in notes]
     # a stance read only in a summary informs; it never warns on its own
     indicator = "warning" if stance.value in _NOT_COVERED and stance.confidence == "primary" else "info"
     card = _card(ctx, "payer", stance.text, indicator, "guideline", "\n".join(lines), [], links=False)
@@ -381,8 +381,22 @@ _PURPOSE = {
 }
 
 
-def _verify(confidence: str) -> str:
-    return " *(unverified summary: verify against the payer's current text)*" if confidence == "secondary" else ""
+_CAVEAT = {
+    "": "",
+    provenance.UNVERIFIED: " *(unverified summary: verify against the payer's current text)*",
+    provenance.BACKGROUND: " *(the documents cited are background, not this payer's own statement: verify)*",
+}
+
+
+def _verify(because: str) -> str:
+    """The caveat of a fact no source states (:func:`provenance.unstated_because`)."""
+    return _CAVEAT[because]
+
+
+def _finding_caveat(f: Finding) -> str:
+    if f.confidence != "secondary":
+        return ""
+    return _verify(provenance.unstated_because(s["role"] for s in provenance.cited(f.source)))
 
 
 def _links(findings: list[Finding]) -> list[dict]:

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date
 
-from cds import payers
+from cds import payers, provenance
 from cds.cards import BILLING
 from cds.codes import CPT
 from cds.records import Order
@@ -196,7 +196,7 @@ def decide(
     ):
         # Read only in a summary: never "not covered" on that alone.
         info.covered = "indeterminate"
-        info.reasons = [_reason(f"{stance.text} (a secondary summary; the payer's own text was not found: verify)")]
+        info.reasons = [_reason(f"{stance.text} ({_unstated(stance)})")]
     elif stance.value in ("not-medically-necessary", "investigational", "not-covered"):
         info.covered = "not-covered"
         info.reasons = [_reason(stance.text)]
@@ -218,9 +218,7 @@ def decide(
             info.covered = "covered"
         if stance.confidence == "secondary":  # read only in a summary: never "covered" (nor conditional) on that
             info.covered, info.info_needed = "indeterminate", []
-            info.reasons.insert(
-                0, _reason(f"{stance.text} (a secondary summary; the payer's own text was not found: verify)")
-            )
+            info.reasons.insert(0, _reason(f"{stance.text} ({_unstated(stance)})"))
     else:  # unknown or plan-specific
         info.reasons = [_reason(stance.text)]
 
@@ -250,15 +248,28 @@ def _billing_codes(order: Order, findings: list[Finding]) -> list[dict]:
     return codes
 
 
+_UNSTATED = {
+    provenance.UNVERIFIED: "a secondary summary; the payer's own text was not found: verify",
+    provenance.BACKGROUND: "the documents cited are background, not this payer's own statement: verify",
+}
+_QUALIFICATION = {
+    provenance.UNVERIFIED: "Based on a secondary summary of the policy: verify against the current policy text.",
+    provenance.BACKGROUND: "Based on documents that are background for this payer, not its own statement: verify.",
+}
+
+
+def _unstated(stance) -> str:
+    return _UNSTATED[stance.unstated_because]
+
+
 def _policy_detail(route: payers.Route, stance) -> list[dict]:
     version = route.version
-    qualification = "Based on a secondary summary of the policy: verify against the current policy text."
     detail = [
         {"url": "code", "valueCodeableConcept": {"text": "Payer policy applied"}},
         {"url": "value", "valueString": f"{version.title} (effective {version.effective_text})"},
     ]
     if stance.confidence == "secondary":
-        detail.append({"url": "qualification", "valueString": qualification})
+        detail.append({"url": "qualification", "valueString": _QUALIFICATION[stance.unstated_because]})
     return detail
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from urllib.parse import urlsplit
@@ -93,6 +94,13 @@ def confidence(sources: tuple[Source, ...]) -> str:
 def quoted(sources: tuple[Source, ...], pattern: re.Pattern[str]) -> bool:
     """Whether a source that states the fact quotes ``pattern`` (a window, a threshold) in its own words."""
     return any(s.states and pattern.search(s.quote) for s in sources)
+
+
+def unstated_because(roles: Iterable[str]) -> str:
+    """Why no source states a fact, from the roles of its sources: "" (one states it), ``BACKGROUND`` (the primary
+    documents cited do not state it for this payer) or ``UNVERIFIED`` (only summaries were read)."""
+    found = set(roles)
+    return "" if "states" in found else BACKGROUND if "background" in found else UNVERIFIED
 
 
 def citation(sources: tuple[Source, ...]) -> str:

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import ipaddress
+import json
 import logging
 from pathlib import Path
 
@@ -13,8 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from flask import request
 
-from cds import coverage, create_app, schemas
+from cds import coverage, create_app, policies, schemas
 from cds.logs import JSONFormatter
+
+from .support import sources_in
 
 # Every log line the service writes during the whole run, as it would reach the log (test_zz_log_scan reads it).
 CAPTURED: list[str] = []
@@ -84,6 +88,39 @@ def app(make_app):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+EXAMPLE_BLUE = "Example Blue"  # the test payer whose own text is MP-623 (see stated_policy_dir)
+
+
+@pytest.fixture(scope="session")
+def stated_policy_dir(tmp_path_factory) -> Path:
+    """The shipped policies plus "Example Blue", a test-only plan whose own text is MP-623.
+
+    MP-623 is a real Blue plan's text, but no shipped plan is confirmed as its publisher (the page names none), so
+    the shipped files hold it as background and it never warns. The warnings a payer's own text gives (a missing
+    trial, one requirement met in several ways) are tested on this plan, which states what MP-623 states.
+    """
+    target = tmp_path_factory.mktemp("stated-policies")
+    for path in policies.POLICY_DIR.glob("*.json"):
+        (target / path.name).write_text(path.read_text())
+    data = json.loads((target / "bcbs.json").read_text())
+    plan = copy.deepcopy(next(p for p in data["plans"] if p["id"] == "florida-blue"))
+    plan |= {"id": "example-blue", "payer": EXAMPLE_BLUE, "match": [{"name": "^example blue$", "priority": 30}]}
+
+    for source in sources_in(plan):
+        if "/mp-623" in source["url"]:
+            source.pop("context", None)
+            source.pop("section", None)
+    data["plans"].append(plan)
+    (target / "bcbs.json").write_text(json.dumps(data))
+    policies.load(target)  # valid, or the tests built on it say why at once
+    return target
+
+
+@pytest.fixture
+def stated_client(make_app, stated_policy_dir):
+    return make_app(POLICY_DIR=str(stated_policy_dir)).test_client()
 
 
 @pytest.fixture(scope="session")

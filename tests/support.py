@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Iterator
 
 CPT = "http://www.ama-assn.org/go/cpt"
 PATIENT_ID = "pat-1"
@@ -103,3 +104,14 @@ def outcome(response, status: int) -> str:
     body = response.get_json()
     assert body["resourceType"] == "OperationOutcome"
     return body["issue"][0]["diagnostics"]
+
+
+def sources_in(node) -> Iterator[dict]:
+    """Every source object in a policy file's JSON, wherever it is cited."""
+    if isinstance(node, dict):
+        yield from node.get("sources", ())
+        for value in node.values():
+            yield from sources_in(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from sources_in(value)

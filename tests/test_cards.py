@@ -13,6 +13,7 @@ from fhir.resources.R4B.task import Task
 from cds import cards, codes, policies, schemas
 
 from .clinical import condition, coverage, medication, pain_score, procedure, role
+from .conftest import EXAMPLE_BLUE
 from .support import ORDER_SELECT, ORDER_SIGN, full_prefetch, hook_request, searchset, service_request
 
 AS_OF = "2026-06-15"
@@ -94,15 +95,15 @@ def statuses(card: dict) -> dict[str, str]:
     return {c["id"]: c["status"] for c in card["extension"][cards.CRITERIA_EXTENSION]}
 
 
-def test_a_missing_trial_gives_a_documentation_warning_with_a_task(client):
-    # MP-623, the payer's own text: "Demonstration of pain relief with ... a temporarily implanted electrode"
-    result = call(client, prefetch=documented(trial=False, payer="Florida Blue"))
+def test_a_missing_trial_gives_a_documentation_warning_with_a_task(stated_client):
+    # MP-623, when it is the payer's own text: "Demonstration of pain relief with ... a temporarily implanted electrode"
+    result = call(stated_client, prefetch=documented(trial=False, payer=EXAMPLE_BLUE))
     [doc, summary] = by_topic(result)["appropriate-use"]
     assert doc["indicator"] == "warning"
     assert "stimulation trial" in doc["summary"]
     assert statuses(doc)["stimulation-trial"] == "not-met"
     assert statuses(doc)["indication"] == "met"
-    assert doc["source"]["label"] == "Florida Blue"
+    assert doc["source"]["label"] == EXAMPLE_BLUE
     assert doc["links"][0]["label"].startswith("Policy source: ")
     assert any(link["type"] == "absolute" for link in doc["links"])
     [suggestion] = doc["suggestions"]
@@ -124,10 +125,10 @@ def test_an_unrecognised_payer_is_told_what_to_document_but_never_warned(client)
     assert doc["links"][0]["label"].startswith("Background: ")
 
 
-def test_a_policy_that_accepts_any_one_therapy_is_not_turned_into_one_requirement_per_therapy(client):
+def test_a_policy_that_accepts_any_one_therapy_is_not_turned_into_one_requirement_per_therapy(stated_client):
     """MP-623: "Other treatment modalities (pharmacological, surgical, physical or psychological therapies) have been
     tried" (no time window): a medication trial is enough, and physical therapy years old still counts."""
-    result = call(client, prefetch=documented(pt=False, payer="Florida Blue"))
+    result = call(stated_client, prefetch=documented(pt=False, payer=EXAMPLE_BLUE))
     criteria = {c["id"]: c for c in by_topic(result)["appropriate-use"][-1]["extension"]["cds64580.criteria"]}
     assert criteria["medication-trial"]["status"] == "met"
     pt = criteria["physical-therapy"]
@@ -135,26 +136,28 @@ def test_a_policy_that_accepts_any_one_therapy_is_not_turned_into_one_requiremen
     assert pt["reason"].startswith("not needed, the policy asks for any one of physical therapy")
     assert not any(c["indicator"] == "warning" for c in result["cards"])
 
-    neither = documented(pt=False, payer="Florida Blue")
+    neither = documented(pt=False, payer=EXAMPLE_BLUE)
     neither["medicationRequests"] = searchset()
     neither["procedures"]["entry"].append({"resource": procedure("97110", "2019-03-01")})  # seven years before
-    criteria = {c["id"]: c for c in call(client, prefetch=neither)["cards"][-1]["extension"]["cds64580.criteria"]}
+    criteria = {
+        c["id"]: c for c in call(stated_client, prefetch=neither)["cards"][-1]["extension"]["cds64580.criteria"]
+    }
     assert criteria["physical-therapy"]["status"] == "met", criteria["physical-therapy"]
     assert criteria["medication-trial"]["status"] == "not-applicable"
 
-    none = documented(pt=False, payer="Florida Blue")
+    none = documented(pt=False, payer=EXAMPLE_BLUE)
     none["medicationRequests"] = searchset()
-    criteria = {c["id"]: c for c in call(client, prefetch=none)["cards"][-1]["extension"]["cds64580.criteria"]}
+    criteria = {c["id"]: c for c in call(stated_client, prefetch=none)["cards"][-1]["extension"]["cds64580.criteria"]}
     for criterion in ("physical-therapy", "medication-trial"):
         assert criteria[criterion]["status"] == "not-met"
         assert criteria[criterion]["reason"].endswith("is enough for this policy)")
     assert "in the last" not in criteria["physical-therapy"]["reason"], "MP-623 states no window"
 
     # physical therapy the record cannot settle (status unknown), no drug: the requirement may be met, no warning
-    unsettled = documented(pt=False, payer="Florida Blue")
+    unsettled = documented(pt=False, payer=EXAMPLE_BLUE)
     unsettled["medicationRequests"] = searchset()
     unsettled["procedures"]["entry"].append({"resource": procedure("97110", "2026-01-05", status="unknown")})
-    answer = call(client, prefetch=unsettled)
+    answer = call(stated_client, prefetch=unsettled)
     criteria = {c["id"]: c for c in answer["cards"][-1]["extension"]["cds64580.criteria"]}
     assert criteria["physical-therapy"]["status"] == "unknown"
     assert criteria["medication-trial"]["status"] == "unknown"
@@ -309,11 +312,11 @@ def test_card_uuids_stay_the_ones_issued_before_an_upgrade(client):
         ({"max-cards": 0}, []),
     ],
 )
-def test_crd_configuration_is_honoured(client, configuration, topics):
-    untried = documented(pt=False, payer="Florida Blue")
+def test_crd_configuration_is_honoured(stated_client, configuration, topics):
+    untried = documented(pt=False, payer=EXAMPLE_BLUE)
     untried["medicationRequests"] = searchset()  # no other modality tried: MP-623's documentation warning
     result = call(
-        client,
+        stated_client,
         prefetch=untried,
         orders=[order("PractitionerRole/ra", "PractitionerRole/rb")],
         extension={"davinci-crd.configuration": configuration},

@@ -489,20 +489,24 @@ def test_verification_status_is_read_from_hl7s_coding_not_the_first_one(second, 
     assert result.status == status, result.reason
 
 
-@pytest.mark.parametrize("payer", ["Blue Cross and Blue Shield of Kansas", "Acme Mutual Health"])
-def test_another_plans_policy_informs_a_plan_without_its_own_but_never_warns(payer):
-    """A Blue plan without a policy file of its own, and an unknown payer, were warned of a missing trial on MP-623,
-    one Blue plan's text: it is background for them (rule 31: 'other BCBS: plan-specific; confirm plan')."""
+@pytest.mark.parametrize("payer", ["Blue Cross and Blue Shield of Kansas", "Acme Mutual Health", "Florida Blue"])
+def test_another_plans_policy_informs_a_plan_without_its_own_but_never_warns(payer, stated_policy_dir):
+    """A Blue plan without a policy file of its own, an unknown payer, and Florida Blue (MP-623 names no plan) were
+    warned of a missing trial on MP-623, one Blue plan's text: it is background for them (rule 31: 'other BCBS:
+    plan-specific; confirm plan')."""
     from cds import fixtures, replay
+
+    from .conftest import EXAMPLE_BLUE
 
     case = fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-explanted-array")
     cards = replay.run(case, replay.Options(payer=payer)).response["cards"]
     trial = next(c for c in cards[0]["extension"]["cds64580.criteria"] if c["id"] == "stimulation-trial")
     assert trial["status"] == "unknown" and trial["confidence"] == "secondary", trial
     assert all(c["indicator"] == "info" for c in cards if c["source"]["topic"]["code"] == "appropriate-use")
-    florida = replay.run(case, replay.Options(payer="Florida Blue")).response["cards"]
-    assert any(c["indicator"] == "warning" for c in florida if c["summary"].startswith("Documentation")), (
-        "the plan whose policy it is still warns"
+    publisher = replay.Options(payer=EXAMPLE_BLUE, policy_dir=str(stated_policy_dir))
+    own = replay.run(case, publisher).response["cards"]
+    assert any(c["indicator"] == "warning" for c in own if c["summary"].startswith("Documentation")), (
+        "a plan whose own text it is still warns"
     )
 
 

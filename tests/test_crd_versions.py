@@ -31,7 +31,7 @@ VALUE_SETS = {
 }  # fmt: skip
 # (case, what 2.2 says is covered): one per outcome a surgeon can meet
 OUTCOMES = [
-    ("florida-blue-covered", "covered"),
+    ("medicare-all-criteria-met", "covered"),
     ("aetna-all-criteria-met", "indeterminate"),  # a stance read only in summaries
     ("medicare-no-physical-therapy", "conditional"),
     ("anthem-investigational", "not-covered"),

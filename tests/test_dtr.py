@@ -393,14 +393,17 @@ def test_another_patients_attestation_or_record_never_answers_for_this_one(clien
     assert all("answer" not in i for i in psych["item"]), "another patient's evaluation prefilled nothing"
 
 
-def test_a_questionnaire_names_a_background_document_as_background_not_as_the_source(client):
+def test_a_questionnaire_names_a_background_document_as_background_not_as_the_source(client, stated_client):
     """The default criteria cite MP-623 as background: the form said "(source: ... MP-623)" for a payer whose own
     policy is unknown; a plan whose text states the criterion still names it as the source."""
-    [questionnaire], _ = package(client, parameters(payer="Acme Health"))
-    trial = next(g for g in questionnaire["item"] if g["linkId"] == "stimulation-trial")
-    assert "(background, it does not state this requirement: " in trial["text"], trial["text"]
-    [florida], _ = package(client, parameters(payer="Florida Blue"))
-    trial = next(g for g in florida["item"] if g["linkId"] == "stimulation-trial")
+    from .conftest import EXAMPLE_BLUE
+
+    for payer in ("Acme Health", "Florida Blue"):  # Florida Blue: MP-623 names no plan
+        [questionnaire], _ = package(client, parameters(payer=payer))
+        trial = next(g for g in questionnaire["item"] if g["linkId"] == "stimulation-trial")
+        assert "(background, it does not state this requirement: " in trial["text"], (payer, trial["text"])
+    [own], _ = package(stated_client, parameters(payer=EXAMPLE_BLUE))
+    trial = next(g for g in own["item"] if g["linkId"] == "stimulation-trial")
     assert "(source: " in trial["text"] and "mp-623" in trial["text"].lower()
 
 

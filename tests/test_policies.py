@@ -17,7 +17,8 @@ from cds import codes, coverage, payers, policies, provenance, records
 from cds.policies import POLICY_DIR, PolicyError
 
 from .clinical import condition, medication, pain_score, procedure, role
-from .support import ORDER_SIGN, full_prefetch, hook_request, searchset, service_request
+from .conftest import EXAMPLE_BLUE
+from .support import ORDER_SIGN, full_prefetch, hook_request, searchset, service_request, sources_in
 
 CDS = str(Path(sys.executable).with_name("cds"))
 SOPT = "https://nahdo.org/sopt"
@@ -59,17 +60,7 @@ def test_no_policy_fact_cites_an_ai_generated_site():
 def test_the_sources_listing_has_every_fact_in_the_files():
     written = []
     for path in sorted(POLICY_DIR.glob("*.json")):
-
-        def walk(node, path=path):
-            if isinstance(node, dict):
-                written.extend((s["url"], s["quote"]) for s in node.get("sources", ()))
-                for value in node.values():
-                    walk(value)
-            elif isinstance(node, list):
-                for value in node:
-                    walk(value)
-
-        walk(json.loads(path.read_text()))
+        written.extend((s["url"], s["quote"]) for s in sources_in(json.loads(path.read_text())))
     result = subprocess.run([CDS, "policies", "sources", "--json"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     listed = json.loads(result.stdout)
@@ -397,11 +388,11 @@ def with_payer(name: str, sopt: str | None = None) -> dict:
     [
         ("Medicare", None, False, "covered", "no-auth"),
         ("UnitedHealthcare", "11", False, "covered", "indeterminate"),  # Medicare Advantage: plan sets prior auth
-        ("Florida Blue", None, True, "covered", "indeterminate"),
+        (EXAMPLE_BLUE, None, True, "covered", "indeterminate"),  # a plan whose own text is MP-623
     ],
 )
-def test_covered_when_the_payers_criteria_are_met(client, ehr, payer, sopt, extras, covered, pa_needed):
-    result = hook(client, ehr, documented_prefetch(with_payer(payer, sopt), aetna_extras=extras))
+def test_covered_when_the_payers_criteria_are_met(stated_client, ehr, payer, sopt, extras, covered, pa_needed):
+    result = hook(stated_client, ehr, documented_prefetch(with_payer(payer, sopt), aetna_extras=extras))
     info = info_of(result)
     assert info["covered"] == [covered] and info["pa-needed"] == [pa_needed]
     assert info["coverage"] == [{"reference": "Coverage/cov-1"}]
@@ -426,13 +417,13 @@ def test_a_stance_read_only_in_summaries_is_never_told_as_covered(client, ehr):
     ("payer", "missing"),
     [
         ("Medicare", "Physical therapy"),
-        ("Florida Blue", "bjective"),  # MP-623: a medication trial is enough for "other modalities", not for EMG
+        (EXAMPLE_BLUE, "bjective"),  # MP-623: a medication trial is enough for "other modalities", not for EMG
     ],
 )
-def test_conditional_when_documentation_is_missing(client, ehr, payer, missing):
+def test_conditional_when_documentation_is_missing(stated_client, ehr, payer, missing):
     prefetch = documented_prefetch(with_payer(payer))
     prefetch["procedures"] = searchset(procedure("64555", "2026-03-01", "2026-03-07"))  # no PT, no psych, no EMG
-    info = info_of(hook(client, ehr, prefetch))
+    info = info_of(hook(stated_client, ehr, prefetch))
     assert info["covered"] == ["conditional"]
     assert "OTH" in info["info-needed"] and info["doc-needed"] == ["clinical"]
     assert any(missing in r["text"] for r in info["reason"]), info["reason"]
@@ -629,3 +620,17 @@ def test_policy_specific_criteria_reach_the_documentation_card(client, ehr):
     )
     notes = [n["text"] for n in documentation["suggestions"][0]["actions"][0]["resource"]["note"]]
     assert any(n.startswith("Objective pathology") for n in notes)
+
+
+def test_florida_blue_is_not_told_mp_623_as_its_own_text(client, ehr):
+    """MP-623 names no plan (it is hosted at fl-policies.exploremyplan.com, on BCBS Alabama's policy platform): for
+    Florida Blue it is background. Every criterion met: coverage is indeterminate, and says why; a missing trial
+    informs and never warns; the payer card says the attribution is not confirmed."""
+    met = info_of(hook(client, ehr, documented_prefetch(with_payer("Florida Blue"), aetna_extras=True)))
+    assert met["covered"] == ["indeterminate"]
+    assert "the documents cited are background, not this payer's own statement: verify" in met["reason"][0]["text"]
+    prefetch = documented_prefetch(with_payer("Florida Blue"))
+    prefetch["procedures"] = searchset(procedure("97110", "2026-01-05"), procedure("95886", "2025-12-01"))
+    result = hook(client, ehr, prefetch)
+    assert not any(c["indicator"] == "warning" for c in result["cards"]), [c["summary"] for c in result["cards"]]
+    assert "that MP-623 is Florida Blue's is not confirmed" in payer_card(result)["detail"]

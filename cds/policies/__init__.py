@@ -94,6 +94,10 @@ class Statement:
         return provenance.citation(self.sources)
 
     @property
+    def unstated_because(self) -> str:
+        return provenance.unstated_because(s.role for s in self.sources)
+
+    @property
     def urls(self) -> tuple[str, ...]:
         return tuple(s.url for s in self.sources)
 
