@@ -480,3 +480,17 @@ def test_a_documentation_item_scoped_to_an_unknown_pathway_is_refused(tmp_path):
     (tmp_path / "medicare.json").write_text(json.dumps(source))
     with pytest.raises(policies.PolicyError, match="pathways"):
         policies.load(tmp_path)
+
+
+def test_restorative_criteria_quote_the_devices_indication_and_say_the_copy_is_unverified(client):
+    """ReActiv8's FDA indication states the restorative criteria (multifidus dysfunction shown by imaging or
+    physiological testing, failed medications and physical therapy, not a spine-surgery candidate); the copy read
+    is not FDA's own file, so its link is an unverified summary beside the trial paper."""
+    data = documented(trial=False)
+    data["conditions"] = searchset(condition("M62.85", onset="2025-06-01"))
+    [_doc, summary] = by_topic(call(client, prefetch=data))["appropriate-use"]
+    criteria = {c["id"]: c for c in summary["extension"][cards.CRITERIA_EXTENSION]}
+    source = criteria["not-surgical-candidate"]["source"]
+    assert "unverified summary: Summary of Safety and Effectiveness Data, ReActiv8 System" in source
+    assert criteria["multifidus-dysfunction"]["status"] == "met"  # the EMG
+    assert criteria["not-surgical-candidate"]["status"] == "unknown"

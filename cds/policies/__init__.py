@@ -44,6 +44,17 @@ RESTORATIVE_SOURCES = (
         "this disease entity",
         "2026-11-27",
     ),
+    Source(  # FDA's indication for use states all three; FDA's own copy was not found, so this one is secondary
+        "https://vdocuments.net/summary-of-safety-and-effectiveness-data-ssed-2020-06-22-draft-reactiv8-fda.html",
+        "secondary",
+        "Summary of Safety and Effectiveness Data, ReActiv8 System (PMA P190021, approved June 16, 2020): a copy "
+        "headed 'DRAFT' on vdocuments.net, not FDA's own file",
+        "as an aid in the management of intractable chronic low back pain associated with multifidus muscle "
+        "dysfunction, as evidenced by imaging or physiological testing in adults who have failed therapy including "
+        "pain medications and physical therapy and are not candidates for spine surgery.",
+        "2026-11-28",
+        "Indications for use",
+    ),
 )
 PHRENIC_SOURCES = (
     Source(
