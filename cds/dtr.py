@@ -188,7 +188,7 @@ def prefill(plan, version, base: str, subject: str, content: list[dict], order_r
     """The in-progress QuestionnaireResponse for ``subject`` ("Patient/x") from ``content``; used by the viewer too."""
     record = records.build(content, records.ref_id(subject))  # a versioned reference names its patient too
     order = records.order_from(order_resource if isinstance(order_resource, dict) else {"id": "populate"})
-    day = order.authored or datetime.now(UTC).date()
+    day = datetime.now(UTC).date()  # as of today; lookbacks count from the order's date (rules.context.order_day)
     pathway = rules.choose_pathway(record, order, day)
     findings = {f.criterion: f for f in rules.evaluate(record, order, version.ruleset(pathway.id), day, pathway)}
     questionnaire = questionnaires.build(plan, version, base)
