@@ -336,14 +336,15 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
         )
         return _card(ctx, "payer", text, "info", "insurance", detail, [], links=False)
     if not route.matched:
-        why = (
-            "has no CPT 64580 policy in force on this date"
-            if route.outcome == payers.NOT_IN_FORCE
-            else "is not recognised"
-        )
         name = f"Payer {route.payer_name}" if route.payer_name else "The payer"
-        text = f"{name} {why}: coverage for CPT 64580 not determined"
-        detail = "\n".join([f"{md(name)} {why} by this service.", "", default_note])
+        if route.outcome == payers.NOT_IN_FORCE:  # the payer had a policy then: this service lacks that version
+            text = f"{name}: the policy version in force on this date is not on file; CPT 64580 coverage not determined"
+            said = f"The version of the CPT 64580 policy of {md(name.removeprefix('Payer '))} in force on "
+            said += f"{ctx.as_of.isoformat()} is not on file with this service (only later versions are)."
+        else:
+            text = f"{name} is not recognised: coverage for CPT 64580 not determined"
+            said = f"{md(name)} is not recognised by this service."
+        detail = "\n".join([said, "", default_note])
         return _card(ctx, "payer", text, "info", "insurance", detail, [], links=False)
 
     stance = version.stance(ctx.group)

@@ -167,7 +167,7 @@ def decide(
     if route.outcome in (payers.UNRECOGNISED, payers.NOT_IN_FORCE):
         info.pa_needed = "indeterminate"
         why = (
-            "has no policy in force on this date"
+            "has a policy whose version in force on this date is not on file with this service"
             if route.outcome == payers.NOT_IN_FORCE
             else "is not one this service has a policy for"
         )

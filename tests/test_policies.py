@@ -331,6 +331,20 @@ def test_a_policy_not_yet_in_force_is_said_so():
     assert route.outcome == payers.NOT_IN_FORCE and route.plan.default
 
 
+def test_a_date_before_the_versions_on_file_says_the_version_is_missing_not_that_the_payer_had_none(client, ehr):
+    """Aetna's CPB 0011 was in force before 2026-04-17, the first version this service holds: the card said
+    "Payer Aetna has no CPT 64580 policy in force on this date", which is untrue of Aetna."""
+    body = hook_request(prefetch=documented_prefetch(with_payer("Aetna")))
+    body["extension"] |= {"cds64580.as-of": "2026-01-15"}
+    response = client.post(f"/cds-services/{ORDER_SIGN}", data=orjson.dumps(body), content_type="application/json")
+    card = payer_card(response.get_json())
+    assert card["summary"].startswith("Payer Aetna: the policy version in force on this date is not on file")
+    assert "in force on 2026-01-15 is not on file with this service" in card["detail"]
+    assert "has no CPT 64580 policy" not in card["summary"] + card["detail"]
+    reason = info_of(response.get_json())["reason"][0]["text"]
+    assert "version in force on this date is not on file" in reason
+
+
 # ---- the CRD coverage information, end to end -----------------------------------------------------------
 
 
