@@ -637,7 +637,7 @@ def test_policy_specific_criteria_reach_the_documentation_card(client, ehr):
 
 
 def test_florida_blue_is_not_told_mp_623_as_its_own_text(client, ehr):
-    """MP-623 names no plan (it is hosted at fl-policies.exploremyplan.com, on BCBS Alabama's policy platform): for
+    """MP-623 names no plan (it is hosted at fl-policies.exploremyplan.com, a portal of several Blue plans): for
     Florida Blue it is background. Every criterion met: coverage is indeterminate, and says why; a missing trial
     informs and never warns; the payer card says the attribution is not confirmed."""
     met = info_of(hook(client, ehr, documented_prefetch(with_payer("Florida Blue"), aetna_extras=True)))
