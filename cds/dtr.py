@@ -9,7 +9,7 @@ the patient's data. The same JWT checks guard these routes as the hooks.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
@@ -184,11 +184,20 @@ def populate(questionnaire_id: str) -> Response:
     return _fhir({"resourceType": "Parameters", "parameter": [{"name": "response", "resource": response}]})
 
 
-def prefill(plan, version, base: str, subject: str, content: list[dict], order_resource: object = None) -> dict:
-    """The in-progress QuestionnaireResponse for ``subject`` ("Patient/x") from ``content``; used by the viewer too."""
+def prefill(
+    plan,
+    version,
+    base: str,
+    subject: str,
+    content: list[dict],
+    order_resource: object = None,
+    as_of: date | None = None,
+) -> dict:
+    """The in-progress QuestionnaireResponse for ``subject`` ("Patient/x") from ``content``, as of ``as_of`` (today
+    by default; the viewer passes its case's date); lookbacks count from the order's date (``order_day``)."""
     record = records.build(content, records.ref_id(subject))  # a versioned reference names its patient too
     order = records.order_from(order_resource if isinstance(order_resource, dict) else {"id": "populate"})
-    day = datetime.now(UTC).date()  # as of today; lookbacks count from the order's date (rules.context.order_day)
+    day = as_of or datetime.now(UTC).date()
     pathway = rules.choose_pathway(record, order, day)
     findings = {f.criterion: f for f in rules.evaluate(record, order, version.ruleset(pathway.id), day, pathway)}
     questionnaire = questionnaires.build(plan, version, base)

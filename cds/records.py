@@ -503,12 +503,46 @@ def _undecided(first: dict, second: dict) -> dict:
     becomes status ``unknown`` (a finding it decides says "only if ... happened; verify"), a diagnosis
     ``unconfirmed``. Keeping the first, as before, counted a procedure its second version marked entered-in-error."""
     rtype = first["resourceType"]
-    if rtype in _STATUS_KINDS and first.get("status") != second.get("status"):
+    if rtype in _STATUS_KINDS and _contradict(_happened(rtype, first), _happened(rtype, second)):
         return {**first, "status": "unknown"}
-    if rtype == "Condition" and any(first.get(k) != second.get(k) for k in ("verificationStatus", "clinicalStatus")):
+    if rtype == "Condition" and any(map(_contradict, _diagnosis(first), _diagnosis(second))):
         disputed = {"coding": [{"system": _VERIFICATION, "code": "unconfirmed"}], "text": "two versions disagree"}
         return {**first, "verificationStatus": disputed}
     return first
+
+
+def _contradict(a: object, b: object) -> bool:
+    """Two readings that both say something, and not the same thing (a version that says nothing is no dispute)."""
+    return a is not None and b is not None and a != b
+
+
+def _happened(rtype: str, resource: dict) -> bool | None:
+    """What a status says of an event as the rules read it: done (True), not done (False), nothing (None)."""
+    status = resource.get("status")
+    if not isinstance(status, str) or status == "unknown":
+        return None
+    return status in _DONE_PROCEDURE if rtype == "Procedure" else status not in _IGNORED_STATUS
+
+
+def _diagnosis(resource: dict) -> tuple[str, bool | None]:
+    """What a Condition's statuses say as the rules read them: refuted, unconfirmed or confirmed (no verification
+    status is confirmed), and active or not (None when no clinical status is given)."""
+    verification = _raw_status(resource.get("verificationStatus"), _VERIFICATION)
+    clinical = _raw_status(resource.get("clinicalStatus"), _CLINICAL)
+    said = (
+        "refuted"
+        if verification in _REFUTED_CONDITION
+        else "unconfirmed"
+        if verification in _UNCONFIRMED_CONDITION
+        else "confirmed"
+    )
+    return said, (clinical in _ACTIVE_CONDITION) if clinical else None
+
+
+def _raw_status(concept: object, system: str) -> str | None:
+    """:func:`_status_code` of a CodeableConcept still in JSON."""
+    found = [(s, c) for s, c in codes.codings(concept) if isinstance(c, str) and c]
+    return next((c for s, c in found if s == system), found[0][1] if found else None)
 
 
 def _relevant(rtype: str, resource: dict) -> bool:

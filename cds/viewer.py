@@ -20,6 +20,7 @@ from cds import codes, dtr, fixtures, payers, policies, provenance, questionnair
 from cds.api import json_response, read_json
 from cds.errors import Forbidden, InvalidRequest, ServiceUnavailable
 from cds.fhirstore import ServedStore, flatten
+from cds.rules.context import order_day
 
 STATIC = Path(__file__).resolve().parent / "viewer_static"
 bp = Blueprint("viewer", __name__, url_prefix="/viewer")
@@ -258,7 +259,7 @@ def dtr_form() -> Response:
     route = payers.route(record, records.order_from(order_resource), current_app.extensions["cds.policies"], as_of)
     base = dtr.base()
     questionnaire = questionnaires.build(route.plan, route.version, base)
-    response = dtr.prefill(route.plan, route.version, base, f"Patient/{patient}", case.resources, order_resource)
+    response = dtr.prefill(route.plan, route.version, base, f"Patient/{patient}", case.resources, order_resource, as_of)
     return json_response({"questionnaire": questionnaire, "response": response, "payer": route.payer_name})
 
 
@@ -305,8 +306,15 @@ def timeline(resources: list[dict], patient: str | None, orders: list[dict], as_
         add("pain-score", f"Pain {e.value:g}/10", e, e.value)
     for e in record.procedure_events(codes.PSYCH_EVALUATION):
         add("psych", f"Psychological evaluation {e.code}", e)
-    order_dates = [o["authoredOn"][:10] for o in orders if isinstance(o.get("authoredOn"), str)]
-    return {"events": sorted(events, key=lambda e: e["start"]), "order_date": (order_dates or [as_of or ""])[0] or None}
+    order_date = None
+    if orders or as_of:  # where the lookbacks count from, as the rules read it (never after the as-of date)
+        try:
+            day = date.fromisoformat(as_of) if as_of else None
+        except ValueError:
+            day = None
+        order = records.order_from(orders[0] if orders else {})
+        order_date = order_day(order, day).isoformat() if day else (order.authored and order.authored.isoformat())
+    return {"events": sorted(events, key=lambda e: e["start"]), "order_date": order_date}
 
 
 @bp.get("/api/policies")

@@ -470,6 +470,7 @@ def test_the_medicare_payer_card_names_ncd_160_19_and_leaves_pain_documentation_
     assert "NCD 160.19 covers diaphragm pacing" in payer["summary"]
     assert "code 64580 unconfirmed" in payer["summary"]
     assert "Chronic severe pain" not in payer["detail"]
+    assert "Trial 64555" not in payer["detail"], "pacing has no percutaneous trial"
     [pain_card] = by_topic(call(client))["guideline"]
     assert "Keep in the record: Chronic severe pain of at least 3 months" in pain_card["detail"]
 

@@ -432,3 +432,35 @@ def _populate(case, resources: list[dict] | None = None, subject: str | None = N
             {"name": "order", "resource": case.spec["orders"][0]},
         ],
     }
+
+
+def test_an_attestation_cannot_make_a_criterion_that_does_not_apply_met(client):
+    """On a diaphragm-pacing order the conservative care written for pain does not apply; the form still offers
+    it, and a completed answer turned it into "met (attested)" and "already documented"."""
+    from cds import fixtures, replay
+
+    attested = fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-attested-physical-therapy")
+    [qr] = [r for r in attested.resources if r["resourceType"] == "QuestionnaireResponse"]
+    case = fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-diaphragm-pacing")
+    case.resources = [*case.resources, qr]  # the same patient (pat-64580) and the same Medicare questionnaire
+    body = replay.standalone_request(case, replay.Options())
+    answer = client.post("/cds-services/cpt64580-order-sign", json=body).get_json()
+    summary = next(c for c in answer["cards"] if c["summary"].startswith("CPT 64580 criteria"))
+    pt = next(c for c in summary["extension"]["cds64580.criteria"] if c["id"] == "physical-therapy")
+    assert pt["status"] == "not-applicable" and not pt.get("attested"), pt
+
+
+def test_the_viewers_form_and_timeline_read_the_record_as_of_the_date_asked(make_app):
+    """Replayed as of January, the form prefilled the February psychological evaluation and the March trial, and
+    the timeline drew the lookbacks from the order's June date; both now stop at the date asked."""
+    client = make_app(VIEWER=True, LOG_LEVEL="WARNING").test_client()
+    case = "medicare-all-criteria-met"
+
+    def prefilled(body: dict) -> set[str]:
+        form = client.post("/viewer/api/dtr", json=body).get_json()["response"]
+        return {g["linkId"] for g in form["item"] if any("answer" in i for i in g.get("item", ()))}
+
+    assert {"psych-evaluation", "stimulation-trial"} <= prefilled({"case": case})
+    assert not {"psych-evaluation", "stimulation-trial"} & prefilled({"case": case, "as_of": "2026-01-10"})
+    run = client.post("/viewer/api/run", json={"case": case, "as_of": "2026-01-10"}).get_json()
+    assert run["timeline"]["order_date"] == "2026-01-11", "the order's June date, capped at the as-of date"

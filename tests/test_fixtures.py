@@ -144,9 +144,10 @@ def test_the_cases_cover_every_criterion_status():
         ("guideline", "warning"),
         ("appropriate-use", "info"),
     } <= cards
-    # A documentation warning rests on a payer's own text stating the requirement. No shipped plan's does today
-    # (MP-623 names no plan, the rest is read in summaries or is background): tests/test_cards.py shows the
-    # warning on "Example Blue", a test plan whose own text is MP-623.
+    # A documentation warning rests on a primary text stating the requirement for the payer. For therapy, medication,
+    # the psychological evaluation and the trial no shipped plan has one (MP-623 names no plan; the rest is read in
+    # summaries or is background), so no case warns on them: tests/test_cards.py shows that warning on "Example
+    # Blue", a test plan whose own text is MP-623.
 
 
 # ---- the command --------------------------------------------------------------------------------------------

@@ -219,3 +219,31 @@ def test_two_undated_versions_of_a_diagnosis_that_disagree_leave_it_unconfirmed(
     order = records.order_from(service_request())
     [indication] = [f for f in rules.evaluate(record, order, primary_ruleset(), AS_OF) if f.criterion == "indication"]
     assert indication.status == rules.Status.UNKNOWN and "not confirmed" in indication.reason
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (
+            medication("25480") | {"id": "m1", "status": "active"},
+            medication("25480") | {"id": "m1", "status": "completed"},
+        ),
+        (condition("G89.29", verification="confirmed") | {"id": "c1"}, condition("G89.29") | {"id": "c1"}),
+        (
+            condition("G89.29") | {"id": "c1"},
+            condition("G89.29")
+            | {
+                "id": "c1",
+                "code": {"coding": [{"system": codes.ICD10CM, "code": "G89.29", "display": "Other chronic pain"}]},
+            },
+        ),
+    ],
+    ids=["active-and-completed", "confirmed-and-silent", "a-display-added"],
+)
+def test_two_versions_that_only_look_different_are_no_dispute(first, second):
+    """Both versions say the same as the rules read them (taken, confirmed): the evidence stands."""
+    record = records.build([searchset(first, second)], "pat-1")
+    order = records.order_from(service_request())
+    criterion = "medication-trial" if first["resourceType"] == "MedicationRequest" else "indication"
+    [found] = [f for f in rules.evaluate(record, order, primary_ruleset(), AS_OF) if f.criterion == criterion]
+    assert found.status == rules.Status.MET, found.reason

@@ -315,3 +315,20 @@ def test_a_medicare_advantage_plan_is_not_told_medicares_payment_indicators_as_i
     assert criteria["co-surgeon-modifier"]["policy"].startswith("medicare-advantage")
     assert "Medicare does not pay" not in criteria["co-surgeon-modifier"]["reason"]
     assert "own co-surgery policy decides" in criteria["co-surgeon-modifier"]["reason"]
+
+
+def test_a_procedure_after_the_evaluation_date_opens_no_global_period():
+    """Replayed as of mid-February, the 64555 trial of March 1 has not happened: no global-period warning about it
+    (the same answer says no trial is documented yet)."""
+    from cds import fixtures, replay
+
+    case = fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-implant-in-trial-global-period")
+    cards = replay.run(case, replay.Options(as_of="2026-02-15")).response["cards"]
+    summary = next(c for c in cards if c["summary"].startswith("CPT 64580 criteria"))
+    found = {c["id"]: c["status"] for c in summary["extension"]["cds64580.criteria"]}
+    assert found["global-period"] == "not-applicable", found
+    on_the_day = replay.run(case, replay.Options()).response["cards"]  # as of the case's own date: it warns
+    summary = next(c for c in on_the_day if c["summary"].startswith("CPT 64580 criteria"))
+    assert {c["id"]: c["status"] for c in summary["extension"]["cds64580.criteria"]}[
+        "global-period"
+    ] != "not-applicable"

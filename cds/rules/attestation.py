@@ -81,7 +81,9 @@ def judge(
     """The finding once the attestation is counted (unchanged when the record already meets it or none is made).
     One authored after today (a day's leeway for time zones) is not counted, as a future-dated record is not; a
     replay evaluated as of a past date still counts an attestation made today (the viewer's DTR form)."""
-    if finding.status == Status.MET or criterion.id in NOT_DOCUMENTATION or attestation.done is not True:
+    if finding.status in (Status.MET, Status.NOT_APPLICABLE) or criterion.id in NOT_DOCUMENTATION:
+        return finding  # an answer cannot make a criterion that does not apply (pacing, a revision) "met"
+    if attestation.done is not True:
         return finding
     today = max(as_of or date.min, datetime.now(UTC).date())
     if attestation.authored and attestation.authored > today + timedelta(days=1):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cached_property
 
 from cds.records import Event, Order, PatientRecord
 from cds.rules.dates import months_before
@@ -40,7 +41,7 @@ class Evaluation:
     as_of: date
     pathway: Pathway
 
-    @property
+    @cached_property  # read by every criterion, often in loops
     def order_date(self) -> date:
         return order_day(self.order, self.as_of)
 

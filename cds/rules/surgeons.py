@@ -376,12 +376,15 @@ def assistant_surgeon(ev: Evaluation, c: Criterion) -> Finding:
 
 def global_period(ev: Evaluation, c: Criterion) -> Finding:
     """An earlier procedure of the family by a surgeon on this order, whose global period covers this one."""
-    day = ev.order.service_date or ev.as_of
+    day = ev.order.occurrence or ev.order_date  # the surgery's date when scheduled
+    known = ev.as_of + timedelta(days=1)  # the record as of the evaluation date (a day's leeway for time zones)
     ours = {ev.record.person(ref) for ref in ev.order.performers}
     schedule = ev.ruleset.fee_schedule
     inside = []
     for e in ev.record.procedure_events(codes.NEUROSTIMULATOR_FAMILY):
-        if e.start is None or e.start >= day or not ({ev.record.person(p) for p in e.performers} & ours):
+        if e.start is None or e.start >= day or e.start > known:
+            continue
+        if not ({ev.record.person(p) for p in e.performers} & ours):
             continue
         found = schedule.indicators(e.code, e.start) or schedule.indicators(e.code, ev.as_of)
         if found is None or found.global_days is None:
