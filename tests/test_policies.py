@@ -648,3 +648,17 @@ def test_florida_blue_is_not_told_mp_623_as_its_own_text(client, ehr):
     result = hook(client, ehr, prefetch)
     assert not any(c["indicator"] == "warning" for c in result["cards"]), [c["summary"] for c in result["cards"]]
     assert "that MP-623 is Florida Blue's is not confirmed" in payer_card(result)["detail"]
+
+
+def test_anthems_investigational_statement_is_no_source_for_a_qualifying_diagnosis(client, ehr):
+    """SURG.00158 calls implantable PNS investigational for all indications, and CG-MED-79 writes its criteria for
+    diaphragm pacing: neither states which diagnosis qualifies a pain order, so a record without one is told to
+    verify (info), while the investigational stance itself still warns."""
+    prefetch = documented_prefetch(with_payer("Anthem Blue Cross"))
+    prefetch["conditions"] = searchset()
+    result = hook(client, ehr, prefetch)
+    assert payer_card(result)["indicator"] == "warning" and "investigational" in payer_card(result)["summary"]
+    documentation = [c for c in result["cards"] if c["summary"].startswith("Documentation")]
+    assert documentation and all(c["indicator"] == "info" for c in documentation), [
+        (c["summary"], c["indicator"]) for c in documentation
+    ]
