@@ -23,7 +23,8 @@ from cds.rules.params import BILLING, TITLES, Criterion, RuleSet
 POLICY_DIR = Path(__file__).resolve().parent
 GROUPS = ("pain", "neuromuscular")  # the pathways every version states a coverage stance for
 PATHWAYS = ("pain", "restorative", "neuromuscular")
-# Where the criteria of a derived pathway come from, when the policy itself does not state that pathway.
+# Where the criteria of a derived pathway come from, when the policy itself does not state that pathway. A trial's
+# eligibility list and a society guideline are background to a payer's requirement: these criteria never warn.
 RESTORATIVE_SOURCES = (
     Source(
         "https://pmc.ncbi.nlm.nih.gov/articles/PMC8456956/",
@@ -35,6 +36,7 @@ RESTORATIVE_SOURCES = (
         "management including at least physical therapy and medications for low back pain.",
         "2026-11-27",
         "Materials and Methods",
+        context=True,
     ),
     Source(
         "https://scholars.duke.edu/publication/1696141",
@@ -43,6 +45,7 @@ RESTORATIVE_SOURCES = (
         "As of October 2024, the introduction of the \u2026 ICD-10-CM code M62.85 provides formal classification of "
         "this disease entity",
         "2026-11-27",
+        context=True,
     ),
     Source(  # FDA's indication for use states all three; FDA's own copy was not found, so this one is secondary
         "https://vdocuments.net/summary-of-safety-and-effectiveness-data-ssed-2020-06-22-draft-reactiv8-fda.html",
