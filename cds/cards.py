@@ -386,6 +386,7 @@ _CAVEAT = {
     "": "",
     provenance.UNVERIFIED: " *(unverified summary: verify against the payer's current text)*",
     provenance.BACKGROUND: " *(the documents cited are background, not this payer's own statement: verify)*",
+    provenance.UNSOURCED: " *(no source read: verify with the payer)*",
 }
 
 

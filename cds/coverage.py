@@ -251,10 +251,12 @@ def _billing_codes(order: Order, findings: list[Finding]) -> list[dict]:
 _UNSTATED = {
     provenance.UNVERIFIED: "a secondary summary; the payer's own text was not found: verify",
     provenance.BACKGROUND: "the documents cited are background, not this payer's own statement: verify",
+    provenance.UNSOURCED: "no source read: verify with the payer",
 }
 _QUALIFICATION = {
     provenance.UNVERIFIED: "Based on a secondary summary of the policy: verify against the current policy text.",
     provenance.BACKGROUND: "Based on documents that are background for this payer, not its own statement: verify.",
+    provenance.UNSOURCED: "No source was read for this statement: verify with the payer.",
 }
 
 

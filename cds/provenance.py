@@ -96,11 +96,17 @@ def quoted(sources: tuple[Source, ...], pattern: re.Pattern[str]) -> bool:
     return any(s.states and pattern.search(s.quote) for s in sources)
 
 
+UNSOURCED = "no source"
+
+
 def unstated_because(roles: Iterable[str]) -> str:
     """Why no source states a fact, from the roles of its sources: "" (one states it), ``BACKGROUND`` (the primary
-    documents cited do not state it for this payer) or ``UNVERIFIED`` (only summaries were read)."""
+    documents cited do not state it for this payer), ``UNVERIFIED`` (only summaries were read) or ``UNSOURCED``
+    (no source at all: "not established")."""
     found = set(roles)
-    return "" if "states" in found else BACKGROUND if "background" in found else UNVERIFIED
+    if "states" in found:
+        return ""
+    return BACKGROUND if "background" in found else UNVERIFIED if found else UNSOURCED
 
 
 def citation(sources: tuple[Source, ...]) -> str:

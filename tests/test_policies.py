@@ -647,7 +647,10 @@ def test_florida_blue_is_not_told_mp_623_as_its_own_text(client, ehr):
     prefetch["procedures"] = searchset(procedure("97110", "2026-01-05"), procedure("95886", "2025-12-01"))
     result = hook(client, ehr, prefetch)
     assert not any(c["indicator"] == "warning" for c in result["cards"]), [c["summary"] for c in result["cards"]]
-    assert "that MP-623 is Florida Blue's is not confirmed" in payer_card(result)["detail"]
+    detail = payer_card(result)["detail"]
+    assert "that MP-623 is Florida Blue's is not confirmed" in detail
+    # a statement with no source at all is not called a summary
+    assert "Prior-authorization status not established *(no source read: verify with the payer)*" in detail
 
 
 def test_anthems_investigational_statement_is_no_source_for_a_qualifying_diagnosis(client, ehr):
