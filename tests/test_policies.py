@@ -665,3 +665,16 @@ def test_anthems_investigational_statement_is_no_source_for_a_qualifying_diagnos
     assert documentation and all(c["indicator"] == "info" for c in documentation), [
         (c["summary"], c["indicator"]) for c in documentation
     ]
+
+
+def test_replay_refuses_a_broken_edit_of_the_shipped_files_in_one_line(tmp_path, monkeypatch, capsys):
+    """An analyst edits cds/policies/*.json in place (the documented way) and replays: one line naming the field,
+    exit 2; every case answered HTTP 500 before."""
+    from cds import cli, fixtures
+
+    broken = broken_dir(tmp_path, lambda d: _version(d)["coverage"]["pain"].update(summary="x" * 200))
+    monkeypatch.setattr(policies, "POLICY_DIR", broken)
+    monkeypatch.delenv("CDS_POLICY_DIR", raising=False)
+    assert cli.main(["replay", str(fixtures.FIXTURE_DIR / "aetna-all-criteria-met")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("cds replay: policy error: aetna.json:") and "coverage.pain.summary" in error
