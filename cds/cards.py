@@ -396,7 +396,7 @@ def _verify(because: str) -> str:
 
 
 def _finding_caveat(f: Finding) -> str:
-    if f.confidence != "secondary":
+    if f.confidence != "secondary" or f.explained:
         return ""
     return _verify(provenance.unstated_because(s["role"] for s in provenance.cited(f.source)))
 

@@ -495,3 +495,12 @@ def test_restorative_criteria_quote_the_devices_indication_and_say_the_copy_is_u
     assert "unverified summary: Summary of Safety and Effectiveness Data, ReActiv8 System" in source
     assert criteria["multifidus-dysfunction"]["status"] == "met"  # the EMG
     assert criteria["not-surgical-candidate"]["status"] == "unknown"
+
+
+def test_a_documentation_line_gives_its_caveat_once(client):
+    """A criterion only summaries state says so in its reason ("the payer's own text was not found; verify"): the
+    line no longer repeats it as "(unverified summary: ...)" after the reason."""
+    result = call(client, prefetch=documented(pt=False, payer="Acme Health"))
+    [doc, _summary] = by_topic(result)["appropriate-use"]
+    [line] = [ln for ln in doc["detail"].splitlines() if ln.startswith("- **Physical therapy tried**")]
+    assert "verify" in line and line.count("verify") == 1, line

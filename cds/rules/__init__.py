@@ -72,6 +72,7 @@ def without_late_data(findings: list[Finding], late: frozenset[str]) -> list[Fin
                 evidence=(),
                 order_modifiers=None,
                 reason=f"the EHR's FHIR server did not answer in time ({', '.join(missing)})",
+                explained=False,
             )
         out.append(f)
     return out
@@ -90,7 +91,7 @@ def informs_only(finding: Finding, criterion: Criterion) -> Finding:
         why = f"the policy states this for {criterion.borrowed_from}, not for this indication"
     else:
         return finding
-    return finding.without_actions(status=Status.UNKNOWN, reason=f"{why}: {finding.reason}")
+    return finding.without_actions(status=Status.UNKNOWN, reason=f"{why}: {finding.reason}", explained=True)
 
 
 _KINDS = {

@@ -54,6 +54,7 @@ class Finding:
     confidence: str = "primary"
     title: str = ""
     attested: bool = False  # judged on a clinician's attestation (a DTR QuestionnaireResponse), not the record
+    explained: bool = False  # its reason already says why no source states it for the payer (no second caveat)
 
     def tagged(self, **changes: str) -> Finding:
         """A copy with ``changes``, as ``dataclasses.replace`` gives, without re-running ``__init__`` for every
