@@ -198,3 +198,32 @@ def test_a_pasted_case_of_any_shape_is_answered_not_a_500(make_app, body):
     viewer = make_app(VIEWER=True, LOG_LEVEL="WARNING").test_client()
     response = viewer.post("/viewer/api/run", json=body)
     assert response.status_code in (200, 400), response.get_data()[:300]
+
+
+@pytest.mark.parametrize("payer", [None, "Medicare"])
+@pytest.mark.parametrize("edge", ["9999-12-31", "0001-01-01"])
+@pytest.mark.parametrize("as_of", ["9999-12-31", "0001-01-01", "2026-06-15"])
+def test_dates_at_the_calendars_ends_are_read_not_a_500(client, edge, as_of, payer):
+    """Every date a record or request can carry at year 1 or 9999-12-31: the day's leeway, a trial's baseline
+    window and a global period moved past the calendar's end (OverflowError, a 500)."""
+    from .clinical import condition, coverage, pain_score, role
+
+    prefetch = full_prefetch()
+    if payer:
+        _org, cov = coverage(payer)
+        cov["payor"][0]["display"] = payer
+        prefetch["coverage"] = searchset(cov)
+    prefetch["conditions"] = searchset(condition("G89.29", onset=edge))
+    prefetch["procedures"] = searchset(
+        procedure("64555", edge, edge),
+        procedure("64580", edge, performer="PractitionerRole/ra"),
+        procedure("97110", edge),
+    )
+    prefetch["painScores"] = searchset(pain_score(8, edge), pain_score(2, edge))
+    prefetch["medicationRequests"] = searchset(medication("25480", when=edge, until=edge))
+    prefetch["practitionerRoles"] = searchset(role("a", id="ra"))
+    order = service_request() | {"authoredOn": edge, "performer": [{"reference": "PractitionerRole/ra"}]}
+    body = hook_request(prefetch=prefetch, orders=[order])
+    body["extension"]["cds64580.as-of"] = as_of
+    response = post(client, HOOK, body)
+    assert response.status_code == 200, response.get_json()

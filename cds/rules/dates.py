@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import calendar
-from datetime import date
+from datetime import date, timedelta
 
 
 def months_before(day: date, months: int) -> date:
@@ -14,6 +14,15 @@ def months_before(day: date, months: int) -> date:
     if year < date.min.year:  # before year 1: every event is after it
         return date.min
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def shifted(day: date, days: int) -> date:
+    """``day`` moved by ``days``, held at the calendar's ends: a record or request dated 9999-12-31 (or year 1) is
+    read, not a crash."""
+    try:
+        return day + timedelta(days=days)
+    except OverflowError:
+        return date.max if days > 0 else date.min
 
 
 def weeks(days: int) -> str:

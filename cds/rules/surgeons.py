@@ -11,12 +11,12 @@ checked, never guesses.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 from cds import codes
 from cds.mpfs import Indicators
 from cds.records import Surgeon
 from cds.rules.context import Criterion, Evaluation
+from cds.rules.dates import shifted
 from cds.rules.findings import BillingOption, Evidence, Finding, Status
 
 CO_SURGERY, TEAM_SURGERY = "62", "66"
@@ -377,7 +377,7 @@ def assistant_surgeon(ev: Evaluation, c: Criterion) -> Finding:
 def global_period(ev: Evaluation, c: Criterion) -> Finding:
     """An earlier procedure of the family by a surgeon on this order, whose global period covers this one."""
     day = ev.order.occurrence or ev.order_date  # the surgery's date when scheduled
-    known = ev.as_of + timedelta(days=1)  # the record as of the evaluation date (a day's leeway for time zones)
+    known = shifted(ev.as_of, 1)  # the record as of the evaluation date (a day's leeway for time zones)
     ours = {ev.record.person(ref) for ref in ev.order.performers}
     schedule = ev.ruleset.fee_schedule
     inside = []
@@ -389,7 +389,7 @@ def global_period(ev: Evaluation, c: Criterion) -> Finding:
         found = schedule.indicators(e.code, e.start) or schedule.indicators(e.code, ev.as_of)
         if found is None or found.global_days is None:
             continue
-        ends = e.start + timedelta(days=found.global_days)
+        ends = shifted(e.start, found.global_days)
         if day <= ends:
             inside.append((e, found, ends))
     if not inside:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from statistics import fmean
 
 from cds import codes, provenance
 from cds.records import Event
 from cds.rules import pathways, therapy
 from cds.rules.context import Criterion, Evaluation
+from cds.rules.dates import shifted
 from cds.rules.findings import Evidence, Finding, Status
 
 _OTHER_SYSTEMS = {"64581": "a sacral nerve array", "64582": "a hypoglossal nerve system", "64590": "a generator alone"}
@@ -120,8 +120,8 @@ def stimulation_trial(ev: Evaluation, c: Criterion) -> Finding:
             )
 
     scores = record.pain_scores()
-    baseline_since = start - timedelta(days=int(c.param("baseline_days", 90)))
-    trial_end = end or start + timedelta(days=int(c.param("default_trial_days", 30)))
+    baseline_since = shifted(start, -int(c.param("baseline_days", 90)))
+    trial_end = end or shifted(start, int(c.param("default_trial_days", 30)))
     before = [s for s in scores if baseline_since <= s.start < start]
     during = [s for s in scores if start < s.start <= trial_end]
     if not before or not during:
