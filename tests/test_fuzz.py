@@ -9,7 +9,7 @@ import os
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cds import create_app, hooks, prefetch, records
@@ -241,6 +241,8 @@ def test_the_viewer_answers_any_pasted_shape_without_a_500(kind, data):
 
 
 @given(st.sampled_from(["case", "url", "as_of", "payer", "hook"]), st.one_of(odd_values, st.just("9999-99-99")))
+@example("as_of", "9999-12-31")  # the calendar's last day: the lookbacks' day of leeway overflowed (a 500)
+@example("as_of", "0001-01-01")
 @settings(max_examples=EXAMPLES * 3, deadline=None, suppress_health_check=list(HealthCheck), derandomize=DERANDOMIZE)
 def test_the_viewer_form_fields_of_any_type_are_a_4xx_or_a_run(field, value):
     response = _post(_viewer, "/viewer/api/run", {"case": "medicare-all-criteria-met", field: value})
