@@ -527,8 +527,8 @@ def _happened(rtype: str, resource: dict) -> bool | None:
 def _diagnosis(resource: dict) -> tuple[str, bool | None]:
     """What a Condition's statuses say as the rules read them: refuted, unconfirmed or confirmed (no verification
     status is confirmed), and active or not (None when no clinical status is given)."""
-    verification = _raw_status(resource.get("verificationStatus"), _VERIFICATION)
-    clinical = _raw_status(resource.get("clinicalStatus"), _CLINICAL)
+    verification = _status_in(codes.codings(resource.get("verificationStatus")), _VERIFICATION)
+    clinical = _status_in(codes.codings(resource.get("clinicalStatus")), _CLINICAL)
     said = (
         "refuted"
         if verification in _REFUTED_CONDITION
@@ -537,12 +537,6 @@ def _diagnosis(resource: dict) -> tuple[str, bool | None]:
         else "confirmed"
     )
     return said, (clinical in _ACTIVE_CONDITION) if clinical else None
-
-
-def _raw_status(concept: object, system: str) -> str | None:
-    """:func:`_status_code` of a CodeableConcept still in JSON."""
-    found = [(s, c) for s, c in codes.codings(concept) if isinstance(c, str) and c]
-    return next((c for s, c in found if s == system), found[0][1] if found else None)
 
 
 def _relevant(rtype: str, resource: dict) -> bool:
@@ -727,13 +721,20 @@ def _sites(concepts) -> frozenset[tuple[str, str]]:
 def _status_code(concept, system: str) -> str | None:
     """The code of the coding in ``system`` (HL7's status code system), else the first code: an EHR may put its
     local code first, and ``entered-in-error`` second must still take the diagnosis out."""
-    codings = [(s, c) for s, c in _model_codings(concept) if c]
+    return _status_in(_model_codings(concept), system)
+
+
+def _status_in(pairs: Iterable[tuple[str | None, str | None]], system: str) -> str | None:
+    """:func:`_status_code` of (system, code) pairs, read from the typed view or still in JSON."""
+    codings = [(s, c) for s, c in pairs if isinstance(c, str) and c]
     return next((c for s, c in codings if s == system), codings[0][1] if codings else None)
 
 
 def _split(reference: str) -> tuple[str, str]:
     """(type, id) of a reference, relative or absolute; a versioned one (``Patient/x/_history/2``) names ``x``."""
-    parts = reference.split("/_history/")[0].rstrip("/").split("/")
+    if "/_history/" in reference:  # rare: every reference of every call passes here
+        reference = reference.split("/_history/")[0]
+    parts = reference.rstrip("/").split("/")
     return (parts[-2], parts[-1]) if len(parts) >= 2 else ("", reference)
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 
 from cds.records import PatientRecord, as_date
 from cds.rules import therapy, windows
-from cds.rules.dates import months_before, shifted
+from cds.rules.dates import months_before, with_leeway
 from cds.rules.findings import Evidence, Finding, Status
 from cds.rules.params import BILLING, Criterion
 
@@ -86,7 +86,7 @@ def judge(
     if attestation.done is not True:
         return finding
     today = max(as_of or date.min, datetime.now(UTC).date())
-    if attestation.authored and attestation.authored > shifted(today, 1):
+    if attestation.authored and attestation.authored > with_leeway(today):
         note = f"{attestation.response} is dated {attestation.authored.isoformat()}, after today: not counted"
         return replace(finding, notes=(*finding.notes, note))
     who = f"attested by {attestation.author}" + (

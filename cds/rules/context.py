@@ -7,7 +7,7 @@ from datetime import date
 from functools import cached_property
 
 from cds.records import Event, Order, PatientRecord
-from cds.rules.dates import months_before, shifted
+from cds.rules.dates import months_before, with_leeway
 from cds.rules.params import Criterion, RuleSet
 from cds.rules.pathways import Pathway
 
@@ -30,7 +30,7 @@ def order_day(order: Order, as_of: date) -> date:
     entries because the order says it was written after them."""
     if order.authored is None:
         return as_of
-    return min(order.authored, shifted(as_of, 1))
+    return min(order.authored, with_leeway(as_of))
 
 
 @dataclass(frozen=True)

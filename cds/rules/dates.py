@@ -25,6 +25,12 @@ def shifted(day: date, days: int) -> date:
         return date.max if days > 0 else date.min
 
 
+def with_leeway(day: date) -> date:
+    """The last day a record entry may carry as of ``day``: one more, for time zones (an EHR's local date may run
+    ahead of UTC's)."""
+    return shifted(day, 1)
+
+
 def weeks(days: int) -> str:
     whole, rest = divmod(days, 7)
     return f"{whole} week{'s' if whole != 1 else ''}" + (f" {rest} day{'s' if rest != 1 else ''}" if rest else "")

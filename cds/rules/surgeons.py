@@ -16,7 +16,7 @@ from cds import codes
 from cds.mpfs import Indicators
 from cds.records import Surgeon
 from cds.rules.context import Criterion, Evaluation
-from cds.rules.dates import shifted
+from cds.rules.dates import shifted, with_leeway
 from cds.rules.findings import BillingOption, Evidence, Finding, Status
 
 CO_SURGERY, TEAM_SURGERY = "62", "66"
@@ -377,7 +377,7 @@ def assistant_surgeon(ev: Evaluation, c: Criterion) -> Finding:
 def global_period(ev: Evaluation, c: Criterion) -> Finding:
     """An earlier procedure of the family by a surgeon on this order, whose global period covers this one."""
     day = ev.order.occurrence or ev.order_date  # the surgery's date when scheduled
-    known = shifted(ev.as_of, 1)  # the record as of the evaluation date (a day's leeway for time zones)
+    known = with_leeway(ev.as_of)  # the record as of the evaluation date
     ours = {ev.record.person(ref) for ref in ev.order.performers}
     schedule = ev.ruleset.fee_schedule
     inside = []
