@@ -6,7 +6,6 @@ import dataclasses
 import gc
 import logging
 import os
-import traceback
 from typing import Any
 
 from flask import Flask, Response
@@ -133,10 +132,5 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
-        # The message and source lines may quote request data: only the type and code locations are logged.
-        frames = " <- ".join(
-            f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}"
-            for f in reversed(traceback.extract_tb(exc.__traceback__))
-        )
-        log.error("unexpected %s at %s", type(exc).__name__, frames)
+        logs.unexpected(log, exc)
         return api.json_response(INTERNAL_ERROR, 500)

@@ -320,7 +320,8 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
     )
     if route.outcome in _ROUTE_PROBLEMS:
         text, indicator = _ROUTE_PROBLEMS[route.outcome]
-        detail = "\n".join([text + ".", "", default_note])
+        why = f" ({md(route.inactive)})" if route.inactive else ""
+        detail = "\n".join([text + why + ".", "", default_note])
         return _card(ctx, "payer", text, indicator, "insurance", detail, [], links=False)
     if route.unknown_because:
         text = "Payer unknown: coverage for CPT 64580 not determined"

@@ -150,7 +150,8 @@ def decide(
         return info
     if route.outcome == payers.NO_ACTIVE_COVERAGE:
         info.covered = "not-covered"
-        info.reasons = [_reason("The patient has no active Coverage", "no-active-coverage")]
+        why = f": {route.inactive}" if route.inactive else ""
+        info.reasons = [_reason(f"The patient has no active Coverage{why}", "no-active-coverage")]
         return info
     if route.outcome == payers.TECHNICAL:
         info.pa_needed = "indeterminate"

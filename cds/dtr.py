@@ -79,12 +79,19 @@ def read(questionnaire_id: str) -> Response:
     return _fhir(questionnaires.build(*found, base()))
 
 
-@bp.post("/Questionnaire/$questionnaire-package")
-def package() -> Response:
-    body = api.read_json()
+def _parameters(body: object) -> list[dict]:
+    """The ``parameter`` entries of a Parameters body (a list of objects, as FHIR's JSON has it)."""
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise InvalidRequest("send a FHIR Parameters resource", expression=("resourceType",))
-    parameters = [p for p in body.get("parameter") or () if isinstance(p, dict)]
+    parameters = body.get("parameter", [])
+    if not isinstance(parameters, list):
+        raise InvalidRequest("Parameters.parameter must be an array", expression=("parameter",))
+    return [p for p in parameters if isinstance(p, dict)]
+
+
+@bp.post("/Questionnaire/$questionnaire-package")
+def package() -> Response:
+    parameters = _parameters(api.read_json())
     coverages = [p.get("resource") for p in parameters if p.get("name") == "coverage"]
     orders = [p.get("resource") for p in parameters if p.get("name") == "order"]
     wanted = [p.get("valueCanonical") for p in parameters if p.get("name") in ("referenced", "questionnaire")]
@@ -156,10 +163,7 @@ def populate(questionnaire_id: str) -> Response:
     if found is None:
         raise NotFound(f"no Questionnaire {questionnaire_id[:64]!r}; GET /fhir/metadata says what is served")
     plan, version = found
-    body = api.read_json()
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise InvalidRequest("send a FHIR Parameters resource", expression=("resourceType",))
-    parameters = [p for p in body.get("parameter") or () if isinstance(p, dict)]
+    parameters = _parameters(api.read_json())
     subject = next((p.get("valueReference") for p in parameters if p.get("name") == "subject"), None)
     reference = subject.get("reference") if isinstance(subject, dict) else None
     if not isinstance(reference, str) or not reference.startswith("Patient/"):

@@ -12,6 +12,7 @@ already treat it as "not documented". ``fhir.resources`` stays where it adds saf
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -99,7 +100,15 @@ def period(value: Any) -> Period | None:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A JSON number as a finite float; None for anything else (a 400-digit integer overflows a float)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:
+            return None
+    return None
 
 
 def _integer(value: Any) -> int | None:
@@ -177,6 +186,7 @@ class Coverage(NamedTuple):
     class_fhir: tuple[CoverageClass, ...]  # Coverage.class (the models' name: "class" is a Python keyword)
     order: int | None
     contained: tuple[Organization, ...]  # the contained payor Organizations
+    period: Period | None = None  # when the coverage is in force
 
 
 class Practitioner(NamedTuple):
@@ -339,6 +349,7 @@ def _coverage(r: dict, patient: str | None) -> Coverage:
         classes,
         _integer(r.get("order")),
         contained,
+        period(r.get("period")),
     )
 
 

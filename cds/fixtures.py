@@ -88,13 +88,18 @@ def _read(path: Path) -> object:
                 raise CaseError(f"{path}: not a regular file")
             if info.st_size > MAX_CASE_FILE:
                 raise CaseError(f"{path}: larger than {MAX_CASE_FILE} bytes")
-            return json.loads(file.read(MAX_CASE_FILE + 1).decode("utf-8"))
+            return json.loads(file.read(MAX_CASE_FILE + 1).decode("utf-8"), parse_constant=_not_json)
     except OSError as exc:
         raise CaseError(f"{path}: cannot be read ({exc.strerror})") from None
     except ValueError as exc:
         raise CaseError(f"{path}: not valid JSON ({exc})") from None
     except RecursionError:
         raise CaseError(f"{path}: nested too deeply to read") from None
+
+
+def _not_json(name: str) -> None:
+    """NaN and Infinity are Python's extension, not JSON (an EHR's parser refuses them, as the service does)."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _check(schema: str, path: Path, data: object) -> None:

@@ -9,6 +9,7 @@ HTTP library's URL logging (FHIR search URLs carry patient ids) is held at WARNI
 from __future__ import annotations
 
 import logging
+import traceback
 from datetime import UTC, datetime
 
 import orjson
@@ -60,3 +61,13 @@ def configure(level: str, json_lines: bool = True) -> None:
 
 def event(logger: logging.Logger, message: str, level: int = logging.INFO, **fields) -> None:
     logger.log(level, message, extra={"fields": {k: v for k, v in fields.items() if v is not None}})
+
+
+def unexpected(logger: logging.Logger, exc: BaseException) -> None:
+    """Log an unexpected exception by its type and code locations only: its message and source lines may quote
+    request data (PHI)."""
+    frames = " <- ".join(
+        f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}"
+        for f in reversed(traceback.extract_tb(exc.__traceback__))
+    )
+    logger.error("unexpected %s at %s", type(exc).__name__, frames)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import date
 
 from cds.policies import MatchRule, Plan, PolicySet, Version
-from cds.records import Order, PatientRecord, ref_id
+from cds.records import Order, PatientRecord, as_date, ref_id
+from cds.rules.dates import shifted, with_leeway
 
 MATCHED = "matched"
 UNRECOGNISED = "unrecognised"  # a payer we have no policy for
@@ -38,6 +39,7 @@ class Route:
     payer_name: str | None = None
     why: str | None = None  # why this plan, when a name rule with a reason decided it
     unread_payor: str | None = None  # "Organization/x": named by the Coverage, but in neither prefetch nor fetch
+    inactive: str | None = None  # why the order's Coverage is not in force ("Coverage/c1 ended on 2001-12-31")
 
     @property
     def unknown_because(self) -> str | None:
@@ -57,9 +59,9 @@ def route(record: PatientRecord, order: Order, policies: PolicySet, as_of: date,
     if coverage_late:
         return Route(TECHNICAL, default, fallback)
 
-    coverage, outcome = _coverage(record, order)
+    coverage, outcome, inactive = _coverage(record, order, as_of)
     if coverage is None:
-        return Route(outcome, default, fallback)
+        return Route(outcome, default, fallback, inactive=inactive)
     coverage_ref = f"Coverage/{coverage.id}" if coverage.id else None
     organization = record.payor_organization(coverage)
     name = (organization.name if organization else None) or _payor_display(coverage)
@@ -101,20 +103,38 @@ def _why(rule, names: list[str], types: list) -> str | None:
     return f"the name \u201c{matched}\u201d is {rule.because}{typed}"
 
 
-def _coverage(record: PatientRecord, order: Order):
+def _coverage(record: PatientRecord, order: Order, as_of: date):
+    """(the Coverage, the outcome, why the order's own Coverage is not in force)."""
     for ref in order.insurance:
         found = record.coverage(ref_id(ref))
         if found is not None:
-            return (found, MATCHED) if found.status == "active" else (None, NO_ACTIVE_COVERAGE)
-    active = [c for c in record.coverages if c.status == "active"]
+            inactive = _inactive(found, as_of)
+            return (found, MATCHED, None) if inactive is None else (None, NO_ACTIVE_COVERAGE, inactive)
+    active = [c for c in record.coverages if _inactive(c, as_of) is None]
     if len(active) == 1:
-        return active[0], MATCHED
+        return active[0], MATCHED, None
     if len(active) > 1:
         ranked = sorted(c.order for c in active if c.order is not None)
         if ranked and ranked.count(ranked[0]) == 1:
-            return next(c for c in active if c.order == ranked[0]), MATCHED
-        return None, AMBIGUOUS
-    return None, NO_ACTIVE_COVERAGE if record.coverages else NO_COVERAGE
+            return next(c for c in active if c.order == ranked[0]), MATCHED, None
+        return None, AMBIGUOUS, None
+    if len(record.coverages) == 1:
+        return None, NO_ACTIVE_COVERAGE, _inactive(record.coverages[0], as_of)
+    return None, NO_ACTIVE_COVERAGE if record.coverages else NO_COVERAGE, None
+
+
+def _inactive(coverage, as_of: date) -> str | None:
+    """Why ``coverage`` is not in force on ``as_of`` (its status, or a period that ended or has not begun), or None.
+    A day's leeway either side for time zones; a period date that is not a date is not read as one."""
+    name = f"Coverage/{coverage.id}" if coverage.id else "the Coverage"
+    if coverage.status != "active":
+        return f"{name} has status {coverage.status}" if coverage.status else f"{name} has no status"
+    start, end = (as_date(coverage.period.start), as_date(coverage.period.end)) if coverage.period else (None, None)
+    if end is not None and end < shifted(as_of, -1):
+        return f"{name} ended on {end.isoformat()}"
+    if start is not None and start > with_leeway(as_of):
+        return f"{name} begins on {start.isoformat()}"
+    return None
 
 
 def _payor_reference(coverage) -> str | None:

@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from cds import codes, fhirview
 from cds.codes import ValueSet
@@ -257,6 +257,14 @@ class PatientRecord:
             )
 
     def pain_scores(self) -> list[Event]:
+        """Pain scores on the 0-10 scale both codes are (a value off it is an entry error, never a score)."""
+        return [e for e in self._pain_readings() if 0 <= e.value <= 10]
+
+    def off_scale_pain(self) -> list[Event]:
+        """Pain readings whose value is off the 0-10 scale: not used, but named where they would have counted."""
+        return [e for e in self._pain_readings() if not 0 <= e.value <= 10]
+
+    def _pain_readings(self) -> list[Event]:
         events = []
         for o in self.observations:
             if o.status in _IGNORED_STATUS:
@@ -486,10 +494,12 @@ def _flatten(resources: Iterable[dict]) -> Iterator[dict]:
 
 
 def _newer(candidate: dict, current: dict) -> bool:
-    def stamp(r: dict) -> str:
+    """Whether ``candidate``'s ``meta.lastUpdated`` is the later instant (one without a readable stamp is oldest).
+    Compared as instants: as text, "2026-01-01T09:00:00+05:00" sorted after "2026-01-01T08:00:00Z", which is later."""
+
+    def stamp(r: dict) -> datetime:
         meta = r.get("meta")
-        value = meta.get("lastUpdated") if isinstance(meta, dict) else None
-        return value if isinstance(value, str) else ""
+        return instant(meta.get("lastUpdated") if isinstance(meta, dict) else None) or EARLIEST
 
     return stamp(candidate) > stamp(current)
 
@@ -575,7 +585,7 @@ def _validate(rtype: str, resource: dict, patient_id: str | None):
     """The view of one resource; None (counted as unreadable) only if reading it fails outright."""
     try:
         return fhirview.build(rtype, resource, patient_id)
-    except (TypeError, ValueError, AttributeError):
+    except (TypeError, ValueError, AttributeError, OverflowError):
         return None
 
 
@@ -627,6 +637,28 @@ def as_date(value: object) -> date | None:
     return None
 
 
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
+
+
+def instant(value: object) -> datetime | None:
+    """A FHIR instant/dateTime as an aware UTC datetime, to order stamps written with different offsets; a date
+    alone (or a time without an offset) is read as UTC, a partial date as the first moment it covers."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        day = as_date(value)
+        return datetime(day.year, day.month, day.day, tzinfo=UTC) if day else None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # at the calendar's ends ("0001-01-01T00:00:00+01:00"): held there
+        return EARLIEST if (moment.utcoffset() or timedelta()) > timedelta() else _LATEST
+
+
 # Kinds the rules cite as evidence: one without an id is still counted, under a label of its own (see unnamed_id).
 _EVIDENCE_KINDS = frozenset(
     {"Condition", "Procedure", "MedicationRequest", "MedicationStatement", "Observation", "QuestionnaireResponse"}
@@ -674,7 +706,10 @@ def _period(when: object, period) -> tuple[date | None, date | None]:
         d = as_date(when)
         return d, d
     if period is not None:
-        return as_date(period.start), as_date(period.end)
+        start, end = as_date(period.start), as_date(period.end)
+        # An end before the start breaks FHIR's per-1: the start is kept, the end is not read (as a point in time,
+        # it can only shorten a course, never lengthen one)
+        return (start, None) if start and end and end < start else (start, end)
     return None, None
 
 

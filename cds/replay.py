@@ -9,19 +9,22 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from xml.etree import ElementTree
 
 import requests
 
-from cds import coverage, engine, hooks, orders, policies, records
+from cds import coverage, engine, hooks, logs, orders, policies, records
 from cds.config import Settings
 from cds.errors import INTERNAL_ERROR, CDSError, operation_outcome
 from cds.fhirclient import FHIRClient, bundle_resources
 from cds.fhirstore import FHIRStore, ServedStore
 from cds.fixtures import Case, CaseError, build_request, with_payer
 from cds.services import SERVICES
+
+log = logging.getLogger("cds.replay")
 
 PASSED, FAILED, RAN = "passed", "failed", "ran"
 
@@ -156,7 +159,8 @@ def _invoke(body: dict, factory, allowed: tuple[str, ...], policy_dir: str | Non
         return 200, engine.invoke(service, body, settings, factory, policy_set=policies.load(policy_dir))
     except CDSError as exc:
         return exc.status, exc.to_operation_outcome()
-    except Exception:  # noqa: BLE001  (a replay reports what the HTTP layer would: a 500)
+    except Exception as exc:  # noqa: BLE001  (a replay reports what the HTTP layer would: a 500, logged)
+        logs.unexpected(log, exc)
         return 500, INTERNAL_ERROR
 
 

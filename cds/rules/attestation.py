@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
-from cds.records import PatientRecord, as_date
+from cds.records import EARLIEST, PatientRecord, as_date, instant
 from cds.rules import therapy, windows
 from cds.rules.dates import months_before, with_leeway
 from cds.rules.findings import Evidence, Finding, Status
@@ -37,6 +37,7 @@ class Attestation:
     author: str
     authored: date | None
     unreadable: tuple[str, ...] = ()  # date answers given that are not calendar dates ("2026-02-30")
+    born: date | None = None  # the patient's birth date, when the record gives it
 
 
 def for_policy(record: PatientRecord, policy: str) -> tuple[dict[str, Attestation], dict[str, str]]:
@@ -48,7 +49,8 @@ def for_policy(record: PatientRecord, policy: str) -> tuple[dict[str, Attestatio
     ours: dict[str, Attestation] = {}
     foreign: dict[str, str] = {}
     responses = [r for r in record.questionnaire_responses if r.status == "completed" and r.questionnaire]
-    for qr in sorted(responses, key=lambda r: r.authored or ""):
+    born = as_date(record.patient.birthDate) if record.patient else None
+    for qr in sorted(responses, key=lambda r: instant(r.authored) or EARLIEST):
         url, _, version = (qr.questionnaire or "").partition("|")
         matches = url.rstrip("/").rsplit("/", 1)[-1] == own and version in ("", effective)
         answers = dict(qr.answers)
@@ -71,6 +73,7 @@ def for_policy(record: PatientRecord, policy: str) -> tuple[dict[str, Attestatio
                     for part in ("start", "end")
                     if (value := answers.get(f"{criterion}.{part}")) is not None and as_date(value) is None
                 ),
+                born=born,
             )
     return ours, foreign
 
@@ -136,6 +139,10 @@ def _problem(criterion: Criterion, a: Attestation, order_date: date) -> str | No
         return "the end date is before the start date"
     if first and first > order_date:
         return f"it starts after the order ({order_date.isoformat()})"
+    if last and a.authored and last > with_leeway(a.authored):  # one signs for what has happened, not what will
+        return f"the dates run past the day it was signed ({a.authored.isoformat()})"
+    if first and a.born and first < a.born:
+        return f"it starts before the patient's birth date ({a.born.isoformat()})"
     months = criterion.param("months") if criterion.id == "chronicity" else None
     if months is not None and first and first > months_before(order_date, int(months)):
         return f"it began less than {months} months before the order"

@@ -124,6 +124,11 @@ def stimulation_trial(ev: Evaluation, c: Criterion) -> Finding:
     trial_end = end or shifted(start, int(c.param("default_trial_days", 30)))
     before = [s for s in scores if baseline_since <= s.start < start]
     during = [s for s in scores if start < s.start <= trial_end]
+    off_scale = tuple(
+        f"{s.reference}: pain {s.value:g} is off the 0-10 scale, not used; correct the entry"
+        for s in record.off_scale_pain()
+        if baseline_since <= s.start <= trial_end
+    )
     if not before or not during:
         missing = "a baseline score before" if not before else "a score during"
         return Finding(
@@ -131,26 +136,31 @@ def stimulation_trial(ev: Evaluation, c: Criterion) -> Finding:
             Status.UNKNOWN,
             f"trial documented but {missing} it is missing (LOINC 72514-3 or 38208-5); relief cannot be computed",
             tuple(evidence + [Evidence(s.reference, s.start) for s in before + during]),
+            notes=off_scale,
         )
     baseline = before[-1]
     mean_during = fmean(s.value for s in during)
     evidence += [Evidence(baseline.reference, baseline.start, f"baseline {baseline.value:g}")]
     evidence += [Evidence(s.reference, s.start, f"during trial {s.value:g}") for s in during]
     if baseline.value <= 0:
-        return Finding(c.id, Status.UNKNOWN, "baseline pain score is 0; relief cannot be computed", tuple(evidence))
+        reason = "baseline pain score is 0; relief cannot be computed"
+        return Finding(c.id, Status.UNKNOWN, reason, tuple(evidence), notes=off_scale)
     percent = round((baseline.value - mean_during) / baseline.value * 100, 1)
     wanted = float(c.param("min_reduction_percent", 50))
     described = f"pain {baseline.value:g} before, {mean_during:.1f} on average during the trial: {percent:g}% relief"
     if percent >= wanted:
-        return Finding(c.id, Status.MET, described, tuple(evidence))
+        return Finding(c.id, Status.MET, described, tuple(evidence), notes=off_scale)
     if not _states_percent(c, wanted):  # the number comes from a summary or another plan's policy: it informs
         return Finding(
             c.id,
             Status.UNKNOWN,
             f"{described}; >= {wanted:g}% is read only in a secondary summary, not in the payer's own text: verify",
             tuple(evidence),
+            notes=off_scale,
         )
-    return Finding(c.id, Status.NOT_MET, f"{described}; the policy asks for >= {wanted:g}%", tuple(evidence))
+    return Finding(
+        c.id, Status.NOT_MET, f"{described}; the policy asks for >= {wanted:g}%", tuple(evidence), notes=off_scale
+    )
 
 
 def _states_percent(c: Criterion, percent: float) -> bool:

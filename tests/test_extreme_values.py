@@ -1,0 +1,188 @@
+"""What an attacker's pass on extreme values found (November 2026): numbers and dates at their limits in the
+record, an attestation or a Coverage. Each is a clear 4xx or a true verdict, never a 500 nor a wrong "met"."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cds import fixtures, records, replay
+
+from .clinical import coverage, pain_score, procedure
+from .support import ORDER_SIGN, full_prefetch, hook_request, outcome, searchset, service_request
+
+HOOK = f"/cds-services/{ORDER_SIGN}"
+TRIAL = ("2026-03-01", "2026-03-07")
+
+
+def criterion(answer: dict, wanted: str) -> dict:
+    summary = next(c for c in answer["cards"] if c["summary"].startswith("CPT 64580 criteria"))
+    return next(c for c in summary["extension"]["cds64580.criteria"] if c["id"] == wanted)
+
+
+def trial_with(*scores: dict) -> dict:
+    prefetch = full_prefetch()
+    prefetch["procedures"] = searchset(procedure("64555", *TRIAL))
+    prefetch["painScores"] = searchset(*scores)
+    body = hook_request(prefetch=prefetch)
+    body["extension"]["cds64580.as-of"] = "2026-06-15"
+    return body
+
+
+def test_pain_scores_whose_sum_overflows_a_float_are_an_answer_not_a_500(client):
+    body = trial_with(pain_score(8, "2026-02-20"), pain_score(1e308, "2026-03-03"), pain_score(1e308, "2026-03-04"))
+    response = client.post(HOOK, json=body)
+    assert response.status_code == 200, response.get_json()
+    trial = criterion(response.get_json(), "stimulation-trial")
+    assert trial["status"] == "unknown" and "a score during it is missing" in trial["reason"]
+
+
+def test_pain_scores_off_the_0_to_10_scale_are_not_used_and_are_named(client):
+    """Scores 8, -100, -100 gave "1350% relief": met. A value off the scale is an entry error, not a score."""
+    low = [pain_score(-100, "2026-03-03"), pain_score(-100, "2026-03-04")]
+    answer = client.post(HOOK, json=trial_with(pain_score(8, "2026-02-20"), *low)).get_json()
+    trial = criterion(answer, "stimulation-trial")
+    assert trial["status"] == "unknown" and "relief" not in trial["reason"].split("(")[0], trial
+    assert "pain -100 is off the 0-10 scale, not used" in json.dumps(answer)
+    # a negative baseline was reported as "baseline pain score is 0"
+    answer = client.post(HOOK, json=trial_with(pain_score(-5, "2026-02-20"), pain_score(2, "2026-03-03"))).get_json()
+    assert "a baseline score before it is missing" in criterion(answer, "stimulation-trial")["reason"]
+    # on the scale, the same record still computes relief
+    answer = client.post(HOOK, json=trial_with(pain_score(8, "2026-02-20"), pain_score(2, "2026-03-03"))).get_json()
+    assert "75% relief" in criterion(answer, "stimulation-trial")["reason"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/fhir/Questionnaire/$questionnaire-package", "/fhir/Questionnaire/medicare-ffs-2019-12-01/$populate"]
+)
+@pytest.mark.parametrize("parameter", [5, True, 1.5, "x", {"name": "subject"}, None])
+def test_a_parameters_body_whose_parameter_is_not_an_array_is_a_400(client, path, parameter):
+    said = outcome(client.post(path, json={"resourceType": "Parameters", "parameter": parameter}), 400)
+    assert "Parameters.parameter must be an array" in said
+
+
+def _case_with_score(tmp_path, value_text: str):
+    case = fixtures.FIXTURE_DIR / "medicare-trial-too-little-relief"
+    folder = tmp_path / "case"
+    folder.mkdir()
+    for name in ("bundle.json", "case.json"):
+        (folder / name).write_text((case / name).read_text())
+    bundle = json.loads((folder / "bundle.json").read_text())
+    scores = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"]
+    assert scores, "the case has pain scores to change"
+    scores[0]["valueQuantity"]["value"] = 0
+    (folder / "bundle.json").write_text(json.dumps(bundle).replace('"value": 0', f'"value": {value_text}', 1))
+    return folder
+
+
+def test_a_fixture_with_a_400_digit_score_replays_without_a_500(tmp_path):
+    folder = _case_with_score(tmp_path, "1" + "0" * 400)
+    result = replay.run(fixtures.load_folder(folder), replay.Options())
+    assert result.status == 200, result.response
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_fixture_with_nan_or_infinity_is_refused_as_not_json(tmp_path, constant):
+    """Python reads them; no EHR's parser does, and a "-Infinity" mean made a trial "met"."""
+    folder = _case_with_score(tmp_path, constant)
+    with pytest.raises(fixtures.CaseError, match=f"{constant.lstrip('-')} is not a JSON number"):
+        fixtures.load_folder(folder)
+
+
+def test_an_unexpected_error_in_a_replay_is_logged_as_it_says(monkeypatch, caplog):
+    """The in-process replay answered "the error was logged" and logged nothing."""
+    from cds import engine
+
+    def broken(*_args, **_kwargs):
+        raise OverflowError("a value from the record")
+
+    monkeypatch.setattr(engine, "invoke", broken)
+    case = fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-all-criteria-met")
+    result = replay.run(case, replay.Options())
+    assert result.status == 500 and "the error was logged" in json.dumps(result.response)
+    logged = [r.getMessage() for r in caplog.records if r.name == "cds.replay"]
+    assert logged and logged[0].startswith("unexpected OverflowError at ")
+    assert "a value from the record" not in caplog.text  # the message may quote the record: never logged
+
+
+# ---- attestations ----------------------------------------------------------------------------------------------
+
+
+def _attested(client, start: str, end: str) -> dict:
+    case = fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-attested-physical-therapy")
+    text = json.dumps(replay.standalone_request(case, replay.Options()))
+    assert '"2026-01-05"' in text and '"2026-02-20"' in text
+    body = json.loads(text.replace('"2026-01-05"', json.dumps(start)).replace('"2026-02-20"', json.dumps(end)))
+    return criterion(client.post(HOOK, json=body).get_json(), "physical-therapy")
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "why"),
+    [
+        ("0001-01-01", "9999-12-31", "the dates run past the day it was signed (2026-06-10)"),
+        ("2026-01-05", "2026-08-20", "the dates run past the day it was signed (2026-06-10)"),
+        ("1901-01-05", "2026-02-20", "it starts before the patient's birth date (1968-04-12)"),
+    ],
+)
+def test_attested_dates_that_cannot_be_true_do_not_count(client, start, end, why):
+    pt = _attested(client, start, end)
+    assert pt["status"] != "met" and pt["attested"] is True and why in pt["reason"], pt
+
+
+def test_attested_dates_that_can_be_true_still_count(client):
+    assert _attested(client, "2026-01-05", "2026-06-11")["status"] == "met"  # a day's leeway for time zones
+
+
+# ---- versions, coverage periods and therapy periods -----------------------------------------------------------
+
+
+def test_the_newer_version_is_the_later_instant_whatever_its_offset():
+    """As text, "09:00+05:00" (04:00 UTC) sorted after "08:00Z": the older version won."""
+    older = procedure("64555", "2026-03-01") | {"meta": {"lastUpdated": "2026-05-01T09:00:00+05:00"}}
+    newer = dict(older, status="entered-in-error", meta={"lastUpdated": "2026-05-01T08:00:00Z"})
+    for order in ([older, newer], [newer, older]):
+        record = records.build(order, "pat-1")
+        assert [p.status for p in record.procedures] == ["entered-in-error"]
+
+
+@pytest.mark.parametrize(
+    ("period", "why"),
+    [
+        ({"start": "1999-01-01", "end": "2001-12-31"}, "ended on 2001-12-31"),
+        ({"start": "2027-01-01"}, "begins on 2027-01-01"),
+    ],
+)
+def test_a_coverage_out_of_its_period_is_not_in_force(client, period, why):
+    org, cov = coverage("Medicare")
+    cov["period"] = period
+    prefetch = full_prefetch()
+    prefetch["coverage"] = searchset(org, cov)
+    body = hook_request(prefetch=prefetch)
+    body["extension"]["cds64580.as-of"] = "2026-06-15"
+    answer = client.post(HOOK, json=body).get_json()
+    payer = next(c for c in answer["cards"] if "coverage is not active" in c["summary"])
+    assert f"Coverage/{cov['id']} {why}" in payer["detail"]
+    cov["period"] = {"start": "2020-01-01", "end": "2026-06-15"}  # in force on the day
+    answer = client.post(HOOK, json=body | {"prefetch": prefetch}).get_json()
+    assert not any("coverage is not active" in c["summary"] for c in answer["cards"])
+
+
+def test_a_therapy_period_ending_before_it_starts_is_read_as_its_start_only():
+    """An end before the start (FHIR per-1) shortened the course's span to a negative one."""
+    from .test_criteria import finding
+
+    sessions = [procedure("97110", "2026-01-05"), procedure("97110", "2026-04-01", "2025-01-01")]
+    result = finding("physical-therapy", *sessions)
+    assert "from 2026-01-05 to 2026-04-01" in result.reason, result.reason
+    assert result.status.value == "met"
+
+
+def test_an_order_whose_insurance_is_not_in_force_says_why(client):
+    _org, cov = coverage("Medicare", status="cancelled")
+    prefetch = full_prefetch()
+    prefetch["coverage"] = searchset(_org, cov)
+    order = service_request() | {"insurance": [{"reference": f"Coverage/{cov['id']}"}]}
+    answer = client.post(HOOK, json=hook_request(prefetch=prefetch, orders=[order])).get_json()
+    payer = next(c for c in answer["cards"] if "coverage is not active" in c["summary"])
+    assert f"Coverage/{cov['id']} has status cancelled" in payer["detail"]
