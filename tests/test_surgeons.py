@@ -299,6 +299,15 @@ def test_a_side_under_a_payer_with_its_own_rules_is_unknown_with_the_cms_indicat
     assert sided({"text": "left calf"}, ("RT",)).status == NOT_MET  # the order contradicts itself: any payer
 
 
+def test_a_contradicting_side_modifier_under_medicare_is_told_to_go_not_to_switch():
+    """Medicare's BILAT SURG 0: "Side mismatch" alone implied changing RT to LT, which contractors say 64580 never
+    carries; the same response told a left-sided order "no 50, RT or LT" (the truth audit, November 2026)."""
+    result = sided({"text": "left calf"}, ("RT",), **CMS)
+    assert result.status == NOT_MET and result.reason.endswith("a Medicare contractor says no 50, RT or LT: remove it")
+    assert result.headline.startswith("Remove RT from CPT 64580") and "LT" not in result.headline.split("names")[0]
+    assert any("should not be reported with a 50, RT or LT modifier" in n for n in result.notes)
+
+
 def test_both_sides_named_with_one_side_modifier_is_flagged():
     result = sided({"text": "both legs"}, ("LT",), **CMS)
     assert result.status == NOT_MET and "body site names both sides but the order carries only LT" in result.reason

@@ -470,12 +470,19 @@ def laterality(ev: Evaluation, c: Criterion) -> Finding:
     word = {LEFT: "left side", RIGHT: "right side", BOTH: "both sides"}[side]
     named = word if side == BOTH else f"the {word}"
     contradicting = _contradicting(side, on_order)
+    found = ev.ruleset.fee_schedule.indicators("64580", ev.as_of)
+    no_side = _follows_cms(c) and found is not None and found.bilat_surg == "0"
     if contradicting:
         carried = "/".join(contradicting)
         reason = f"the order's body site names {named} but the order carries {'only ' if side == BOTH else ''}{carried}"
         headline = f"Side mismatch on CPT 64580: the body site names {named}, the order carries {carried}"
-        return Finding(c.id, Status.NOT_MET, reason, evidence, headline=headline)
-    found = ev.ruleset.fee_schedule.indicators("64580", ev.as_of)
+        if not no_side:
+            return Finding(c.id, Status.NOT_MET, reason, evidence, headline=headline)
+        # Medicare's indicator 0: the fix is to remove the modifier, not to change it to the other side
+        reason += "; for 64580 (BILAT SURG 0) a Medicare contractor says no 50, RT or LT: remove it"
+        notes = (_cms_note(found, "bilat_surg"), _NO_SIDE_MODIFIERS)
+        headline = f"Remove {carried} from CPT 64580: the body site names {named}, and Medicare's bilateral indicator is 0"
+        return Finding(c.id, Status.NOT_MET, reason, evidence, notes, headline=headline)
     if not _follows_cms(c):
         reason = f"{word}: the payer's own rules decide whether 64580 carries a side modifier (50, RT, LT)"
         return Finding(c.id, Status.UNKNOWN, reason, evidence, _reference_note(found, "bilat_surg"))
