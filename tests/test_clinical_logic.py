@@ -6,6 +6,7 @@ verification status, clinical status, removal procedures and dates.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -15,7 +16,7 @@ from cds.rules import Status
 
 from .clinical import condition, medication, pain_score, procedure
 from .support import PATIENT_ID, service_request
-from .test_criteria import TRIAL, finding, stating
+from .test_criteria import REVISION_EXEMPT, TRIAL, finding, stating
 
 MET, NOT_MET, UNKNOWN, NA = Status.MET, Status.NOT_MET, Status.UNKNOWN, Status.NOT_APPLICABLE
 
@@ -142,13 +143,25 @@ def test_only_a_true_revision_waives_the_trial(resources, order_site, status, sa
     order = service_request()
     if order_site:
         order["bodySite"] = [{"coding": [{"system": "http://snomed.info/sct", "code": order_site}]}]
-    result = finding("stimulation-trial", *resources, order=order)
+    result = finding("stimulation-trial", *resources, order=order, sources=(REVISION_EXEMPT,))
     assert result.status == status, result.reason
     assert said in result.reason + " ".join(result.notes)
 
 
+def test_a_revision_needs_no_new_trial_only_where_the_payers_own_text_says_so():
+    """Only MP-623 says "revision or replacement ... does not require a trial"; the card said "no new trial
+    required" for every payer (the truth audit, November 2026). Elsewhere it is for the payer to say."""
+    prior = procedure("64580", "2023-01-10")
+    result = finding("stimulation-trial", prior, sources=stating(12))
+    assert result.status == UNKNOWN and result.explained, result.reason
+    assert result.reason.endswith("whether a new trial is needed is not stated in the payer's own text: verify")
+    for said_elsewhere in (replace(REVISION_EXEMPT, context=True), replace(REVISION_EXEMPT, kind="secondary")):
+        assert finding("stimulation-trial", prior, sources=(said_elsewhere,)).status == UNKNOWN  # not the payer's
+    assert finding("stimulation-trial", prior, sources=(REVISION_EXEMPT,)).reason.endswith("requires no new trial")
+
+
 def test_a_64596_is_a_prior_system_not_a_trial():
-    result = finding("stimulation-trial", procedure("64596", *TRIAL))
+    result = finding("stimulation-trial", procedure("64596", *TRIAL), sources=(REVISION_EXEMPT,))
     assert result.status == NA and "revision or replacement" in result.reason
 
 
@@ -181,7 +194,7 @@ def test_a_criterion_resting_on_secondary_sources_never_warns_on_its_own():
     ],
 )
 def test_only_a_64555_the_record_calls_permanent_is_a_prior_system(text, status):
-    result = finding("stimulation-trial", procedure("64555", *TRIAL, text=text))
+    result = finding("stimulation-trial", procedure("64555", *TRIAL, text=text), sources=(REVISION_EXEMPT,))
     assert result.status == status, result.reason
 
 
@@ -215,12 +228,12 @@ def test_an_implant_on_the_other_side_is_not_a_revision():
     prior = procedure("64580", "2022-01-10", site=RIGHT)
     order = service_request()
     order["bodySite"] = [{"coding": [{"system": "http://snomed.info/sct", "code": LEFT}]}]
-    assert finding("stimulation-trial", prior, order=order).status == NOT_MET
+    assert finding("stimulation-trial", prior, order=order, sources=(REVISION_EXEMPT,)).status == NOT_MET
 
 
 def test_a_same_day_revision_is_still_the_system_in_place():
     same_day = [procedure("64580", "2022-01-10"), procedure("64585", "2023-05-10"), procedure("64580", "2023-05-10")]
-    assert finding("stimulation-trial", *same_day).status == NA
+    assert finding("stimulation-trial", *same_day, sources=(REVISION_EXEMPT,)).status == NA
 
 
 def test_an_active_statement_whose_period_ended_long_ago_is_not_ongoing():

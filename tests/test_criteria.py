@@ -28,6 +28,16 @@ def stating(months: int) -> tuple:
     return (provenance.Source("https://payer.example/policy", "payer", "Policy", quote, "2026-11-27"),)
 
 
+# MP-623's words: a payer source that exempts a revision from the trial (the revision logic is tested under it)
+REVISION_EXEMPT = provenance.Source(
+    "https://payer.example/mp-623",
+    "payer",
+    "Policy",
+    "(revision or replacement of the pulse generator, electrodes or receiver does not require a trial)",
+    "2026-11-28",
+)
+
+
 def finding(
     criterion: str,
     *resources: dict,
@@ -227,7 +237,8 @@ TRIAL = ("2026-03-01", "2026-03-07")
 )
 def test_stimulation_trial(resources, params, status):
     window = stating(params.get("lookback_months", 12))
-    assert finding("stimulation-trial", *resources, sources=window, **params).status == status
+    sources = (*window, REVISION_EXEMPT)
+    assert finding("stimulation-trial", *resources, sources=sources, **params).status == status
 
 
 @pytest.mark.parametrize(

@@ -481,7 +481,9 @@ def laterality(ev: Evaluation, c: Criterion) -> Finding:
         # Medicare's indicator 0: the fix is to remove the modifier, not to change it to the other side
         reason += "; for 64580 (BILAT SURG 0) a Medicare contractor says no 50, RT or LT: remove it"
         notes = (_cms_note(found, "bilat_surg"), _NO_SIDE_MODIFIERS)
-        headline = f"Remove {carried} from CPT 64580: the body site names {named}, and Medicare's bilateral indicator is 0"
+        headline = (
+            f"Remove {carried} from CPT 64580: the body site names {named}, and Medicare's bilateral indicator is 0"
+        )
         return Finding(c.id, Status.NOT_MET, reason, evidence, notes, headline=headline)
     if not _follows_cms(c):
         reason = f"{word}: the payer's own rules decide whether 64580 carries a side modifier (50, RT, LT)"

@@ -84,12 +84,16 @@ def stimulation_trial(ev: Evaluation, c: Criterion) -> Finding:
     revised = prior_system(ev)
     if revised is not None:
         what = "a permanent 64555" if revised.code == "64555" else f"CPT {revised.code}"
+        found = f"revision or replacement of {what} placed on {revised.start.isoformat()} ({revised.reference}), not removed since"
+        evidence = (Evidence(revised.reference, revised.start),)
+        if provenance.quoted(c.sources, _NO_TRIAL_FOR_REVISION):
+            return Finding(c.id, Status.NOT_APPLICABLE, f"{found}: the policy requires no new trial", evidence)
         return Finding(
             c.id,
-            Status.NOT_APPLICABLE,
-            f"revision or replacement of {what} placed on {revised.start.isoformat()} ({revised.reference}), not "
-            "removed since: no new trial required",
-            (Evidence(revised.reference, revised.start),),
+            Status.UNKNOWN,
+            f"{found}: whether a new trial is needed is not stated in the payer's own text: verify",
+            evidence,
+            explained=True,
         )
     lookback = therapy.lookback(c, 12)
     trials = [e for e in record.procedure_events(codes.STIMULATION_TRIAL) if not _permanent_64555(e)]
@@ -161,6 +165,10 @@ def stimulation_trial(ev: Evaluation, c: Criterion) -> Finding:
     return Finding(
         c.id, Status.NOT_MET, f"{described}; the policy asks for >= {wanted:g}%", tuple(evidence), notes=off_scale
     )
+
+
+# MP-623: "(revision or replacement of the pulse generator, electrodes or receiver does not require a trial)"
+_NO_TRIAL_FOR_REVISION = re.compile(r"revision[^.;]*(does not|doesn't) require a trial", re.IGNORECASE)
 
 
 def _states_percent(c: Criterion, percent: float) -> bool:
