@@ -178,7 +178,8 @@ def _states_percent(c: Criterion, percent: float) -> bool:
 
 
 def _restorative_trial(c: Criterion) -> Finding:
-    """Restorative stimulation is not trialled percutaneously: never ``not-met`` for a missing 64555."""
+    """Restorative stimulation: never ``not-met`` for a missing 64555. Only MP-623 says what stands in for the trial
+    (intra-operative multifidus contraction); no primary text read says either way whether one is trialled."""
     if c.param("intraoperative_contraction"):
         return Finding(
             c.id,
@@ -189,8 +190,8 @@ def _restorative_trial(c: Criterion) -> Finding:
     return Finding(
         c.id,
         Status.UNKNOWN,
-        "restorative stimulation is not trialled percutaneously, and this policy does not say what it accepts "
-        "instead (for example intra-operative multifidus contraction): verify with the payer",
+        "restorative stimulation: this policy does not say whether a percutaneous trial is needed or what it "
+        "accepts instead (for example intra-operative multifidus contraction): verify with the payer",
     )
 
 
