@@ -97,6 +97,7 @@ def quoted(sources: tuple[Source, ...], pattern: re.Pattern[str]) -> bool:
 
 
 UNSOURCED = "no source"
+NO_SOURCE = "no source: "  # how a criterion with no source is cited, before where it was seen instead
 
 
 def unstated_because(roles: Iterable[str]) -> str:

@@ -179,7 +179,8 @@ def test_a_criterion_resting_on_secondary_sources_never_warns_on_its_own():
     ruleset = replace(policies.default_ruleset(), criteria=(summary_only,))
     [finding_] = rules.evaluate(records.build([], "pat-1"), records.order_from(service_request()), ruleset, AS_OF)
     assert finding_.status == UNKNOWN
-    assert finding_.reason.startswith("the payer's own text was not found; verify: no physical therapy")
+    assert finding_.reason.startswith("no physical therapy")  # what the record shows, then the caveat
+    assert finding_.reason.endswith("; only a secondary summary states it; the payer's own text was not found: verify")
 
 
 # ---- from a second reading (issue 13 review) -----------------------------------------------------------------
@@ -262,16 +263,19 @@ def test_diagnoses_are_told_as_published_with_the_records_name_for_them():
 
 
 def test_pain_criteria_borrowed_for_a_spasm_indication_inform_but_never_warn():
-    """Medicare has no NCD or LCD for implanted stimulation for spasm: the policy's pain criteria (here the
-    percutaneous trial) applied to that indication can say what is missing, never fail the order."""
+    """No source read gives criteria for implanted stimulation for spasm: the policy's pain criteria (here the
+    psychological evaluation) applied to that indication can say what is missing, never fail the order; its trial,
+    which measures pain relief, is not asked for at all (the truth audit, November 2026)."""
     from cds import fixtures, replay
 
     case = fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-spasm-indication")
-    case.resources = [r for r in case.resources if "64555" not in str(r.get("code"))]
+    case.resources = [r for r in case.resources if not {"64555", "90791"} & set(str(r.get("code")).split("'"))]
     answer = replay.run(case, replay.Options()).response
     [criteria] = {str(c["extension"]["cds64580.criteria"]) for c in answer["cards"]}
-    trial = next(c for c in answer["cards"][0]["extension"]["cds64580.criteria"] if c["id"] == "stimulation-trial")
-    assert trial["status"] == "unknown", criteria  # Medicare's trial rests on no stating primary text either
+    found = {c["id"]: c for c in answer["cards"][0]["extension"]["cds64580.criteria"]}
+    assert found["stimulation-trial"]["status"] == "not-applicable", criteria
+    assert found["stimulation-trial"]["reason"].startswith("the policy's trial measures pain relief")
+    assert found["psych-evaluation"]["status"] == "unknown", criteria
     documentation = [c for c in answer["cards"] if c["summary"].startswith("Documentation")]
     assert documentation and all(c["indicator"] == "info" for c in documentation)
     # a criterion whose primary source states it, written for pain and applied to spasm, says so
@@ -280,7 +284,7 @@ def test_pain_criteria_borrowed_for_a_spasm_indication_inform_but_never_warn():
     borrowed = Criterion("stimulation-trial", "trial", "", confidence="primary", borrowed_from="pain")
     told = informs_only(Finding("stimulation-trial", NOT_MET, "no percutaneous trial"), borrowed)
     assert told.status == UNKNOWN
-    assert told.reason == "the policy states this for pain, not for this indication: no percutaneous trial"
+    assert told.reason == "no percutaneous trial; the policy states this for pain, not for this indication"
 
 
 def test_a_primary_document_cited_for_context_never_makes_a_criterion_warn():
@@ -293,7 +297,9 @@ def test_a_primary_document_cited_for_context_never_makes_a_criterion_warn():
     cards = answer.response["cards"]
     trial = next(c for c in cards[0]["extension"]["cds64580.criteria"] if c["id"] == "stimulation-trial")
     assert trial["status"] == "unknown" and trial["confidence"] == "secondary", trial
-    assert trial["reason"].startswith("no source read states it for this payer (the primary documents cited are")
+    assert trial["reason"].endswith(
+        "no source read states it for this payer (the primary documents cited are background): verify"
+    )
     documentation = next(c for c in cards if c["summary"].startswith("Documentation"))
     assert documentation["indicator"] == "info"
     kinds = {link["label"].split(":")[0] for link in documentation["links"]}

@@ -353,7 +353,7 @@ def _criteria(raw: list[dict]) -> tuple[Criterion, ...]:
     for c in raw:
         if "unverified" in c:  # seen only where no source is: evaluated, never not-met (secondary confidence)
             params = MappingProxyType(c.get("params", {}))
-            citation = f"no source: {c['unverified']}"
+            citation = f"{provenance.NO_SOURCE}{c['unverified']}"
             out.append(Criterion(c["id"], c.get("title") or TITLES[c["id"]], citation, "secondary", params))
             continue
         out.append(sourced_criterion(c["id"], provenance.parse(c["sources"]), c.get("params"), c.get("title", "")))

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
 
+from cds import provenance
 from cds.records import Order, PatientRecord
 from cds.rules import attestation, diagnosis, pathways, surgeons, therapy, trial, windows
 from cds.rules.context import Criterion, Evaluation, order_day
@@ -84,14 +85,20 @@ def informs_only(finding: Finding, criterion: Criterion) -> Finding:
     if finding.status != Status.NOT_MET:
         return finding
     if criterion.confidence == "secondary" and any(s.primary for s in criterion.sources):
-        why = "no source read states it for this payer (the primary documents cited are background); verify"
+        why = "no source read states it for this payer (the primary documents cited are background): verify"
+    elif criterion.confidence == "secondary" and criterion.source.startswith(provenance.NO_SOURCE):
+        # no source at all: the policy file says where it was seen instead (an AI answer page is never a source)
+        why = (
+            f"not confirmed as this payer's requirement ({criterion.source.removeprefix(provenance.NO_SOURCE)}): verify"
+        )
     elif criterion.confidence == "secondary":
-        why = "the payer's own text was not found; verify"
+        why = "only a secondary summary states it; the payer's own text was not found: verify"
     elif criterion.borrowed_from is not None:
         why = f"the policy states this for {criterion.borrowed_from}, not for this indication"
     else:
         return finding
-    return finding.without_actions(status=Status.UNKNOWN, reason=f"{why}: {finding.reason}", explained=True)
+    # what the record shows first: a card's summary quoting the reason names what is missing, then the caveat
+    return finding.without_actions(status=Status.UNKNOWN, reason=f"{finding.reason}; {why}", explained=True)
 
 
 _KINDS = {

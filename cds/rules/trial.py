@@ -81,6 +81,13 @@ def stimulation_trial(ev: Evaluation, c: Criterion) -> Finding:
             Status.NOT_APPLICABLE,
             "diaphragm pacing has no percutaneous trial; NCD 160.19 asks for an intact phrenic nerve and diaphragm",
         )
+    if ev.pathway.id == pathways.NEUROMUSCULAR:
+        return Finding(
+            c.id,
+            Status.NOT_APPLICABLE,
+            "the policy's trial measures pain relief; for spasm or atrophy no source read says what a trial must "
+            "show: verify with the payer",
+        )
     revised = prior_system(ev)
     if revised is not None:
         what = "a permanent 64555" if revised.code == "64555" else f"CPT {revised.code}"
