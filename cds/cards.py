@@ -141,7 +141,10 @@ def _line(f: Finding) -> str:
 
 
 def _notes(findings: list[Finding]) -> list[str]:
-    notes = [f"- {md(n)}" for f in findings for n in f.notes]
+    """The findings' notes once each: one that another note already says in full (the fee-schedule indicator a
+    co-surgeon note quotes and goes on from) is left out."""
+    said = list(dict.fromkeys(n for f in findings for n in f.notes))
+    notes = [f"- {md(n)}" for n in said if not any(n != other and n in other for other in said)]
     documents = list(dict.fromkeys(d for f in findings for d in f.documents))
     return notes + [f"- Send with the claim: {md(d)}." for d in documents]
 

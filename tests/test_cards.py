@@ -504,3 +504,15 @@ def test_a_documentation_line_gives_its_caveat_once(client):
     [doc, _summary] = by_topic(result)["appropriate-use"]
     [line] = [ln for ln in doc["detail"].splitlines() if ln.startswith("- **Physical therapy tried**")]
     assert "verify" in line and line.count("verify") == 1, line
+
+
+def test_a_card_gives_a_note_once_even_when_another_note_goes_on_from_it():
+    """Two surgeons and an assistant: the assistant indicator was listed twice, once alone and once inside the
+    co-surgeon note that goes on to say who bills what (the truth audit, November 2026)."""
+    from cds import fixtures, replay
+
+    answer = replay.run(fixtures.load_folder(fixtures.FIXTURE_DIR / "assistant-with-co-surgeons"), replay.Options())
+    claim = next(c for c in answer.response["cards"] if c["source"]["topic"]["code"] == "claim")
+    lines = claim["detail"].splitlines()
+    assert sum("assistant-at-surgery indicator 2 for 64580" in line for line in lines) == 1, claim["detail"]
+    assert len(lines) == len(set(lines))

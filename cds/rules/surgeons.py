@@ -312,7 +312,7 @@ def assistant_surgeon(ev: Evaluation, c: Criterion) -> Finding:
             evidence,
         )
     billing = "; ".join(f"{s.reference} bills 64580-{assistant_modifier(s)}" for s in assistants)
-    notes: tuple[str, ...] = (f"Each assistant bills on an own claim: {billing}.",)
+    notes: tuple[str, ...] = (f"Each assistant bills on their own claim: {billing}.",)
     if any(s.physician for s in assistants):
         notes += ("A physician assisting at surgery uses 80, or 82 where no qualified resident was available.",)
     follows_cms = _follows_cms(c)
@@ -341,7 +341,8 @@ def assistant_surgeon(ev: Evaluation, c: Criterion) -> Finding:
             )
         notes += (
             f"The order also lists {len(primary)} primary surgeons, and Medicare pays neither co-surgeons nor a team "
-            "on 64580: if another surgeon bills as assistant too, several assistants bill this operation.",
+            "on 64580: if another of them bills as assistant too, whether Medicare pays two assistants on one "
+            "operation is not stated in the sources read: verify with your contractor.",
         )
     if not follows_cms:
         return Finding(
