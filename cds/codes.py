@@ -314,6 +314,13 @@ EMG_NCS = ValueSet(
     "(AMA CPT code set, Medicine: neuromuscular procedures)",
     (_cpt(ranges=(("95860", "95872"), ("95885", "95887"), ("95907", "95913"))),),
 )
+NEEDLE_EMG = ValueSet(
+    "needle-emg",
+    "Needle electromyography",
+    "needle electromyography 95860-95872 and 95885-95887 (AMA CPT code set, Medicine: neuromuscular procedures); "
+    "a nerve conduction study alone (95907-95913) tests nerves, not muscle",
+    (_cpt(ranges=(("95860", "95872"), ("95885", "95887"))),),
+)
 NERVE_BLOCK = ValueSet(
     "nerve-block",
     "Diagnostic peripheral nerve block",
@@ -420,6 +427,7 @@ VALUE_SETS: dict[str, ValueSet] = {
         PRIOR_IMPLANT,
         PSYCH_EVALUATION,
         EMG_NCS,
+        NEEDLE_EMG,
         NERVE_BLOCK,
         PAIN_SCORE,
         NON_PHYSICIAN_ASSISTANT,

@@ -326,3 +326,19 @@ def test_no_emg_is_not_proof_of_no_objective_pathology():
     assert result.status == UNKNOWN
     assert "EMG being one example" in result.reason and "imaging" in result.reason
     assert result.order_modifiers is None and not result.documents
+
+
+@pytest.mark.parametrize(
+    ("test", "status"),
+    [
+        (procedure("72148", "2025-12-01"), MET),  # lumbar MRI
+        (procedure("95886", "2025-12-01"), MET),  # needle EMG
+        (procedure("95910", "2025-12-01"), UNKNOWN),  # nerve conduction alone: nerves, not the muscle
+        (procedure("72148", "2023-01-01"), UNKNOWN),  # older than 24 months
+    ],
+)
+def test_multifidus_dysfunction_needs_imaging_or_needle_emg(test, status):
+    """ReActiv8's indication: dysfunction "evidenced by imaging or physiological testing"; a nerve conduction study
+    counted as that evidence (the truth audit, November 2026)."""
+    result = finding("multifidus-dysfunction", condition("M62.85"), test)
+    assert result.status == status, result.reason

@@ -212,23 +212,26 @@ def not_surgical_candidate(ev: Evaluation, c: Criterion) -> Finding:
 
 
 def multifidus_dysfunction(ev: Evaluation, c: Criterion) -> Finding:
-    """Imaging (lumbar MRI or CT) or physiological testing (EMG) behind the M62.85 diagnosis."""
+    """Imaging (lumbar MRI or CT) or physiological testing (needle EMG) behind the M62.85 diagnosis, as ReActiv8's
+    indication words it. A nerve conduction study alone tests nerves, not the muscle: it does not count."""
     lookback = int(c.param("lookback_months", 24))
-    tests = [*ev.record.procedure_events(codes.LUMBAR_IMAGING), *ev.record.procedure_events(codes.EMG_NCS)]
+    tests = [*ev.record.procedure_events(codes.LUMBAR_IMAGING), *ev.record.procedure_events(codes.NEEDLE_EMG)]
     found = ev.window(tests, lookback)
     if found.recent:
         last = found.last(found.recent)
+        what = "lumbar imaging" if codes.LUMBAR_IMAGING.matches(codes.CPT, last.code) else "needle EMG"
         return Finding(
             c.id,
             Status.MET,
-            f"lumbar imaging or EMG on {last.start.isoformat()} (CPT {last.code}); its report is the evidence of multifidus "
-            "dysfunction",
+            f"{what} on {last.start.isoformat()} (CPT {last.code}) behind the multifidus dysfunction diagnosis; its "
+            "report must show the dysfunction: keep it with the record",
             (Evidence(last.reference, last.start),),
         )
     return Finding(
         c.id,
         Status.UNKNOWN,
-        f"no lumbar MRI or CT, or EMG, in the last {lookback} months; an examination finding in a note also counts",
+        f"no lumbar MRI or CT, or needle EMG, in the last {lookback} months: document the imaging or testing that "
+        "shows the multifidus dysfunction",
     )
 
 
