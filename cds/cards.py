@@ -314,6 +314,14 @@ _ROUTE_PROBLEMS = {
 }
 
 
+_NO_COVERAGE_SENT = {  # what the coverage information says for these (CRD special outcomes), in the card's words
+    payers.NO_COVERAGE: "no payer policy was checked, and the coverage information tells the EHR 'not covered: "
+    "coverage not found'.",
+    payers.NO_ACTIVE_COVERAGE: "no payer policy was checked, and the coverage information tells the EHR 'not "
+    "covered: no active coverage'.",
+}
+
+
 def _payer(findings: list[Finding], ctx: CardContext) -> dict:
     """The payer's stance for this order, or why no payer policy applies (never a silent fallback)."""
     route = ctx.route
@@ -324,7 +332,10 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
     if route.outcome in _ROUTE_PROBLEMS:
         text, indicator = _ROUTE_PROBLEMS[route.outcome]
         why = f" ({md(route.inactive)})" if route.inactive else ""
-        detail = "\n".join([text + why + ".", "", default_note])
+        note = default_note
+        if route.outcome in _NO_COVERAGE_SENT:  # CRD's special outcome: the EHR reads "not-covered" with the reason
+            note = note.replace("coverage was not determined.", _NO_COVERAGE_SENT[route.outcome])
+        detail = "\n".join([text + why + ".", "", note])
         return _card(ctx, "payer", text, indicator, "insurance", detail, [], links=False)
     if route.unknown_because:
         text = "Payer unknown: coverage for CPT 64580 not determined"

@@ -163,6 +163,11 @@ def test_a_coverage_out_of_its_period_is_not_in_force(client, period, why):
     answer = client.post(HOOK, json=body).get_json()
     payer = next(c for c in answer["cards"] if "coverage is not active" in c["summary"])
     assert f"Coverage/{cov['id']} {why}" in payer["detail"]
+    # the card and the coverage information say the same (it said "coverage was not determined")
+    assert "tells the EHR 'not covered: no active coverage'" in payer["detail"]
+    [action] = answer["systemActions"]
+    [info] = action["resource"]["extension"]
+    assert {"url": "covered", "valueCode": "not-covered"} in info["extension"]
     cov["period"] = {"start": "2020-01-01", "end": "2026-06-15"}  # in force on the day
     answer = client.post(HOOK, json=body | {"prefetch": prefetch}).get_json()
     assert not any("coverage is not active" in c["summary"] for c in answer["cards"])
