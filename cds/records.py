@@ -227,6 +227,14 @@ class PatientRecord:
         return sorted(events, key=lambda e: (e.start is None, e.start or date.min))
 
     def medication_events(self) -> list[Event]:
+        """Every order's medication criterion reads these: built once per record (50 orders re-classified 20,000
+        prescriptions 50 times, 20 s of CPU in one call)."""
+        key = ("medication", "")
+        if key not in self._views:
+            self._views[key] = self._medication_events()
+        return self._views[key]
+
+    def _medication_events(self) -> list[Event]:
         events = []
         for m in self.medication_requests:
             if m.status in _IGNORED_STATUS or m.intent in _NOT_AN_ORDER:
@@ -265,6 +273,12 @@ class PatientRecord:
         return [e for e in self._pain_readings() if not 0 <= e.value <= 10]
 
     def _pain_readings(self) -> list[Event]:
+        key = ("pain", "")
+        if key not in self._views:
+            self._views[key] = self._read_pain()
+        return self._views[key]
+
+    def _read_pain(self) -> list[Event]:
         events = []
         for o in self.observations:
             if o.status in _IGNORED_STATUS:

@@ -171,3 +171,28 @@ def test_an_order_sent_twice_is_answered_once_so_every_card_uuid_is_distinct(cli
     associated = [c["extension"]["davinci-crd.associated-resource"][0] for c in answer["cards"]]
     assert {"reference": "ServiceRequest/sr_64580"} in associated
     assert {"type": "ServiceRequest", "display": "ServiceRequest (no id #2)"} in associated
+
+
+def test_fifty_orders_over_thousands_of_prescriptions_read_the_prescriptions_once(client, monkeypatch):
+    """The fourth attacker's pass: 50 orders (the limit) over 19,990 prescriptions took 19 s of CPU, every order
+    re-classifying every prescription and citing each one as evidence. They are read once per call now, and a
+    criterion cites the newest few courses of each class."""
+    from cds import records
+
+    from .clinical import medication
+
+    built = []
+    read = records.PatientRecord._medication_events
+    monkeypatch.setattr(records.PatientRecord, "_medication_events", lambda self: built.append(1) or read(self))
+    data = full_prefetch()
+    data["medicationRequests"] = searchset(
+        *(medication("25480", when=f"2025-{1 + i % 12:02d}-01") | {"id": f"mr-{i}"} for i in range(2000))
+    )
+    body = hook_request(prefetch=data, orders=[service_request(f"sr-{k}") for k in range(50)])
+    response = client.post(HOOK, json=body)
+    assert response.status_code == 200
+    assert built == [1]
+    for card in response.get_json()["cards"]:
+        for c in card.get("extension", {}).get("cds64580.criteria", []):
+            if c["id"] == "medication-trial":
+                assert c["status"] == "met" and len(c.get("evidence", [])) <= 3, c

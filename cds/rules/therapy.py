@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from cds import codes
 from cds.records import Event
 from cds.rules.context import Criterion, Evaluation
@@ -108,7 +110,7 @@ def medication_trial(ev: Evaluation, c: Criterion) -> Finding:
         else:
             counted.append(e)
     distinct = sorted({e.kind for e in counted})
-    evidence = tuple(Evidence(e.reference, e.start, _course(e)) for e in counted)
+    evidence = _cited(counted)
     courses = "; ".join(_course(e) for e in sorted(counted, key=lambda e: (e.start is None, e.start))[:4])
     if len(distinct) >= needed:
         return Finding(c.id, Status.MET, f"tried{_within(months)}: {courses}", evidence)
@@ -127,7 +129,7 @@ def medication_trial(ev: Evaluation, c: Criterion) -> Finding:
             c.id,
             Status.UNKNOWN,
             "qualifying medication documented without dates: " + "; ".join(_course(e) for e in undated[:3]),
-            tuple(Evidence(e.reference) for e in undated),
+            tuple(Evidence(e.reference) for e in undated[: _CITED_PER_CLASS * len(classes)]),
             notes,
         )
     wanted = ", ".join(codes.MEDICATION_CLASSES[k].title.lower() for k in classes)
@@ -135,6 +137,21 @@ def medication_trial(ev: Evaluation, c: Criterion) -> Finding:
         c.id,
         Status.NOT_MET,
         f"no trial of a qualifying medication{_in_last(months)} ({wanted})",
-        tuple(Evidence(e.reference, e.start, _course(e)) for e in old + short),
+        _cited(old + short),
         notes,
     )
+
+
+_CITED_PER_CLASS = 3
+
+
+def _cited(events: list[Event]) -> tuple[Evidence, ...]:
+    """The newest few courses of each class as evidence, in the record's order: a record of 20,000 prescriptions
+    cited each one on every order (a megabyte answer, seconds of CPU), and the card names four at most."""
+    newest: dict[str, list[Event]] = {}
+    for e in sorted(events, key=lambda e: (e.start is not None, e.start or date.min), reverse=True):
+        kept = newest.setdefault(e.kind, [])
+        if len(kept) < _CITED_PER_CLASS:
+            kept.append(e)
+    chosen = {id(e) for kept in newest.values() for e in kept}
+    return tuple(Evidence(e.reference, e.start, _course(e)) for e in events if id(e) in chosen)
