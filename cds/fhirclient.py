@@ -153,10 +153,11 @@ def is_allowed(base_url: str, allowed: tuple[str, ...]) -> bool:
 
 
 def _segments(url: str) -> tuple[str, str, list[str]] | None:
-    """(scheme, host, path segments), decoded; None when the path climbs (``.``/``..``, even percent-encoded)."""
+    """(scheme, host, path segments), decoded; None when the path climbs (``.``/``..``, even percent-encoded, or
+    with path parameters: servlet containers read ``/fhir/..;/admin`` as ``/admin``)."""
     parts = urlsplit(url)
     segments = [s for s in unquote(parts.path).split("/") if s]
-    if any(s in (".", "..") or "\\" in s for s in segments):
+    if any(s.split(";", 1)[0] in (".", "..") or "\\" in s for s in segments):
         return None
     return parts.scheme.lower(), parts.netloc.lower(), segments
 

@@ -295,6 +295,9 @@ def test_a_trusted_clients_own_server_is_used(trusted, ehr):
         ("https://ehr.example.org/fhir/../admin", False),
         ("https://ehr.example.org/fhir/%2e%2e/admin", False),
         ("https://ehr.example.org/fhir/./x/../../admin", False),
+        ("https://ehr.example.org/fhir/x/..;/..;/admin", False),  # a servlet container reads ..; as ..
+        ("https://ehr.example.org/fhir/%2e%2e;v=1/admin", False),
+        ("https://ehr.example.org/fhir/Patient;v=1", True),  # a parameter on an ordinary segment climbs nowhere
         ("https://ehr.example.org/fhirx", False),
         ("https://ehr.example.org/admin", False),
         ("http://ehr.example.org/fhir", False),  # another scheme is another origin
@@ -308,6 +311,15 @@ def test_the_allow_list_compares_normalised_paths(url, allowed):
     from cds.fhirclient import is_allowed
 
     assert is_allowed(url, ("https://ehr.example.org/fhir",)) is allowed
+
+
+def test_a_next_link_that_climbs_with_path_parameters_is_not_under_the_base():
+    """The attacker's pass: ``/fhir/..;/admin/secret`` as a Bundle's next link got the access token; Tomcat and
+    other servlet containers strip ``;`` parameters, then resolve the dot segments."""
+    from cds.fhirclient import is_under
+
+    assert not is_under("https://ehr.example.org/fhir/..;/admin/secret?page=2", "https://ehr.example.org/fhir")
+    assert is_under("https://ehr.example.org/fhir/Condition?page=2", "https://ehr.example.org/fhir")
 
 
 @pytest.mark.parametrize("tail", ["?x=1", "#x", "?"])
