@@ -10,6 +10,7 @@ bare 401, the log gets the reason, and nobody gets the token.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -257,7 +258,9 @@ class Verifier:
             raise InvalidToken("token lifetime exceeds one hour")
         if not isinstance(verified["jti"], str) or not verified["jti"]:
             raise InvalidToken("jti is missing")
-        if not self.replay.first_use(f"{client.iss}|{verified['jti']}", verified["exp"] + self.leeway):
+        if not _is_text(verified["jti"]):  # a lone surrogate (JSON "\ud800") no database driver can store: a 500
+            raise InvalidToken("jti is not text")
+        if not self.replay.first_use(_replay_key(client.iss, verified["jti"]), verified["exp"] + self.leeway):
             raise InvalidToken("jti was already used (replay)")
         return client
 
@@ -295,6 +298,21 @@ def _bearer(authorization: str | None) -> str:
     if len(token) > MAX_TOKEN_BYTES:
         raise InvalidToken("token too large")
     return token
+
+
+def _is_text(value: str) -> bool:
+    """Text every store can hold: encodable as UTF-8 (no lone surrogate) and without NUL (PostgreSQL refuses it)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
+
+
+def _replay_key(issuer: str, jti: str) -> str:
+    """The replay store's key for a token: a digest of issuer and jti, of fixed length (a key cut at 512
+    characters made two long jti values that share a prefix one token)."""
+    return hashlib.sha256(f"{issuer}|{jti}".encode()).hexdigest()
 
 
 def _is_number(value: object) -> bool:

@@ -186,6 +186,20 @@ def test_a_replayed_jti_is_refused(trusted):
     assert call(trusted, once).status_code == 401
 
 
+@pytest.mark.parametrize("jti", ["\ud800abc", "a\x00b"])
+def test_a_signed_token_whose_jti_no_store_can_hold_is_a_401_not_a_500(trusted, jti):
+    """A lone surrogate reached SQLite's driver (UnicodeEncodeError: a 500); PostgreSQL refuses a NUL."""
+    response = call(trusted, "Bearer " + token(jti=jti))
+    assert response.status_code == 401
+
+
+def test_two_long_jtis_that_share_their_first_512_characters_are_two_tokens(trusted):
+    """The store's key was cut at 512 characters: the second token was refused as a replay of the first."""
+    prefix = "j" * 600
+    assert call(trusted, "Bearer " + token(jti=prefix + "1")).status_code == 200
+    assert call(trusted, "Bearer " + token(jti=prefix + "2")).status_code == 200
+
+
 @pytest.mark.parametrize(("key", "alg", "kid"), [(EC_KEY, "ES384", KID_EC), (RSA_KEY, "RS384", KID_RSA)])
 def test_valid_es384_and_rs384_tokens_are_accepted(trusted, key, alg, kid):
     response = call(trusted, "Bearer " + token(key=key, alg=alg, kid=kid))
