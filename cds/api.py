@@ -109,8 +109,9 @@ def authenticate() -> None:
         raise
 
 
-@bp.after_request
-def around(response: Response) -> Response:
+def cors(response: Response) -> Response:
+    """CORS for the browser clients of ``CDS_CORS_ORIGINS``: the CDS Hooks sandbox, and a DTR app calling the
+    /fhir operations (it runs in the browser too)."""
     origins = current_app.config["CORS_ORIGINS"]
     origin = request.headers.get("Origin")
     if origin and ("*" in origins or origin in origins):
@@ -118,6 +119,12 @@ def around(response: Response) -> Response:
         response.headers.update(_CORS_HEADERS)
         if "*" not in origins:
             response.headers.add("Vary", "Origin")
+    return response
+
+
+@bp.after_request
+def around(response: Response) -> Response:
+    cors(response)
     if request.method == "POST" and request.endpoint == "cds.call_service":
         _audit(response)
     if current_app.config.get("INSTANCE_NAME"):

@@ -22,6 +22,7 @@ MAX_REQUESTED = 20
 
 bp = Blueprint("dtr", __name__, url_prefix="/fhir")
 bp.before_request(api.authenticate)
+bp.after_request(api.cors)
 FHIR_JSON = "application/fhir+json"
 PACKAGE_OPERATION = "http://hl7.org/fhir/us/davinci-dtr/OperationDefinition/questionnaire-package"
 POPULATE_OPERATION = "http://hl7.org/fhir/uv/sdc/OperationDefinition/Questionnaire-populate"

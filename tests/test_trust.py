@@ -441,6 +441,25 @@ def test_cors_for_browser_clients(make_app, clients_file):
     )
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("options", "/fhir/Questionnaire/$questionnaire-package"),
+        ("options", "/fhir/Questionnaire/medicare-ffs-2019-12-01/$populate"),
+        ("get", "/fhir/metadata"),
+    ],
+)
+def test_a_dtr_app_in_the_browser_may_call_the_fhir_operations(make_app, clients_file, method, path):
+    """A DTR SMART app runs in the browser: the /fhir operations sent no CORS headers, so it could not call them."""
+    client = make_app(
+        PUBLIC_BASE_URL="http://localhost/", TRUSTED_CLIENTS=str(clients_file), CORS_ORIGINS=["https://dtr.example.org"]
+    ).test_client()
+    headers = {"Origin": "https://dtr.example.org", "Access-Control-Request-Method": "POST"}
+    response = getattr(client, method)(path, headers=headers)
+    assert response.headers.get("Access-Control-Allow-Origin") == "https://dtr.example.org", response.status_code
+    assert "Access-Control-Allow-Origin" not in client.open(path, method="OPTIONS").headers  # no Origin, no CORS
+
+
 def test_too_many_draft_orders_is_413(client):
     orders = [service_request(id=f"o{i}", code="80053") for i in range(51)]
     response = call(client, None, body=hook_request(orders=orders))
