@@ -104,6 +104,14 @@ class _TrackedAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _TrackedHTTPPool, "https": _TrackedHTTPSPool}
 
 
+def tracked_session() -> requests.Session:
+    """A session whose connections a :class:`Watchdog` of the calling thread can cut."""
+    session = requests.Session()
+    session.mount("http://", _TrackedAdapter())
+    session.mount("https://", _TrackedAdapter())
+    return session
+
+
 def _sever(sock: socket.socket | None) -> None:
     """Shut the connection down under a read that outlived the deadline (the blocked recv then fails)."""
     if sock is not None:
@@ -111,7 +119,7 @@ def _sever(sock: socket.socket | None) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
-class _Watchdog:
+class Watchdog:
     """Cuts the connection of the calling thread's request when ``seconds`` have passed."""
 
     def __init__(self, seconds: float):
@@ -124,7 +132,7 @@ class _Watchdog:
         self.fired = True
         _sever(self.sock)
 
-    def __enter__(self) -> _Watchdog:
+    def __enter__(self) -> Watchdog:
         _open.watchdog = self
         self._timer = threading.Timer(self._seconds, self._fire)
         self._timer.daemon = True
@@ -184,10 +192,7 @@ class FHIRClient:
         self.base_url = base_url.rstrip("/") + "/"
         self._settings = settings
         self._deadline = deadline
-        self._session = session or requests.Session()
-        if session is None:
-            self._session.mount("http://", _TrackedAdapter())
-            self._session.mount("https://", _TrackedAdapter())
+        self._session = session or tracked_session()
         self._session.trust_env = False  # no proxies or .netrc credentials picked up from the environment
         self._headers = {"Accept": "application/fhir+json, application/json;q=0.9"}
         self._taken = 0  # resources read by this client, all searches together (they run in parallel)
@@ -266,7 +271,7 @@ class FHIRClient:
         )
         started = time.perf_counter()
         try:
-            with _Watchdog(remaining) as watchdog:
+            with Watchdog(remaining) as watchdog:
                 try:
                     return self._fetch_once(url, label, timeout, missing_ok=missing_ok, retried=retried)
                 except FHIRError:

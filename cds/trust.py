@@ -22,8 +22,10 @@ from typing import Protocol
 
 import jwt
 import requests
+import urllib3
 from jwt import PyJWK, PyJWKSet
 
+from cds import fhirclient
 from cds.errors import CDSError
 
 log = logging.getLogger(__name__)
@@ -141,6 +143,7 @@ class JWKSCache:
         self._sets: dict[str, tuple[float, PyJWKSet]] = {}  # url -> (fetched at, keys)
         self._failed: dict[str, tuple[float, float]] = {}  # url -> (failed at, back-off): no refetch before it ends
         self._lock = threading.Lock()
+        self._fetching: dict[str, threading.Lock] = {}  # url -> held while one thread fetches it
 
     def key(self, url: str, kid: str) -> PyJWK:
         now = time.time()
@@ -163,6 +166,22 @@ class JWKSCache:
             self._sets[url] = (fetched, PyJWKSet.from_dict(jwks))
 
     def _refresh(self, url: str, now: float) -> tuple[float, PyJWKSet]:
+        """One fetch of ``url`` at a time: tokens that name it meanwhile wait for that fetch and read its result
+        (eight tokens naming a slow JWK Set made eight fetches, each holding a worker thread)."""
+        before = self._cached(url)
+        with self._lock:
+            fetching = self._fetching.setdefault(url, threading.Lock())
+        if not fetching.acquire(timeout=2 * self._timeout):
+            raise InvalidToken(f"JWK Set at {url} is being fetched; not waited for longer")
+        try:
+            after = self._cached(url)
+            if after is not None and after is not before:  # fetched while this thread waited
+                return after
+            return self._refresh_now(url, now)
+        finally:
+            fetching.release()
+
+    def _refresh_now(self, url: str, now: float) -> tuple[float, PyJWKSet]:
         with self._lock:
             failed = self._failed.get(url)
         if failed is not None and now - failed[0] < failed[1]:
@@ -177,15 +196,21 @@ class JWKSCache:
             raise
 
     def _fetch(self, url: str, now: float) -> tuple[float, PyJWKSet]:
+        watchdog = fhirclient.Watchdog(self._timeout)  # each read has the timeout; the whole fetch has this one
         try:
-            response = requests.get(url, timeout=self._timeout, allow_redirects=False, stream=True)
-            body = response.raw.read(JWKS_MAX_BYTES + 1, decode_content=True)
+            with watchdog, fhirclient.tracked_session() as session:
+                response = session.get(url, timeout=self._timeout, allow_redirects=False, stream=True)
+                body = response.raw.read(JWKS_MAX_BYTES + 1, decode_content=True)
+            if watchdog.fired:  # a server sending a byte a second: cut, whatever arrived
+                raise InvalidToken(f"JWK Set at {url} took longer than {self._timeout:g} s")
             if response.status_code != 200 or len(body) > JWKS_MAX_BYTES:
                 raise InvalidToken(f"JWK Set at {url} answered {response.status_code} or is too large")
             jwks = json.loads(body)
             key_set = PyJWKSet.from_dict(jwks)
-        except (requests.RequestException, ValueError, jwt.PyJWKSetError, jwt.PyJWKError, jwt.InvalidKeyError) as exc:
-            raise InvalidToken(f"JWK Set at {url} could not be fetched ({exc.__class__.__name__})") from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError, jwt.PyJWKSetError,
+                jwt.PyJWKError, jwt.InvalidKeyError) as exc:  # fmt: skip
+            late = " (it took too long)" if watchdog.fired else ""
+            raise InvalidToken(f"JWK Set at {url} could not be fetched ({exc.__class__.__name__}){late}") from None
         self._store(url, now, jwks)
         with self._lock:
             self._failed.pop(url, None)

@@ -609,3 +609,49 @@ def test_numeric_strings_for_exp_or_iat_in_a_signed_token_are_a_401(trusted, cla
     value = str(now + 300 if claim == "exp" else now)
     response = call(trusted, "Bearer " + token(**{claim: value}))
     assert response.status_code == 401
+
+
+def test_a_jwk_set_sent_a_byte_at_a_time_is_cut_at_the_timeout_and_fetched_once():
+    """The attacker's pass: eight tokens naming a JWK Set that dripped a byte every half second held eight worker
+    threads for a minute, each with its own fetch (the timeout bounded each read, not the fetch)."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from cds.trust import InvalidToken, JWKSCache
+
+    hits = []
+
+    def drip(environ, start_response):
+        hits.append(1)
+        start_response("200 OK", [("Content-Type", "application/json")])
+
+        def body():
+            for _ in range(40):
+                time.sleep(0.1)
+                yield b" "
+
+        return body()
+
+    server = make_server("127.0.0.1", 0, drip, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cache, url, outcomes = JWKSCache(timeout=0.5), f"http://127.0.0.1:{server.server_port}/jwks.json", []
+
+    def fetch() -> None:
+        try:
+            cache.key(url, "k1")
+        except InvalidToken as exc:
+            outcomes.append(exc.reason)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=fetch) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+    finally:
+        server.shutdown()
+    assert time.monotonic() - started < 2.5, "the whole fetch is bounded, and the others wait for that one"
+    assert len(outcomes) == 4 and len(hits) == 1, (outcomes, hits)
+    assert any("took" in reason for reason in outcomes), outcomes
