@@ -255,7 +255,7 @@ class Verifier:
         if client.tenant is not None and claims.get("tenant") != client.tenant:
             raise InvalidToken("tenant does not match the client's")
         key = self._key(client, header, kid)
-        if key.algorithm_name and key.algorithm_name != alg:
+        if not _fits(key, alg):
             raise InvalidToken(f"alg {alg} does not match the key's {key.algorithm_name}")
         try:
             verified = jwt.decode(
@@ -304,6 +304,16 @@ class Verifier:
             if with_url is not None:
                 return with_url
         raise InvalidToken("kid is not one of the client's keys")
+
+
+def _fits(key: PyJWK, alg: str) -> bool:
+    """Whether a token signed with ``alg`` may be checked with ``key``: the JWK's own ``alg`` when it names one;
+    else its type (an RSA key serves RS* and PS*). PyJWK fills in RS256 for an RSA JWK that names none, which
+    refused PS256, RS384, ... (an EC key's curve fixes its ES algorithm, so that default is right)."""
+    declared = getattr(key, "_jwk_data", {}).get("alg")
+    if declared or key.key_type != "RSA":
+        return key.algorithm_name == alg
+    return alg[:2] in ("RS", "PS")
 
 
 def _maybe(cache: JWKSCache, url: str, kid: str) -> PyJWK | None:

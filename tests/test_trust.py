@@ -655,3 +655,32 @@ def test_a_jwk_set_sent_a_byte_at_a_time_is_cut_at_the_timeout_and_fetched_once(
     assert time.monotonic() - started < 2.5, "the whole fetch is bounded, and the others wait for that one"
     assert len(outcomes) == 4 and len(hits) == 1, (outcomes, hits)
     assert any("took" in reason for reason in outcomes), outcomes
+
+
+@pytest.mark.parametrize(
+    ("declared", "alg", "accepted"),
+    [
+        (None, "PS256", True),  # an RSA JWK that names no alg serves RS* and PS* (RFC 7517: alg is optional)
+        (None, "RS512", True),
+        ("RS384", "RS384", True),
+        ("RS384", "PS256", False),  # a JWK that names its alg is held to it
+    ],
+)
+def test_an_rsa_key_that_names_no_alg_checks_any_rsa_signature(declared, alg, accepted):
+    """PyJWK fills in RS256 for such a key, and a valid PS256 token was refused as "alg does not match"."""
+    from jwt import PyJWKSet
+
+    from cds.trust import InvalidToken, TrustedClient, Verifier
+
+    public = jwk(RSA_KEY, "r1", "RS256")
+    del public["alg"]
+    if declared:
+        public["alg"] = declared
+    verifier = Verifier({ISS: TrustedClient(ISS, PyJWKSet.from_dict({"keys": [public]}))})
+    audience = url(f"/cds-services/{ORDER_SIGN}")
+    signed = token(key=RSA_KEY, alg=alg, kid="r1", aud=audience).removeprefix("Bearer ")
+    if accepted:
+        assert verifier.verify("Bearer " + signed, audience).iss == ISS
+    else:
+        with pytest.raises(InvalidToken):
+            verifier.verify("Bearer " + signed, audience)
