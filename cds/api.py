@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cds import engine, feedback, logs, metrics, openapi, schemas
 from cds.errors import MalformedJSON, PayloadTooLarge, UnknownCard, UnsupportedMediaType
-from cds.services import discovery_document
+from cds.services import SERVICES, discovery_document
 from cds.trust import InvalidToken
 
 try:  # what gunicorn raises from wsgi.input on a broken chunked body; the dev server refuses those itself
@@ -143,6 +143,8 @@ def _audit(response: Response) -> None:
         except orjson.JSONDecodeError:
             result = None
     service_id = (request.view_args or {}).get("service_id", "")
+    if service_id not in SERVICES:  # a name the caller typed is never written to the log, audit or metrics
+        service_id = "(unknown service)"
     client = g.client.iss if g.get("client") else None
     cards = (result or {}).get("cards", []) if response.status_code == 200 else []
     if response.status_code == 401:  # refused: a compact row, and only so many per source and minute

@@ -107,6 +107,14 @@ def test_unknown_service_is_404(client):
     outcome(post(client, {"feedback": []}, url="/cds-services/no-such-service/feedback"), 404)
 
 
+def test_a_service_name_the_caller_typed_is_never_logged(client, caplog):
+    """The attacker's pass: "/cds-services/<a patient's name>" put that name in the log line of the call."""
+    with caplog.at_level(logging.INFO, logger="cds"):
+        outcome(post(client, hook_request(), url="/cds-services/Zelda-Doe-MRN-12345"), 404)
+    assert "Zelda" not in caplog.text
+    assert any("(unknown service)" in r.getMessage() or "(unknown service)" in str(r.__dict__) for r in caplog.records)
+
+
 def test_unknown_path_is_404(client):
     outcome(client.get("/nowhere"), 404)
 
