@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from cds import codes, fhirview
 from cds.codes import ValueSet
@@ -142,25 +143,28 @@ class PatientRecord:
     # medication codes resolved while filtering (contained or separate Medication resources), by resource ref
     _medication_concepts: dict[str, dict] = field(default_factory=dict, repr=False)
     # views already computed: several criteria read the same events (and indexes of roles and coverages)
-    _views: dict[tuple[str, str], list] = field(default_factory=dict, repr=False)
+    _views: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
 
     # ---- views the rules read -------------------------------------------------------------------------
 
-    def condition_events(self, value_set: ValueSet) -> list[Event]:
-        key = ("condition", value_set.id)
+    def _view(self, key: tuple[str, str], build: Callable[[], Any]) -> Any:
+        """What ``build`` derives from this record, made once: every order of a call reads the same views."""
         if key not in self._views:
-            self._views[key] = self._condition_events(value_set)
+            self._views[key] = build()
         return self._views[key]
+
+    def condition_events(self, value_set: ValueSet) -> list[Event]:
+        return self._view(("condition", value_set.id), lambda: self._condition_events(value_set))
 
     def unsettled(self) -> tuple[str, ...]:
         """References of the Procedures, medications and Observations whose status is unknown: the record does
         not say whether they happened."""
-        key = ("unsettled", "")
-        if key not in self._views:
-            self._views[key] = [
+        return self._view(
+            ("unsettled", ""),
+            lambda: tuple(
                 f"{type(r).__name__}/{r.id}" for kind in _UNSETTLED_KINDS for r in getattr(self, kind) if _unsettled(r)
-            ]
-        return tuple(self._views[key])
+            ),
+        )
 
     def without_unsettled(self) -> PatientRecord:
         """The same record without what :meth:`unsettled` names: what it says for certain."""
@@ -168,10 +172,7 @@ class PatientRecord:
         return replace(self, **kept, _views={})
 
     def procedure_events(self, value_set: ValueSet) -> list[Event]:
-        key = ("procedure", value_set.id)
-        if key not in self._views:
-            self._views[key] = self._procedure_events(value_set)
-        return self._views[key]
+        return self._view(("procedure", value_set.id), lambda: self._procedure_events(value_set))
 
     def _condition_events(self, value_set: ValueSet) -> list[Event]:
         events = []
@@ -229,10 +230,7 @@ class PatientRecord:
     def medication_events(self) -> list[Event]:
         """Every order's medication criterion reads these: built once per record (50 orders re-classified 20,000
         prescriptions 50 times, 20 s of CPU in one call)."""
-        key = ("medication", "")
-        if key not in self._views:
-            self._views[key] = self._medication_events()
-        return self._views[key]
+        return self._view(("medication", ""), self._medication_events)
 
     def _medication_events(self) -> list[Event]:
         events = []
@@ -266,19 +264,14 @@ class PatientRecord:
 
     def pain_scores(self) -> list[Event]:
         """Pain scores on the 0-10 scale both codes are (a value off it is an entry error, never a score)."""
-        return [e for e in self._pain_readings() if 0 <= e.value <= 10]
+        return self._view(("pain", ""), self._read_pain)[0]
 
     def off_scale_pain(self) -> list[Event]:
         """Pain readings whose value is off the 0-10 scale: not used, but named where they would have counted."""
-        return [e for e in self._pain_readings() if not 0 <= e.value <= 10]
+        return self._view(("pain", ""), self._read_pain)[1]
 
-    def _pain_readings(self) -> list[Event]:
-        key = ("pain", "")
-        if key not in self._views:
-            self._views[key] = self._read_pain()
-        return self._views[key]
-
-    def _read_pain(self) -> list[Event]:
+    def _read_pain(self) -> tuple[list[Event], list[Event]]:
+        """(the readings on the 0-10 scale, those off it), each in time order."""
         events = []
         for o in self.observations:
             if o.status in _IGNORED_STATUS:
@@ -291,7 +284,8 @@ class PatientRecord:
             hit = codes.PAIN_SCORE.match_codings(_model_codings(o.code))
             code = hit[1] if hit else "72514-3"
             events.append(Event(f"Observation/{o.id}", "pain-score", code, when, when, o.status, float(value)))
-        return sorted(events, key=lambda e: e.start)
+        events.sort(key=lambda e: e.start)
+        return [e for e in events if 0 <= e.value <= 10], [e for e in events if not 0 <= e.value <= 10]
 
     def surgeons(self, order: Order) -> list[Surgeon]:
         """The order's performers with their roles; one entry per practitioner even if listed twice."""
@@ -336,12 +330,14 @@ class PatientRecord:
 
     def _first_by(self, name: str, items: Iterable, key: Callable) -> dict:
         """``items`` indexed by ``key`` (the first of each), built once per record."""
-        if (name, "") not in self._views:
-            index: dict = {}
+
+        def index() -> dict:
+            found: dict = {}
             for item in items:
-                index.setdefault(key(item), item)
-            self._views[(name, "")] = index  # type: ignore[assignment]
-        return self._views[(name, "")]  # type: ignore[return-value]
+                found.setdefault(key(item), item)
+            return found
+
+        return self._view((name, ""), index)
 
     def payor_organization(self, coverage: Coverage) -> Organization | None:
         """The payor Organization of a Coverage: contained in it, or elsewhere in the record."""
