@@ -128,7 +128,7 @@ def package() -> Response:
                 {
                     "severity": "warning",
                     "code": "not-found",
-                    "diagnostics": f"no CPT 64580 policy for this coverage ({route.unknown_because or route.outcome}): "
+                    "diagnostics": f"no CPT 64580 policy for this coverage ({route.unknown_because or route.inactive or route.outcome}): "
                     "the questionnaire holds the default clinical criteria, not the payer's",
                 }
             )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from cds.policies import MatchRule, Plan, PolicySet, Version
-from cds.records import Order, PatientRecord, as_date, ref_id
+from cds.records import Order, PatientRecord, as_date, as_end_date, ref_id
 from cds.rules.dates import shifted, with_leeway
 
 MATCHED = "matched"
@@ -104,13 +104,16 @@ def _why(rule, names: list[str], types: list) -> str | None:
 
 
 def _coverage(record: PatientRecord, order: Order, as_of: date):
-    """(the Coverage, the outcome, why the order's own Coverage is not in force)."""
+    """(the Coverage, the outcome, why the order's own Coverage is not in force). A Coverage must be in force on the
+    day of surgery when the order schedules one (a plan that ends before it pays nothing; one that begins by then
+    is the one that pays), else on the day of the evaluation."""
+    day, scheduled = (order.occurrence, True) if order.occurrence is not None else (as_of, False)
     for ref in order.insurance:
         found = record.coverage(ref_id(ref))
         if found is not None:
-            inactive = _inactive(found, as_of)
+            inactive = _inactive(found, day, scheduled)
             return (found, MATCHED, None) if inactive is None else (None, NO_ACTIVE_COVERAGE, inactive)
-    active = [c for c in record.coverages if _inactive(c, as_of) is None]
+    active = [c for c in record.coverages if _inactive(c, day) is None]
     if len(active) == 1:
         return active[0], MATCHED, None
     if len(active) > 1:
@@ -119,21 +122,24 @@ def _coverage(record: PatientRecord, order: Order, as_of: date):
             return next(c for c in active if c.order == ranked[0]), MATCHED, None
         return None, AMBIGUOUS, None
     if len(record.coverages) == 1:
-        return None, NO_ACTIVE_COVERAGE, _inactive(record.coverages[0], as_of)
+        return None, NO_ACTIVE_COVERAGE, _inactive(record.coverages[0], day, scheduled)
     return None, NO_ACTIVE_COVERAGE if record.coverages else NO_COVERAGE, None
 
 
-def _inactive(coverage, as_of: date) -> str | None:
+def _inactive(coverage, as_of: date, scheduled: bool = False) -> str | None:
     """Why ``coverage`` is not in force on ``as_of`` (its status, or a period that ended or has not begun), or None.
-    A day's leeway either side for time zones; a period date that is not a date is not read as one."""
+    A day's leeway either side for time zones; a period date that is not a date is not read as one; a partial end
+    ("2026-06") runs to the last day it names."""
     name = f"Coverage/{coverage.id}" if coverage.id else "the Coverage"
     if coverage.status != "active":
         return f"{name} has status {coverage.status}" if coverage.status else f"{name} has no status"
-    start, end = (as_date(coverage.period.start), as_date(coverage.period.end)) if coverage.period else (None, None)
+    period = coverage.period
+    start, end = (as_date(period.start), as_end_date(period.end)) if period else (None, None)
+    surgery = f"the surgery planned on {as_of.isoformat()}"
     if end is not None and end < shifted(as_of, -1):
-        return f"{name} ended on {end.isoformat()}"
+        return f"{name} ends on {end.isoformat()}, before {surgery}" if scheduled else f"{name} ended on {end}"
     if start is not None and start > with_leeway(as_of):
-        return f"{name} begins on {start.isoformat()}"
+        return f"{name} begins on {start.isoformat()}" + (f", after {surgery}" if scheduled else "")
     return None
 
 

@@ -647,6 +647,17 @@ def as_date(value: object) -> date | None:
     return None
 
 
+def as_end_date(value: object) -> date | None:
+    """A FHIR date/dateTime that ends a period as a date: a partial date ("2026", "2026-06") is the last day it
+    covers, so a Coverage whose ``period.end`` is "2026" is in force through 31 December, not ended on 1 January."""
+    day = as_date(value)
+    if day is None or not isinstance(value, str) or len(value) >= 10 or value[:4] != f"{day.year:04d}":
+        return day
+    if len(value) == 4 or day.month == 12:
+        return date(day.year, 12, 31)
+    return date(day.year, day.month + 1, 1) - timedelta(days=1)
+
+
 EARLIEST = datetime.min.replace(tzinfo=UTC)
 _LATEST = datetime.max.replace(tzinfo=UTC)
 
@@ -717,9 +728,9 @@ def _period(when: object, period) -> tuple[date | None, date | None]:
         return d, d
     if period is not None:
         start, end = as_date(period.start), as_date(period.end)
-        # An end before the start breaks FHIR's per-1: the start is kept, the end is not read (as a point in time,
-        # it can only shorten a course, never lengthen one)
-        return (start, None) if start and end and end < start else (start, end)
+        # An end before the start breaks FHIR's per-1: only the start is read, as a single day. Dropping the end
+        # instead made an "active" prescription with such a period count as ongoing up to the order.
+        return (start, start) if start and end and end < start else (start, end)
     return None, None
 
 

@@ -151,6 +151,7 @@ def test_the_newer_version_is_the_later_instant_whatever_its_offset():
     [
         ({"start": "1999-01-01", "end": "2001-12-31"}, "ended on 2001-12-31"),
         ({"start": "2027-01-01"}, "begins on 2027-01-01"),
+        ({"start": "2025", "end": "2026-05"}, "ended on 2026-05-31"),  # a month runs to its last day
     ],
 )
 def test_a_coverage_out_of_its_period_is_not_in_force(client, period, why):
@@ -173,6 +174,34 @@ def test_a_coverage_out_of_its_period_is_not_in_force(client, period, why):
     assert not any("coverage is not active" in c["summary"] for c in answer["cards"])
 
 
+def _payer_cards(client, period: dict, occurrence: str | None = None) -> tuple[dict, list[dict]]:
+    org, cov = coverage("Medicare")
+    cov["period"] = period
+    prefetch = full_prefetch()
+    prefetch["coverage"] = searchset(org, cov)
+    order = service_request() | ({"occurrenceDateTime": occurrence} if occurrence else {})
+    body = hook_request(prefetch=prefetch, orders=[order])
+    body["extension"]["cds64580.as-of"] = "2026-06-15"
+    answer = client.post(HOOK, json=body).get_json()
+    return cov, [c for c in answer["cards"] if "coverage is not active" in c["summary"]]
+
+
+@pytest.mark.parametrize("end", ["2026", "2026-06", "2026-06-30T23:00:00-05:00"])
+def test_a_coverage_ending_in_a_partial_date_is_in_force_to_its_last_day(client, end):
+    """ "2026" and "2026-06" were read as their first day: the EHR was told a June plan was not covering."""
+    assert _payer_cards(client, {"start": "2025-01-01", "end": end})[1] == []
+
+
+def test_a_coverage_must_be_in_force_on_the_day_of_surgery(client):
+    """A plan in force today that ends before the scheduled surgery pays nothing for it: the card says so; a plan
+    that begins by then is the one that pays, though it is not yet in force today."""
+    cov, [card] = _payer_cards(client, {"start": "2020-01-01", "end": "2026-06-30"}, "2026-08-03")
+    assert f"Coverage/{cov['id']} ends on 2026-06-30, before the surgery planned on 2026-08-03" in card["detail"]
+    _cov, [card] = _payer_cards(client, {"start": "2026-09-01"}, "2026-08-03")
+    assert "begins on 2026-09-01, after the surgery planned on 2026-08-03" in card["detail"]
+    assert _payer_cards(client, {"start": "2026-08-01"}, "2026-08-03")[1] == []
+
+
 def test_a_therapy_period_ending_before_it_starts_is_read_as_its_start_only():
     """An end before the start (FHIR per-1) shortened the course's span to a negative one."""
     from .test_criteria import finding
@@ -181,6 +210,17 @@ def test_a_therapy_period_ending_before_it_starts_is_read_as_its_start_only():
     result = finding("physical-therapy", *sessions)
     assert "from 2026-01-05 to 2026-04-01" in result.reason, result.reason
     assert result.status.value == "met"
+
+
+def test_an_active_prescription_whose_period_ends_before_it_starts_is_not_ongoing():
+    """Reading such a period as (start, no end) made an "active" prescription run up to the order: six weeks met."""
+    from .clinical import medication
+    from .test_criteria import finding
+
+    backwards = medication("25480", when="2026-01-05", until="2025-01-01", status="active")
+    result = finding("medication-trial", backwards, min_weeks=6)
+    assert result.status.value == "not-met" and "Shorter than 6 weeks" in " ".join(result.notes), result
+    assert finding("medication-trial", backwards | {"dispenseRequest": {}}, min_weeks=6).status.value == "met"
 
 
 def test_an_order_whose_insurance_is_not_in_force_says_why(client):
