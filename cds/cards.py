@@ -141,12 +141,16 @@ def _line(f: Finding) -> str:
 
 
 def _notes(findings: list[Finding]) -> list[str]:
+    """The findings' notes and the documents they ask for, once each."""
+    documents = list(dict.fromkeys(d for f in findings for d in f.documents))
+    return _noted(findings) + [f"- Send with the claim: {md(d)}." for d in documents]
+
+
+def _noted(findings: list[Finding]) -> list[str]:
     """The findings' notes once each: one that another note already says in full (the fee-schedule indicator a
     co-surgeon note quotes and goes on from) is left out."""
     said = list(dict.fromkeys(n for f in findings for n in f.notes))
-    notes = [f"- {md(n)}" for n in said if not any(n != other and n in other for other in said)]
-    documents = list(dict.fromkeys(d for f in findings for d in f.documents))
-    return notes + [f"- Send with the claim: {md(d)}." for d in documents]
+    return [f"- {md(n)}" for n in said if not any(len(other) > len(n) and n in other for other in said)]
 
 
 def _status(f: Finding) -> str:
@@ -295,7 +299,11 @@ def _summary(findings: list[Finding], ctx: CardContext) -> dict:
     )
     rows = ["| Criterion | Status | Why |", "|---|---|---|"]
     rows += [f"| {md(f.title or f.criterion)} | {_status(f)} | {md(f.reason)} |" for f in findings]
-    detail = "\n".join([_header(ctx, findings), "", *rows])
+    # a met criterion's notes (a pain score off the scale beside a good trial) are on no other card
+    noted = _noted([f for f in findings if f.status == Status.MET and f.criterion not in BILLING])
+    detail = "\n".join(
+        [_header(ctx, findings), "", *rows, *(["", "**Notes on met criteria:**", *noted] if noted else [])]
+    )
     return _card(ctx, "summary", text, "info", "appropriate-use", detail, findings, links=False)
 
 

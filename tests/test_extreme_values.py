@@ -53,6 +53,28 @@ def test_pain_scores_off_the_0_to_10_scale_are_not_used_and_are_named(client):
     assert "75% relief" in criterion(answer, "stimulation-trial")["reason"]
 
 
+def test_a_met_trial_still_names_the_pain_readings_off_the_scale_on_a_card(client):
+    """The finding carried the note, but no card showed a met criterion's notes."""
+    answer = client.post(
+        HOOK, json=trial_with(pain_score(8, "2026-02-20"), pain_score(2, "2026-03-03"), pain_score(77, "2026-03-04"))
+    ).get_json()
+    assert criterion(answer, "stimulation-trial")["status"] == "met"
+    [summary] = [c for c in answer["cards"] if c["summary"].startswith("CPT 64580 criteria")]
+    assert "**Notes on met criteria:**" in summary["detail"]
+    assert "pain 77 is off the 0-10 scale, not used" in summary["detail"].split("**Notes on met criteria:**")[1]
+
+
+def test_many_pain_readings_off_the_scale_are_named_three_and_counted():
+    """12,000 of them made 12,000 notes, and de-duplicating the card's notes took 18.7 s."""
+    from .test_criteria import TRIAL as DAYS
+    from .test_criteria import finding
+
+    wrong = [pain_score(40 + i % 50, "2026-03-03") for i in range(3000)]
+    result = finding("stimulation-trial", procedure("64555", *DAYS), pain_score(8, "2026-02-20"), *wrong)
+    off = [n for n in result.notes if "off the 0-10 scale" in n]
+    assert len(off) == 4 and off[-1] == "2997 more pain readings around the trial are off the 0-10 scale, not used"
+
+
 @pytest.mark.parametrize(
     "path", ["/fhir/Questionnaire/$questionnaire-package", "/fhir/Questionnaire/medicare-ffs-2019-12-01/$populate"]
 )

@@ -135,11 +135,7 @@ def stimulation_trial(ev: Evaluation, c: Criterion) -> Finding:
     trial_end = end or shifted(start, int(c.param("default_trial_days", 30)))
     before = [s for s in scores if baseline_since <= s.start < start]
     during = [s for s in scores if start < s.start <= trial_end]
-    off_scale = tuple(
-        f"{s.reference}: pain {s.value:g} is off the 0-10 scale, not used; correct the entry"
-        for s in record.off_scale_pain()
-        if baseline_since <= s.start <= trial_end
-    )
+    off_scale = _off_scale([s for s in record.off_scale_pain() if baseline_since <= s.start <= trial_end])
     if not before or not during:
         missing = "a baseline score before" if not before else "a score during"
         return Finding(
@@ -171,6 +167,22 @@ def stimulation_trial(ev: Evaluation, c: Criterion) -> Finding:
         )
     return Finding(
         c.id, Status.NOT_MET, f"{described}; the policy asks for >= {wanted:g}%", tuple(evidence), notes=off_scale
+    )
+
+
+_OFF_SCALE_NAMED = 3
+
+
+def _off_scale(readings: list) -> tuple[str, ...]:
+    """Notes naming the trial's pain readings off the 0-10 scale: the first few, then how many more (a note a
+    reading, unbounded, made a card as long as the record)."""
+    notes = tuple(
+        f"{s.reference}: pain {s.value:g} is off the 0-10 scale, not used; correct the entry"
+        for s in readings[:_OFF_SCALE_NAMED]
+    )
+    rest = len(readings) - _OFF_SCALE_NAMED
+    return notes + (
+        (f"{rest} more pain readings around the trial are off the 0-10 scale, not used",) if rest > 0 else ()
     )
 
 
