@@ -67,6 +67,7 @@ class CardContext:
     dtr_app: str | None = None  # the EHR's DTR SMART app (CDS_DTR_APP_URL)
     dtr_form: str | None = None  # the built-in questionnaire form (the viewer's /viewer/dtr), when served
     questionnaire: str | None = None  # canonical|version of this policy's documentation questionnaire
+    coverage_info: bool = True  # the answer carries coverage information (not order-select, not switched off)
 
     @property
     def group(self) -> str:
@@ -341,7 +342,9 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
         text, indicator = _ROUTE_PROBLEMS[route.outcome]
         why = f" ({md(route.inactive)})" if route.inactive else ""
         note = default_note
-        if route.outcome in _NO_COVERAGE_SENT:  # CRD's special outcome: the EHR reads "not-covered" with the reason
+        if (
+            route.outcome in _NO_COVERAGE_SENT and ctx.coverage_info
+        ):  # CRD's special outcome: the EHR reads "not-covered" with the reason
             note = note.replace("coverage was not determined.", _NO_COVERAGE_SENT[route.outcome])
         detail = "\n".join([text + why + ".", "", note])
         return _card(ctx, "payer", text, indicator, "insurance", detail, [], links=False)

@@ -76,7 +76,7 @@ def invoke(
                 context, dtr_app=settings.dtr_app_url, dtr_form=settings.dtr_form_url, questionnaire=questionnaire
             ),
         )
-        if not svc.information_only and request.configuration.get("coverage-info", True):
+        if context.coverage_info:
             assertion = coverage.assertion_id(request.fhir_server, request.context.patient_id, route, as_of)
             info = coverage.decide(route, findings, order, group, as_of, assertion, late, questionnaire)
             actions.append(coverage.system_action(order, info, route.payer_name or route.plan.payer, form))
@@ -187,6 +187,7 @@ def _context(svc: CdsService, request: HookRequest, route: payers.Route, order: 
         topic_system=cards.CARD_TYPES_CRD_2_1 if legacy else cards.CARD_TYPES,
         information_only=svc.information_only,
         pathway=pathway,
+        coverage_info=not svc.information_only and request.configuration.get("coverage-info", True),
     )
 
 

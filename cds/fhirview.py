@@ -111,8 +111,12 @@ def _number(value: Any) -> float | None:
     return None
 
 
+_INT32 = range(-(2**31), 2**31)  # FHIR's integer is a signed 32-bit one
+
+
 def _integer(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A JSON integer in FHIR's range; None for anything else (a 400-digit integer is no FHIR integer)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value in _INT32 else None
 
 
 # ---- resources ----------------------------------------------------------------------------------------------

@@ -670,6 +670,8 @@ def instant(value: object) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
+        if value[16:19] == ":60":  # a leap second ("23:59:60Z"): Python has none; its second before, not midnight
+            return instant(value[:17] + "59" + value[19:])
         day = as_date(value)
         return datetime(day.year, day.month, day.day, tzinfo=UTC) if day else None
     if moment.tzinfo is None:

@@ -158,6 +158,13 @@ def test_a_revision_needs_no_new_trial_only_where_the_payers_own_text_says_so():
     for said_elsewhere in (replace(REVISION_EXEMPT, context=True), replace(REVISION_EXEMPT, kind="secondary")):
         assert finding("stimulation-trial", prior, sources=(said_elsewhere,)).status == UNKNOWN  # not the payer's
     assert finding("stimulation-trial", prior, sources=(REVISION_EXEMPT,)).reason.endswith("requires no new trial")
+    for other in (
+        "A revision of the system requires a trial.",
+        "Revision: see section 4. The policy does not require a trial of TENS first.",  # another sentence
+        "Replacement of a battery does not require a trial.",  # says nothing of a revision
+    ):
+        quoted = replace(REVISION_EXEMPT, quote=other)
+        assert finding("stimulation-trial", prior, sources=(quoted,)).status == UNKNOWN, other
 
 
 def test_a_64596_is_a_prior_system_not_a_trial():

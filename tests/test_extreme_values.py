@@ -84,7 +84,7 @@ def test_a_parameters_body_whose_parameter_is_not_an_array_is_a_400(client, path
     assert "Parameters.parameter must be an array" in said
 
 
-def _case_with_score(tmp_path, value_text: str):
+def _case_with_score(tmp_path, value_text: str, element: str = "valueQuantity"):
     case = fixtures.FIXTURE_DIR / "medicare-trial-too-little-relief"
     folder = tmp_path / "case"
     folder.mkdir()
@@ -93,13 +93,20 @@ def _case_with_score(tmp_path, value_text: str):
     bundle = json.loads((folder / "bundle.json").read_text())
     scores = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"]
     assert scores, "the case has pain scores to change"
-    scores[0]["valueQuantity"]["value"] = 0
-    (folder / "bundle.json").write_text(json.dumps(bundle).replace('"value": 0', f'"value": {value_text}', 1))
+    if element == "valueInteger":
+        del scores[0]["valueQuantity"]
+        scores[0]["valueInteger"] = 0
+        marker = '"valueInteger": 0'
+    else:
+        scores[0]["valueQuantity"]["value"] = 0
+        marker = '"value": 0'
+    (folder / "bundle.json").write_text(json.dumps(bundle).replace(marker, marker[:-1] + value_text, 1))
     return folder
 
 
-def test_a_fixture_with_a_400_digit_score_replays_without_a_500(tmp_path):
-    folder = _case_with_score(tmp_path, "1" + "0" * 400)
+@pytest.mark.parametrize("element", ["valueQuantity", "valueInteger"])
+def test_a_fixture_with_a_400_digit_score_replays_without_a_500(tmp_path, element):
+    folder = _case_with_score(tmp_path, "1" + "0" * 400, element)
     result = replay.run(fixtures.load_folder(folder), replay.Options())
     assert result.status == 200, result.response
 
@@ -131,11 +138,15 @@ def test_an_unexpected_error_in_a_replay_is_logged_as_it_says(monkeypatch, caplo
 # ---- attestations ----------------------------------------------------------------------------------------------
 
 
-def _attested(client, start: str, end: str) -> dict:
+def _attested(client, start: str, end: str, dated: bool = True) -> dict:
     case = fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-attested-physical-therapy")
     text = json.dumps(replay.standalone_request(case, replay.Options()))
     assert '"2026-01-05"' in text and '"2026-02-20"' in text
     body = json.loads(text.replace('"2026-01-05"', json.dumps(start)).replace('"2026-02-20"', json.dumps(end)))
+    if not dated:
+        responses = [e["resource"] for p in body["prefetch"].values() for e in (p or {}).get("entry", [])]
+        responses = [r for r in responses if r.get("resourceType") == "QuestionnaireResponse"]
+        assert responses and all(r.pop("authored") for r in responses)
     return criterion(client.post(HOOK, json=body).get_json(), "physical-therapy")
 
 
@@ -152,6 +163,12 @@ def test_attested_dates_that_cannot_be_true_do_not_count(client, start, end, why
     assert pt["status"] != "met" and pt["attested"] is True and why in pt["reason"], pt
 
 
+def test_attested_dates_past_today_do_not_count_when_the_response_has_no_date(client):
+    pt = _attested(client, "2026-01-05", "9000-01-01", dated=False)
+    assert pt["status"] != "met" and "the dates run past today" in pt["reason"], pt
+    assert _attested(client, "2026-01-05", "2026-02-20", dated=False)["status"] == "met"
+
+
 def test_attested_dates_that_can_be_true_still_count(client):
     assert _attested(client, "2026-01-05", "2026-06-11")["status"] == "met"  # a day's leeway for time zones
 
@@ -166,6 +183,14 @@ def test_the_newer_version_is_the_later_instant_whatever_its_offset():
     for order in ([older, newer], [newer, older]):
         record = records.build(order, "pat-1")
         assert [p.status for p in record.procedures] == ["entered-in-error"]
+
+
+def test_a_leap_second_is_its_own_second_not_midnight():
+    """ "23:59:60Z" could not be read as a time and fell back to the day's first moment: the older version won."""
+    earlier = procedure("64555", "2026-03-01") | {"meta": {"lastUpdated": "2016-12-31T12:00:00Z"}}
+    leap = dict(earlier, status="entered-in-error", meta={"lastUpdated": "2016-12-31T23:59:60Z"})
+    for order in ([earlier, leap], [leap, earlier]):
+        assert [p.status for p in records.build(order, "pat-1").procedures] == ["entered-in-error"]
 
 
 @pytest.mark.parametrize(
@@ -194,6 +219,21 @@ def test_a_coverage_out_of_its_period_is_not_in_force(client, period, why):
     cov["period"] = {"start": "2020-01-01", "end": "2026-06-15"}  # in force on the day
     answer = client.post(HOOK, json=body | {"prefetch": prefetch}).get_json()
     assert not any("coverage is not active" in c["summary"] for c in answer["cards"])
+
+
+def test_without_coverage_information_the_card_does_not_claim_it_tells_the_ehr(client):
+    """order-select is information only and gets no system action: its card said the coverage information tells
+    the EHR 'not covered'. (An EHR that switches coverage information off gets no payer card at all.)"""
+    from .support import ORDER_SELECT
+
+    org, cov = coverage("Medicare")
+    cov["period"] = {"end": "2001-12-31"}
+    prefetch = full_prefetch()
+    prefetch["coverage"] = searchset(org, cov)
+    answer = client.post(f"/cds-services/{ORDER_SELECT}", json=hook_request(hook="order-select", prefetch=prefetch))
+    assert not answer.get_json().get("systemActions")
+    payer = next(c for c in answer.get_json()["cards"] if "coverage is not active" in c["summary"])
+    assert "tells the EHR" not in payer["detail"] and "ended on 2001-12-31" in payer["detail"], payer["detail"]
 
 
 def _payer_cards(client, period: dict, occurrence: str | None = None) -> tuple[dict, list[dict]]:

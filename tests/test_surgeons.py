@@ -304,9 +304,23 @@ def test_a_contradicting_side_modifier_under_medicare_is_told_to_go_not_to_switc
     """Medicare's BILAT SURG 0: "Side mismatch" alone implied changing RT to LT, which contractors say 64580 never
     carries; the same response told a left-sided order "no 50, RT or LT" (the truth audit, November 2026)."""
     result = sided({"text": "left calf"}, ("RT",), **CMS)
-    assert result.status == NOT_MET and result.reason.endswith("a Medicare contractor says no 50, RT or LT: remove it")
+    assert result.status == NOT_MET and result.reason.endswith("a Medicare contractor says no 50, RT or LT: remove RT")
     assert result.headline.startswith("Remove RT from CPT 64580") and "LT" not in result.headline.split("names")[0]
     assert any("should not be reported with a 50, RT or LT modifier" in n for n in result.notes)
+
+
+@pytest.mark.parametrize(
+    ("site", "modifiers", "removed"),
+    [
+        ({"text": "left calf"}, ("LT", "RT"), "Remove LT/RT from CPT 64580"),  # only RT was to go; LT stayed
+        ({"text": "both legs"}, ("LT",), "Remove LT from CPT 64580"),
+        ({"text": "both legs"}, ("50", "LT"), "Remove 50/LT from CPT 64580"),  # said "Remove modifier 50" alone
+        ({"text": "both legs"}, ("50",), "Remove modifier 50 from CPT 64580"),
+    ],
+)
+def test_under_medicare_every_side_modifier_on_the_order_is_told_to_go(site, modifiers, removed):
+    result = sided(site, modifiers, **CMS)
+    assert result.status == NOT_MET and result.headline.startswith(removed), result.headline
 
 
 def test_both_sides_named_with_one_side_modifier_is_flagged():

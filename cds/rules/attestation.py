@@ -97,7 +97,7 @@ def judge(
     )
     when = _span(attestation)
     evidence = (Evidence(attestation.response, attestation.authored, "attestation"),)
-    problem = _problem(criterion, attestation, order_date)
+    problem = _problem(criterion, attestation, order_date, today)
     months = None if problem else _before_window(criterion, attestation, order_date)
     if months is not None and windows.assumed(criterion) is not None:  # a window no source states never warns
         reason = (
@@ -128,8 +128,9 @@ def _before_window(criterion: Criterion, a: Attestation, order_date: date) -> in
     return lookback if lookback is not None and last and last < months_before(order_date, lookback) else None
 
 
-def _problem(criterion: Criterion, a: Attestation, order_date: date) -> str | None:
-    """Why the attested dates do not meet the criterion's parameters, or None when they do."""
+def _problem(criterion: Criterion, a: Attestation, order_date: date, today: date) -> str | None:
+    """Why the attested dates do not meet the criterion's parameters, or None when they do. One signs for what has
+    happened, not what will: by the day it was signed, or today when the response has no date."""
     if a.unreadable:  # a date was given but cannot be read: never judged as if it had not been given
         return f"the {' and '.join(a.unreadable)} is not a calendar date"
     if criterion.id in PERIODIC and not (a.start or a.end):
@@ -139,8 +140,10 @@ def _problem(criterion: Criterion, a: Attestation, order_date: date) -> str | No
         return "the end date is before the start date"
     if first and first > order_date:
         return f"it starts after the order ({order_date.isoformat()})"
-    if last and a.authored and last > with_leeway(a.authored):  # one signs for what has happened, not what will
+    if last and a.authored and last > with_leeway(a.authored):
         return f"the dates run past the day it was signed ({a.authored.isoformat()})"
+    if last and not a.authored and last > with_leeway(today):
+        return f"the dates run past today ({today.isoformat()}), and the response has no date"
     if first and a.born and first < a.born:
         return f"it starts before the patient's birth date ({a.born.isoformat()})"
     months = criterion.param("months") if criterion.id == "chronicity" else None

@@ -479,11 +479,13 @@ def laterality(ev: Evaluation, c: Criterion) -> Finding:
         headline = f"Side mismatch on CPT 64580: the body site names {named}, the order carries {carried}"
         if not no_side:
             return Finding(c.id, Status.NOT_MET, reason, evidence, headline=headline)
-        # Medicare's indicator 0: the fix is to remove the modifier, not to change it to the other side
-        reason += "; for 64580 (BILAT SURG 0) a Medicare contractor says no 50, RT or LT: remove it"
+        # Medicare's indicator 0: the fix is to remove the side modifiers (all of them: LT beside RT on a left
+        # site too), not to change one to the other side
+        removed = "/".join(sorted(on_order))
+        reason += f"; for 64580 (BILAT SURG 0) a Medicare contractor says no 50, RT or LT: remove {removed}"
         notes = (_cms_note(found, "bilat_surg"), _NO_SIDE_MODIFIERS)
         headline = (
-            f"Remove {carried} from CPT 64580: the body site names {named}, and Medicare's bilateral indicator is 0"
+            f"Remove {removed} from CPT 64580: the body site names {named}, and Medicare's bilateral indicator is 0"
         )
         return Finding(c.id, Status.NOT_MET, reason, evidence, notes, headline=headline)
     if not _follows_cms(c):
@@ -498,7 +500,8 @@ def laterality(ev: Evaluation, c: Criterion) -> Finding:
     carried = sorted(on_order)
     if "50" in carried:
         reason = "the order carries modifier 50, but 64580's bilateral indicator is 0: no 150% adjustment, one unit"
-        headline = "Remove modifier 50 from CPT 64580: Medicare's bilateral indicator for it is 0"
+        removed = "modifier 50" if carried == ["50"] else "/".join(carried)
+        headline = f"Remove {removed} from CPT 64580: Medicare's bilateral indicator for it is 0"
         return Finding(c.id, Status.NOT_MET, reason, evidence, (note, _NO_SIDE_MODIFIERS), headline=headline)
     if carried:
         reason = (
