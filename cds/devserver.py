@@ -3,29 +3,47 @@
 Two things the stock handler does that this service promises not to: it logs each request line whole, query
 string included (``?patient=…`` is a patient id in the log), and it answers a request its HTTP parser refuses (a
 URL or header line over 64 KiB, a bad request line) with an HTML page that quotes the caller's input. Here the
-log names the method, the path without its query (cut to 200 characters) and the status; a refused request gets
-the status it would have had, with an OperationOutcome, as every other refusal of this service.
+log names the method, the route (a path the caller typed is not logged: the route's pattern is, with only this
+service's own names filled in) and the status; a refused request gets the status it would have had, with an
+OperationOutcome, as every other refusal of this service.
 """
 
 from __future__ import annotations
 
 from http import HTTPStatus
+from urllib.parse import unquote
 
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 from werkzeug.serving import WSGIRequestHandler
 
 from cds.errors import refused_by_parser
+from cds.services import SERVICES
 
-MAX_LOGGED_PATH = 200
+NO_ROUTE = "(no route)"
 
 
 class RequestHandler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         method = getattr(self, "command", None) or "-"
-        path = (getattr(self, "path", None) or "-").split("?", 1)[0]
-        if len(path) > MAX_LOGGED_PATH:
-            path = path[:MAX_LOGGED_PATH] + "…"
         code = code.value if isinstance(code, HTTPStatus) else code
-        self.log("info", '"%s %s" %s %s', method, path, code, size)
+        self.log("info", '"%s %s" %s %s', method, self._route(method), code, size)
+
+    def _route(self, method: str) -> str:
+        """The matched route's pattern, a service id filled in only when it is one of ours ("/cds-services/
+        cpt64580-order-sign", "/fhir/Questionnaire/<questionnaire_id>/$populate"); a path no route matches is
+        "(no route)". A path can carry anything: a patient's name typed as a service id reached this log."""
+        app = getattr(getattr(self, "server", None), "app", None)
+        path = unquote((getattr(self, "path", None) or "").split("?", 1)[0])
+        try:
+            rule, args = app.url_map.bind("localhost").match(path, method=method, return_rule=True)
+        except (HTTPException, RequestRedirect, AttributeError, ValueError):
+            return NO_ROUTE
+        shown = rule.rule
+        service = args.get("service_id")
+        if service in SERVICES:
+            shown = shown.replace("<service_id>", service)
+        return shown
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The parser refused the request: its status and an OperationOutcome, never the caller's input back."""

@@ -48,6 +48,12 @@ def test_cds_serve_answers_what_its_parser_refuses_with_an_operation_outcome_and
         servers.wait_ready(f"http://127.0.0.1:{port}", process)
         searched = requests.get(f"http://127.0.0.1:{port}/fhir/QuestionnaireResponse?patient={SECRET}-1", timeout=5)
         assert searched.status_code in (200, 404)
+        typed = requests.post(f"http://127.0.0.1:{port}/cds-services/{SECRET}-5", json={}, timeout=5)
+        assert typed.status_code == 404  # a service name the caller typed, logged as the route it matched
+        assert requests.get(f"http://127.0.0.1:{port}/{SECRET}-6", timeout=5).status_code == 404
+        assert requests.get(f"http://127.0.0.1:{port}/cds-services", timeout=5).status_code == 200
+        ours = requests.post(f"http://127.0.0.1:{port}/cds-services/cpt64580-order-sign", json={}, timeout=5)
+        assert ours.status_code == 400
         long_url = f"GET /cds-services?patient={SECRET}-2&x=".encode() + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
         refused(port, long_url, "414", "too-costly")
         long_header = f"GET /x?patient={SECRET}-3 HTTP/1.1\r\nHost: x\r\nX-Pad: ".encode() + b"a" * 70_000
@@ -57,7 +63,9 @@ def test_cds_serve_answers_what_its_parser_refuses_with_an_operation_outcome_and
         process.terminate()
         process.wait(timeout=10)
     logged = (tmp_path / "server.log").read_text()
-    assert "GET /fhir/QuestionnaireResponse" in logged  # the request is logged, its query is not
+    lines = logged.replace('\\"', '"')  # the JSON log escapes the request line's quotes
+    assert '"POST /cds-services/<service_id>" 404' in lines and '"GET (no route)" 404' in lines, logged
+    assert '"GET /cds-services" 200' in lines and '"POST /cds-services/cpt64580-order-sign" 400' in lines
     assert SECRET not in logged and "aaaaaaaa" not in logged
 
 
