@@ -340,6 +340,8 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
     )
     if route.outcome in _ROUTE_PROBLEMS:
         text, indicator = _ROUTE_PROBLEMS[route.outcome]
+        if route.not_on_surgery_day:
+            text = "The patient's coverage is not in force on the day of surgery: check insurance before CPT 64580"
         why = f" ({md(route.inactive)})" if route.inactive else ""
         note = default_note
         if (

@@ -11,9 +11,9 @@ OperationOutcome, as every other refusal of this service.
 from __future__ import annotations
 
 from http import HTTPStatus
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import RequestRedirect
 from werkzeug.serving import WSGIRequestHandler
 
@@ -21,11 +21,13 @@ from cds.errors import refused_by_parser
 from cds.services import SERVICES
 
 NO_ROUTE = "(no route)"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # any other: "(other)"
 
 
 class RequestHandler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         method = getattr(self, "command", None) or "-"
+        method = method if method in _METHODS or method == "-" else "(other)"  # a method is typed text too
         code = code.value if isinstance(code, HTTPStatus) else code
         self.log("info", '"%s %s" %s %s', method, self._route(method), code, size)
 
@@ -34,10 +36,14 @@ class RequestHandler(WSGIRequestHandler):
         cpt64580-order-sign", "/fhir/Questionnaire/<questionnaire_id>/$populate"); a path no route matches is
         "(no route)". A path can carry anything: a patient's name typed as a service id reached this log."""
         app = getattr(getattr(self, "server", None), "app", None)
-        path = unquote((getattr(self, "path", None) or "").split("?", 1)[0])
-        try:
-            rule, args = app.url_map.bind("localhost").match(path, method=method, return_rule=True)
-        except (HTTPException, RequestRedirect, AttributeError, ValueError):
+        try:  # the absolute form ("http://host/path") and a fragment are not part of the path
+            path = unquote(urlsplit(getattr(self, "path", None) or "").path)
+            urls = app.url_map.bind("localhost")
+            try:
+                rule, args = urls.match(path, method=method, return_rule=True)
+            except MethodNotAllowed:  # the route exists, for other methods: named all the same
+                rule, args = urls.match(path, method=next(iter(urls.allowed_methods(path))), return_rule=True)
+        except (HTTPException, RequestRedirect, AttributeError, ValueError, StopIteration):
             return NO_ROUTE
         shown = rule.rule
         service = args.get("service_id")

@@ -40,6 +40,7 @@ class Route:
     why: str | None = None  # why this plan, when a name rule with a reason decided it
     unread_payor: str | None = None  # "Organization/x": named by the Coverage, but in neither prefetch nor fetch
     inactive: str | None = None  # why the order's Coverage is not in force ("Coverage/c1 ended on 2001-12-31")
+    not_on_surgery_day: bool = False  # in force today, but not on the day the order schedules the surgery
 
     @property
     def unknown_because(self) -> str | None:
@@ -59,9 +60,9 @@ def route(record: PatientRecord, order: Order, policies: PolicySet, as_of: date,
     if coverage_late:
         return Route(TECHNICAL, default, fallback)
 
-    coverage, outcome, inactive = _coverage(record, order, as_of)
+    coverage, outcome, inactive, later = _coverage(record, order, as_of)
     if coverage is None:
-        return Route(outcome, default, fallback, inactive=inactive)
+        return Route(outcome, default, fallback, inactive=inactive, not_on_surgery_day=later)
     coverage_ref = f"Coverage/{coverage.id}" if coverage.id else None
     organization = record.payor_organization(coverage)
     name = (organization.name if organization else None) or _payor_display(coverage)
@@ -104,42 +105,58 @@ def _why(rule, names: list[str], types: list) -> str | None:
 
 
 def _coverage(record: PatientRecord, order: Order, as_of: date):
-    """(the Coverage, the outcome, why the order's own Coverage is not in force). A Coverage must be in force on the
-    day of surgery when the order schedules one (a plan that ends before it pays nothing; one that begins by then
-    is the one that pays), else on the day of the evaluation."""
-    day, scheduled = (order.occurrence, True) if order.occurrence is not None else (as_of, False)
+    """(the Coverage, the outcome, why the order's own Coverage is not in force, whether it is in force today but
+    not on the day of surgery). A Coverage must be in force on the day of surgery when the order schedules one
+    (a plan that ends before it pays nothing; one that begins by then is the one that pays), else on the day of
+    the evaluation. A scheduled day already past is stale: the evaluation day is used."""
+    surgery = order.occurrence if order.occurrence is not None and order.occurrence >= as_of else None
+
+    def inactive(c) -> str | None:
+        return _inactive(c, as_of, surgery)
+
+    def later(c) -> bool:
+        return surgery is not None and _inactive(c, as_of) is None
+
     for ref in order.insurance:
         found = record.coverage(ref_id(ref))
         if found is not None:
-            inactive = _inactive(found, day, scheduled)
-            return (found, MATCHED, None) if inactive is None else (None, NO_ACTIVE_COVERAGE, inactive)
-    active = [c for c in record.coverages if _inactive(c, day) is None]
+            why = inactive(found)
+            return (found, MATCHED, None, False) if why is None else (None, NO_ACTIVE_COVERAGE, why, later(found))
+    active = [c for c in record.coverages if inactive(c) is None]
     if len(active) == 1:
-        return active[0], MATCHED, None
+        return active[0], MATCHED, None, False
     if len(active) > 1:
         ranked = sorted(c.order for c in active if c.order is not None)
         if ranked and ranked.count(ranked[0]) == 1:
-            return next(c for c in active if c.order == ranked[0]), MATCHED, None
-        return None, AMBIGUOUS, None
+            return next(c for c in active if c.order == ranked[0]), MATCHED, None, False
+        return None, AMBIGUOUS, None, False
     if len(record.coverages) == 1:
-        return None, NO_ACTIVE_COVERAGE, _inactive(record.coverages[0], day, scheduled)
-    return None, NO_ACTIVE_COVERAGE if record.coverages else NO_COVERAGE, None
+        only = record.coverages[0]
+        return None, NO_ACTIVE_COVERAGE, inactive(only), later(only)
+    return None, NO_ACTIVE_COVERAGE if record.coverages else NO_COVERAGE, None, False
 
 
-def _inactive(coverage, as_of: date, scheduled: bool = False) -> str | None:
-    """Why ``coverage`` is not in force on ``as_of`` (its status, or a period that ended or has not begun), or None.
-    A day's leeway either side for time zones; a period date that is not a date is not read as one; a partial end
+def _inactive(coverage, today: date, surgery: date | None = None) -> str | None:
+    """Why ``coverage`` is not in force (its status, or a period that ended or has not begun), or None: on the day
+    of ``surgery`` when there is one (both calendar dates of the EHR's: compared exactly), else ``today`` with a
+    day's leeway either side for time zones. A period date that is not a date is not read as one; a partial end
     ("2026-06") runs to the last day it names."""
     name = f"Coverage/{coverage.id}" if coverage.id else "the Coverage"
     if coverage.status != "active":
         return f"{name} has status {coverage.status}" if coverage.status else f"{name} has no status"
     period = coverage.period
     start, end = (as_date(period.start), as_end_date(period.end)) if period else (None, None)
-    surgery = f"the surgery planned on {as_of.isoformat()}"
-    if end is not None and end < shifted(as_of, -1):
-        return f"{name} ends on {end.isoformat()}, before {surgery}" if scheduled else f"{name} ended on {end}"
-    if start is not None and start > with_leeway(as_of):
-        return f"{name} begins on {start.isoformat()}" + (f", after {surgery}" if scheduled else "")
+    if end is not None and end < shifted(today, -1):
+        return f"{name} ended on {end.isoformat()}"
+    if surgery is not None:
+        planned = f"the surgery planned on {surgery.isoformat()}"
+        if end is not None and end < surgery:
+            return f"{name} ends on {end.isoformat()}, before {planned}"
+        if start is not None and start > surgery:
+            return f"{name} begins on {start.isoformat()}, after {planned}"
+        return None
+    if start is not None and start > with_leeway(today):
+        return f"{name} begins on {start.isoformat()}"
     return None
 
 

@@ -237,16 +237,29 @@ class PatientRecord:
         for m in self.medication_requests:
             if m.status in _IGNORED_STATUS or m.intent in _NOT_AN_ORDER:
                 continue
-            start, end = _period(None, m.dispenseRequest.validityPeriod if m.dispenseRequest else None)
-            events.extend(self._medication_event("MedicationRequest", m, start or as_date(m.authoredOn), end))
+            validity = m.dispenseRequest.validityPeriod if m.dispenseRequest else None
+            start, end = _period(None, validity)
+            events.extend(
+                self._medication_event(
+                    "MedicationRequest", m, start or as_date(m.authoredOn), end, not _backwards(validity)
+                )
+            )
         for s in self.medication_statements:
             if s.status in _IGNORED_STATUS:
                 continue
             start, end = _period(s.effectiveDateTime, s.effectivePeriod)
-            events.extend(self._medication_event("MedicationStatement", s, start or as_date(s.dateAsserted), end))
+            events.extend(
+                self._medication_event(
+                    "MedicationStatement", s, start or as_date(s.dateAsserted), end, not _backwards(s.effectivePeriod)
+                )
+            )
         return events
 
-    def _medication_event(self, kind: str, m, start: date | None, end: date | None) -> Iterator[Event]:
+    def _medication_event(
+        self, kind: str, m, start: date | None, end: date | None, dated: bool = True
+    ) -> Iterator[Event]:
+        """``dated``: False when the period ends before it starts, so the course is not read as still running
+        (an "active" course from 2020 with such a period counted as taken up to the order)."""
         reference = f"{kind}/{m.id}"
         concept = self._medication_concepts.get(reference)
         found = codes.medication_class(concept) if concept else None
@@ -259,7 +272,7 @@ class PatientRecord:
                 end,
                 m.status,
                 display=_name(concept) or found[1],
-                ongoing=m.status in _ONGOING_MEDICATION,
+                ongoing=dated and m.status in _ONGOING_MEDICATION,
             )
 
     def pain_scores(self) -> list[Event]:
@@ -642,17 +655,20 @@ def as_date(value: object) -> date | None:
         parts = value[:10].split("-")
         try:
             return date(int(parts[0]), int(parts[1]) if len(parts) > 1 else 1, int(parts[2]) if len(parts) > 2 else 1)
-        except (ValueError, IndexError):
+        except (ValueError, IndexError, OverflowError):  # "9999999999" overflows a C int
             return None
     return None
+
+
+_PARTIAL_DATE = re.compile(r"[0-9]{4}(-[0-9]{2})?")
 
 
 def as_end_date(value: object) -> date | None:
     """A FHIR date/dateTime that ends a period as a date: a partial date ("2026", "2026-06") is the last day it
     covers, so a Coverage whose ``period.end`` is "2026" is in force through 31 December, not ended on 1 January."""
     day = as_date(value)
-    if day is None or not isinstance(value, str) or len(value) >= 10 or value[:4] != f"{day.year:04d}":
-        return day
+    if day is None or not isinstance(value, str) or not _PARTIAL_DATE.fullmatch(value):
+        return day  # a full date, or a loosely written one ("2026-6-1"): the day it names
     if len(value) == 4 or day.month == 12:
         return date(day.year, 12, 31)
     return date(day.year, day.month + 1, 1) - timedelta(days=1)
@@ -730,10 +746,18 @@ def _period(when: object, period) -> tuple[date | None, date | None]:
         return d, d
     if period is not None:
         start, end = as_date(period.start), as_date(period.end)
-        # An end before the start breaks FHIR's per-1: only the start is read, as a single day. Dropping the end
-        # instead made an "active" prescription with such a period count as ongoing up to the order.
-        return (start, start) if start and end and end < start else (start, end)
+        # An end before the start breaks FHIR's per-1: the start is read, the end is not (how long it lasted is
+        # unknown); see backwards() for what that means for a course still marked active
+        return (start, None) if start and end and end < start else (start, end)
     return None, None
+
+
+def _backwards(period) -> bool:
+    """A period whose end is before its start (FHIR per-1 broken)."""
+    if period is None:
+        return False
+    start, end = as_date(period.start), as_date(period.end)
+    return bool(start and end and end < start)
 
 
 def _model_codings(concept) -> Iterator[tuple[str | None, str | None]]:

@@ -96,12 +96,12 @@ def test_an_unknown_payer_gets_the_default_criteria_and_says_so(client):
 
 def test_a_coverage_not_in_force_on_the_day_of_surgery_is_named(client):
     ended = parameters()
-    ended["parameter"][0]["resource"]["period"] = {"end": "2026-06"}
-    ended["parameter"][1]["resource"] = ORDER | {"occurrenceDateTime": "2026-08-03"}
+    ended["parameter"][0]["resource"]["period"] = {"end": "2099-06"}  # $questionnaire-package is as of today
+    ended["parameter"][1]["resource"] = ORDER | {"occurrenceDateTime": "2099-08-03"}
     [questionnaire], [outcome] = package(client, ended)
     assert questionnaire["id"].startswith("default-")
     diagnostics = outcome["issue"][0]["diagnostics"]
-    assert "Coverage/cov-1 ends on 2026-06-30, before the surgery planned on 2026-08-03" in diagnostics
+    assert "Coverage/cov-1 ends on 2099-06-30, before the surgery planned on 2099-08-03" in diagnostics
 
 
 def test_what_cannot_be_produced_is_a_clear_4xx(client):

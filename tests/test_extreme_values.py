@@ -64,6 +64,16 @@ def test_a_met_trial_still_names_the_pain_readings_off_the_scale_on_a_card(clien
     assert "pain 77 is off the 0-10 scale, not used" in summary["detail"].split("**Notes on met criteria:**")[1]
 
 
+def test_the_summary_does_not_repeat_the_billing_cards_notes():
+    """Billing criteria are shown, notes and all, on the billing card: met ones are not noted again."""
+    case = fixtures.load_folder(fixtures.FIXTURE_DIR / "assistant-non-physician")
+    cards = replay.run(case, replay.Options()).response["cards"]
+    billing = next(c for c in cards if c["source"]["topic"]["code"] == "claim")
+    assert "\n- " in billing["detail"]  # the billing card has notes of its own
+    [summary] = [c for c in cards if c["summary"].startswith("CPT 64580 criteria")]
+    assert "Notes on met criteria" not in summary["detail"]
+
+
 def test_many_pain_readings_off_the_scale_are_named_three_and_counted():
     """12,000 of them made 12,000 notes, and de-duplicating the card's notes took 18.7 s."""
     from .test_criteria import TRIAL as DAYS
@@ -72,7 +82,9 @@ def test_many_pain_readings_off_the_scale_are_named_three_and_counted():
     wrong = [pain_score(40 + i % 50, "2026-03-03") for i in range(3000)]
     result = finding("stimulation-trial", procedure("64555", *DAYS), pain_score(8, "2026-02-20"), *wrong)
     off = [n for n in result.notes if "off the 0-10 scale" in n]
-    assert len(off) == 4 and off[-1] == "2997 more pain readings around the trial are off the 0-10 scale, not used"
+    assert len(off) == 4 and off[-1] == "2997 more pain readings are off the 0-10 scale around the trial, not used"
+    one_more = finding("stimulation-trial", procedure("64555", *DAYS), pain_score(8, "2026-02-20"), *wrong[:4])
+    assert one_more.notes[-1] == "1 more pain reading is off the 0-10 scale around the trial, not used"
 
 
 @pytest.mark.parametrize(
@@ -135,18 +147,49 @@ def test_an_unexpected_error_in_a_replay_is_logged_as_it_says(monkeypatch, caplo
     assert "a value from the record" not in caplog.text  # the message may quote the record: never logged
 
 
+@pytest.mark.parametrize(
+    "where", ["coverage.end", "coverage.start", "occurrence", "authoredOn", "performed", "lastUpdated"]
+)
+def test_a_date_of_ten_digits_is_not_a_date_not_a_500(client, where):
+    """'9999999999' read as a year overflowed a C int in as_date: an OverflowError, a 500."""
+    org, cov = coverage("Medicare")
+    prefetch = full_prefetch()
+    order = service_request()
+    if where.startswith("coverage"):
+        cov["period"] = {where.split(".")[1]: "9999999999"}
+    elif where == "occurrence":
+        order["occurrenceDateTime"] = "9999999999"
+    elif where == "authoredOn":
+        order["authoredOn"] = "2147483648"
+    else:
+        done = procedure("64555", "2026-03-01")
+        if where == "performed":
+            done["performedDateTime"] = "9999999999"
+            prefetch["procedures"] = searchset(done)
+        else:
+            other = dict(done, meta={"lastUpdated": "6000000000000000:60"})
+            prefetch["procedures"] = searchset(done | {"meta": {"lastUpdated": "2147483648"}}, other)
+    prefetch["coverage"] = searchset(org, cov)
+    response = client.post(HOOK, json=hook_request(prefetch=prefetch, orders=[order]))
+    assert response.status_code == 200, response.get_json()
+
+
 # ---- attestations ----------------------------------------------------------------------------------------------
 
 
-def _attested(client, start: str, end: str, dated: bool = True) -> dict:
+def _attested(client, start: str, end: str, dated: bool = True, authored: str | None = None) -> dict:
     case = fixtures.load_folder(fixtures.FIXTURE_DIR / "medicare-attested-physical-therapy")
     text = json.dumps(replay.standalone_request(case, replay.Options()))
     assert '"2026-01-05"' in text and '"2026-02-20"' in text
     body = json.loads(text.replace('"2026-01-05"', json.dumps(start)).replace('"2026-02-20"', json.dumps(end)))
-    if not dated:
-        responses = [e["resource"] for p in body["prefetch"].values() for e in (p or {}).get("entry", [])]
-        responses = [r for r in responses if r.get("resourceType") == "QuestionnaireResponse"]
-        assert responses and all(r.pop("authored") for r in responses)
+    responses = [e["resource"] for p in body["prefetch"].values() for e in (p or {}).get("entry", [])]
+    responses = [r for r in responses if r.get("resourceType") == "QuestionnaireResponse"]
+    assert responses
+    for response in responses:
+        if not dated:
+            del response["authored"]
+        elif authored is not None:
+            response["authored"] = authored
     return criterion(client.post(HOOK, json=body).get_json(), "physical-therapy")
 
 
@@ -164,9 +207,18 @@ def test_attested_dates_that_cannot_be_true_do_not_count(client, start, end, why
 
 
 def test_attested_dates_past_today_do_not_count_when_the_response_has_no_date(client):
-    pt = _attested(client, "2026-01-05", "9000-01-01", dated=False)
-    assert pt["status"] != "met" and "the dates run past today" in pt["reason"], pt
+    pt = _attested(client, "2026-01-05", "2026-09-01", dated=False)  # the case is evaluated as of 2026-06-15
+    assert pt["status"] != "met" and "run past the day of this evaluation (2026-06-15)" in pt["reason"], pt
     assert _attested(client, "2026-01-05", "2026-02-20", dated=False)["status"] == "met"
+
+
+def test_a_response_signed_in_a_year_may_attest_to_any_day_of_it(client):
+    """authored "2026" was read as 1 January: therapy to June ran "past the day it was signed (2026-01-01)"."""
+    assert _attested(client, "2026-01-05", "2026-06-10", authored="2026")["status"] == "met"
+    pt = _attested(client, "2026-01-05", "2026-06-10", authored="2026-03")
+    assert pt["status"] != "met" and "past the day it was signed (by 2026-03-31)" in pt["reason"], pt
+    pt = _attested(client, "2026-01-05", "2026-09-01", authored="garbage")
+    assert "and the response has no readable date" in pt["reason"], pt
 
 
 def test_attested_dates_that_can_be_true_still_count(client):
@@ -236,16 +288,23 @@ def test_without_coverage_information_the_card_does_not_claim_it_tells_the_ehr(c
     assert "tells the EHR" not in payer["detail"] and "ended on 2001-12-31" in payer["detail"], payer["detail"]
 
 
-def _payer_cards(client, period: dict, occurrence: str | None = None) -> tuple[dict, list[dict]]:
-    org, cov = coverage("Medicare")
-    cov["period"] = period
+def _answer(client, coverages: list[dict], occurrence: str | None = None, insurance: str | None = None) -> dict:
+    org, _cov = coverage("Medicare")
     prefetch = full_prefetch()
-    prefetch["coverage"] = searchset(org, cov)
+    prefetch["coverage"] = searchset(org, *coverages)
     order = service_request() | ({"occurrenceDateTime": occurrence} if occurrence else {})
+    if insurance:
+        order["insurance"] = [{"reference": f"Coverage/{insurance}"}]
     body = hook_request(prefetch=prefetch, orders=[order])
     body["extension"]["cds64580.as-of"] = "2026-06-15"
-    answer = client.post(HOOK, json=body).get_json()
-    return cov, [c for c in answer["cards"] if "coverage is not active" in c["summary"]]
+    return client.post(HOOK, json=body).get_json()
+
+
+def _payer_cards(client, period: dict, occurrence: str | None = None) -> tuple[dict, list[dict]]:
+    _org, cov = coverage("Medicare")
+    cov["period"] = period
+    answer = _answer(client, [cov], occurrence)
+    return cov, [c for c in answer["cards"] if "The patient's coverage is not" in c["summary"]]
 
 
 @pytest.mark.parametrize("end", ["2026", "2026-06", "2026-06-30T23:00:00-05:00"])
@@ -254,14 +313,50 @@ def test_a_coverage_ending_in_a_partial_date_is_in_force_to_its_last_day(client,
     assert _payer_cards(client, {"start": "2025-01-01", "end": end})[1] == []
 
 
+def test_a_loosely_written_full_end_date_is_the_day_it_names():
+    """Only a year or a year-month runs to its last day: "2026-6-1" is the first of June, as as_date reads it."""
+    assert records.as_end_date("2026-6-1") == records.as_date("2026-6-1") == records.as_date("2026-06-01")
+    assert records.as_end_date("2026-06-3").day == 3 and records.as_end_date("2026-06").day == 30
+
+
 def test_a_coverage_must_be_in_force_on_the_day_of_surgery(client):
     """A plan in force today that ends before the scheduled surgery pays nothing for it: the card says so; a plan
     that begins by then is the one that pays, though it is not yet in force today."""
     cov, [card] = _payer_cards(client, {"start": "2020-01-01", "end": "2026-06-30"}, "2026-08-03")
+    assert card["summary"].startswith("The patient's coverage is not in force on the day of surgery")
     assert f"Coverage/{cov['id']} ends on 2026-06-30, before the surgery planned on 2026-08-03" in card["detail"]
     _cov, [card] = _payer_cards(client, {"start": "2026-09-01"}, "2026-08-03")
     assert "begins on 2026-09-01, after the surgery planned on 2026-08-03" in card["detail"]
     assert _payer_cards(client, {"start": "2026-08-01"}, "2026-08-03")[1] == []
+    # one that ended before today says so plainly, not "ends on"
+    cov, [card] = _payer_cards(client, {"end": "2020-12-31"}, "2026-12-15")
+    assert f"Coverage/{cov['id']} ended on 2020-12-31" in card["detail"]
+    assert card["summary"].startswith("The patient's coverage is not active")
+
+
+@pytest.mark.parametrize(
+    ("period", "occurrence"),
+    [({"end": "2026-11-30"}, "2026-12-01"), ({"start": "2026-12-02"}, "2026-12-01")],
+)
+def test_the_day_of_surgery_is_compared_exactly(client, period, occurrence):
+    """Both are the EHR's calendar dates: the day's leeway for 'today' matched a plan a day off the surgery."""
+    assert len(_payer_cards(client, period, occurrence)[1]) == 1
+
+
+def test_a_plan_change_at_the_year_end_picks_the_plan_of_the_surgery_day(client):
+    """Two coverages, the order naming neither: on 31 December or 1 January only one is in force."""
+    _org, old = coverage("Medicare")
+    old["period"] = {"end": "2026"}
+    _org, new = coverage("Medicare")
+    new |= {"id": old["id"] + "-2027", "period": {"start": "2027-01-01"}}
+    for day, wanted in (("2026-12-31", old["id"]), ("2027-01-01", new["id"])):
+        [info] = _answer(client, [old, new], day)["systemActions"][0]["resource"]["extension"]
+        assert {"url": "coverage", "valueReference": {"reference": f"Coverage/{wanted}"}} in info["extension"], day
+
+
+def test_a_scheduled_day_already_past_is_not_routed_on(client):
+    """A draft order signed today cannot be performed in 2020: routing on it told the EHR 'not covered'."""
+    assert _payer_cards(client, {"start": "2025-01-01"}, "2020-01-01")[1] == []
 
 
 def test_a_therapy_period_ending_before_it_starts_is_read_as_its_start_only():
@@ -274,15 +369,19 @@ def test_a_therapy_period_ending_before_it_starts_is_read_as_its_start_only():
     assert result.status.value == "met"
 
 
-def test_an_active_prescription_whose_period_ends_before_it_starts_is_not_ongoing():
-    """Reading such a period as (start, no end) made an "active" prescription run up to the order: six weeks met."""
+def test_a_prescription_whose_period_ends_before_it_starts_has_an_unknown_length_and_is_not_ongoing():
+    """Reading such a period as (start, no end) let an "active" prescription from years ago run up to the order:
+    met. Its start is read; how long it lasted is not known, so it is neither ongoing nor too short."""
     from .clinical import medication
     from .test_criteria import finding
 
-    backwards = medication("25480", when="2026-01-05", until="2025-01-01", status="active")
-    result = finding("medication-trial", backwards, min_weeks=6)
-    assert result.status.value == "not-met" and "Shorter than 6 weeks" in " ".join(result.notes), result
-    assert finding("medication-trial", backwards | {"dispenseRequest": {}}, min_weeks=6).status.value == "met"
+    old = medication("25480", when="2023-01-05", until="2022-01-01", status="active")
+    result = finding("medication-trial", old)
+    assert result.status.value != "met" and "2023-01-05" in result.reason + " ".join(result.notes), result
+    recent = medication("25480", when="2026-01-05", until="2025-01-01", status="active")
+    result = finding("medication-trial", recent, min_weeks=6)
+    assert result.status.value == "met" and "ongoing" not in result.reason, result  # as with no end at all
+    assert finding("medication-trial", recent | {"dispenseRequest": {}}, min_weeks=6).status.value == "met"
 
 
 def test_an_order_whose_insurance_is_not_in_force_says_why(client):

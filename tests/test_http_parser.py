@@ -54,6 +54,9 @@ def test_cds_serve_answers_what_its_parser_refuses_with_an_operation_outcome_and
         assert requests.get(f"http://127.0.0.1:{port}/cds-services", timeout=5).status_code == 200
         ours = requests.post(f"http://127.0.0.1:{port}/cds-services/cpt64580-order-sign", json={}, timeout=5)
         assert ours.status_code == 400
+        assert requests.request(f"{SECRET}7", f"http://127.0.0.1:{port}/cds-services", timeout=5).status_code == 405
+        assert requests.get(f"http://127.0.0.1:{port}/cds-services/cpt64580-order-sign", timeout=5).status_code == 405
+        raw(port, f"GET http://{SECRET}-8/cds-services HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
         long_url = f"GET /cds-services?patient={SECRET}-2&x=".encode() + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
         refused(port, long_url, "414", "too-costly")
         long_header = f"GET /x?patient={SECRET}-3 HTTP/1.1\r\nHost: x\r\nX-Pad: ".encode() + b"a" * 70_000
@@ -66,6 +69,9 @@ def test_cds_serve_answers_what_its_parser_refuses_with_an_operation_outcome_and
     lines = logged.replace('\\"', '"')  # the JSON log escapes the request line's quotes
     assert '"POST /cds-services/<service_id>" 404' in lines and '"GET (no route)" 404' in lines, logged
     assert '"GET /cds-services" 200' in lines and '"POST /cds-services/cpt64580-order-sign" 400' in lines
+    assert '"(other) /cds-services" 405' in lines, logged  # a method is typed text too
+    assert '"GET /cds-services/cpt64580-order-sign" 405' in lines  # a route, called with another method
+    assert lines.count('"GET /cds-services" 200') == 2  # the absolute form names its path, not its host
     assert SECRET not in logged and "aaaaaaaa" not in logged
 
 

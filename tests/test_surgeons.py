@@ -321,6 +321,7 @@ def test_a_contradicting_side_modifier_under_medicare_is_told_to_go_not_to_switc
 def test_under_medicare_every_side_modifier_on_the_order_is_told_to_go(site, modifiers, removed):
     result = sided(site, modifiers, **CMS)
     assert result.status == NOT_MET and result.headline.startswith(removed), result.headline
+    assert all(m in result.reason for m in modifiers), result.reason  # the reason says why each one goes
 
 
 def test_both_sides_named_with_one_side_modifier_is_flagged():

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
-from cds.records import EARLIEST, PatientRecord, as_date, instant
+from cds.records import EARLIEST, PatientRecord, as_date, as_end_date, instant
 from cds.rules import therapy, windows
 from cds.rules.dates import months_before, with_leeway
 from cds.rules.findings import Evidence, Finding, Status
@@ -38,6 +38,8 @@ class Attestation:
     authored: date | None
     unreadable: tuple[str, ...] = ()  # date answers given that are not calendar dates ("2026-02-30")
     born: date | None = None  # the patient's birth date, when the record gives it
+    signed_by: date | None = None  # the last day ``authored`` may mean ("2026": 31 December)
+    dated: bool = False  # the response carries an ``authored`` value, readable or not
 
 
 def for_policy(record: PatientRecord, policy: str) -> tuple[dict[str, Attestation], dict[str, str]]:
@@ -68,6 +70,8 @@ def for_policy(record: PatientRecord, policy: str) -> tuple[dict[str, Attestatio
                 end=as_date(answers.get(f"{criterion}.end")),
                 author=_short(author) or "an unnamed author",
                 authored=as_date(qr.authored),
+                signed_by=as_end_date(qr.authored),
+                dated=qr.authored is not None,
                 unreadable=tuple(
                     f"{part} date {str(value)[:40]!r}"
                     for part in ("start", "end")
@@ -97,7 +101,7 @@ def judge(
     )
     when = _span(attestation)
     evidence = (Evidence(attestation.response, attestation.authored, "attestation"),)
-    problem = _problem(criterion, attestation, order_date, today)
+    problem = _problem(criterion, attestation, order_date, as_of or today)
     months = None if problem else _before_window(criterion, attestation, order_date)
     if months is not None and windows.assumed(criterion) is not None:  # a window no source states never warns
         reason = (
@@ -130,7 +134,8 @@ def _before_window(criterion: Criterion, a: Attestation, order_date: date) -> in
 
 def _problem(criterion: Criterion, a: Attestation, order_date: date, today: date) -> str | None:
     """Why the attested dates do not meet the criterion's parameters, or None when they do. One signs for what has
-    happened, not what will: by the day it was signed, or today when the response has no date."""
+    happened, not what will: by the day it was signed, or, when the response has no date, by ``today``, the day of
+    the evaluation (a replay's as-of date)."""
     if a.unreadable:  # a date was given but cannot be read: never judged as if it had not been given
         return f"the {' and '.join(a.unreadable)} is not a calendar date"
     if criterion.id in PERIODIC and not (a.start or a.end):
@@ -140,10 +145,12 @@ def _problem(criterion: Criterion, a: Attestation, order_date: date, today: date
         return "the end date is before the start date"
     if first and first > order_date:
         return f"it starts after the order ({order_date.isoformat()})"
-    if last and a.authored and last > with_leeway(a.authored):
-        return f"the dates run past the day it was signed ({a.authored.isoformat()})"
-    if last and not a.authored and last > with_leeway(today):
-        return f"the dates run past today ({today.isoformat()}), and the response has no date"
+    if last and a.signed_by and last > with_leeway(a.signed_by):
+        signed = a.authored.isoformat() if a.authored == a.signed_by else f"by {a.signed_by.isoformat()}"
+        return f"the dates run past the day it was signed ({signed})"
+    if last and not a.signed_by and last > with_leeway(today):
+        undated = "no readable date" if a.dated else "no date"
+        return f"the dates run past the day of this evaluation ({today.isoformat()}), and the response has {undated}"
     if first and a.born and first < a.born:
         return f"it starts before the patient's birth date ({a.born.isoformat()})"
     months = criterion.param("months") if criterion.id == "chronicity" else None

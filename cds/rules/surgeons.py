@@ -500,7 +500,10 @@ def laterality(ev: Evaluation, c: Criterion) -> Finding:
     carried = sorted(on_order)
     if "50" in carried:
         reason = "the order carries modifier 50, but 64580's bilateral indicator is 0: no 150% adjustment, one unit"
-        removed = "modifier 50" if carried == ["50"] else "/".join(carried)
+        sides = [m for m in carried if m != "50"]
+        if sides:
+            reason += f"; it carries {'/'.join(sides)} too, and a Medicare contractor says no RT or LT either"
+        removed = "modifier 50" if not sides else "/".join(carried)
         headline = f"Remove {removed} from CPT 64580: Medicare's bilateral indicator for it is 0"
         return Finding(c.id, Status.NOT_MET, reason, evidence, (note, _NO_SIDE_MODIFIERS), headline=headline)
     if carried:

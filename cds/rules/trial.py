@@ -181,9 +181,10 @@ def _off_scale(readings: list) -> tuple[str, ...]:
         for s in readings[:_OFF_SCALE_NAMED]
     )
     rest = len(readings) - _OFF_SCALE_NAMED
-    return notes + (
-        (f"{rest} more pain readings around the trial are off the 0-10 scale, not used",) if rest > 0 else ()
-    )
+    if rest <= 0:
+        return notes
+    are = "readings are" if rest > 1 else "reading is"
+    return (*notes, f"{rest} more pain {are} off the 0-10 scale around the trial, not used")
 
 
 # MP-623: "(revision or replacement of the pulse generator, electrodes or receiver does not require a trial)"
