@@ -375,31 +375,52 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
         detail = "\n".join([said, "", default_note])
         return _card(ctx, "payer", text, "info", "insurance", detail, [], links=False)
 
-    stance = version.stance(ctx.group)
+    head, tail, indicator, text, links = _policy_text(version, ctx.group, route.plan.payer)
+    lines = [*head, *([f"Treated as {md(route.plan.payer)}: {md(route.why)}.", ""] if route.why else []), *tail]
+    card = _card(ctx, "payer", text, indicator, "guideline", "\n".join(lines), [], links=False)
+    if links:
+        card["links"] = [dict(link) for link in links]
+        card["source"]["url"] = links[0]["url"]
+    return card
+
+
+# What the payer card says of one policy version on one pathway: the same for every patient and call, so made once
+# per (version, pathway, payer) -- policy data, never a request's. Keyed by the version's identity (its mappings
+# are not hashable); the version itself is kept in the entry, so an id is never reused for another.
+_POLICY_TEXTS: dict[tuple[int, str, str], tuple] = {}
+_POLICY_TEXTS_MAX = 1024
+
+
+def _policy_text(version, group: str, payer: str) -> tuple[list[str], list[str], str, str, list[dict]]:
+    key = (id(version), group, payer)
+    found = _POLICY_TEXTS.get(key)
+    if found is not None and found[0] is version:
+        return found[1]
+    stance = version.stance(group)
     pa = version.prior_authorization
-    lines = [
+    head = [
         f"**{md(version.title)}**, effective {version.effective_text}"
         + (f" ({md(version.effective_note)})" if version.effective_note else "")
         + f"; sources checked by this service {version.last_reviewed}.",
         "",
-        *([f"Treated as {md(route.plan.payer)}: {md(route.why)}.", ""] if route.why else []),
+    ]
+    tail = [
         f"- Coverage: {md(stance.text)}" + _verify(stance.unstated_because),
         f"- Prior authorization: {md(pa.text)}" + _verify(pa.unstated_because),
     ]
-    documentation = [d for d in version.documentation if d.holds_on(ctx.group)]
-    notes = [n for n in version.notes if n.holds_on(ctx.group)]
-    lines += [f"- {_PURPOSE.get(d.value, d.value)}: {md(d.text)}" + _verify(d.unstated_because) for d in documentation]
-    lines += [f"- {md(n.text)}" + _verify(n.unstated_because) for n in notes]
+    documentation = [d for d in version.documentation if d.holds_on(group)]
+    notes = [n for n in version.notes if n.holds_on(group)]
+    tail += [f"- {_PURPOSE.get(d.value, d.value)}: {md(d.text)}" + _verify(d.unstated_because) for d in documentation]
+    tail += [f"- {md(n.text)}" + _verify(n.unstated_because) for n in notes]
     # a stance read only in a summary informs; it never warns on its own
     indicator = "warning" if stance.value in _NOT_COVERED and stance.confidence == "primary" else "info"
-    card = _card(ctx, "payer", stance.text, indicator, "guideline", "\n".join(lines), [], links=False)
     sources = [s for st in (stance, pa, *documentation, *notes) for s in st.sources]
-    card["links"] = _source_links(((s.url, s.title, s.role) for s in sources), f"{route.plan.payer} policy")
-    if card["links"]:
-        card["source"]["url"] = card["links"][0]["url"]
-    else:
-        del card["links"]
-    return card
+    links = _source_links(((s.url, s.title, s.role) for s in sources), f"{payer} policy")
+    made = (head, tail, indicator, stance.text, links)
+    if len(_POLICY_TEXTS) >= _POLICY_TEXTS_MAX:
+        _POLICY_TEXTS.clear()
+    _POLICY_TEXTS[key] = (version, made)
+    return made
 
 
 _PURPOSE = {
