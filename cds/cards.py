@@ -293,7 +293,9 @@ def _billing_summary(f: Finding) -> str:
 
 
 def _summary(findings: list[Finding], ctx: CardContext) -> dict:
-    counts = {s: sum(f.status == s for f in findings) for s in Status}
+    counts = dict.fromkeys(Status, 0)
+    for f in findings:
+        counts[f.status] = counts.get(f.status, 0) + 1
     text = (
         f"CPT 64580 criteria{' for ' + ctx.payer if ctx.payer else ''}: {counts[Status.MET]} met, "
         f"{counts[Status.NOT_MET]} not met, {counts[Status.UNKNOWN]} unknown"

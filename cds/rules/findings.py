@@ -16,6 +16,9 @@ class Status(StrEnum):
     NOT_APPLICABLE = "not-applicable"  # the requirement does not arise
 
 
+_STATUS_TEXT = {s: s.value for s in Status}  # a member's value as a plain str, without the enum's descriptor
+
+
 @dataclass(frozen=True)
 class Evidence:
     reference: str
@@ -83,15 +86,26 @@ class Finding:
     def to_json(self) -> dict:
         """The ``cds64580.criteria`` entry (ARCHITECTURE.md output conventions); past :data:`MAX_CITED` pieces of
         evidence it lists the latest and says how many there are (``evidenceTotal``)."""
-        item = {
-            "id": self.criterion,
-            "status": self.status.value,
-            "evidence": [e.reference for e in self.cited()],
-            "evidenceTotal": len(self.evidence) if len(self.evidence) > MAX_CITED else None,
-            "policy": self.policy,
-            "source": self.source,
-            "confidence": self.confidence,
-            "reason": self.reason,
-            "attested": self.attested or None,
-        }
-        return {k: v for k, v in item.items() if v not in ("", [], None)} | {"evidence": item["evidence"]}
+        # the members a reader needs, in this order, each left out when empty; "evidence" always, last when empty
+        evidence = [e.reference for e in self.cited()] if self.evidence else []
+        item: dict = {}
+        if self.criterion:
+            item["id"] = self.criterion
+        item["status"] = _STATUS_TEXT[self.status]
+        if evidence:
+            item["evidence"] = evidence
+        if len(self.evidence) > MAX_CITED:
+            item["evidenceTotal"] = len(self.evidence)
+        if self.policy:
+            item["policy"] = self.policy
+        if self.source:
+            item["source"] = self.source
+        if self.confidence:
+            item["confidence"] = self.confidence
+        if self.reason:
+            item["reason"] = self.reason
+        if self.attested:
+            item["attested"] = True
+        if not evidence:
+            item["evidence"] = evidence
+        return item
