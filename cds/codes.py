@@ -145,9 +145,15 @@ class ValueSet:
         return known
 
     def match_codings(self, codings: Iterable[tuple[str | None, str | None]]) -> tuple[str, str] | None:
+        memo = self._memo  # a code seen before is one dict look-up here, without a call of matches() per coding
         for system, code in codings:
-            if self.matches(system, code):
-                return canonical(system, code)  # type: ignore[return-value]
+            if not isinstance(system, str) or not isinstance(code, str):
+                continue  # matches nothing (see matches)
+            known = memo.get((system, code))
+            if known is None:
+                known = self.matches(system, code)
+            if known:
+                return canonical(system, code)
         return None
 
     def match_text(self, text: str | None) -> str | None:
