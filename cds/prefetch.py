@@ -12,6 +12,7 @@ an optional key that fails is logged and left empty. Missing clinical data in a 
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -68,6 +69,13 @@ def render(template: str, tokens: dict[str, str]) -> str | None:
     return None if missing else query
 
 
+@functools.cache
+def _tokens_of(template: str) -> tuple[str, ...]:
+    """The tokens a prefetch template names (the service's own templates: a few, made once). A call's query is
+    rendered only when it is fetched; with the prefetch sent, what matters is whether a token is missing."""
+    return tuple(match.group(1) for match in _TOKEN.finditer(template))
+
+
 ClientFactory = Callable[[str, "str | None", Settings, Deadline], FHIRClient]
 
 
@@ -86,8 +94,7 @@ def resolve(
     to_page: list[tuple[PrefetchTemplate, dict]] = []
 
     for template in service.prefetch:
-        query = render(template.query, tokens)
-        if query is None:
+        if any(tokens.get(name) is None for name in _tokens_of(template.query)):  # what render() calls missing
             origin[template.key] = SKIPPED
             resources[template.key] = []
             continue
@@ -101,7 +108,7 @@ def resolve(
                 origin[template.key] = DEFERRED
                 resources[template.key] = []
             else:
-                to_fetch.append((template, query))
+                to_fetch.append((template, render(template.query, tokens) or ""))
         elif value.get("resourceType") == "Bundle" and next_link(value) is not None:
             to_page.append((template, value))
         else:
