@@ -129,7 +129,7 @@ def around(response: Response) -> Response:
         _audit(response)
     if current_app.config.get("INSTANCE_NAME"):
         response.headers["X-CDS-Instance"] = str(current_app.config["INSTANCE_NAME"])
-    metrics.REQUESTS.labels(request.endpoint or "unknown", str(response.status_code)).inc()
+    metrics.child(metrics.REQUESTS, request.endpoint or "unknown", str(response.status_code)).inc()
     return response
 
 

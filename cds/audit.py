@@ -322,7 +322,7 @@ class _GroupWriter:
             self._queued += 1
             if self._slot is not None:
                 PEERS.progress(self._slot, queued=self._queued)
-        metrics.AUDIT_QUEUE_ROWS.labels("audit").set(self._queue.qsize())
+        metrics.child(metrics.AUDIT_QUEUE_ROWS, "audit").set(self._queue.qsize())
 
     def flush(self, timeout: float) -> bool:
         if self._pid != os.getpid():
@@ -376,7 +376,7 @@ class _GroupWriter:
                         self._progress.notify_all()
                     if self._slot is not None:
                         PEERS.progress(self._slot, handled=self._handled)
-                metrics.AUDIT_QUEUE_ROWS.labels("audit").set(self._queue.qsize())
+                metrics.child(metrics.AUDIT_QUEUE_ROWS, "audit").set(self._queue.qsize())
         finally:
             _close(connection)
 
@@ -396,7 +396,7 @@ class _GroupWriter:
                 connection = connection or self._statements.connect(dedicated)
                 connecting = False
                 self._statements.commit(connection, batch)
-                metrics.AUDIT_BATCH_ROWS.labels("audit").observe(len(batch))
+                metrics.child(metrics.AUDIT_BATCH_ROWS, "audit").observe(len(batch))
                 if not dedicated:
                     connection = _close(connection)
                 return connection

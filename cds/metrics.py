@@ -85,13 +85,32 @@ if multiproc_dir() is None:
     )
 
 
+_CHILDREN: dict[tuple, object] = {}  # (metric, label values) -> the labelled child ``labels()`` returns
+_CHILDREN_MAX = 4096
+
+
+def child(metric, *values: str):
+    """``metric.labels(*values)``, the child looked up in a dict: ``labels()`` checks and converts its values and
+    takes the metric's lock on every call, a dozen times a hook call. The child is the same object either way
+    (prometheus_client keeps one per label values, and a forked worker's child writes to its own file); label
+    values are this service's own (endpoints, statuses, services, topics), a bounded set."""
+    key = (metric, *values)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = metric.labels(*values)
+        if len(_CHILDREN) >= _CHILDREN_MAX:
+            _CHILDREN.clear()
+        _CHILDREN[key] = found
+    return found
+
+
 def observe_hook(service: str, seconds: float, cards: list[dict]) -> None:
-    HOOK_LATENCY.labels(service).observe(seconds)
-    HOOK_RESPONSES.labels(service).inc()
+    child(HOOK_LATENCY, service).observe(seconds)
+    child(HOOK_RESPONSES, service).inc()
     if seconds < CRD_TARGET_SECONDS:
-        HOOK_IN_TIME.labels(service).inc()
+        child(HOOK_IN_TIME, service).inc()
     for card in cards:
-        CARDS.labels(card.get("source", {}).get("topic", {}).get("code", ""), card.get("indicator", "")).inc()
+        child(CARDS, card.get("source", {}).get("topic", {}).get("code", ""), card.get("indicator", "")).inc()
 
 
 def exposition() -> tuple[bytes, str]:
