@@ -500,10 +500,22 @@ class _Inserts:
         return connection
 
     def _params(self, row: dict, order: list[str] | None) -> dict | tuple:
+        if order:  # positional parameters (SQLite): the statement's values only, in its order, no dict between
+            bind, decode = self._bind, self._decode
+            values_in_order = []
+            for key in order:
+                value = row[key]
+                processor = bind.get(key)
+                if processor is not None:
+                    value = processor(value)
+                if decode and key == "response" and isinstance(value, bytes):
+                    value = value.decode()
+                values_in_order.append(value)
+            return tuple(values_in_order)
         values = {k: (self._bind[k](v) if k in self._bind else v) for k, v in row.items()}
         if self._decode and isinstance(values.get("response"), bytes):
             values["response"] = values["response"].decode()
-        return tuple(values[k] for k in order) if order else values
+        return values
 
     def commit(self, connection, batch: list[tuple[dict, list[str]]]) -> None:
         cursor = connection.cursor()
