@@ -8,7 +8,6 @@ we read a patient's record only to answer about this procedure.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
@@ -69,13 +68,8 @@ def invoke(
         findings = rules.evaluate(record, order, ruleset, as_of, pathway, late)
         group = pathway.id
         questionnaire = questionnaires.versioned_canonical(settings.public_base_url, route)
-        context = _context(svc, request, route, order, as_of, pathway, form)
-        built += cards.build(
-            findings,
-            dataclasses.replace(
-                context, dtr_app=settings.dtr_app_url, dtr_form=settings.dtr_form_url, questionnaire=questionnaire
-            ),
-        )
+        context = _context(svc, request, route, order, as_of, pathway, form, settings, questionnaire)
+        built += cards.build(findings, context)
         if context.coverage_info:
             assertion = coverage.assertion_id(request.fhir_server, request.context.patient_id, route, as_of)
             info = coverage.decide(route, findings, order, group, as_of, assertion, late, questionnaire)
@@ -175,7 +169,17 @@ def _safe_id(query: str) -> bool:
     return all(ch.isalnum() or ch in "-.?=&/|:," for ch in query)
 
 
-def _context(svc: CdsService, request: HookRequest, route: payers.Route, order: Order, as_of: date, pathway, form: str):
+def _context(
+    svc: CdsService,
+    request: HookRequest,
+    route: payers.Route,
+    order: Order,
+    as_of: date,
+    pathway,
+    form: str,
+    settings: Settings,
+    questionnaire: str | None,
+):
     legacy = form == "2.0"
     return cards.CardContext(
         hook_instance=request.hook_instance,
@@ -188,6 +192,9 @@ def _context(svc: CdsService, request: HookRequest, route: payers.Route, order: 
         information_only=svc.information_only,
         pathway=pathway,
         coverage_info=not svc.information_only and request.configuration.get("coverage-info", True),
+        dtr_app=settings.dtr_app_url,
+        dtr_form=settings.dtr_form_url,
+        questionnaire=questionnaire,
     )
 
 
