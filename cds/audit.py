@@ -500,22 +500,18 @@ class _Inserts:
         return connection
 
     def _params(self, row: dict, order: list[str] | None) -> dict | tuple:
-        if order:  # positional parameters (SQLite): the statement's values only, in its order, no dict between
-            bind, decode = self._bind, self._decode
-            values_in_order = []
-            for key in order:
-                value = row[key]
-                processor = bind.get(key)
-                if processor is not None:
-                    value = processor(value)
-                if decode and key == "response" and isinstance(value, bytes):
-                    value = value.decode()
-                values_in_order.append(value)
-            return tuple(values_in_order)
-        values = {k: (self._bind[k](v) if k in self._bind else v) for k, v in row.items()}
-        if self._decode and isinstance(values.get("response"), bytes):
-            values["response"] = values["response"].decode()
-        return values
+        """A row's values as the driver takes them: positional in the statement's order (SQLite), else by name."""
+        if order:
+            return tuple(self._value(key, row[key]) for key in order)
+        return {key: self._value(key, value) for key, value in row.items()}
+
+    def _value(self, key: str, value):
+        processor = self._bind.get(key)
+        if processor is not None:
+            value = processor(value)
+        if self._decode and key == "response" and isinstance(value, bytes):
+            value = value.decode()
+        return value
 
     def commit(self, connection, batch: list[tuple[dict, list[str]]]) -> None:
         cursor = connection.cursor()

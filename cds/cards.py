@@ -295,7 +295,7 @@ def _billing_summary(f: Finding) -> str:
 def _summary(findings: list[Finding], ctx: CardContext) -> dict:
     counts = dict.fromkeys(Status, 0)
     for f in findings:
-        counts[f.status] = counts.get(f.status, 0) + 1
+        counts[f.status] += 1
     text = (
         f"CPT 64580 criteria{' for ' + ctx.payer if ctx.payer else ''}: {counts[Status.MET]} met, "
         f"{counts[Status.NOT_MET]} not met, {counts[Status.UNKNOWN]} unknown"
@@ -346,9 +346,8 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
             text = "The patient's coverage is not in force on the day of surgery: check insurance before CPT 64580"
         why = f" ({md(route.inactive)})" if route.inactive else ""
         note = default_note
-        if (
-            route.outcome in _NO_COVERAGE_SENT and ctx.coverage_info
-        ):  # CRD's special outcome: the EHR reads "not-covered" with the reason
+        # CRD's special outcome: the EHR reads "not-covered" with the reason (when coverage information is sent)
+        if route.outcome in _NO_COVERAGE_SENT and ctx.coverage_info:
             note = note.replace("coverage was not determined.", _NO_COVERAGE_SENT[route.outcome])
         detail = "\n".join([text + why + ".", "", note])
         return _card(ctx, "payer", text, indicator, "insurance", detail, [], links=False)

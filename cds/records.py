@@ -237,22 +237,15 @@ class PatientRecord:
         for m in self.medication_requests:
             if m.status in _IGNORED_STATUS or m.intent in _NOT_AN_ORDER:
                 continue
-            validity = m.dispenseRequest.validityPeriod if m.dispenseRequest else None
-            start, end = _period(None, validity)
-            events.extend(
-                self._medication_event(
-                    "MedicationRequest", m, start or as_date(m.authoredOn), end, not _backwards(validity)
-                )
-            )
+            start, end, backwards = _span(None, m.dispenseRequest.validityPeriod if m.dispenseRequest else None)
+            start = start or as_date(m.authoredOn)
+            events.extend(self._medication_event("MedicationRequest", m, start, end, not backwards))
         for s in self.medication_statements:
             if s.status in _IGNORED_STATUS:
                 continue
-            start, end = _period(s.effectiveDateTime, s.effectivePeriod)
-            events.extend(
-                self._medication_event(
-                    "MedicationStatement", s, start or as_date(s.dateAsserted), end, not _backwards(s.effectivePeriod)
-                )
-            )
+            start, end, backwards = _span(s.effectiveDateTime, s.effectivePeriod)
+            start = start or as_date(s.dateAsserted)
+            events.extend(self._medication_event("MedicationStatement", s, start, end, not backwards))
         return events
 
     def _medication_event(
@@ -741,23 +734,20 @@ def _unsettled(resource) -> bool:
 
 
 def _period(when: object, period) -> tuple[date | None, date | None]:
+    return _span(when, period)[:2]
+
+
+def _span(when: object, period) -> tuple[date | None, date | None, bool]:
+    """(start, end, whether the period ends before its start). Such a period breaks FHIR's per-1: the start is
+    read, the end is not (how long it lasted is unknown), and a course with one is never read as still running."""
     if when is not None:
         d = as_date(when)
-        return d, d
+        return d, d, False
     if period is not None:
         start, end = as_date(period.start), as_date(period.end)
-        # An end before the start breaks FHIR's per-1: the start is read, the end is not (how long it lasted is
-        # unknown); see backwards() for what that means for a course still marked active
-        return (start, None) if start and end and end < start else (start, end)
-    return None, None
-
-
-def _backwards(period) -> bool:
-    """A period whose end is before its start (FHIR per-1 broken)."""
-    if period is None:
-        return False
-    start, end = as_date(period.start), as_date(period.end)
-    return bool(start and end and end < start)
+        backwards = bool(start and end and end < start)
+        return start, None if backwards else end, backwards
+    return None, None, False
 
 
 def _model_codings(concept) -> Iterator[tuple[str | None, str | None]]:
