@@ -113,6 +113,32 @@ def test_audit_rows_of_concurrent_calls_share_transactions_and_none_is_lost(tmp_
     assert count - before_count < 200, "some transactions carried the rows of several calls"
 
 
+def test_rows_of_calls_answered_one_after_another_share_a_transaction_and_a_flush_does_not_wait_for_them(tmp_path):
+    """A worker answers calls one at a time: woken by each row, the writer committed each alone and took the GIL
+    from the request thread every time. It lingers for the rows that follow; a flush (a feedback post, shutdown)
+    cuts the linger short."""
+    import time
+
+    from cds import metrics
+    from cds.audit import AuditLog
+    from cds.db import engine_for, upgrade
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
+    upgrade(engine)
+    log = AuditLog(engine, retention_days=30, linger=5.0)
+    before_count, before_sum = _histogram(metrics.AUDIT_BATCH_ROWS)
+    for i in range(10):
+        log.record(hook_instance=f"h{i}", service_id="s", client=None, status=200, latency_ms=1.0, response=None)
+        time.sleep(0.02)  # a call's worth of work between rows
+    started = time.monotonic()
+    assert log.flush(10)
+    assert time.monotonic() - started < 2, "the flush cut the writer's linger short"
+    count, total = _histogram(metrics.AUDIT_BATCH_ROWS)
+    assert (count - before_count, total - before_sum) == (1, 10), "ten rows, one transaction"
+    assert all(log.for_hook_instance(f"h{i}") for i in range(10))
+    log.close()
+
+
 def test_a_flush_waits_for_the_rows_handed_over_before_it_not_for_those_still_arriving(tmp_path, monkeypatch):
     """A feedback post flushes before it looks its card up: under steady hook traffic on a slower database it used
     to wait for every row that kept arriving, up to its 10 s timeout (and then looked up too early)."""
