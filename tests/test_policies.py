@@ -272,6 +272,36 @@ def test_medicare_advantage_by_plan_name(payer, plan_name, sopt, plan):
         assert "Medicare Advantage plan name" in route.why and (plan_name or payer) in route.why
 
 
+@pytest.mark.parametrize(
+    ("payer", "sopt", "plan"),
+    [
+        ("Medicare Part C", None, "medicare-advantage"),  # Part C is Medicare Advantage
+        ("Medicare Managed Care", None, "medicare-advantage"),
+        ("Humana Gold Plus HMO", "1", "medicare-advantage"),  # a private plan paying Medicare benefits
+        ("Aetna Medicare Eagle", "1", "medicare-advantage"),  # not Aetna's commercial policy
+        ("Medicare", "1", "medicare-ffs"),
+        ("Noridian Healthcare Solutions", "1", "medicare-ffs"),  # a Medicare contractor pays Original Medicare
+        ("AARP Medicare Supplement Plan G", "1", "medicare-ffs"),  # Medigap: Original Medicare pays first
+        ("Humana Gold Plus HMO", "5", None),  # a commercial type: not Medicare at all
+    ],
+)
+def test_a_private_plan_on_a_medicare_coverage_type_is_medicare_advantage(payer, sopt, plan):
+    """Original Medicare's answer ("no prior authorization") sent for a Medicare Advantage member invites a denial:
+    each plan keeps its own prior-authorization list."""
+    route = route_of(record_with(cov(payer, sopt=sopt)))
+    if plan is None:
+        assert route.plan.id not in ("medicare-advantage", "medicare-ffs")
+        return
+    assert route.plan.id == plan
+
+
+def test_a_medicare_typed_private_plan_is_never_told_no_prior_authorization(stated_client, ehr):
+    result = hook(stated_client, ehr, documented_prefetch(with_payer("Humana Gold Plus HMO", sopt="1")))
+    card = payer_card(result)
+    assert "Treated as Medicare Advantage plan" in card["detail"] and "Humana Gold Plus HMO" in card["detail"]
+    assert info_of(result)["pa-needed"] == ["indeterminate"]
+
+
 def test_the_payer_card_says_why_a_plan_was_treated_as_medicare_advantage(client, ehr):
     prefetch = documented_prefetch(with_payer("Aetna Medicare Premier (PPO)"))
     card = payer_card(hook(client, ehr, prefetch))
