@@ -177,7 +177,9 @@ def _header(ctx: CardContext, findings: list[Finding]) -> str:
 
 
 def _documentation(findings: list[Finding], ctx: CardContext) -> dict | None:
-    open_ = [f for f in findings if f.needs_action]
+    """What to document before signing. A criterion seen only where no source is (an AI answer page) is a lead, not
+    a requirement: it is named apart, to verify with the payer, and never on the to-do list or in a task."""
+    open_ = [f for f in findings if f.needs_action and not _lead(f)]
     if not open_:
         return None
     not_met = [f for f in open_ if f.status == Status.NOT_MET]
@@ -190,6 +192,10 @@ def _documentation(findings: list[Finding], ctx: CardContext) -> dict | None:
         )
     met = [f.title or f.criterion for f in findings if f.status == Status.MET]
     detail = [_header(ctx, findings), "", "**Document before signing:**", *map(_line, open_), *_notes(open_)]
+    leads = [f.title or f.criterion for f in findings if f.needs_action and _lead(f)]
+    if leads:
+        detail += ["", f"Not on this list: {', '.join(map(_in_sentence, leads))} (seen only where no source is, "
+                   "not a confirmed requirement: ask the payer)."]  # fmt: skip
     if met:
         detail += ["", f"Already documented: {', '.join(met)}."]
     card = _card(
@@ -221,6 +227,11 @@ def _documentation(findings: list[Finding], ctx: CardContext) -> dict | None:
             [("documentation-task", "Create a documentation task for the care team", [_task_action(open_, ctx)])],
         )
     return card
+
+
+def _lead(f: Finding) -> bool:
+    """Whether the finding's criterion has no source, only a place it was seen (policies: ``unverified``)."""
+    return f.source.startswith(provenance.NO_SOURCE)
 
 
 def _fit(prefix: str, items: list[str]) -> str:

@@ -302,6 +302,21 @@ def test_a_medicare_typed_private_plan_is_never_told_no_prior_authorization(stat
     assert info_of(result)["pa-needed"] == ["indeterminate"]
 
 
+def test_a_requirement_seen_only_on_an_ai_answer_page_is_never_on_the_to_do_list(stated_client, ehr):
+    """Aetna's diagnostic nerve block was seen only on an AI answer page, which is never a source: the surgeon is not
+    asked to document it, nor is a task made for it; the card names it apart, to ask the payer."""
+    result = hook(stated_client, ehr, documented_prefetch(with_payer("Aetna")))
+    card = next(c for c in result["cards"] if c["summary"].startswith("Documentation"))
+    to_do = card["detail"].split("**Document before signing:**")[1].split("Not on this list")[0]
+    assert "Objective pathology" in to_do and "nerve block" not in to_do.lower()
+    assert "nerve block" not in card["summary"].lower()
+    assert "Not on this list: diagnostic nerve block (seen only where no source is" in card["detail"]
+    task = card["suggestions"][0]["actions"][0]["resource"]
+    assert "nerve block" not in orjson.dumps(task).decode().lower()
+    criteria = {c["id"]: c for c in card["extension"]["cds64580.criteria"]}
+    assert criteria["diagnostic-block"]["status"] == "unknown"  # still evaluated and shown in the criteria
+
+
 def test_the_payer_card_says_why_a_plan_was_treated_as_medicare_advantage(client, ehr):
     prefetch = documented_prefetch(with_payer("Aetna Medicare Premier (PPO)"))
     card = payer_card(hook(client, ehr, prefetch))
