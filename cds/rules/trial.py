@@ -199,13 +199,22 @@ def _states_percent(c: Criterion, percent: float) -> bool:
 
 def _restorative_trial(c: Criterion) -> Finding:
     """Restorative stimulation: never ``not-met`` for a missing 64555. Only MP-623 says what stands in for the trial
-    (intra-operative multifidus contraction); no primary text read says either way whether one is trialled."""
+    (intra-operative multifidus contraction); no primary text read says either way whether one is trialled. Where
+    the policy text is not confirmed as the payer's own (secondary confidence), the trial is not waived on its word:
+    it stays unknown, saying what the text accepts."""
     if c.param("intraoperative_contraction"):
+        accepts = "accepts intra-operative multifidus contraction instead of a percutaneous trial"
+        if c.confidence == "primary":
+            return Finding(
+                c.id,
+                Status.NOT_APPLICABLE,
+                f"restorative stimulation: the policy {accepts}; document the contraction in the operative note",
+            )
         return Finding(
             c.id,
-            Status.NOT_APPLICABLE,
-            "restorative stimulation: the policy accepts intra-operative multifidus contraction instead of a "
-            "percutaneous trial; document the contraction in the operative note",
+            Status.UNKNOWN,
+            f"restorative stimulation: the policy text read {accepts}, but it is not confirmed as this payer's own: "
+            "verify with the payer, and document the contraction in the operative note",
         )
     return Finding(
         c.id,
