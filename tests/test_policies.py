@@ -670,12 +670,13 @@ def test_validator_passes_a_clean_extension():
 
 
 def test_policy_specific_criteria_reach_the_documentation_card(client, ehr):
-    """Aetna's EMG/NCS and diagnostic-block criteria are listed for the staff, not only in the summary."""
+    """Aetna's EMG/NCS criterion is listed for the staff, not only in the summary; its diagnostic block, seen only on
+    an AI answer page, is named on the card apart from the list."""
     result = hook(client, ehr, documented_prefetch(with_payer("Aetna")))
     documentation = next(c for c in result["cards"] if c["summary"].startswith("Documentation"))
     assert (
         "Objective pathology (EMG/NCS)" in documentation["detail"]
-        and "Diagnostic nerve block" in documentation["detail"]
+        and "Not on this list: diagnostic nerve block" in documentation["detail"]
     )
     notes = [n["text"] for n in documentation["suggestions"][0]["actions"][0]["resource"]["note"]]
     assert any(n.startswith("Objective pathology") for n in notes)
