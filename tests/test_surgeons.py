@@ -235,6 +235,23 @@ def test_an_assistant_beside_two_medicare_surgeons_is_judged_by_the_assistant_in
     assert elsewhere.status == NOT_MET and "alongside co-surgeons" in elsewhere.reason
 
 
+def test_with_an_assistant_on_the_order_the_second_medicare_surgeon_is_not_offered_assistant_billing_too():
+    """Two surgeons billing as assistants on one operation is nowhere stated as paid: it is not suggested, and the
+    finding says so instead of recommending it."""
+    result = co(A, B, "PractitionerRole/rh", **CMS)
+    assert result.status == NOT_MET and result.options == ()
+    assert "Medicare does not pay co-surgeons on 64580" in result.reason
+    assert "whether Medicare pays two assistants on one operation is not stated" in result.reason
+    assert "bill the second surgeon as assistant" not in result.headline
+
+
+def test_a_medicare_team_is_not_told_that_all_the_others_bill_as_assistants():
+    result = co(A, B, C, **CMS)
+    assert result.headline == "Medicare does not pay team surgery on CPT 64580: one surgeon bills it"
+    assert "another may bill it as assistant at surgery" in result.reason
+    assert "whether Medicare pays two assistants on one operation is not stated" in result.reason
+
+
 def test_an_assistant_beside_co_surgeons_under_a_payer_with_its_own_rules_is_not_warned_on_medicares_rule():
     result = assistant(A, B, "PractitionerRole/rh")  # no source says this payer follows the CMS indicators
     assert result.status == UNKNOWN

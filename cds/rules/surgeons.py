@@ -126,13 +126,13 @@ def _assistant_options(surgeon: Surgeon) -> tuple[BillingOption, ...]:
 
 
 def co_surgeon_modifier(ev: Evaluation, c: Criterion) -> Finding:
-    primary, _assistants, unknown = _split(ev.record.surgeons(ev.order))
+    primary, assistants, unknown = _split(ev.record.surgeons(ev.order))
     on_order = ev.order.modifiers & SURGERY_MODIFIERS
     evidence = _evidence(primary + unknown, ev.order.reference)
     if len(primary) >= 3:
         return _team(ev, c, len(primary), on_order, evidence)
     if len(primary) == 2:
-        return _co_surgery(ev, c, primary, on_order, evidence)
+        return _co_surgery(ev, c, primary, on_order, evidence, assisted=bool(assistants))
     if len(primary) + len(unknown) >= 2:
         return Finding(
             c.id,
@@ -154,6 +154,12 @@ def co_surgeon_modifier(ev: Evaluation, c: Criterion) -> Finding:
     return Finding(c.id, Status.NOT_APPLICABLE, "one surgeon: no co-surgeon modifier", evidence)
 
 
+TWO_ASSISTANTS = (
+    "whether Medicare pays two assistants on one operation is not stated in the sources read: verify with your "
+    "contractor"
+)
+
+
 def _mods(on_order: frozenset[str]) -> str:
     return "/".join(sorted(on_order))
 
@@ -163,8 +169,15 @@ def _removal(on_order: frozenset[str]) -> str:
 
 
 def _co_surgery(
-    ev: Evaluation, c: Criterion, primary: list[Surgeon], on_order: frozenset[str], evidence: tuple[Evidence, ...]
+    ev: Evaluation,
+    c: Criterion,
+    primary: list[Surgeon],
+    on_order: frozenset[str],
+    evidence: tuple[Evidence, ...],
+    assisted: bool = False,
 ) -> Finding:
+    """Two primary surgeons. Where Medicare pays no co-surgeons, the second is offered billing as assistant at surgery,
+    unless the order already has an assistant: whether Medicare pays two is not stated, so it is not suggested."""
     found, value = _indicator(ev, "co_surg")
     if not _follows_cms(c):
         return Finding(
@@ -192,7 +205,13 @@ def _co_surgery(
             )
         notes.append(DIFFERENT_PROCEDURES)
         reason = "two primary surgeons, but Medicare does not pay co-surgeons on 64580" + _removal(on_order)
-        if options:
+        if options and assisted:
+            reason += (
+                f"; the order already has an assistant at surgery: if the second surgeon bills as assistant too, "
+                f"{TWO_ASSISTANTS}"
+            )
+            options = ()
+        elif options:
             reason += "; bill the second surgeon as assistant at surgery"
         offer = f": bill the second surgeon as assistant at surgery ({'/'.join(o.modifier for o in options)})"
         headline = "Medicare does not pay co-surgeons on CPT 64580" + (
@@ -288,9 +307,10 @@ def _team(
         )
     reason = (
         f"{count} primary surgeons, but Medicare does not pay team surgery on 64580{_removal(on_order)}: one surgeon "
-        "bills 64580, the others as assistant at surgery or with the codes of the procedures they did"
+        "bills 64580; another may bill it as assistant at surgery, and the others the codes of the procedures they "
+        f"did ({TWO_ASSISTANTS})"
     )
-    headline = "Medicare does not pay team surgery on CPT 64580: one surgeon bills it, the others as assistants"
+    headline = "Medicare does not pay team surgery on CPT 64580: one surgeon bills it"
     return Finding(
         c.id, Status.NOT_MET, reason, evidence, notes, order_modifiers=() if on_order else None, headline=headline
     )
@@ -341,8 +361,7 @@ def assistant_surgeon(ev: Evaluation, c: Criterion) -> Finding:
             )
         notes += (
             f"The order also lists {len(primary)} primary surgeons, and Medicare pays neither co-surgeons nor a team "
-            "on 64580: if another of them bills as assistant too, whether Medicare pays two assistants on one "
-            "operation is not stated in the sources read: verify with your contractor.",
+            f"on 64580: if another of them bills as assistant too, {TWO_ASSISTANTS}.",
         )
     if not follows_cms:
         return Finding(
