@@ -96,6 +96,11 @@ def quoted(sources: tuple[Source, ...], pattern: re.Pattern[str]) -> bool:
     return any(s.states and pattern.search(s.quote) for s in sources)
 
 
+def quoted_anywhere(sources: tuple[Source, ...], pattern: re.Pattern[str]) -> bool:
+    """Whether any source, background ones included, quotes ``pattern``: for wording that repeats a text's own."""
+    return any(pattern.search(s.quote) for s in sources if s.quote)
+
+
 UNSOURCED = "no source"
 NO_SOURCE = "no source: "  # how a criterion with no source is cited, before where it was seen instead
 

@@ -319,13 +319,27 @@ def test_diagnostic_procedures(criterion, resources, params, status):
     assert finding(criterion, *resources, **params).status == status
 
 
+def _stating(quote: str) -> tuple:
+    source = {"url": "https://example.org/p", "kind": "payer", "title": "P", "quote": quote, "retrieved": "2026-11-27"}
+    return provenance.parse([source])
+
+
 def test_no_emg_is_not_proof_of_no_objective_pathology():
     """MP-623: "objective evidence of pathology (e.g., electromyography)": the card said 'no EMG or nerve conduction
     study documented' as a warning, as if EMG were required."""
-    result = finding("objective-pathology")
+    result = finding(
+        "objective-pathology", sources=_stating("objective evidence of pathology (e.g., electromyography)")
+    )
     assert result.status == UNKNOWN
     assert "EMG being one example" in result.reason and "imaging" in result.reason
     assert result.order_modifiers is None and not result.documents
+
+
+def test_emg_is_called_an_example_only_where_the_policy_says_so():
+    """Aetna's summaries name objective pathology and no test: MP-623's "EMG being one example" is not Aetna's."""
+    result = finding("objective-pathology", sources=_stating("refractory pain, objective pathology, named nerve"))
+    assert result.status == UNKNOWN
+    assert "naming no test" in result.reason and "EMG" not in result.reason.split(";", 1)[1]
 
 
 @pytest.mark.parametrize(

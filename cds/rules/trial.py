@@ -322,11 +322,16 @@ def objective_pathology(ev: Evaluation, c: Criterion) -> Finding:
     found = _documented(ev, c, codes.EMG_NCS, "EMG or nerve conduction study")
     if found.status != Status.NOT_MET:
         return found
+    # "EMG being one example" is MP-623's wording: said only where a source of this policy gives it
+    example = "EMG being one example" if provenance.quoted_anywhere(c.sources, _EMG_EXAMPLE) else "naming no test"
     return found.without_actions(
         status=Status.UNKNOWN,
-        reason=f"{found.reason}; the policy asks for objective evidence of pathology, EMG being one example: "
+        reason=f"{found.reason}; the policy asks for objective evidence of pathology, {example}: "
         "verify that other evidence (imaging, examination findings) is documented",
     )
+
+
+_EMG_EXAMPLE = re.compile(r"e\.g\.,?\s*electromyography", re.IGNORECASE)
 
 
 def diagnostic_block(ev: Evaluation, c: Criterion) -> Finding:
