@@ -148,8 +148,8 @@ def test_no_release_in_force_is_said_in_words():
     assert "cds mpfs" not in result.reason + " ".join(result.notes)
 
 
-def assistant(*performers, schedule=None, **params):
-    order = surgical_order(*performers)
+def assistant(*performers, schedule=None, modifiers=(), **params):
+    order = surgical_order(*performers, modifiers=modifiers)
     return finding("assistant-surgeon", *ROLES, order=order, schedule=schedule, **params)
 
 
@@ -166,6 +166,17 @@ def assistant(*performers, schedule=None, **params):
 )
 def test_assistant_at_surgery_follows_the_indicator(performers, value, status):
     assert assistant(*performers, schedule=mpfs.single({"asst_surg": value}), **CMS).status == status
+
+
+@pytest.mark.parametrize("modifier", ["80", "82", "AS"])
+def test_an_assistant_modifier_on_an_order_with_no_assistant_is_pointed_out(modifier):
+    """The order is the surgeon's: billed with an assistant modifier, the surgeon's 64580 would be claimed as an
+    assistant's. It passed silently ("no assistant surgeon on the order")."""
+    result = assistant(A, modifiers=(modifier,), **CMS)
+    assert result.status == UNKNOWN
+    assert f"modifier {modifier} on the order, but no assistant at surgery" in result.reason
+    assert result.headline.startswith(f"Modifier {modifier} on this CPT 64580 order")
+    assert assistant(A, **CMS).status == NA
 
 
 @pytest.mark.parametrize("second", ["PractitionerRole/rh", "PractitionerRole/ri", "PractitionerRole/rj"])

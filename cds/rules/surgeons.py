@@ -21,6 +21,7 @@ from cds.rules.findings import BillingOption, Evidence, Finding, Status
 
 CO_SURGERY, TEAM_SURGERY = "62", "66"
 SURGERY_MODIFIERS = frozenset({CO_SURGERY, TEAM_SURGERY})
+ASSISTANT_MODIFIERS = frozenset({"80", "81", "82", "AS"})  # assistant at surgery: on the assistant's own claim
 GLOBAL_MODIFIERS = ("58", "78", "79")
 CMS = "cms"  # the criterion parameter value: this payer applies the CMS fee-schedule indicators
 
@@ -319,6 +320,17 @@ def _team(
 def assistant_surgeon(ev: Evaluation, c: Criterion) -> Finding:
     primary, assistants, _unknown = _split(ev.record.surgeons(ev.order))
     if not assistants:
+        stray = ev.order.modifiers & ASSISTANT_MODIFIERS
+        if stray:  # the order is the surgeon's: billed with it, 64580 would be claimed as an assistant's
+            return Finding(
+                c.id,
+                Status.UNKNOWN,
+                f"modifier {_mods(stray)} on the order, but no assistant at surgery among its performers: an "
+                "assistant-at-surgery modifier goes on the assistant's own claim, not on the surgeon's 64580: "
+                "check the order",
+                _evidence(primary, ev.order.reference),
+                headline=f"Modifier {_mods(stray)} on this CPT 64580 order, but no assistant at surgery: check it",
+            )
         return Finding(c.id, Status.NOT_APPLICABLE, "no assistant surgeon on the order")
     evidence = _evidence(assistants, ev.order.reference)
     unfit = [s for s in assistants if assistant_modifier(s) is None]
