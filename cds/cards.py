@@ -427,7 +427,7 @@ def _policy_text(version, group: str, payer: str) -> tuple[list[str], list[str],
     # a stance read only in a summary informs; it never warns on its own
     indicator = "warning" if stance.value in _NOT_COVERED and stance.confidence == "primary" else "info"
     sources = [s for st in (stance, pa, *documentation, *notes) for s in st.sources]
-    links = _source_links(((s.url, s.title, s.role) for s in sources), f"{payer} policy")
+    links = _source_links((s.url, s.title, s.role, _stating(s.kind, payer)) for s in sources)
     made = (head, tail, indicator, stance.text, links)
     if len(_POLICY_TEXTS) >= _POLICY_TEXTS_MAX:
         _POLICY_TEXTS.clear()
@@ -465,21 +465,31 @@ def _finding_caveat(f: Finding) -> str:
 def _links(findings: list[Finding]) -> list[dict]:
     """The sources behind these findings, primary first; a secondary one is labelled an unverified summary."""
     cited = (provenance.cited(f.source) for f in findings)
-    return _source_links(((s["url"], s["title"], s["role"]) for found in cited for s in found), "Policy source")
+    return _source_links((s["url"], s["title"], s["role"], "Policy source") for found in cited for s in found)
 
 
-def _source_links(sources: Iterable[tuple[str, str, str]], stating: str) -> list[dict]:
-    """Links to (url, title, role) sources, each url once in its strongest role, in :data:`provenance.ROLES`
-    order, at most five: a document that states the fact is ``stating``; a background document does not itself
+_KIND_LABELS = {"cms": "CMS", "mac": "Medicare contractor", "peer-reviewed": "Peer-reviewed paper",
+                "device-maker": "Device maker"}  # fmt: skip
+
+
+def _stating(kind: str, payer: str) -> str:
+    """How a document that states a payer card's fact is labelled: the payer's policy only if the payer wrote it
+    (an ISASS paper reporting Anthem's decision is not Anthem's policy)."""
+    return f"{payer} policy" if kind == "payer" else _KIND_LABELS.get(kind, "Source")
+
+
+def _source_links(sources: Iterable[tuple[str, str, str, str]]) -> list[dict]:
+    """Links to (url, title, role, label) sources, each url once in its strongest role, in :data:`provenance.ROLES`
+    order, at most five: a document that states the fact has its own label; a background document does not itself
     state it; a summary is unverified."""
-    best: dict[str, tuple[str, int]] = {}
-    for url, title, role in sources:
+    best: dict[str, tuple[str, int, str]] = {}
+    for url, title, role, stating in sources:
         rank = provenance.ROLES.index(role)
         if url not in best or rank < best[url][1]:
-            best[url] = (title, rank)
-    labels = (stating, "Background", "Unverified summary")
+            best[url] = (title, rank, stating)
     ordered = sorted(best.items(), key=lambda item: item[1][1])
-    return [_link(labels[rank], url, title) for url, (title, rank) in ordered[:5]]
+    labels = (None, "Background", "Unverified summary")
+    return [_link(labels[rank] or stating, url, title) for url, (title, rank, stating) in ordered[:5]]
 
 
 def _link(kind: str, url: str, title: str = "") -> dict:

@@ -317,6 +317,17 @@ def test_a_requirement_seen_only_on_an_ai_answer_page_is_never_on_the_to_do_list
     assert criteria["diagnostic-block"]["status"] == "unknown"  # still evaluated and shown in the criteria
 
 
+def test_a_payer_cards_links_name_who_wrote_each_document(stated_client, ehr):
+    """An ISASS paper reporting Anthem's decision was labelled "Anthem Blue Cross Blue Shield policy", and CMS's own
+    NCD "Medicare policy": a link says whose document it is before the surgeon leaves for it."""
+    anthem = payer_card(hook(stated_client, ehr, documented_prefetch(with_payer("Anthem Blue Cross Blue Shield"))))
+    labels = {link["url"].split("/")[2]: link["label"] for link in anthem["links"]}
+    assert labels["anthem.com"].startswith("Anthem Blue Cross Blue Shield policy: ")
+    assert labels["scholars.duke.edu"].startswith("Peer-reviewed paper: ")
+    medicare = payer_card(hook(stated_client, ehr, documented_prefetch(with_payer("Medicare"))))
+    assert any(link["label"].startswith("CMS: National Coverage Determination") for link in medicare["links"])
+
+
 def test_the_payer_card_says_why_a_plan_was_treated_as_medicare_advantage(client, ehr):
     prefetch = documented_prefetch(with_payer("Aetna Medicare Premier (PPO)"))
     card = payer_card(hook(client, ehr, prefetch))
