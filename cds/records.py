@@ -203,29 +203,30 @@ class PatientRecord:
         return events
 
     def _procedure_events(self, value_set: ValueSet) -> list[Event]:
-        events = []
-        for p in self.procedures:
-            if p.status not in _DONE_PROCEDURE:
-                continue
-            hit = value_set.match_codings(_model_codings(p.code))
-            if not hit:
-                continue
-            start, end = _period(p.performedDateTime, p.performedPeriod)
-            actors = tuple(a.actor.reference for a in p.performer or () if a.actor and a.actor.reference)
-            events.append(
-                Event(
-                    f"Procedure/{p.id}",
-                    value_set.id,
-                    hit[1],
-                    start,
-                    end or start,
-                    p.status,
-                    performers=actors,
-                    display=_text(p.code),
-                    sites=_sites(p.bodySite),
-                )
-            )
-        return sorted(events, key=lambda e: (e.start is None, e.start or date.min))
+        match = value_set.match_codings
+        return [
+            Event(reference, value_set.id, hit[1], start, end, status, performers=actors, display=text, sites=sites)
+            for codings, reference, start, end, status, actors, text, sites in self._done_procedures()
+            if (hit := match(codings))
+        ]
+
+    def _done_procedures(self) -> list[tuple]:
+        """Each done Procedure read once, in time order (undated last): its codings and what its events carry
+        whatever the value set. Half a dozen value sets are matched against it per call, each a filter of this."""
+
+        def read() -> list[tuple]:
+            done = []
+            for p in self.procedures:
+                if p.status not in _DONE_PROCEDURE:
+                    continue
+                start, end = _period(p.performedDateTime, p.performedPeriod)
+                actors = tuple(a.actor.reference for a in p.performer or () if a.actor and a.actor.reference)
+                shared = (f"Procedure/{p.id}", start, end or start, p.status, actors, _text(p.code), _sites(p.bodySite))
+                done.append((tuple(_model_codings(p.code)), *shared))
+            # sorted once: a stable sort, so each value set's filter keeps the order sorting its own events gave
+            return sorted(done, key=lambda d: (d[2] is None, d[2] or date.min))
+
+        return self._view(("done-procedures", ""), read)
 
     def medication_events(self) -> list[Event]:
         """Every order's medication criterion reads these: built once per record (50 orders re-classified 20,000
