@@ -67,8 +67,7 @@ def without_late_data(findings: list[Finding], late: frozenset[str]) -> list[Fin
     for f in findings:
         missing = sorted(READS.get(f.criterion, frozenset()) & late)
         if missing:
-            f = replace(
-                f,
+            f = f._replace(
                 status=Status.UNKNOWN,
                 evidence=(),
                 order_modifiers=None,
@@ -157,7 +156,7 @@ def any_of(findings: list[Finding], criteria: tuple[Criterion, ...]) -> list[Fin
                     (criteria[j].title.lower() for j in members if findings[j].status == Status.UNKNOWN), None
                 )
                 if undecided is None:
-                    out[i] = replace(f, reason=f"{f.reason} (any one of {titles} is enough for this policy)")
+                    out[i] = f._replace(reason=f"{f.reason} (any one of {titles} is enough for this policy)")
                 else:  # the requirement may be met by the one the record cannot tell: no warning on this one
                     out[i] = f.without_actions(
                         status=Status.UNKNOWN,

@@ -10,7 +10,7 @@ proves is never overridden by an attestation.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from cds.records import EARLIEST, PatientRecord, as_date, as_end_date, instant
@@ -95,7 +95,7 @@ def judge(
     today = max(as_of or date.min, datetime.now(UTC).date())
     if attestation.authored and attestation.authored > with_leeway(today):
         note = f"{attestation.response} is dated {attestation.authored.isoformat()}, after today: not counted"
-        return replace(finding, notes=(*finding.notes, note))
+        return finding._replace(notes=(*finding.notes, note))
     who = f"attested by {attestation.author}" + (
         f" on {attestation.authored.isoformat()}" if attestation.authored else ""
     )
@@ -115,9 +115,9 @@ def judge(
         problem = f"it ended before the policy's {months}-month lookback from the order"
     if problem:
         reason = f"{who}{': ' + when if when else ''}, but {problem}"
-        return replace(finding, status=Status.NOT_MET, reason=reason, evidence=evidence, attested=True)
-    return replace(finding, status=Status.MET, reason=f"{who}{': ' + when if when else ''}", evidence=evidence,
-                   attested=True, info_needed=None)  # fmt: skip
+        return finding._replace(status=Status.NOT_MET, reason=reason, evidence=evidence, attested=True)
+    return finding._replace(status=Status.MET, reason=f"{who}{': ' + when if when else ''}", evidence=evidence,
+                            attested=True, info_needed=None)  # fmt: skip
 
 
 def _span(a: Attestation) -> str:
@@ -164,7 +164,7 @@ def foreign_note(finding: Finding, canonical: str) -> Finding:
         f"A completed QuestionnaireResponse answers another policy's questionnaire ({canonical}); it is not counted "
         "for this payer's policy."
     )
-    return replace(finding, notes=(*finding.notes, note))
+    return finding._replace(notes=(*finding.notes, note))
 
 
 def _short(name: str | None, limit: int = 80) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from typing import NamedTuple
@@ -41,8 +41,10 @@ class BillingOption:
     label: str
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(NamedTuple):
+    """A named tuple, immutable as the frozen dataclass it was: a call makes and copies dozens, and a frozen
+    dataclass set each of its 17 fields through ``object.__setattr__`` (3 µs a finding)."""
+
     criterion: str
     status: Status
     reason: str
@@ -62,16 +64,13 @@ class Finding:
     explained: bool = False  # its reason already says why no source states it for the payer (no second caveat)
 
     def tagged(self, **changes: str) -> Finding:
-        """A copy with ``changes``, as ``dataclasses.replace`` gives, without re-running ``__init__`` for every
-        field: every finding of every call is tagged with its policy and source, and replace cost 8 µs each."""
-        copy = object.__new__(Finding)
-        copy.__dict__.update(self.__dict__, **changes)
-        return copy
+        """A copy with ``changes``: every finding of every call is tagged with its policy and source."""
+        return self._replace(**changes)
 
     def without_actions(self, **changes) -> Finding:
         """A copy with ``changes`` that asks for nothing on its own: no modifiers to set, no billing options, no
         documents (a finding that informs, or that another settles)."""
-        return replace(self, order_modifiers=None, options=(), documents=(), **changes)
+        return self._replace(order_modifiers=None, options=(), documents=(), **changes)
 
     @property
     def needs_action(self) -> bool:
