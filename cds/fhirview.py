@@ -70,17 +70,28 @@ def _items(value: Any) -> list:
     return value if isinstance(value, list) else []
 
 
+# The element readers below run for every coding and reference of every call: each checks a string inline, as
+# :func:`_str` does, rather than calling it per element.
+
+
 def coding(value: Any) -> Coding | None:
     if not isinstance(value, dict):
         return None
-    return Coding(_str(value.get("system")), _str(value.get("code")), _str(value.get("display")))
+    system, code, display = value.get("system"), value.get("code"), value.get("display")
+    return Coding(
+        system if isinstance(system, str) else None,
+        code if isinstance(code, str) else None,
+        display if isinstance(display, str) else None,
+    )
 
 
 def concept(value: Any) -> CodeableConcept | None:
     if not isinstance(value, dict):
         return None
-    codings = tuple(c for c in map(coding, _items(value.get("coding"))) if c is not None)
-    return CodeableConcept(_str(value.get("text")), codings)
+    found = value.get("coding")
+    codings = tuple(c for c in map(coding, found) if c is not None) if isinstance(found, list) else ()
+    text = value.get("text")
+    return CodeableConcept(text if isinstance(text, str) else None, codings)
 
 
 def concepts(value: Any) -> tuple[CodeableConcept, ...]:
@@ -90,13 +101,15 @@ def concepts(value: Any) -> tuple[CodeableConcept, ...]:
 def reference(value: Any) -> Reference | None:
     if not isinstance(value, dict):
         return None
-    return Reference(_str(value.get("reference")), _str(value.get("display")))
+    ref, display = value.get("reference"), value.get("display")
+    return Reference(ref if isinstance(ref, str) else None, display if isinstance(display, str) else None)
 
 
 def period(value: Any) -> Period | None:
     if not isinstance(value, dict):
         return None
-    return Period(_str(value.get("start")), _str(value.get("end")))
+    start, end = value.get("start"), value.get("end")
+    return Period(start if isinstance(start, str) else None, end if isinstance(end, str) else None)
 
 
 def _number(value: Any) -> float | None:
