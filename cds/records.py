@@ -143,11 +143,11 @@ class PatientRecord:
     # medication codes resolved while filtering (contained or separate Medication resources), by resource ref
     _medication_concepts: dict[str, dict] = field(default_factory=dict, repr=False)
     # views already computed: several criteria read the same events (and indexes of roles and coverages)
-    _views: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+    _views: dict[tuple[str, Any], Any] = field(default_factory=dict, repr=False)
 
     # ---- views the rules read -------------------------------------------------------------------------
 
-    def _view(self, key: tuple[str, str], build: Callable[[], Any]) -> Any:
+    def _view(self, key: tuple[str, Any], build: Callable[[], Any]) -> Any:
         """What ``build`` derives from this record, made once: every order of a call reads the same views."""
         if key not in self._views:
             self._views[key] = build()
@@ -295,10 +295,14 @@ class PatientRecord:
         return [e for e in events if 0 <= e.value <= 10], [e for e in events if not 0 <= e.value <= 10]
 
     def surgeons(self, order: Order) -> list[Surgeon]:
-        """The order's performers with their roles; one entry per practitioner even if listed twice."""
+        """The order's performers with their roles; one entry per practitioner even if listed twice. Read once per
+        list of performers: the co-surgeon and the assistant criteria of every order both ask."""
+        return list(self._view(("surgeons", order.performers), lambda: self._surgeons(order.performers)))
+
+    def _surgeons(self, performers: tuple[str, ...]) -> list[Surgeon]:
         seen: set[str] = set()
         surgeons = []
-        for ref in order.performers:
+        for ref in performers:
             kind, _ident = _split(ref)
             if kind not in ("PractitionerRole", "Practitioner"):
                 continue  # an Organization or CareTeam is not a surgeon
@@ -426,7 +430,7 @@ def _about_another(rtype: str, model, patient_id: str) -> bool:
         return bool(model.id) and model.id != patient_id
     subject = model.beneficiary if rtype == "Coverage" else getattr(model, "subject", None)
     reference = subject.reference if subject is not None else None
-    if not reference:
+    if not reference or reference == f"Patient/{patient_id}":  # the usual case, read without splitting it
         return False
     kind, ident = _split(reference)
     return kind == "Patient" and ident != patient_id
