@@ -13,6 +13,7 @@ Text taken from the record (codes, ids) is escaped before it enters markdown.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -459,13 +460,25 @@ def _verify(because: str) -> str:
 def _finding_caveat(f: Finding) -> str:
     if f.confidence != "secondary" or f.explained:
         return ""
-    return _verify(provenance.unstated_because(s["role"] for s in provenance.cited(f.source)))
+    return _verify(provenance.unstated_because(role for _url, _title, role in _sources(f.source)))
 
 
 def _links(findings: list[Finding]) -> list[dict]:
     """The sources behind these findings, primary first; a secondary one is labelled an unverified summary."""
-    cited = (provenance.cited(f.source) for f in findings)
-    return _source_links((s["url"], s["title"], s["role"], "Policy source") for found in cited for s in found)
+    return [dict(link) for link in _links_of(tuple(f.source for f in findings))]
+
+
+@functools.lru_cache(maxsize=1024)
+def _links_of(citations: tuple[str, ...]) -> tuple[dict, ...]:
+    """:func:`_links` of findings citing these texts: policy data, the same for every patient and call, so made
+    once (the caller copies each link: a card is the caller's to change)."""
+    return tuple(_source_links((*s, "Policy source") for text in citations for s in _sources(text)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _sources(citation_text: str) -> tuple[tuple[str, str, str], ...]:
+    """(url, title, role) of each source a finding's citation names (:func:`provenance.cited`), read once."""
+    return tuple((s["url"], s["title"], s["role"]) for s in provenance.cited(citation_text))
 
 
 _KIND_LABELS = {"cms": "CMS", "mac": "Medicare contractor", "peer-reviewed": "Peer-reviewed paper",
