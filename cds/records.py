@@ -640,16 +640,16 @@ def _add(record: PatientRecord, rtype: str, model) -> None:
 
 def as_date(value: object) -> date | None:
     """A FHIR date/dateTime as a date; partial dates ("2025", "2025-03") become the first day they cover."""
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str) and value[4:5] == "-" and value[7:8] == "-":
+    if not isinstance(value, str):  # the record's text is checked first: nearly every value is one
+        if isinstance(value, datetime):
+            return value.date()
+        return value if isinstance(value, date) else None
+    if value[4:5] == "-" and value[7:8] == "-":
         try:  # the usual full date, parsed in C
             return date.fromisoformat(value[:10])
         except ValueError:
             pass  # a looser form ("2025-3-1") or no date at all: read below
-    if isinstance(value, str) and value[:4].isdigit():
+    if value[:4].isdigit():
         parts = value[:10].split("-")
         try:
             return date(int(parts[0]), int(parts[1]) if len(parts) > 1 else 1, int(parts[2]) if len(parts) > 2 else 1)
