@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from cds import payers, provenance
-from cds.cards import BILLING
+from cds.cards import BILLING, name_uuid
 from cds.codes import CPT
 from cds.records import Order
 from cds.rules.findings import Finding, Status
@@ -124,7 +124,7 @@ def assertion_id(fhir_server: str | None, patient_id: str, route: payers.Route, 
     key = "|".join(
         (fhir_server or "", patient_id, route.coverage_ref or route.outcome, route.plan.id, as_of.isoformat())
     )
-    return str(uuid.uuid5(_NAMESPACE, key))
+    return name_uuid(_NAMESPACE, key)
 
 
 def decide(
