@@ -142,8 +142,11 @@ def _card(
     return card
 
 
+_STATUS_TEXT = {s: s.value for s in Status}  # a status as plain text, without the enum's value descriptor
+
+
 def _line(f: Finding) -> str:
-    return f"- **{f.title or f.criterion}** — {f.status.value}: {md(f.reason)}{_finding_caveat(f)}"
+    return f"- **{f.title or f.criterion}** — {_STATUS_TEXT[f.status]}: {md(f.reason)}{_finding_caveat(f)}"
 
 
 def _notes(findings: list[Finding]) -> list[str]:
@@ -161,7 +164,7 @@ def _noted(findings: list[Finding]) -> list[str]:
 
 def _status(f: Finding) -> str:
     """A criterion's status, marked when a clinician's attestation (not the record) decided it."""
-    return f.status.value + (" (attested)" if f.attested else "")
+    return _STATUS_TEXT[f.status] + (" (attested)" if f.attested else "")
 
 
 def _in_sentence(title: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
+from typing import NamedTuple
 
 from cds.records import Event, Order, PatientRecord
 from cds.rules.dates import months_before, with_leeway
@@ -12,9 +13,9 @@ from cds.rules.params import Criterion, RuleSet
 from cds.rules.pathways import Pathway
 
 
-@dataclass(frozen=True)
-class Window:
-    """Events sorted by when they happened relative to the order: every criterion with a lookback needs this."""
+class Window(NamedTuple):
+    """Events sorted by when they happened relative to the order: every criterion with a lookback needs this (a
+    named tuple: made several times a call, without a frozen dataclass's setattr per field)."""
 
     dated: list[Event]  # dated on or before the order
     recent: list[Event]  # of those, within the lookback (all of them when there is none)
