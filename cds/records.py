@@ -140,8 +140,9 @@ class PatientRecord:
     questionnaire_responses: list[QuestionnaireResponse] = field(default_factory=list)  # attestations (DTR)
     unreadable: int = 0
     elsewhere: int = 0  # entries about another patient, left out (see :func:`_about_another`)
-    # medication codes resolved while filtering (contained or separate Medication resources), by resource ref
-    _medication_concepts: dict[str, dict] = field(default_factory=dict, repr=False)
+    # medication codes resolved while filtering (contained or separate Medication resources) and the class each
+    # was found in there (codes.medication_class, read once), by resource ref
+    _medication_concepts: dict[str, tuple[dict, tuple[str, str]]] = field(default_factory=dict, repr=False)
     # views already computed: several criteria read the same events (and indexes of roles and coverages)
     _views: dict[tuple[str, Any], Any] = field(default_factory=dict, repr=False)
 
@@ -255,9 +256,9 @@ class PatientRecord:
         """``dated``: False when the period ends before it starts, so the course is not read as still running
         (an "active" course from 2020 with such a period counted as taken up to the order)."""
         reference = f"{kind}/{m.id}"
-        concept = self._medication_concepts.get(reference)
-        found = codes.medication_class(concept) if concept else None
-        if found:
+        known = self._medication_concepts.get(reference)
+        if known:
+            concept, found = known
             yield Event(
                 reference,
                 found[0],
@@ -394,10 +395,11 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
     labels: dict[str, Iterator[str]] = {}  # per kind, made on the first entry without an id (rare)
     for resource in [*kept.values(), *anonymous]:
         rtype = resource["resourceType"]
-        concept = None
+        concept = found = None
         if rtype in ("MedicationRequest", "MedicationStatement"):
             concept = _medication_concept(resource, medications)
-            if concept is None or codes.medication_class(concept) is None:
+            found = codes.medication_class(concept) if concept is not None else None
+            if found is None:
                 continue
         elif not _relevant(rtype, resource):
             continue
@@ -412,8 +414,8 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
             if rtype not in labels:
                 labels[rtype] = _labels({rid for t, rid in kept if t == rtype})
             model = model._replace(id=next(labels[rtype]))
-        if concept is not None:
-            record._medication_concepts[f"{rtype}/{model.id}"] = concept
+        if concept is not None and found is not None:
+            record._medication_concepts[f"{rtype}/{model.id}"] = (concept, found)
         _add(record, rtype, model)
     if record.unreadable:
         log.info("record: %d resources could not be read and were left out", record.unreadable)
