@@ -51,6 +51,7 @@ _REFUTED_CONDITION = {"refuted", "entered-in-error"}  # never evidence of anythi
 _UNCONFIRMED_CONDITION = {"unconfirmed", "provisional", "differential"}  # evidence of nothing yet
 _ONGOING_MEDICATION = {"active", "on-hold"}
 _NOT_AN_ORDER = {"proposal", "plan"}  # a MedicationRequest that was suggested or planned was not tried
+_UNMADE = object()  # a view not yet made (None may be one that was)
 
 
 class Event(NamedTuple):
@@ -150,9 +151,10 @@ class PatientRecord:
 
     def _view(self, key: tuple[str, Any], build: Callable[[], Any]) -> Any:
         """What ``build`` derives from this record, made once: every order of a call reads the same views."""
-        if key not in self._views:
-            self._views[key] = build()
-        return self._views[key]
+        found = self._views.get(key, _UNMADE)
+        if found is _UNMADE:
+            found = self._views[key] = build()
+        return found
 
     def condition_events(self, value_set: ValueSet) -> list[Event]:
         return self._view(("condition", value_set.id), lambda: self._condition_events(value_set))
@@ -204,11 +206,13 @@ class PatientRecord:
         return events
 
     def _procedure_events(self, value_set: ValueSet) -> list[Event]:
-        match = value_set.match_codings
+        done = self._done_procedures()
+        # matched once per distinct list of codings: a record repeats a few codes (every session of therapy)
+        hits = {codings: value_set.match_codings(codings) for codings in {d[0] for d in done}}
         return [
             Event(reference, value_set.id, hit[1], start, end, status, performers=actors, display=text, sites=sites)
-            for codings, reference, start, end, status, actors, text, sites in self._done_procedures()
-            if (hit := match(codings))
+            for codings, reference, start, end, status, actors, text, sites in done
+            if (hit := hits[codings])
         ]
 
     def _done_procedures(self) -> list[tuple]:
