@@ -63,6 +63,8 @@ READS: dict[str, frozenset[str]] = {
 
 def without_late_data(findings: list[Finding], late: frozenset[str]) -> list[Finding]:
     """Findings that read data the FHIR server did not deliver in time become ``unknown``: never a false not-met."""
+    if not late:  # the usual call: everything arrived
+        return list(findings)
     out = []
     for f in findings:
         missing = sorted(READS.get(f.criterion, frozenset()) & late)
