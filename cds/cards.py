@@ -84,6 +84,12 @@ def md(text: str) -> str:
     return text.translate(_MD_ESCAPES) if _MD_SPECIAL.search(text) else text
 
 
+@functools.lru_cache(maxsize=4096)
+def _md_title(title: str) -> str:
+    """:func:`md` of a criterion's title: policy data, escaped once."""
+    return md(title)
+
+
 def summary(text: str) -> str:
     return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
 
@@ -95,11 +101,17 @@ def _uuid(ctx: CardContext, *parts: str) -> str:
 def name_uuid(namespace: uuid.UUID, name: str) -> str:
     """``str(uuid.uuid5(namespace, name))``, computed straight from SHA-1 (a third of the cost; a call makes half a
     dozen)."""
-    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode(), usedforsecurity=False).digest()[:16])
+    digest = bytearray(hashlib.sha1(_bytes(namespace) + name.encode(), usedforsecurity=False).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = digest.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+@functools.cache
+def _bytes(namespace: uuid.UUID) -> bytes:
+    """A namespace's 16 bytes (``UUID.bytes`` converts its integer on every read): two namespaces, fixed in code."""
+    return namespace.bytes
 
 
 def build(findings: list[Finding], ctx: CardContext) -> list[tuple[str, dict]]:
@@ -117,11 +129,9 @@ def build(findings: list[Finding], ctx: CardContext) -> list[tuple[str, dict]]:
     if pointer:
         cards.append(("code", _code(pointer, ctx)))
     cards.append(("summary", _summary(findings, ctx)))
+    order = as_reference(ctx.order.reference)
     for _kind, card in cards:
-        card["extension"] = {
-            CRITERIA_EXTENSION: criteria,
-            ASSOCIATED: [as_reference(ctx.order.reference)],
-        }
+        card["extension"] = {CRITERIA_EXTENSION: criteria, ASSOCIATED: [dict(order)]}
     return cards
 
 
@@ -320,7 +330,7 @@ def _summary(findings: list[Finding], ctx: CardContext) -> dict:
         f"{counts[Status.NOT_MET]} not met, {counts[Status.UNKNOWN]} unknown"
     )
     rows = ["| Criterion | Status | Why |", "|---|---|---|"]
-    rows += [f"| {md(f.title or f.criterion)} | {_status(f)} | {md(f.reason)} |" for f in findings]
+    rows += [f"| {_md_title(f.title or f.criterion)} | {_status(f)} | {md(f.reason)} |" for f in findings]
     # a met criterion's notes (a pain score off the scale beside a good trial) are on no other card
     noted = _noted([f for f in findings if f.status == Status.MET and f.criterion not in BILLING])
     detail = "\n".join(
