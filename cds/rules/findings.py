@@ -63,9 +63,10 @@ class Finding(NamedTuple):
     attested: bool = False  # judged on a clinician's attestation (a DTR QuestionnaireResponse), not the record
     explained: bool = False  # its reason already says why no source states it for the payer (no second caveat)
 
-    def tagged(self, **changes: str) -> Finding:
-        """A copy with ``changes``: every finding of every call is tagged with its policy and source."""
-        return self._replace(**changes)
+    def tagged(self, policy: str, source: str, confidence: str, title: str) -> Finding:
+        """A copy tagged with the policy and source it was judged under (every finding of every call is): made
+        from the fields in order, without ``_replace``'s keyword look-ups (a third of its cost)."""
+        return Finding(*self[:_TAGS], policy, source, confidence, title, *self[_TAGS + 4 :])
 
     def without_actions(self, **changes) -> Finding:
         """A copy with ``changes`` that asks for nothing on its own: no modifiers to set, no billing options, no
@@ -110,3 +111,8 @@ class Finding(NamedTuple):
         if not evidence:
             item["evidence"] = evidence
         return item
+
+
+_TAGS = Finding._fields.index("policy")  # where the four tags begin, in this order (Finding.tagged)
+if Finding._fields[_TAGS : _TAGS + 4] != ("policy", "source", "confidence", "title"):
+    raise TypeError("Finding.tagged expects policy, source, confidence and title side by side")
