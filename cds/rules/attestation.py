@@ -9,6 +9,7 @@ proves is never overridden by an attestation.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -23,8 +24,10 @@ NOT_DOCUMENTATION = frozenset(BILLING)  # billing rules: nothing a clinician doc
 PERIODIC = frozenset({"physical-therapy", "medication-trial", "stimulation-trial", "chronicity", "psych-evaluation"})
 
 
+@functools.lru_cache(maxsize=1024)
 def questionnaire_id(plan_id: str, effective_text: str) -> str:
-    """The id of a policy version's questionnaire (also the last segment of its canonical url)."""
+    """The id of a policy version's questionnaire (also the last segment of its canonical url); policy data, made
+    once for each version."""
     return re.sub(r"[^A-Za-z0-9\-.]", "-", f"{plan_id}-{effective_text}")[:64]
 
 
@@ -46,11 +49,13 @@ def for_policy(record: PatientRecord, policy: str) -> tuple[dict[str, Attestatio
     """(attestations of this policy version by criterion, the foreign canonicals answered per criterion).
 
     ``policy`` is the ruleset's "<plan>@<effective date>"; the newest completed response wins per criterion."""
-    plan_id, _, effective = policy.partition("@")
-    own = questionnaire_id(plan_id, effective)
     ours: dict[str, Attestation] = {}
     foreign: dict[str, str] = {}
     responses = [r for r in record.questionnaire_responses if r.status == "completed" and r.questionnaire]
+    if not responses:  # most records: nothing attested
+        return ours, foreign
+    plan_id, _, effective = policy.partition("@")
+    own = questionnaire_id(plan_id, effective)
     born = as_date(record.patient.birthDate) if record.patient else None
     for qr in sorted(responses, key=lambda r: instant(r.authored) or EARLIEST):
         url, _, version = (qr.questionnaire or "").partition("|")
