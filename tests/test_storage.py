@@ -139,6 +139,22 @@ def test_rows_of_calls_answered_one_after_another_share_a_transaction_and_a_flus
     log.close()
 
 
+def test_feedback_reaching_another_instance_finds_a_card_still_in_the_answering_writers_linger(tmp_path):
+    """Two instances on one database: the card's row waits out the answering writer's linger while feedback on it
+    reaches the other instance, which had answered 404 ("never issued", final for the EHR)."""
+    from cds.audit import AuditLog
+    from cds.db import engine_for, upgrade
+
+    url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
+    upgrade(engine_for(url))
+    answering, other = AuditLog(engine_for(url), 30, linger=0.2), AuditLog(engine_for(url), 30, linger=0.2)
+    answering.record(hook_instance="h", service_id="s", client=None, status=200, latency_ms=1.0,
+                     response={"cards": [{"uuid": "card-1"}]})  # fmt: skip
+    assert other.unknown_cards(["card-1"], "s") == []
+    assert other.unknown_cards(["never-issued"], "s") == ["never-issued"]
+    answering.close()
+
+
 def test_a_flush_waits_for_the_rows_handed_over_before_it_not_for_those_still_arriving(tmp_path, monkeypatch):
     """A feedback post flushes before it looks its card up: under steady hook traffic on a slower database it used
     to wait for every row that kept arriving, up to its 10 s timeout (and then looked up too early)."""
