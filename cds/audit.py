@@ -7,10 +7,10 @@ Rows are written by one writer thread per process that groups the rows of concur
 (group commit): a call hands its row over and answers without waiting for the disk, and under load one fsync
 serves many calls instead of each call queueing for SQLite's single writer. Woken by a row, the writer lingers a
 few milliseconds for the rows of the calls being answered meanwhile: woken once per row, it took the GIL from the
-request thread for every row, and the switches cost the worker more CPU than the writes. The queue is bounded (a full queue
-makes the call wait: back-pressure, never a dropped row), it is drained before anything reads the audit table
-(a feedback post finds the card it names) and at exit, so a graceful shutdown loses no row. Feedback itself is
-written synchronously elsewhere: a 200 to a feedback post still means committed.
+request thread for every row, and the switches cost the worker more CPU than the writes. The queue is bounded
+(a full queue makes the call wait: back-pressure, never a dropped row), it is drained before anything reads the
+audit table (a feedback post finds the card it names) and at exit, so a graceful shutdown loses no row. Feedback
+itself is written synchronously elsewhere: a 200 to a feedback post still means committed.
 """
 
 from __future__ import annotations
