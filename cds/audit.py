@@ -96,7 +96,6 @@ class AuditLog:
         self._engine = engine
         self._retention = timedelta(days=retention_days)
         self._writer = _GroupWriter(engine, queue_size, batch_size, queue_bytes=queue_bytes, linger=linger)
-        self._linger = 0.0 if self._writer.direct else linger
 
     def record(
         self,
@@ -173,10 +172,10 @@ class AuditLog:
                 time.sleep(0.01)
             with self._engine.connect() as conn:
                 known |= set(conn.scalars(query))
-        if len(known) < len(wanted) and self._linger:
+        if len(known) < len(wanted) and self._writer.linger and not self._writer.direct:
             # another instance (its own database writer) may have answered the card a moment ago, its row still in
             # the writer's linger: look once more after it, before telling the EHR "never issued" (a final 404)
-            time.sleep(self._linger * 5)
+            time.sleep(self._writer.linger * 5)
             with self._engine.connect() as conn:
                 known |= set(conn.scalars(query))
         return [given[u] for u in wanted if u not in known]
@@ -294,7 +293,7 @@ class _GroupWriter:
         self._engine = engine
         self._batch_size = batch_size
         self._idle = idle
-        self._linger = linger
+        self.linger = linger
         # set when rows should not wait out the linger: a flush (feedback, shutdown) or a batch's worth queued
         self._hurry = threading.Event()
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -377,8 +376,8 @@ class _GroupWriter:
                             self._thread = None
                             return
                     continue
-                if self._linger and self._queued - self._handled < self._batch_size:
-                    self._hurry.wait(self._linger)
+                if self.linger and self._queued - self._handled < self._batch_size:
+                    self._hurry.wait(self.linger)
                 self._hurry.clear()
                 batch = [first]
                 while len(batch) < self._batch_size:

@@ -249,7 +249,7 @@ def _documentation(findings: list[Finding], ctx: CardContext) -> dict | None:
 
 def _lead(f: Finding) -> bool:
     """Whether the finding's criterion has no source, only a place it was seen (policies: ``unverified``)."""
-    return f.source.startswith(provenance.NO_SOURCE)
+    return provenance.seen_only(f.source) is not None
 
 
 def _fit(prefix: str, items: list[str]) -> str:

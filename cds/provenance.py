@@ -91,18 +91,19 @@ def confidence(sources: tuple[Source, ...]) -> str:
     return "primary" if any(s.states for s in sources) else "secondary"
 
 
-def quoted(sources: tuple[Source, ...], pattern: re.Pattern[str]) -> bool:
-    """Whether a source that states the fact quotes ``pattern`` (a window, a threshold) in its own words."""
-    return any(s.states and pattern.search(s.quote) for s in sources)
-
-
-def quoted_anywhere(sources: tuple[Source, ...], pattern: re.Pattern[str]) -> bool:
-    """Whether any source, background ones included, quotes ``pattern``: for wording that repeats a text's own."""
-    return any(pattern.search(s.quote) for s in sources if s.quote)
+def quoted(sources: tuple[Source, ...], pattern: re.Pattern[str], stating: bool = True) -> bool:
+    """Whether a source that states the fact quotes ``pattern`` (a window, a threshold) in its own words; with
+    ``stating=False`` any source, background and summaries included (wording that repeats a text's own)."""
+    return any((s.states or not stating) and pattern.search(s.quote) for s in sources)
 
 
 UNSOURCED = "no source"
 NO_SOURCE = "no source: "  # how a criterion with no source is cited, before where it was seen instead
+
+
+def seen_only(citation_text: str) -> str | None:
+    """Where a criterion with no source was seen instead (an AI answer page: a lead, never a source), or None."""
+    return citation_text.removeprefix(NO_SOURCE) if citation_text.startswith(NO_SOURCE) else None
 
 
 def unstated_because(roles: Iterable[str]) -> str:

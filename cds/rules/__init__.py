@@ -87,11 +87,9 @@ def informs_only(finding: Finding, criterion: Criterion) -> Finding:
         return finding
     if criterion.confidence == "secondary" and any(s.primary for s in criterion.sources):
         why = "no source read states it for this payer (the primary documents cited are background): verify"
-    elif criterion.confidence == "secondary" and criterion.source.startswith(provenance.NO_SOURCE):
+    elif criterion.confidence == "secondary" and (seen := provenance.seen_only(criterion.source)) is not None:
         # no source at all: the policy file says where it was seen instead (an AI answer page is never a source)
-        why = (
-            f"not confirmed as this payer's requirement ({criterion.source.removeprefix(provenance.NO_SOURCE)}): verify"
-        )
+        why = f"not confirmed as this payer's requirement ({seen}): verify"
     elif criterion.confidence == "secondary":
         why = "only a secondary summary states it; the payer's own text was not found: verify"
     elif criterion.borrowed_from is not None:

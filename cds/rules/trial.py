@@ -323,7 +323,7 @@ def objective_pathology(ev: Evaluation, c: Criterion) -> Finding:
     if found.status != Status.NOT_MET:
         return found
     # "EMG being one example" is MP-623's wording: said only where a source of this policy gives it
-    example = "EMG being one example" if provenance.quoted_anywhere(c.sources, _EMG_EXAMPLE) else "naming no test"
+    example = "EMG being one example" if provenance.quoted(c.sources, _EMG_EXAMPLE, stating=False) else "naming no test"
     return found.without_actions(
         status=Status.UNKNOWN,
         reason=f"{found.reason}; the policy asks for objective evidence of pathology, {example}: "
