@@ -398,7 +398,7 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
         if route.outcome == payers.NOT_IN_FORCE:  # the payer had a policy then: this service lacks that version
             text = f"{name}: the policy version in force on this date is not on file; CPT 64580 coverage not determined"
             said = f"The version of the CPT 64580 policy of {md(name.removeprefix('Payer '))} in force on "
-            said += f"{ctx.as_of.isoformat()} is not on file with this service (only later versions are)."
+            said += f"{_policy_day(ctx)} is not on file with this service (only later versions are)."
         else:
             text = f"{name} is not recognised: coverage for CPT 64580 not determined"
             said = f"{md(name)} is not recognised by this service."
@@ -407,11 +407,24 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
 
     head, tail, indicator, text, links = _policy_text(version, ctx.group, route.plan.payer)
     lines = [*head, *([f"Treated as {md(route.plan.payer)}: {md(route.why)}.", ""] if route.why else []), *tail]
+    today = route.plan.version_at(ctx.as_of)
+    if today is not version:  # the surgery falls under another version than the one in force today
+        now = f"{md(today.title)} (effective {today.effective_text})" if today else "no version on file"
+        lines[2:2] = [
+            f"This is the version in force on the day of surgery, {_policy_day(ctx)}: a service is judged by the "
+            f"policy in force on its date. In force today: {now}.",
+            "",
+        ]
     card = _card(ctx, "payer", text, indicator, "guideline", "\n".join(lines), [], links=False)
     if links:
         card["links"] = [dict(link) for link in links]
         card["source"]["url"] = links[0]["url"]
     return card
+
+
+def _policy_day(ctx: CardContext) -> str:
+    """The day whose policy version the card applies (the day of surgery, or of the evaluation)."""
+    return (ctx.route.policy_day or ctx.as_of).isoformat()
 
 
 # What the payer card says of one policy version on one pathway: the same for every patient and call, so made once

@@ -41,6 +41,9 @@ class Route:
     unread_payor: str | None = None  # "Organization/x": named by the Coverage, but in neither prefetch nor fetch
     inactive: str | None = None  # why the order's Coverage is not in force ("Coverage/c1 ended on 2001-12-31")
     not_on_surgery_day: bool = False  # in force today, but not on the day the order schedules the surgery
+    # the day whose policy version applies: the day of surgery when the order schedules one (policies apply by date
+    # of service: "for services performed on or after", LCD L34328), else the day of the evaluation
+    policy_day: date | None = None
 
     @property
     def unknown_because(self) -> str | None:
@@ -55,14 +58,15 @@ class Route:
 
 
 def route(record: PatientRecord, order: Order, policies: PolicySet, as_of: date, coverage_late: bool = False) -> Route:
+    day = surgery_day(order, as_of) or as_of
     default = policies.default
-    fallback = default.version_at(as_of) or default.current()
+    fallback = default.version_at(day) or default.current()
     if coverage_late:
-        return Route(TECHNICAL, default, fallback)
+        return Route(TECHNICAL, default, fallback, policy_day=day)
 
     coverage, outcome, inactive, later = _coverage(record, order, as_of)
     if coverage is None:
-        return Route(outcome, default, fallback, inactive=inactive, not_on_surgery_day=later)
+        return Route(outcome, default, fallback, inactive=inactive, not_on_surgery_day=later, policy_day=day)
     coverage_ref = f"Coverage/{coverage.id}" if coverage.id else None
     organization = record.payor_organization(coverage)
     name = (organization.name if organization else None) or _payor_display(coverage)
@@ -87,12 +91,18 @@ def route(record: PatientRecord, order: Order, policies: PolicySet, as_of: date,
                 tied = True
     if best is None or tied:
         unread = None if organization else _payor_reference(coverage)
-        return Route(UNRECOGNISED, default, fallback, coverage_ref, name, unread_payor=unread)
+        return Route(UNRECOGNISED, default, fallback, coverage_ref, name, unread_payor=unread, policy_day=day)
     _priority, plan, rule = best
-    version = plan.version_at(as_of)
+    version = plan.version_at(day)
     if version is None:
-        return Route(NOT_IN_FORCE, default, fallback, coverage_ref, name or plan.payer)
-    return Route(MATCHED, plan, version, coverage_ref, name or plan.payer, _why(rule, names, types))
+        return Route(NOT_IN_FORCE, default, fallback, coverage_ref, name or plan.payer, policy_day=day)
+    return Route(MATCHED, plan, version, coverage_ref, name or plan.payer, _why(rule, names, types), policy_day=day)
+
+
+def surgery_day(order: Order, as_of: date) -> date | None:
+    """The day the order schedules the surgery, unless it is already past (a stale date: the evaluation day is
+    used then)."""
+    return order.occurrence if order.occurrence is not None and order.occurrence >= as_of else None
 
 
 def _why(rule, names: list[str], types: list) -> str | None:
@@ -109,7 +119,7 @@ def _coverage(record: PatientRecord, order: Order, as_of: date):
     not on the day of surgery). A Coverage must be in force on the day of surgery when the order schedules one
     (a plan that ends before it pays nothing; one that begins by then is the one that pays), else on the day of
     the evaluation. A scheduled day already past is stale: the evaluation day is used."""
-    surgery = order.occurrence if order.occurrence is not None and order.occurrence >= as_of else None
+    surgery = surgery_day(order, as_of)
 
     def inactive(c) -> str | None:
         return _inactive(c, as_of, surgery)

@@ -401,6 +401,53 @@ def test_a_date_before_the_versions_on_file_says_the_version_is_missing_not_that
     assert "version in force on this date is not on file" in reason
 
 
+@pytest.mark.parametrize(
+    ("as_of", "surgery", "title"),
+    [
+        (date(2025, 11, 20), None, "2024T0126PP"),  # no surgery date: the version in force on the evaluation day
+        (date(2025, 11, 20), "2026-01-12", "2026T0126TT"),  # the surgery falls under the next version
+        (date(2025, 11, 20), "2025-12-31", "2024T0126PP"),
+        (date(2026, 2, 1), "2025-12-01", "2026T0126TT"),  # a surgery day already past is stale: today's applies
+        (date(2024, 9, 1), "2024-10-15", "2024T0126PP"),  # the first version takes effect before the surgery
+    ],
+)
+def test_the_policy_version_is_the_one_in_force_on_the_day_of_surgery(as_of, surgery, title):
+    """Policies apply by date of service (LCD L34328: "for services performed on or after"): an order signed in
+    November for surgery in January was judged by the version that ends on 31 December."""
+    order = service_request() | ({"occurrenceDateTime": surgery} if surgery else {})
+    route = route_of(record_with(cov("UnitedHealthcare")), order, as_of=as_of)
+    assert route.outcome == payers.MATCHED and route.version.title.startswith(title)
+
+
+def test_the_payer_card_says_when_the_surgery_falls_under_another_version_than_todays(client, ehr):
+    orders = [service_request() | {"occurrenceDateTime": "2026-01-12"}]
+    body = hook_request(prefetch=documented_prefetch(with_payer("UnitedHealthcare")), orders=orders)
+    body["extension"] |= {"cds64580.as-of": "2025-11-20"}
+    response = client.post(f"/cds-services/{ORDER_SIGN}", data=orjson.dumps(body), content_type="application/json")
+    detail = payer_card(response.get_json())["detail"]
+    assert detail.startswith("**2026T0126TT")
+    assert "the version in force on the day of surgery, 2026-01-12" in detail
+    assert "In force today: 2024T0126PP" in detail
+    body["extension"] |= {"cds64580.as-of": "2026-01-05"}  # both days fall under the same version: nothing to say
+    response = client.post(f"/cds-services/{ORDER_SIGN}", data=orjson.dumps(body), content_type="application/json")
+    assert "day of surgery" not in payer_card(response.get_json())["detail"]
+
+
+def test_a_version_not_on_file_for_the_day_of_surgery_names_that_day(client, ehr):
+    orders = [service_request() | {"occurrenceDateTime": "2026-03-02"}]
+    body = hook_request(prefetch=documented_prefetch(with_payer("Aetna")), orders=orders)
+    body["extension"] |= {"cds64580.as-of": "2026-01-15"}
+    response = client.post(f"/cds-services/{ORDER_SIGN}", data=orjson.dumps(body), content_type="application/json")
+    assert "in force on 2026-03-02 is not on file" in payer_card(response.get_json())["detail"]
+    orders[0]["occurrenceDateTime"] = "2026-05-04"  # Aetna's version on file takes effect on 2026-04-17
+    body = hook_request(prefetch=documented_prefetch(with_payer("Aetna")), orders=orders)
+    body["extension"] |= {"cds64580.as-of": "2026-01-15"}
+    response = client.post(f"/cds-services/{ORDER_SIGN}", data=orjson.dumps(body), content_type="application/json")
+    card = payer_card(response.get_json())
+    assert card["summary"].startswith("Aetna") and "not on file" not in card["summary"]
+    assert "In force today: no version on file" in card["detail"]
+
+
 # ---- the CRD coverage information, end to end -----------------------------------------------------------
 
 
