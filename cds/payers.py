@@ -14,6 +14,7 @@ from datetime import date
 
 from cds.policies import MatchRule, Plan, PolicySet, Version
 from cds.records import Order, PatientRecord, as_date, as_end_date, ref_id
+from cds.rules.context import surgery_day
 from cds.rules.dates import shifted, with_leeway
 
 MATCHED = "matched"
@@ -97,12 +98,6 @@ def route(record: PatientRecord, order: Order, policies: PolicySet, as_of: date,
     if version is None:
         return Route(NOT_IN_FORCE, default, fallback, coverage_ref, name or plan.payer, policy_day=day)
     return Route(MATCHED, plan, version, coverage_ref, name or plan.payer, _why(rule, names, types), policy_day=day)
-
-
-def surgery_day(order: Order, as_of: date) -> date | None:
-    """The day the order schedules the surgery, unless it is already past (a stale date: the evaluation day is
-    used then)."""
-    return order.occurrence if order.occurrence is not None and order.occurrence >= as_of else None
 
 
 def _why(rule, names: list[str], types: list) -> str | None:

@@ -92,6 +92,26 @@ def test_medicare_two_surgeons_are_told_co_surgeons_are_not_paid_and_offered_ass
     assert any("64590" in n and "their own codes" in n for n in result.notes)
 
 
+@pytest.mark.parametrize(
+    ("as_of", "surgery", "release"),
+    [
+        (date(2025, 12, 20), None, "RVU25D"),  # no surgery date: the release in force on the evaluation day
+        (date(2025, 12, 20), "2026-01-12", "RVU26A"),  # signed in December for January: January's release
+        (date(2026, 2, 1), "2025-12-01", "RVU26A"),  # a surgery day already past stands for nothing
+        (date(2026, 12, 10), "2027-01-12", None),  # no 2027 release is shipped: not checked, never 2026's
+    ],
+)
+def test_the_fee_schedule_release_is_the_one_in_force_on_the_day_of_surgery(as_of, surgery, release):
+    """CMS's indicators go by date of service: a December order for January surgery was checked against the
+    October release."""
+    order = surgical_order(A, B, when=surgery)
+    result = finding("co-surgeon-modifier", *ROLES, order=order, as_of=as_of, **CMS)
+    if release is None:
+        assert result.status == UNKNOWN and "could not be checked" in result.reason
+    else:
+        assert result.status == NOT_MET and f"Medicare fee schedule {release}:" in " ".join(result.notes)
+
+
 def test_a_62_already_on_a_medicare_order_is_taken_off():
     result = co(A, B, modifiers=("62",), **CMS)
     assert result.status == NOT_MET and result.order_modifiers == ()

@@ -34,6 +34,12 @@ def order_day(order: Order, as_of: date) -> date:
     return min(order.authored, with_leeway(as_of))
 
 
+def surgery_day(order: Order, as_of: date) -> date | None:
+    """The day the order schedules the surgery, unless it is already past (a stale date: the evaluation day stands
+    in for it)."""
+    return order.occurrence if order.occurrence is not None and order.occurrence >= as_of else None
+
+
 @dataclass(frozen=True)
 class Evaluation:
     record: PatientRecord
@@ -46,6 +52,12 @@ class Evaluation:
     def order_date(self) -> date:
         return order_day(self.order, self.as_of)
 
+    @cached_property
+    def service_date(self) -> date:
+        """The day whose payer rules apply, the fee schedule's as the policy's: the scheduled day of surgery, else
+        the evaluation date (CMS's files and policies go by date of service)."""
+        return surgery_day(self.order, self.as_of) or self.as_of
+
     def window(self, events: list[Event], lookback_months: int | None) -> Window:
         dated = [e for e in events if e.start is not None and e.start <= self.order_date]
         since = months_before(self.order_date, int(lookback_months)) if lookback_months is not None else None
@@ -53,4 +65,4 @@ class Evaluation:
         return Window(dated, recent, [e for e in events if e.start is None])
 
 
-__all__ = ["Criterion", "Evaluation", "Window", "order_day"]
+__all__ = ["Criterion", "Evaluation", "Window", "order_day", "surgery_day"]

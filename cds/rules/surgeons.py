@@ -80,7 +80,7 @@ def _follows_cms(c: Criterion) -> bool:
 
 
 def _indicator(ev: Evaluation, field: str) -> tuple[Indicators | None, str | None]:
-    found = ev.ruleset.fee_schedule.indicators("64580", ev.as_of)
+    found = ev.ruleset.fee_schedule.indicators("64580", ev.service_date)
     return found, getattr(found, field) if found else None
 
 
@@ -502,7 +502,7 @@ def laterality(ev: Evaluation, c: Criterion) -> Finding:
     word = {LEFT: "left side", RIGHT: "right side", BOTH: "both sides"}[side]
     named = word if side == BOTH else f"the {word}"
     contradicting = _contradicting(side, on_order)
-    found = ev.ruleset.fee_schedule.indicators("64580", ev.as_of)
+    found = ev.ruleset.fee_schedule.indicators("64580", ev.service_date)
     no_side = _follows_cms(c) and found is not None and found.bilat_surg == "0"
     if contradicting:
         carried = "/".join(contradicting)
