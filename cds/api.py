@@ -176,18 +176,19 @@ def _audit(response: Response, app, req) -> None:
         log.error("audit write failed for a hook call; the answer was still sent")
     if response.status_code == 200:
         metrics.observe_hook(service_id[:128], latency / 1000, cards)
-    logs.event(
-        log,
-        "hook call",
-        event="hook",
-        hookInstance=hook_instance,
-        service=service_id[:128],
-        status=response.status_code,
-        latency_ms=latency,
-        client=client,
-        policies=_policies(cards) or None,  # policy ids, never the payer's display (a self-pay display is a name)
-        topics=[c["source"]["topic"]["code"] for c in cards] or None,
-    )
+    if log.isEnabledFor(logging.INFO):  # the line's fields are made only when it is written (CDS_LOG_LEVEL)
+        logs.event(
+            log,
+            "hook call",
+            event="hook",
+            hookInstance=hook_instance,
+            service=service_id[:128],
+            status=response.status_code,
+            latency_ms=latency,
+            client=client,
+            policies=_policies(cards) or None,  # policy ids, never the payer's display (a self-pay display is a name)
+            topics=[c["source"]["topic"]["code"] for c in cards] or None,
+        )
 
 
 def _policies(cards: list[dict]) -> list[str]:
