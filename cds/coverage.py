@@ -29,6 +29,7 @@ STANDARD_REASONS = {
     "technical",
 }
 _NAMESPACE = uuid.UUID("6a0f8e5e-64a5-5800-b3c1-64580c0ffee0")
+_NAMESPACE_BYTES = _NAMESPACE.bytes
 
 COVERED = {"covered", "not-covered", "conditional", "indeterminate"}
 PA_NEEDED = {"no-auth", "auth-needed", "satisfied", "performpa", "conditional", "indeterminate"}
@@ -124,7 +125,7 @@ def assertion_id(fhir_server: str | None, patient_id: str, route: payers.Route, 
     key = "|".join(
         (fhir_server or "", patient_id, route.coverage_ref or route.outcome, route.plan.id, as_of.isoformat())
     )
-    return name_uuid(_NAMESPACE, key)
+    return name_uuid(_NAMESPACE_BYTES, key)
 
 
 def decide(
