@@ -89,13 +89,13 @@ def concept(value: Any) -> CodeableConcept | None:
     if not isinstance(value, dict):
         return None
     found = value.get("coding")
-    codings = tuple(c for c in map(coding, found) if c is not None) if isinstance(found, list) else ()
+    codings = tuple([coding(c) for c in found if isinstance(c, dict)]) if isinstance(found, list) else ()
     text = value.get("text")
     return CodeableConcept(text if isinstance(text, str) else None, codings)
 
 
 def concepts(value: Any) -> tuple[CodeableConcept, ...]:
-    return tuple(c for c in map(concept, _items(value)) if c is not None)
+    return tuple([concept(c) for c in value if isinstance(c, dict)]) if isinstance(value, list) else ()
 
 
 def reference(value: Any) -> Reference | None:
@@ -299,7 +299,9 @@ def _condition(r: dict, patient: str | None) -> Condition:
 
 
 def _procedure(r: dict, patient: str | None) -> Procedure:
-    performers = tuple(Performer(reference(p.get("actor"))) for p in _items(r.get("performer")) if isinstance(p, dict))
+    performers = tuple(
+        [Performer(reference(p.get("actor"))) for p in _items(r.get("performer")) if isinstance(p, dict)]
+    )
     return Procedure(
         _str(r.get("id")),
         _subject(r, patient),

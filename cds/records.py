@@ -225,7 +225,7 @@ class PatientRecord:
                 if p.status not in _DONE_PROCEDURE:
                     continue
                 start, end = _period(p.performedDateTime, p.performedPeriod)
-                actors = tuple(a.actor.reference for a in p.performer or () if a.actor and a.actor.reference)
+                actors = tuple([a.actor.reference for a in p.performer if a.actor and a.actor.reference])
                 shared = (f"Procedure/{p.id}", start, end or start, p.status, actors, _text(p.code), _sites(p.bodySite))
                 done.append((tuple(_model_codings(p.code)), *shared))
             # sorted once: a stable sort, so each value set's filter keeps the order sorting its own events gave
@@ -761,16 +761,16 @@ def _span(when: object, period) -> tuple[date | None, date | None, bool]:
     return None, None, False
 
 
-def _model_codings(concept) -> Iterator[tuple[str | None, str | None]]:
-    if concept is not None:
-        for coding in concept.coding or ():
-            yield coding.system, coding.code
+def _model_codings(concept) -> list[tuple[str | None, str | None]]:
+    """(system, code) of each coding of a typed CodeableConcept: a list made at once, not a generator resumed per
+    coding (every Condition, Procedure and Observation of a call is read through here)."""
+    return [(c.system, c.code) for c in concept.coding] if concept is not None else []
 
 
 def _text(concept) -> str:
     if concept is None:
         return ""
-    return " ".join(p for p in [concept.text, *(c.display for c in concept.coding or ())] if p)
+    return " ".join([p for p in (concept.text, *[c.display for c in concept.coding]) if p])
 
 
 def _label(concept) -> str:
@@ -798,7 +798,9 @@ def _name(concept: dict) -> str:
 
 
 def _sites(concepts) -> frozenset[tuple[str, str]]:
-    return frozenset((s, c) for concept in concepts or () for s, c in _model_codings(concept) if s and c)
+    if not concepts:  # most events have no bodySite
+        return frozenset()
+    return frozenset([(s, c) for concept in concepts for s, c in _model_codings(concept) if s and c])
 
 
 def _status_code(concept, system: str) -> str | None:
