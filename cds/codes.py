@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 CPT = "http://www.ama-assn.org/go/cpt"
@@ -485,13 +485,13 @@ PROCEDURE_SETS = tuple(
 )
 
 
-def codings(concept: object) -> Iterator[tuple[str | None, str | None]]:
-    """(system, code) pairs of a CodeableConcept given as a dict."""
-    if isinstance(concept, dict):
-        found = concept.get("coding")
-        for coding in found if isinstance(found, list) else ():
-            if isinstance(coding, dict):
-                yield coding.get("system"), coding.get("code")
+def codings(concept: object) -> list[tuple[str | None, str | None]]:
+    """(system, code) pairs of a CodeableConcept given as a dict (a list made at once: no generator resumed per
+    coding of every resource a call filters)."""
+    found = concept.get("coding") if isinstance(concept, dict) else None
+    if not isinstance(found, list):
+        return []
+    return [(c.get("system"), c.get("code")) for c in found if isinstance(c, dict)]
 
 
 def concept_text(concept: object) -> str:
@@ -509,7 +509,7 @@ def medication_class(concept: object) -> tuple[str, str] | None:
 
     Most medications of a long record are in no class: one look-up in the union of the classes (codes, then
     one pattern of all the names) settles those before any class is tried."""
-    pairs = list(codings(concept))
+    pairs = codings(concept)
     if _ANY_MEDICATION.match_codings(pairs):
         for class_id, vs in MEDICATION_CLASSES.items():
             hit = vs.match_codings(pairs)

@@ -576,14 +576,17 @@ def _diagnosis(resource: dict) -> tuple[str, bool | None]:
     return said, (clinical in _ACTIVE_CONDITION) if clinical else None
 
 
+# The kinds read only when their code is one the rules use, and the value set saying which.
+_RELEVANT_CODES = {
+    "Condition": codes.RELEVANT_CONDITION,
+    "Procedure": codes.RELEVANT_PROCEDURE,
+    "Observation": codes.PAIN_SCORE,
+}
+
+
 def _relevant(rtype: str, resource: dict) -> bool:
-    if rtype == "Condition":
-        return codes.RELEVANT_CONDITION.match_codings(codes.codings(resource.get("code"))) is not None
-    if rtype == "Procedure":
-        return codes.RELEVANT_PROCEDURE.match_codings(codes.codings(resource.get("code"))) is not None
-    if rtype == "Observation":
-        return codes.PAIN_SCORE.match_codings(codes.codings(resource.get("code"))) is not None
-    return True
+    value_set = _RELEVANT_CODES.get(rtype)
+    return value_set is None or value_set.match_codings(codes.codings(resource.get("code"))) is not None
 
 
 def _medication_concept(resource: dict, medications: dict[str, dict]) -> dict | None:
