@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -43,9 +43,8 @@ class ResolvedData:
     resources: dict[str, list[dict]] = field(default_factory=dict)
     origin: dict[str, str] = field(default_factory=dict)
 
-    def all(self) -> Iterator[dict]:
-        for items in self.resources.values():
-            yield from items
+    def all(self) -> list[dict]:
+        return [resource for items in self.resources.values() for resource in items]
 
     @property
     def late(self) -> frozenset[str]:

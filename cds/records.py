@@ -149,15 +149,17 @@ class PatientRecord:
 
     # ---- views the rules read -------------------------------------------------------------------------
 
-    def _view(self, key: tuple[str, Any], build: Callable[[], Any]) -> Any:
-        """What ``build`` derives from this record, made once: every order of a call reads the same views."""
+    def _view(self, key: tuple[str, Any], build: Callable[..., Any], *args: Any) -> Any:
+        """What ``build(*args)`` derives from this record, made once: every order of a call reads the same views.
+        A method and its arguments rather than a closure: most reads find the view made, and a closure was made
+        (and dropped) on each."""
         found = self._views.get(key, _UNMADE)
         if found is _UNMADE:
-            found = self._views[key] = build()
+            found = self._views[key] = build(*args)
         return found
 
     def condition_events(self, value_set: ValueSet) -> list[Event]:
-        return self._view(("condition", value_set.id), lambda: self._condition_events(value_set))
+        return self._view(("condition", value_set.id), self._condition_events, value_set)
 
     def unsettled(self) -> tuple[str, ...]:
         """References of the Procedures, medications and Observations whose status is unknown: the record does
@@ -175,7 +177,7 @@ class PatientRecord:
         return replace(self, **kept, _views={})
 
     def procedure_events(self, value_set: ValueSet) -> list[Event]:
-        return self._view(("procedure", value_set.id), lambda: self._procedure_events(value_set))
+        return self._view(("procedure", value_set.id), self._procedure_events, value_set)
 
     def _condition_events(self, value_set: ValueSet) -> list[Event]:
         events = []
@@ -218,20 +220,19 @@ class PatientRecord:
     def _done_procedures(self) -> list[tuple]:
         """Each done Procedure read once, in time order (undated last): its codings and what its events carry
         whatever the value set. Half a dozen value sets are matched against it per call, each a filter of this."""
+        return self._view(("done-procedures", ""), self._read_done_procedures)
 
-        def read() -> list[tuple]:
-            done = []
-            for p in self.procedures:
-                if p.status not in _DONE_PROCEDURE:
-                    continue
-                start, end = _period(p.performedDateTime, p.performedPeriod)
-                actors = tuple([a.actor.reference for a in p.performer if a.actor and a.actor.reference])
-                shared = (f"Procedure/{p.id}", start, end or start, p.status, actors, _text(p.code), _sites(p.bodySite))
-                done.append((tuple(_model_codings(p.code)), *shared))
-            # sorted once: a stable sort, so each value set's filter keeps the order sorting its own events gave
-            return sorted(done, key=lambda d: (d[2] is None, d[2] or date.min))
-
-        return self._view(("done-procedures", ""), read)
+    def _read_done_procedures(self) -> list[tuple]:
+        done = []
+        for p in self.procedures:
+            if p.status not in _DONE_PROCEDURE:
+                continue
+            start, end = _period(p.performedDateTime, p.performedPeriod)
+            actors = tuple([a.actor.reference for a in p.performer if a.actor and a.actor.reference])
+            shared = (f"Procedure/{p.id}", start, end or start, p.status, actors, _text(p.code), _sites(p.bodySite))
+            done.append((tuple(_model_codings(p.code)), *shared))
+        # sorted once: a stable sort, so each value set's filter keeps the order sorting its own events gave
+        return sorted(done, key=lambda d: (d[2] is None, d[2] or date.min))
 
     def medication_events(self) -> list[Event]:
         """Every order's medication criterion reads these: built once per record (50 orders re-classified 20,000
@@ -302,7 +303,7 @@ class PatientRecord:
     def surgeons(self, order: Order) -> list[Surgeon]:
         """The order's performers with their roles; one entry per practitioner even if listed twice. Read once per
         list of performers: the co-surgeon and the assistant criteria of every order both ask."""
-        return list(self._view(("surgeons", order.performers), lambda: self._surgeons(order.performers)))
+        return list(self._view(("surgeons", order.performers), self._surgeons, order.performers))
 
     def _surgeons(self, performers: tuple[str, ...]) -> list[Surgeon]:
         seen: set[str] = set()
@@ -499,25 +500,25 @@ def _items(value: object) -> list:
     return value if isinstance(value, list) else []
 
 
-_END = object()
-
-
-def _flatten(resources: Iterable[dict]) -> Iterator[dict]:
-    """Resources, with Bundles (nested ones too) opened; iterative, so no nesting depth can exhaust the stack."""
+def _flatten(resources: Iterable[dict]) -> list[dict]:
+    """Resources, with Bundles (nested ones too) opened in place; iterative, so no nesting depth can exhaust the
+    stack. A list, made in one pass: a generator was resumed for every resource of every call."""
+    flat: list[dict] = []
     stack = [iter(resources)]
     while stack:
-        resource = next(stack[-1], _END)  # an entry with no resource is None: skipped, not the Bundle's end
-        if resource is _END:
-            stack.pop()
-            continue
-        if not isinstance(resource, dict):
-            continue
-        if resource.get("resourceType") == "Bundle":
+        for resource in stack[-1]:  # an entry with no resource is None: skipped
+            if not isinstance(resource, dict):
+                continue
+            if resource.get("resourceType") != "Bundle":
+                flat.append(resource)
+                continue
             entries = resource.get("entry")
             if isinstance(entries, list):
-                stack.append(e.get("resource") for e in entries if isinstance(e, dict))
+                stack.append(iter([e.get("resource") for e in entries if isinstance(e, dict)]))
+                break  # the Bundle's entries first, then on from the entry after it
         else:
-            yield resource
+            stack.pop()  # this level is done
+    return flat
 
 
 def _newer(candidate: dict, current: dict) -> bool:
