@@ -103,6 +103,7 @@ class Include:
 
 
 _MEMO_SIZE = 65536
+_UNSEEN = object()  # a code not yet looked up (None is one outside the set)
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,9 @@ class ValueSet:
     systems: frozenset[str] = field(init=False)
     # the includes of each system merged into one, so a code is looked up once however many sets were joined
     _by_system: dict[str, Include] = field(init=False, repr=False, compare=False)
-    # membership of codes already seen: a fact of the code system, the same for every patient and call
-    _memo: dict[tuple[str, str], bool] = field(init=False, repr=False, compare=False, default_factory=dict)
+    # codes already seen, as sent: their canonical (system, code) when in the set, else None; a fact of the code
+    # system, the same for every patient and call
+    _memo: dict[tuple[str, str], tuple | None] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "systems", frozenset(i.system for i in self.includes))
@@ -134,26 +136,33 @@ class ValueSet:
     def matches(self, system: str | None, code: str | None) -> bool:
         if not isinstance(system, str) or not isinstance(code, str):
             return False  # a coding whose system or code is not a string matches nothing (and never crashes)
-        known = self._memo.get((system, code))
-        if known is None:
-            canonical_system, canonical_code = canonical(system, code)
-            include = self._by_system.get(canonical_system)  # type: ignore[arg-type]
-            known = include is not None and bool(canonical_code) and include.matches(canonical_code)  # type: ignore[arg-type]
-            if len(self._memo) >= _MEMO_SIZE:
-                self._memo.clear()
-            self._memo[(system, code)] = known
-        return known
+        found = self._memo.get((system, code), _UNSEEN)
+        if found is _UNSEEN:
+            found = self._member(system, code)
+        return found is not None
+
+    def _member(self, system: str, code: str) -> tuple | None:
+        """The canonical (system, code) of a code in the set, else None; remembered (see ``_memo``)."""
+        canonical_system, canonical_code = pair = canonical(system, code)
+        include = self._by_system.get(canonical_system)  # type: ignore[arg-type]
+        found = pair if include is not None and canonical_code and include.matches(canonical_code) else None
+        if len(self._memo) >= _MEMO_SIZE:
+            self._memo.clear()
+        self._memo[(system, code)] = found
+        return found
 
     def match_codings(self, codings: Iterable[tuple[str | None, str | None]]) -> tuple[str, str] | None:
-        memo = self._memo  # a code seen before is one dict look-up here, without a call of matches() per coding
+        """The canonical (system, code) of the first coding in the set. A code seen before is one dict look-up here,
+        its canonical form included, without a call per coding."""
+        memo = self._memo
         for system, code in codings:
             if not isinstance(system, str) or not isinstance(code, str):
                 continue  # matches nothing (see matches)
-            known = memo.get((system, code))
-            if known is None:
-                known = self.matches(system, code)
-            if known:
-                return canonical(system, code)
+            found = memo.get((system, code), _UNSEEN)
+            if found is _UNSEEN:
+                found = self._member(system, code)
+            if found is not None:
+                return found
         return None
 
     def match_text(self, text: str | None) -> str | None:

@@ -13,6 +13,8 @@ def months_before(day: date, months: int) -> date:
     month += 1
     if year < date.min.year:  # before year 1: every event is after it
         return date.min
+    if day.day <= 28:  # a day every month has (most days): nothing to clamp
+        return date(year, month, day.day)
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
