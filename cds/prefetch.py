@@ -69,10 +69,10 @@ def render(template: str, tokens: dict[str, str]) -> str | None:
 
 
 @functools.cache
-def _tokens_of(template: str) -> tuple[str, ...]:
+def _tokens_of(template: str) -> frozenset[str]:
     """The tokens a prefetch template names (the service's own templates: a few, made once). A call's query is
     rendered only when it is fetched; with the prefetch sent, what matters is whether a token is missing."""
-    return tuple(match.group(1) for match in _TOKEN.finditer(template))
+    return frozenset(match.group(1) for match in _TOKEN.finditer(template))
 
 
 ClientFactory = Callable[[str, "str | None", Settings, Deadline], FHIRClient]
@@ -93,7 +93,7 @@ def resolve(
     to_page: list[tuple[PrefetchTemplate, dict]] = []
 
     for template in service.prefetch:
-        if any(tokens.get(name) is None for name in _tokens_of(template.query)):  # what render() calls missing
+        if not tokens.keys() >= _tokens_of(template.query):  # a token the call has no value for: render()'s missing
             origin[template.key] = SKIPPED
             resources[template.key] = []
             continue
