@@ -51,9 +51,21 @@ _CANONICAL = {alias.lower().rstrip("/"): canonical for canonical, aliases in _AL
 _CPT_SHAPE = re.compile(r"\A\d{4}[0-9FTU]\Z")
 
 
-@functools.lru_cache(maxsize=65536)
+# The longest system and code, together, that a memo keeps: a real pair is far shorter (a code system's URL and a
+# code of a few characters). The memos are bounded in entries; this bounds them in bytes too (codes of 50,000
+# characters kept 65,536 entries deep held 20 MB more per 10 MB hook call, to gigabytes).
+MEMO_CHARS = 256
+
+
 def canonical(system: str | None, code: str | None) -> tuple[str | None, str | None]:
     """The canonical (system, code) for a coding, repairing the common spellings real data uses."""
+    if isinstance(system, str) and isinstance(code, str) and len(system) + len(code) > MEMO_CHARS:
+        return _canonical.__wrapped__(system, code)  # worked out, never kept (see MEMO_CHARS)
+    return _canonical(system, code)
+
+
+@functools.lru_cache(maxsize=65536)
+def _canonical(system: str | None, code: str | None) -> tuple[str | None, str | None]:
     if not isinstance(system, str) or not isinstance(code, str) or not system or not code:
         return system, code
     system = _CANONICAL.get(system.strip().lower().rstrip("/"), system)
@@ -146,6 +158,8 @@ class ValueSet:
         canonical_system, canonical_code = pair = canonical(system, code)
         include = self._by_system.get(canonical_system)  # type: ignore[arg-type]
         found = pair if include is not None and canonical_code and include.matches(canonical_code) else None
+        if len(system) + len(code) > MEMO_CHARS:
+            return found  # never kept (see MEMO_CHARS)
         if len(self._memo) >= _MEMO_SIZE:
             self._memo.clear()
         self._memo[(system, code)] = found

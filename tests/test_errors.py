@@ -359,3 +359,33 @@ def test_a_service_called_with_another_hook_answers_no_cards_and_logs_once(clien
     assert len(notes) == 1 and "order-sign" in notes[0].getMessage() and ORDER_SELECT in notes[0].getMessage()
     malformed = post(client, {"hook": "patient-view"}, url=f"/cds-services/{ORDER_SELECT}")
     assert malformed.status_code == 400, "a malformed call of another hook is still a 400"
+
+
+def test_codes_of_any_length_are_never_kept_between_calls(client):
+    """The code-system memos are bounded in entries; codes of 50,000 characters kept 65,536 entries deep held 20 MB
+    more per 10 MB hook call, to gigabytes. Long codes (no real one is) are worked out and dropped."""
+    import gc
+
+    from .clinical import condition
+
+    def call(n: int) -> None:
+        data = full_prefetch()
+        conditions = [condition("G89.29", onset="2025-06-01") | {"id": f"c{i}"} for i in range(100)]
+        for i, c in enumerate(conditions):
+            c["code"] = {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": f"{n}.{i}" + "x" * 50_000}]}
+        data["conditions"] = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [{"resource": c} for c in conditions],
+        }
+        assert post(client, hook_request(prefetch=data)).status_code == 200
+
+    call(0)  # imports and start-up caches, before counting
+    gc.collect()
+    tracemalloc.start()
+    for n in range(1, 4):
+        call(n)
+    gc.collect()
+    kept, _peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert kept < 4 * 1024 * 1024, f"{kept / 2**20:.1f} MiB kept after three calls of 5 MB of codes"
