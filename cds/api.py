@@ -109,7 +109,9 @@ def authenticate() -> None:
     try:
         g.client = verifier.verify(request.headers.get("Authorization"), audience())
     except InvalidToken as exc:
-        logs.event(log, "invalid token", logging.WARNING, event="auth-failed", reason=exc.reason, path=request.path)
+        # the route, not the path: a service name or questionnaire id the caller typed is never logged
+        route = request.url_rule.rule if request.url_rule is not None else "(no route)"
+        logs.event(log, "invalid token", logging.WARNING, event="auth-failed", reason=exc.reason, path=route)
         raise
 
 

@@ -243,7 +243,9 @@ class Verifier:
             raise InvalidToken(f"malformed JWT ({exc.__class__.__name__})") from None
         alg = header.get("alg")
         if alg not in ALGORITHMS:
-            raise InvalidToken(f"alg {alg!r} is not allowed")
+            # the value is not quoted: it is the caller's (any text or JSON, up to the token's size) and the reason
+            # is logged
+            raise InvalidToken(f"alg is not one of {', '.join(sorted(ALGORITHMS))}")
         if str(header.get("typ", "")).upper() != "JWT":
             raise InvalidToken("typ is not JWT")
         kid = header.get("kid")

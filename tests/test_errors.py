@@ -389,3 +389,57 @@ def test_codes_of_any_length_are_never_kept_between_calls(client):
     kept, _peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert kept < 4 * 1024 * 1024, f"{kept / 2**20:.1f} MiB kept after three calls of 5 MB of codes"
+
+
+def test_the_refusal_limiter_is_bounded_and_constant_time_per_call():
+    """Refused calls from many sources in one minute (an IPv6 /64 is 2**64 addresses): the window held them all,
+    and once it held 10,000 it was rebuilt on every call (2.4 ms a call at 20,000, under the lock)."""
+    from cds.audit import RefusalLimiter
+
+    limiter = RefusalLimiter(per_minute=2, max_sources=1000)
+    allowed = [limiter.allow(f"2001:db8::{i:x}") for i in range(5000)]
+    assert sum(allowed) == 1000 and len(limiter._window) == 1000
+    assert limiter.allow("2001:db8::1") and not limiter.allow("2001:db8::1")  # the per-source limit still holds
+    started = time.perf_counter()
+    for i in range(5000, 25_000):
+        limiter.allow(f"2001:db8::{i:x}")
+    assert time.perf_counter() - started < 1.0
+
+
+def test_the_audit_writer_keeps_no_written_rows(make_app):
+    """The writer thread held its last batch (up to 256 rows of answers, their bytes already out of the queue's
+    budget) while it waited up to 30 s for the next row."""
+    import gc
+    import sys
+    import threading
+
+    app = make_app()
+    client = app.test_client()
+    data = full_prefetch()
+    data["patient"]["name"] = [{"text": "p" * 200_000}]  # a large answer: the record is echoed in no card, so
+    order = service_request()
+    order["note"] = [{"text": "n" * 200_000}]  # the draft order's own text makes it
+    for _ in range(3):
+        assert post(client, hook_request(orders=[order], prefetch=data)).status_code == 200
+    assert app.extensions["cds.audit"].flush()
+    deadline = time.monotonic() + 5
+    while True:
+        frames = sys._current_frames()
+        held = [
+            f.f_locals.get("batch")
+            for thread in threading.enumerate()
+            if thread.name == "audit-writer"
+            for f in _stack(frames.get(thread.ident))
+            if f.f_code.co_name == "_run"
+        ]
+        if not any(held) or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    gc.collect()
+    assert not any(held), "the writer still holds rows it has written"
+
+
+def _stack(frame):
+    while frame is not None:
+        yield frame
+        frame = frame.f_back

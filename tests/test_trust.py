@@ -684,3 +684,22 @@ def test_an_rsa_key_that_names_no_alg_checks_any_rsa_signature(declared, alg, ac
     else:
         with pytest.raises(InvalidToken):
             verifier.verify("Bearer " + signed, audience)
+
+
+def test_caller_text_in_a_refused_token_or_path_is_not_logged(trusted, caplog):
+    """The auth-failed line names the route and a reason of this service's words: an ``alg`` of any text was
+    quoted in it, and the path carried a service name the caller typed."""
+    secret = "caller-text-" + "x" * 40
+    header = base64.urlsafe_b64encode(json.dumps({"alg": "HS256" + secret, "typ": "JWT", "kid": KID_EC}).encode())
+    forged = (
+        header.rstrip(b"=").decode() + "." + base64.urlsafe_b64encode(b'{"iss": "x"}').decode().rstrip("=") + ".c2ln"
+    )
+    with caplog.at_level(logging.WARNING):
+        assert call(trusted, "Bearer " + forged).status_code == 401
+        assert call(trusted, "Bearer " + token(), path=f"/cds-services/{secret}").status_code == 401
+    failures = [
+        getattr(r, "fields", {}) for r in caplog.records if getattr(r, "fields", {}).get("event") == "auth-failed"
+    ]
+    assert len(failures) == 2
+    assert secret not in caplog.text + json.dumps(failures)
+    assert failures[1]["path"] == "/cds-services/<service_id>"
