@@ -51,10 +51,12 @@ _CANONICAL = {alias.lower().rstrip("/"): canonical for canonical, aliases in _AL
 _CPT_SHAPE = re.compile(r"\A\d{4}[0-9FTU]\Z")
 
 
-# The longest system and code, together, that a memo keeps: a real pair is far shorter (a code system's URL and a
-# code of a few characters). The memos are bounded in entries; this bounds them in bytes too (codes of 50,000
-# characters kept 65,536 entries deep held 20 MB more per 10 MB hook call, to gigabytes).
-MEMO_CHARS = 256
+# The longest system and code, together, that a memo keeps: a real pair is far shorter (the longest system URL in
+# use is under 60 characters, a code a few). The memos are bounded in entries; this bounds them in bytes too (codes
+# of 50,000 characters kept 65,536 entries deep held 20 MB more per 10 MB hook call, to gigabytes). A memo holds
+# what a large record's distinct codes need; a full one is cleared (work redone, nothing lost): about 10 value
+# sets' memos and the canonical forms stay within ~25 MiB per worker whatever the calls send.
+MEMO_CHARS = 128
 
 
 def canonical(system: str | None, code: str | None) -> tuple[str | None, str | None]:
@@ -64,7 +66,7 @@ def canonical(system: str | None, code: str | None) -> tuple[str | None, str | N
     return _canonical(system, code)
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=16384)
 def _canonical(system: str | None, code: str | None) -> tuple[str | None, str | None]:
     if not isinstance(system, str) or not isinstance(code, str) or not system or not code:
         return system, code
@@ -114,7 +116,7 @@ class Include:
         return any(len(code) == len(lo) and lo <= code <= hi for lo, hi in self.ranges)
 
 
-_MEMO_SIZE = 65536
+_MEMO_SIZE = 4096
 _UNSEEN = object()  # a code not yet looked up (None is one outside the set)
 
 
