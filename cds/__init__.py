@@ -49,6 +49,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["cds.audit"] = AuditLog(engine, int(app.config["AUDIT_RETENTION_DAYS"]))
     app.extensions["cds.audit"].purge()
     app.extensions["cds.refusals"] = RefusalLimiter(int(app.config["AUDIT_REFUSALS_PER_MINUTE"]))
+    if app.config["PROXY_HOPS"]:  # behind a proxy every caller had its address: the one it saw is in the header
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_HOPS"], x_proto=0, x_host=0, x_port=0, x_prefix=0)
     app.extensions["cds.policies"] = policies.load(settings.policy_dir)
     clients_file = app.config["TRUSTED_CLIENTS"]
     if clients_file:

@@ -57,6 +57,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_PREFETCH_ENTRIES": 20000,
     # Redis for state shared by several instances (JWT replay store, JWKS cache); in-process without it.
     "REDIS_URL": None,
+    # Proxies in front of the service that set X-Forwarded-For (deploy/nginx.conf: 1). The per-source limits then
+    # count the address the nearest proxy saw; with 0 the header is ignored (a caller can write any address there).
+    "PROXY_HOPS": 0,
     # A name for this instance, sent back as X-CDS-Instance (which instance behind the balancer answered).
     "INSTANCE_NAME": None,
     # The card viewer at /viewer (on for `make run`; leave off in production).
@@ -145,6 +148,11 @@ def check(config: dict[str, Any], environ: dict[str, str]) -> list[str]:
         value = config.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"CDS_{key} must be a positive whole number")
+    hops = config.get("PROXY_HOPS")
+    if isinstance(hops, bool) or not isinstance(hops, int) or not 0 <= hops <= 5:
+        raise ConfigError(
+            "CDS_PROXY_HOPS must be a whole number from 0 to 5 (the proxies in front that set X-Forwarded-For)"
+        )
     leeway = config.get("JWT_LEEWAY")
     if isinstance(leeway, bool) or not isinstance(leeway, (int, float)) or not 0 <= leeway <= 300:
         raise ConfigError("CDS_JWT_LEEWAY must be a number of seconds from 0 to 300")

@@ -82,6 +82,7 @@ MISTAKES = [
     ("CDS_AUDIT_RETENTION_DAYS", "-1", "positive whole number"),
     ("CDS_VIEWER", "yes", "true or false"),
     ("CDS_CORS_ORIGINS", "https://ehr.example.org", "JSON list"),
+    ("CDS_PROXY_HOPS", "9", "from 0 to 5"),
 ]
 
 

@@ -409,6 +409,30 @@ def test_refused_calls_are_audited_compactly_and_at_a_bounded_rate(make_app, cli
     assert audit_rows(app)[-1]["status"] == 200
 
 
+@pytest.mark.parametrize(("hops", "rows"), [(1, 10), (0, 5)])
+def test_behind_a_proxy_each_caller_has_its_own_refusal_budget(make_app, clients_file, hops, rows):
+    """Behind deploy/nginx.conf every caller had nginx's address: one caller's flood used up the audited refusals of
+    all. With CDS_PROXY_HOPS=1 the address nginx saw counts; with 0 the header is the caller's and is ignored."""
+    app = make_app(
+        PUBLIC_BASE_URL="http://localhost/",
+        TRUSTED_CLIENTS=str(clients_file),
+        AUDIT_REFUSALS_PER_MINUTE=5,
+        PROXY_HOPS=hops,
+    )
+    client = app.test_client()
+    body = orjson.dumps(hook_request(prefetch=full_prefetch()))
+    for address in ("192.0.2.10", "192.0.2.20"):
+        for _ in range(8):
+            response = client.post(
+                f"/cds-services/{ORDER_SIGN}",
+                data=body,
+                content_type="application/json",
+                headers={"X-Forwarded-For": address},
+            )
+            assert response.status_code == 401
+    assert len(audit_rows(app)) == rows
+
+
 def test_old_audit_rows_are_purged(make_app):
     app = make_app(AUDIT_RETENTION_DAYS=30)
     call(app.test_client(), None, body=hook_request(prefetch=full_prefetch()))
