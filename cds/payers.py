@@ -80,16 +80,18 @@ def route(record: PatientRecord, order: Order, policies: PolicySet, as_of: date,
     plan_names = [c.name for c in coverage.class_fhir or () if c.name]
     names = [n for n in (name, *plan_names) if n]
 
+    # the highest priority that matches decides; two plans matching at it are a tie (never a guess)
     best: tuple[int, Plan, MatchRule] | None = None
     tied = False
-    for plan in policies.plans:
-        for rule in plan.match:
-            if not _matches(rule, names, identifiers, types):
-                continue
-            if best is None or rule.priority > best[0]:
-                best, tied = (rule.priority, plan, rule), False
-            elif rule.priority == best[0] and best[1].id != plan.id:
-                tied = True
+    for priority, plan, rule in policies.by_priority:
+        if best is not None and priority < best[0]:
+            break
+        if not _matches(rule, names, identifiers, types):
+            continue
+        if best is None:
+            best = (priority, plan, rule)
+        elif best[1].id != plan.id:
+            tied = True
     if best is None or tied:
         unread = None if organization else _payor_reference(coverage)
         return Route(UNRECOGNISED, default, fallback, coverage_ref, name, unread_payor=unread, policy_day=day)
@@ -186,9 +188,9 @@ def _codings(concept):
 def _matches(rule, names: list[str], identifiers: set, types: list) -> bool:
     if rule.identifier is not None and rule.identifier not in identifiers:
         return False
-    if rule.name is not None and not any(rule.name.search(n) for n in names):
-        return False
     if rule.coverage_type is not None and not _typed(rule.coverage_type, types):
+        return False
+    if rule.name is not None and not any(rule.name.search(n) for n in names):
         return False
     if rule.coverage_type_if_any:
         # Only a type in the rule's own system can say otherwise (another system's code is no answer).

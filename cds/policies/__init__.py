@@ -204,9 +204,16 @@ class PolicySet:
     plans: tuple[Plan, ...]
     directory: Path
 
-    @property
+    @functools.cached_property
     def default(self) -> Plan:
         return next(p for p in self.plans if p.default)
+
+    @functools.cached_property
+    def by_priority(self) -> tuple[tuple[int, Plan, MatchRule], ...]:
+        """Every plan's match rules, highest priority first (in file order within a priority): routing stops at
+        the first priority that matches."""
+        rules = [(rule.priority, plan, rule) for plan in self.plans for rule in plan.match]
+        return tuple(sorted(rules, key=lambda entry: -entry[0]))
 
     def plan(self, plan_id: str) -> Plan:
         return next(p for p in self.plans if p.id == plan_id)
