@@ -92,10 +92,14 @@ class AuditLog:
         batch_size: int = 256,
         queue_bytes: int = 64 << 20,
         linger: float = 0.02,
+        looks_again_per_minute: int = 30,
     ):
         self._engine = engine
         self._retention = timedelta(days=retention_days)
         self._writer = _GroupWriter(engine, queue_size, batch_size, queue_bytes=queue_bytes, linger=linger)
+        # a second look costs the worker 5 x linger of waiting: bounded per client, so feedback on made-up cards
+        # cannot hold the workers (a real card issued elsewhere a moment ago is rare: a few a minute at most)
+        self._looks_again = RefusalLimiter(looks_again_per_minute)
 
     def record(
         self,
@@ -172,7 +176,12 @@ class AuditLog:
                 time.sleep(0.01)
             with self._engine.connect() as conn:
                 known |= set(conn.scalars(query))
-        if len(known) < len(wanted) and self._writer.linger and not self._writer.direct:
+        if (
+            len(known) < len(wanted)
+            and self._writer.linger
+            and not self._writer.direct
+            and self._looks_again.allow(client or "(no client)")
+        ):
             # another instance (its own database writer) may have answered the card a moment ago, its row still in
             # the writer's linger: look once more after it, before telling the EHR "never issued" (a final 404)
             time.sleep(self._writer.linger * 5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -153,6 +154,27 @@ def test_feedback_reaching_another_instance_finds_a_card_still_in_the_answering_
     assert other.unknown_cards(["card-1"], "s") == []
     assert other.unknown_cards(["never-issued"], "s") == ["never-issued"]
     answering.close()
+
+
+def test_feedback_on_made_up_cards_cannot_hold_a_worker_in_second_looks(tmp_path):
+    """Each second look waits 5 x the linger in a sync worker: a client posting made-up card ids held a worker 100 ms a
+    post. Second looks are bounded per client and minute; past that, "never issued" is answered at once."""
+    from cds.audit import AuditLog
+    from cds.db import engine_for, upgrade
+
+    url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
+    upgrade(engine_for(url))
+    log = AuditLog(engine_for(url), 30, linger=0.1, looks_again_per_minute=2)
+
+    def waited(client: str) -> float:
+        started = time.monotonic()
+        assert log.unknown_cards(["made-up"], "s", client) == ["made-up"]
+        return time.monotonic() - started
+
+    assert [waited("ehr-a") >= 0.5 for _ in range(2)] == [True, True]  # a card issued elsewhere may still appear
+    assert max(waited("ehr-a") for _ in range(5)) < 0.4  # the budget is spent: answered without the wait
+    assert waited("ehr-b") >= 0.5, "another client has its own budget"
+    log.close()
 
 
 def test_a_flush_waits_for_the_rows_handed_over_before_it_not_for_those_still_arriving(tmp_path, monkeypatch):
