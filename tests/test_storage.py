@@ -172,7 +172,8 @@ def test_feedback_on_made_up_cards_cannot_hold_a_worker_in_second_looks(tmp_path
         return time.monotonic() - started
 
     assert [waited("ehr-a") >= 0.5 for _ in range(2)] == [True, True]  # a card issued elsewhere may still appear
-    assert max(waited("ehr-a") for _ in range(5)) < 0.4  # the budget is spent: answered without the wait
+    # the budget is spent: answered without the wait (a new minute may refill it once: two more looks at most)
+    assert sum(waited("ehr-a") < 0.4 for _ in range(5)) >= 3
     assert waited("ehr-b") >= 0.5, "another client has its own budget"
     log.close()
 
