@@ -107,7 +107,7 @@ def authenticate() -> None:
     if verifier is None or request.method == "OPTIONS":
         return
     try:
-        g.client = verifier.verify(request.headers.get("Authorization"), audience())
+        state.client = verifier.verify(request.headers.get("Authorization"), audience())
     except InvalidToken as exc:
         # the route, not the path: a service name or questionnaire id the caller typed is never logged
         route = request.url_rule.rule if request.url_rule is not None else "(no route)"

@@ -570,7 +570,8 @@ class _Inserts:
 
 
 class RefusalLimiter:
-    """How many refused (401) calls one source may have audited per minute; past it they are counted, not stored.
+    """How many times one source may do a costly thing per minute, per process: have a refused (401) call audited
+    (past it the call is counted, not stored), or have feedback on a card not found look a second time.
 
     An unauthenticated caller must not be able to fill the audit table (rows are kept a year) or make every 401
     cost a database write. Per process: with N workers a source gets at most N x ``per_minute`` rows a minute.

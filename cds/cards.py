@@ -411,7 +411,7 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
 
     head, tail, indicator, text, links = _policy_text(version, ctx.group, route.plan.payer)
     lines = [*head, *([f"Treated as {md(route.plan.payer)}: {md(route.why)}.", ""] if route.why else []), *tail]
-    today = route.plan.version_at(ctx.as_of)
+    today = route.plan.version_at(ctx.as_of) if route.policy_day not in (None, ctx.as_of) else version
     if today is not version:  # the surgery falls under another version than the one in force today
         now = f"{md(today.title)} (effective {today.effective_text})" if today else "no version on file"
         lines[2:2] = [

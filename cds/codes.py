@@ -148,12 +148,7 @@ class ValueSet:
         object.__setattr__(self, "_by_system", merged)
 
     def matches(self, system: str | None, code: str | None) -> bool:
-        if not isinstance(system, str) or not isinstance(code, str):
-            return False  # a coding whose system or code is not a string matches nothing (and never crashes)
-        found = self._memo.get((system, code), _UNSEEN)
-        if found is _UNSEEN:
-            found = self._member(system, code)
-        return found is not None
+        return self.match_codings(((system, code),)) is not None
 
     def _member(self, system: str, code: str) -> tuple | None:
         """The canonical (system, code) of a code in the set, else None; remembered (see ``_memo``)."""
@@ -173,7 +168,7 @@ class ValueSet:
         memo = self._memo
         for system, code in codings:
             if not isinstance(system, str) or not isinstance(code, str):
-                continue  # matches nothing (see matches)
+                continue  # a coding whose system or code is not a string matches nothing (and never crashes)
             found = memo.get((system, code), _UNSEEN)
             if found is _UNSEEN:
                 found = self._member(system, code)

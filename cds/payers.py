@@ -14,7 +14,7 @@ from datetime import date
 
 from cds.policies import MatchRule, Plan, PolicySet, Version
 from cds.records import Order, PatientRecord, as_date, as_end_date, ref_id
-from cds.rules.context import surgery_day
+from cds.rules.context import service_day, surgery_day
 from cds.rules.dates import shifted, with_leeway
 
 MATCHED = "matched"
@@ -42,8 +42,8 @@ class Route:
     unread_payor: str | None = None  # "Organization/x": named by the Coverage, but in neither prefetch nor fetch
     inactive: str | None = None  # why the order's Coverage is not in force ("Coverage/c1 ended on 2001-12-31")
     not_on_surgery_day: bool = False  # in force today, but not on the day the order schedules the surgery
-    # the day whose policy version applies: the day of surgery when the order schedules one (policies apply by date
-    # of service: "for services performed on or after", LCD L34328), else the day of the evaluation
+    # the day whose policy version applies (rules.context.service_day; LCD L34328: "for services performed on or
+    # after"): the day of surgery when the order schedules one, else the day of the evaluation
     policy_day: date | None = None
 
     @property
@@ -59,7 +59,7 @@ class Route:
 
 
 def route(record: PatientRecord, order: Order, policies: PolicySet, as_of: date, coverage_late: bool = False) -> Route:
-    day = surgery_day(order, as_of) or as_of
+    day = service_day(order, as_of)
     default = policies.default
     fallback = default.version_at(day) or default.current()
     if coverage_late:

@@ -40,6 +40,12 @@ def surgery_day(order: Order, as_of: date) -> date | None:
     return order.occurrence if order.occurrence is not None and order.occurrence >= as_of else None
 
 
+def service_day(order: Order, as_of: date) -> date:
+    """The day whose payer rules apply, a policy's version as the fee schedule's release: the scheduled day of
+    surgery, else the evaluation date (payers and CMS judge a service by what is in force on its date)."""
+    return surgery_day(order, as_of) or as_of
+
+
 @dataclass(frozen=True)
 class Evaluation:
     record: PatientRecord
@@ -54,9 +60,7 @@ class Evaluation:
 
     @cached_property
     def service_date(self) -> date:
-        """The day whose payer rules apply, the fee schedule's as the policy's: the scheduled day of surgery, else
-        the evaluation date (CMS's files and policies go by date of service)."""
-        return surgery_day(self.order, self.as_of) or self.as_of
+        return service_day(self.order, self.as_of)
 
     def window(self, events: list[Event], lookback_months: int | None) -> Window:
         dated = [e for e in events if e.start is not None and e.start <= self.order_date]
@@ -65,4 +69,4 @@ class Evaluation:
         return Window(dated, recent, [e for e in events if e.start is None])
 
 
-__all__ = ["Criterion", "Evaluation", "Window", "order_day", "surgery_day"]
+__all__ = ["Criterion", "Evaluation", "Window", "order_day", "service_day", "surgery_day"]
