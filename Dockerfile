@@ -1,9 +1,8 @@
 # The production image: `make image` builds it; deploy/kubernetes/deployment.yaml runs it.
-# Slim Python, the package installed as a wheel, a non-root user, gunicorn exactly as the README runs it. The wheel
-# is built on the full image, which has the C compiler that compiles the hot path (hatch_build.py).
-FROM python:3.11 AS build
+# Slim Python, the package installed as a wheel, a non-root user, gunicorn exactly as the README runs it.
+FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md hatch_build.py ./
+COPY pyproject.toml README.md ./
 COPY cds ./cds
 COPY schemas ./schemas
 RUN pip install --no-cache-dir --prefix=/install .

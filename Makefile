@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: install compile run test lint format clean fuzz load bench bench-instructions bench-scale profile image
+.PHONY: install run test lint format clean fuzz load bench bench-instructions bench-scale profile image
 
 install: $(STAMP)
 
@@ -16,12 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The hot path compiled with Cython beside its source (hatch_build.py, the modules listed in pyproject.toml); only
-# modules whose source changed are compiled again, and one not compiled again runs from source (cds/compiled.py).
-compile: $(STAMP)
-	$(BIN)/python hatch_build.py
-
-run: compile
+run: $(STAMP)
 	CDS_VIEWER=$${CDS_VIEWER:-true} $(BIN)/cds serve --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
@@ -32,25 +27,25 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint compile
+test: lint
 	$(BIN)/python -m pytest -q
 
-fuzz: compile
+fuzz: $(STAMP)
 	FUZZ_EXAMPLES=500 $(BIN)/python -m pytest -q tests/test_fuzz.py -m "slow or not slow"
 
-load: compile
+load: $(STAMP)
 	LOAD_REQUESTS=5000 $(BIN)/python -m pytest -q tests/test_load.py -m "slow or not slow"
 
-bench: compile
+bench: $(STAMP)
 	$(BIN)/python bench/bench.py
 
-profile: compile
+profile: $(STAMP)
 	$(BIN)/python bench/callprofile.py typical
 
-bench-instructions: compile
+bench-instructions: $(STAMP)
 	$(BIN)/python bench/instructions.py
 
-bench-scale: compile
+bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py
 
 # The production image, tagged as deploy/kubernetes names it (needs Docker; the tests only read the Dockerfile).
@@ -61,5 +56,4 @@ image:
 	docker build -t $(IMAGE) .
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache build cds/_compiled.json
-	find cds -name '*.so' -delete
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,8 +1,7 @@
 """Where one hook call's time goes: cProfile over N typical calls through the app in-process (`make profile`).
 
 The same app and database settings as `make bench` (SQLite file, JWT checks off), varied bodies, the top functions
-by their own time and by cumulative time, and the total per call. The compiled modules run from source here
-(``CDS_COMPILED=0``, unless set), since a profiler sees no function inside a compiled one.
+by their own time and by cumulative time, and the total per call.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("CDS_COMPILED", "0")
 
 from bench import SERVICE, large, typical, variants  # noqa: E402  (bench/bench.py, beside this file)
 from cds import create_app  # noqa: E402

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from cds import compiled  # first: a compiled module whose source changed since it was built runs from source
-
-# isort: split
 import dataclasses
 import gc
 import logging
@@ -98,8 +95,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
         app.register_blueprint(viewer.bp)
     _register_error_handlers(app)
-    stale = compiled.FROM_SOURCE and compiled.WHY_FROM_SOURCE != "CDS_COMPILED=0"
-    log.log(logging.WARNING if stale else logging.INFO, compiled.summary())
     if app.config.get("GC_TUNING", True):
         # Large hook bodies allocate ~100k objects; the default thresholds run full collections mid-request
         # (p99 for a 5,000-resource record: 144 ms -> 66 ms in-process with this). Start-up objects are frozen.

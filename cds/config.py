@@ -132,7 +132,7 @@ def _coerce(key: str, value: Any, type_name: str) -> Any:
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _WHOLE_NUMBERS = ("MAX_CONTENT_LENGTH", "AUDIT_REFUSALS_PER_MINUTE", "AUDIT_RETENTION_DAYS")
 _SWITCHES = ("VIEWER", "LOG_JSON")
-_OTHER_KNOWN = ("ENV", "DEBUG", "SECRET_KEY", "TESTING", "COMPILED")  # Flask's own; cds.compiled's
+_OTHER_KNOWN = ("ENV", "DEBUG", "SECRET_KEY", "TESTING")  # Flask's own
 
 
 def check(config: dict[str, Any], environ: dict[str, str]) -> list[str]:
