@@ -135,3 +135,31 @@ def test_modified_crd_example_with_unreachable_server_is_412(make_app, crd_reque
         "prefetch.medicationRequests",
         "prefetch.medicationStatements",
     }
+
+
+def test_cpt_64580_given_as_a_crd_billing_option_makes_the_order_ours(client, ehr, realdata):
+    """CRD billopt-3: a server SHALL consider the codes a client gives in ext-billing-options. The IG's own request
+    codes its order in SNOMED and lists the CPT codes there. MODIFIED: one billing option becomes 64580; the SNOMED
+    code and the other options stay."""
+    body = json.loads((realdata / "davinci-crd-ig" / "CRDServiceRequest.json").read_text())
+    order = body["context"]["draftOrders"]["entry"][0]["resource"]
+    assert order["code"]["coding"][0]["system"] == "http://snomed.info/sct"
+    order["code"]["extension"][1]["valueCodeableConcept"]["coding"][0]["code"] = "64580"
+    for resource_type in (
+        "Condition",
+        "Procedure",
+        "MedicationRequest",
+        "MedicationStatement",
+        "QuestionnaireResponse",
+    ):
+        ehr.expect_request(f"/fhir/{resource_type}").respond_with_json(searchset())
+    ehr.expect_request("/fhir/Organization/acme-payer").respond_with_json(
+        {"resourceType": "Organization", "id": "acme-payer", "name": "Acme Health Plan"}
+    )
+    body["fhirServer"] = ehr.url_for("/fhir")
+    response = post(client, service_for("order-sign"), body)
+    check(response)
+    assert response.status_code == 200
+    answer = response.get_json()
+    assert answer["cards"]
+    assert [action["resource"]["id"] for action in answer["systemActions"]] == [order["id"]]
