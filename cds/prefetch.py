@@ -93,16 +93,18 @@ def resolve(
     to_page: list[tuple[PrefetchTemplate, dict]] = []
 
     for template in service.prefetch:
-        if not tokens.keys() >= _tokens_of(template.query):  # a token the call has no value for: render()'s missing
-            origin[template.key] = SKIPPED
-            resources[template.key] = []
-            continue
         present = template.key in request.prefetch
         value = request.prefetch.get(template.key)
-        if present and value is None:
+        sent = present and value is not None and value.get("resourceType") != "OperationOutcome"
+        # A token the call has no value for (render()'s missing) only stops a fetch: what the EHR sent is used,
+        # since it may know what we cannot work out (Epic fills userPractitionerId for a PractitionerRole userId).
+        if not sent and not tokens.keys() >= _tokens_of(template.query):
+            origin[template.key] = SKIPPED
+            resources[template.key] = []
+        elif present and value is None:
             origin[template.key] = FROM_NULL
             resources[template.key] = []
-        elif not present or value.get("resourceType") == "OperationOutcome":
+        elif not sent:
             if template.deferred:
                 origin[template.key] = DEFERRED
                 resources[template.key] = []

@@ -240,6 +240,19 @@ def test_two_medicare_surgeons_are_told_co_surgeons_are_not_paid_and_offered_ass
     assert [b["valueCoding"]["code"] for b in billing] == ["64580"]
 
 
+@pytest.mark.parametrize("user", ["PractitionerRole/ra", "Patient/pat-1"])
+def test_the_roles_the_ehr_prefetched_are_read_whoever_the_user_is(client, user):
+    """Epic sends userId PractitionerRole/... and fills {{userPractitionerId}} itself: the practitionerRoles it
+    prefetched are read although the service cannot render that token (they were dropped: "roles missing")."""
+    body = hook_request(prefetch=documented(), orders=[order("PractitionerRole/ra", "PractitionerRole/rb")])
+    body["context"]["userId"] = user
+    body["extension"]["cds64580.as-of"] = AS_OF
+    response = client.post(f"/cds-services/{ORDER_SIGN}", data=orjson.dumps(body), content_type="application/json")
+    assert response.status_code == 200, response.get_json()
+    [claim] = by_topic(response.get_json())["claim"]
+    assert claim["summary"].startswith("Medicare does not pay co-surgeons on CPT 64580")
+
+
 def test_a_62_on_a_medicare_co_surgery_order_is_taken_off_by_every_suggestion(client):
     sr = order("PractitionerRole/ra", "PractitionerRole/rb", modifiers=("62",))
     sr["orderDetail"].append({"text": "bring the programmer"})
