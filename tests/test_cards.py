@@ -351,6 +351,28 @@ def test_order_select_is_information_only(client):
     assert all("suggestions" not in c for c in result["cards"])
 
 
+def test_order_select_answers_about_the_selected_orders_only(client):
+    """order-select: "decision support should focus on the selected orders"; the unsigned 64580 order in the
+    session was answered when it was selected, and selecting a drug next must not show its cards again."""
+    drug = {
+        "resourceType": "MedicationRequest",
+        "id": "med-1",
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": "Patient/pat-1"},
+        "medicationCodeableConcept": {"text": "gabapentin 300 mg"},
+    }
+    body = hook_request(hook="order-select", prefetch=documented(), orders=[order(id="sr-64580"), drug])
+    body["extension"]["cds64580.as-of"] = AS_OF
+    for selections, answered in ((["MedicationRequest/med-1"], False), (["ServiceRequest/sr-64580"], True)):
+        body["context"]["selections"] = selections
+        response = client.post(
+            f"/cds-services/{ORDER_SELECT}", data=orjson.dumps(body), content_type="application/json"
+        )
+        assert response.status_code == 200, response.get_json()
+        assert bool(response.get_json()["cards"]) is answered, selections
+
+
 def test_crd_2_1_clients_get_the_older_card_type_system(client):
     result = call(client, extension={"davinci-crd.requestedVersion": "2.1"})
     assert {c["source"]["topic"]["system"] for c in result["cards"]} == {cards.CARD_TYPES_CRD_2_1}
