@@ -115,7 +115,8 @@ def _coverage(record: PatientRecord, order: Order, as_of: date):
     """(the Coverage, the outcome, why the order's own Coverage is not in force, whether it is in force today but
     not on the day of surgery). A Coverage must be in force on the day of surgery when the order schedules one
     (a plan that ends before it pays nothing; one that begins by then is the one that pays), else on the day of
-    the evaluation. A scheduled day already past is stale: the evaluation day is used."""
+    the evaluation. A scheduled day already past (by more than a day: rules.context.surgery_day) is stale: the
+    evaluation day is used."""
     surgery = surgery_day(order, as_of)
 
     def inactive(c) -> str | None:

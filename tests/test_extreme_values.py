@@ -343,6 +343,21 @@ def test_the_day_of_surgery_is_compared_exactly(client, period, occurrence):
     assert len(_payer_cards(client, period, occurrence)[1]) == 1
 
 
+def test_a_surgery_on_the_day_before_utcs_today_is_checked_against_the_coverage(client):
+    """An EHR west of Greenwich signs for a surgery that evening after UTC's midnight: the day was read as past, so
+    a plan beginning the next day was matched as if it paid for the surgery."""
+    _org, cov = coverage("Medicare")
+    cov["period"] = {"start": "2026-06-16"}
+    order = service_request() | {"occurrenceDateTime": "2026-06-14T19:00:00-10:00"}  # 05:00 UTC on 2026-06-15
+    prefetch = full_prefetch()
+    prefetch["coverage"] = searchset(cov)
+    body = hook_request(prefetch=prefetch, orders=[order])
+    body["extension"]["cds64580.as-of"] = "2026-06-15"
+    [card] = [c for c in client.post(HOOK, json=body).get_json()["cards"] if "coverage is not" in c["summary"]]
+    assert card["summary"].startswith("The patient's coverage is not in force on the day of surgery")
+    assert "begins on 2026-06-16, after the surgery planned on 2026-06-14" in card["detail"]
+
+
 def test_a_plan_change_at_the_year_end_picks_the_plan_of_the_surgery_day(client):
     """Two coverages, the order naming neither: on 31 December or 1 January only one is in force."""
     _org, old = coverage("Medicare")

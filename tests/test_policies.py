@@ -433,6 +433,25 @@ def test_the_payer_card_says_when_the_surgery_falls_under_another_version_than_t
     assert "day of surgery" not in payer_card(response.get_json())["detail"]
 
 
+def test_a_surgery_today_in_the_ehrs_time_zone_is_not_stale_when_utc_has_moved_on(client, ehr):
+    """The evaluation day is UTC's: signed at 18:00 in Honolulu on 31 December (04:00 UTC on 1 January) for a
+    surgery that evening, the order's day was read as past and the version of 1 January applied, unsaid."""
+    orders = [service_request() | {"occurrenceDateTime": "2025-12-31T19:00:00-10:00"}]
+    body = hook_request(prefetch=documented_prefetch(with_payer("UnitedHealthcare")), orders=orders)
+    body["extension"] |= {"cds64580.as-of": "2026-01-01"}  # what the service takes for today at that moment
+    response = client.post(f"/cds-services/{ORDER_SIGN}", data=orjson.dumps(body), content_type="application/json")
+    detail = payer_card(response.get_json())["detail"]
+    assert detail.startswith("**2024T0126PP")
+    assert "the version in force on the day of surgery, 2025-12-31" in detail
+    assert "In force today: 2026T0126TT" in detail
+    orders[0]["occurrenceDateTime"] = "2025-12-30"  # two days before: a stale date, today's version applies
+    body = hook_request(prefetch=documented_prefetch(with_payer("UnitedHealthcare")), orders=orders)
+    body["extension"] |= {"cds64580.as-of": "2026-01-01"}
+    response = client.post(f"/cds-services/{ORDER_SIGN}", data=orjson.dumps(body), content_type="application/json")
+    detail = payer_card(response.get_json())["detail"]
+    assert detail.startswith("**2026T0126TT") and "day of surgery" not in detail
+
+
 def test_a_version_not_on_file_for_the_day_of_surgery_names_that_day(client, ehr):
     orders = [service_request() | {"occurrenceDateTime": "2026-03-02"}]
     body = hook_request(prefetch=documented_prefetch(with_payer("Aetna")), orders=orders)

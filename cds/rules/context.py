@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import NamedTuple
 
 from cds.records import Event, Order, PatientRecord
-from cds.rules.dates import months_before, with_leeway
+from cds.rules.dates import months_before, shifted, with_leeway
 from cds.rules.params import Criterion, RuleSet
 from cds.rules.pathways import Pathway
 
@@ -36,8 +36,9 @@ def order_day(order: Order, as_of: date) -> date:
 
 def surgery_day(order: Order, as_of: date) -> date | None:
     """The day the order schedules the surgery, unless it is already past (a stale date: the evaluation day stands
-    in for it)."""
-    return order.occurrence if order.occurrence is not None and order.occurrence >= as_of else None
+    in for it). Past by more than a day: the day is the EHR's calendar date, the evaluation day UTC's, and west of
+    Greenwich an evening's surgery is still today in the EHR when UTC's date has moved on."""
+    return order.occurrence if order.occurrence is not None and order.occurrence >= shifted(as_of, -1) else None
 
 
 def service_day(order: Order, as_of: date) -> date:
