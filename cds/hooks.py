@@ -171,10 +171,13 @@ def _as_of(raw: object) -> date | None:
     if raw is None:
         return None
     where = f"extension.{AS_OF_EXTENSION}"
-    try:
-        return date.fromisoformat(raw) if isinstance(raw, str) and len(raw) == 10 else _bad_date(where)
+    try:  # a calendar date only: fromisoformat also reads week dates and basic forms ("2026W011xx")
+        return date.fromisoformat(raw) if isinstance(raw, str) and _CALENDAR_DATE.fullmatch(raw) else _bad_date(where)
     except ValueError:
         return _bad_date(where)
+
+
+_CALENDAR_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _bad_date(where: str) -> date:

@@ -348,6 +348,17 @@ def test_an_as_of_at_the_edge_of_time_is_no_500(client):
     assert post(client, body).status_code < 500
 
 
+@pytest.mark.parametrize("as_of", ["2026W011xx", "2026-W01-1", "20260101T0", "2026-06-1\u0661"])
+def test_an_as_of_that_is_not_a_calendar_date_is_refused(client, as_of):
+    """Python reads ISO week dates and basic forms ("2026W011xx" is 2025-12-29): the call was evaluated as of a day
+    the sender never wrote, and its payer version and fee-schedule release chosen by it."""
+    body = hook_request(prefetch=full_prefetch())
+    body["extension"]["cds64580.as-of"] = as_of
+    response = post(client, body)
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert "cds64580.as-of must be a date" in response.get_json()["issue"][0]["diagnostics"]
+
+
 def test_a_service_called_with_another_hook_answers_no_cards_and_logs_once(client, caplog):
     """The CDS Hooks sandbox calls every discovered service with its own hook: no error for the EHR to show."""
     body = hook_request()  # an order-sign request, sent to the order-select service
