@@ -109,6 +109,8 @@ class Order:
     sites: frozenset[tuple[str, str]] = frozenset()  # bodySite codings (system, code)
     site_text: str = ""  # bodySite text and displays, for laterality written in words
     reasons: frozenset[tuple[str, str]] = frozenset()  # reasonCode codings (system, code), canonical
+    # PractitionerRoles contained in the order, by their local reference ("#r1"): a performer "#r1" is one of them
+    contained_roles: tuple[tuple[str, PractitionerRole], ...] = ()
 
     @property
     def reference(self) -> str:
@@ -303,34 +305,41 @@ class PatientRecord:
     def surgeons(self, order: Order) -> list[Surgeon]:
         """The order's performers with their roles; one entry per practitioner even if listed twice. Read once per
         list of performers: the co-surgeon and the assistant criteria of every order both ask."""
-        return list(self._view(("surgeons", order.performers), self._surgeons, order.performers))
+        key = ("surgeons", order.performers, order.contained_roles and order.id)  # contained roles are the order's
+        return list(self._view(key, self._surgeons, order))
 
-    def _surgeons(self, performers: tuple[str, ...]) -> list[Surgeon]:
+    def _surgeons(self, order: Order) -> list[Surgeon]:
         seen: set[str] = set()
         surgeons = []
-        for ref in performers:
+        for ref in order.performers:
             kind, _ident = _split(ref)
             if kind not in ("PractitionerRole", "Practitioner"):
                 continue  # an Organization or CareTeam is not a surgeon
-            identity = self.person(ref)
+            identity = self.person(ref, order)
             if identity in seen:
                 continue
             seen.add(identity)
-            surgeons.append(_surgeon(ref, self._role_of(ref)))
+            surgeons.append(_surgeon(ref, self._role_of(ref, order)))
         return surgeons
 
-    def person(self, reference: str) -> str:
-        """The practitioner behind a Practitioner or PractitionerRole reference (the reference itself if unknown)."""
+    def person(self, reference: str, order: Order | None = None) -> str:
+        """The practitioner behind a Practitioner or PractitionerRole reference (the reference itself if unknown);
+        ``order`` resolves the roles it contains (``PractitionerRole/#r1``)."""
         kind, ident = _split(reference)
         if kind == "Practitioner":
             return f"Practitioner/{ident}"
-        role = self.roles.get(ident) if kind == "PractitionerRole" else None
+        role = self._role_of(reference, order) if kind == "PractitionerRole" else None
         if role is not None and role.practitioner and role.practitioner.reference:
             return f"Practitioner/{ref_id(role.practitioner.reference)}"
         return reference
 
-    def _role_of(self, reference: str) -> PractitionerRole | None:
+    def _role_of(self, reference: str, order: Order | None = None) -> PractitionerRole | None:
         kind, ident = _split(reference)
+        if ident.startswith("#"):  # contained in the order: never looked up among the record's resources
+            contained = dict(order.contained_roles) if order is not None else {}
+            if kind == "PractitionerRole":
+                return contained.get(ident)
+            return next((r for r in contained.values() if r.practitioner and r.practitioner.reference == ident), None)
         if kind == "PractitionerRole":
             return self.roles.get(ident)
         return self.role_of_practitioner(ident)
@@ -466,7 +475,16 @@ def order_from(resource: dict, label: str | None = None) -> Order:
     """The typed view of a draft order; tolerant of the same messiness as the record. Without an id it goes by
     ``label`` (see :func:`orders_from`)."""
     model = _validate("ServiceRequest", resource, None)
-    performers = tuple(r.get("reference") for r in _items(resource.get("performer")) if isinstance(r, dict))
+    contained = {
+        f"#{c['id']}": c
+        for c in _items(resource.get("contained"))
+        if isinstance(c, dict) and isinstance(c.get("id"), str)
+    }
+    performers = tuple(
+        _typed_local(r.get("reference"), contained) for r in _items(resource.get("performer")) if isinstance(r, dict)
+    )
+    roles = ((ref, c) for ref, c in contained.items() if c.get("resourceType") == "PractitionerRole")
+    contained_roles = tuple((ref, view) for ref, c in roles if (view := _validate("PractitionerRole", c, None)))
     modifiers = set()
     for detail in _items(resource.get("orderDetail")):
         for system, code in codes.codings(detail):
@@ -492,7 +510,17 @@ def order_from(resource: dict, label: str | None = None) -> Order:
         performers=tuple(p for p in performers if isinstance(p, str)),
         modifiers=frozenset(modifiers),
         insurance=tuple(i for i in insurance if isinstance(i, str)),
+        contained_roles=contained_roles,
     )
+
+
+def _typed_local(reference: object, contained: dict[str, dict]) -> object:
+    """``#r1`` as ``PractitionerRole/#r1`` when the order contains r1 as one: its type decides whether it is a
+    surgeon, and the ``#`` keeps it apart from any PractitionerRole/r1 of the record (ids never hold one)."""
+    if isinstance(reference, str) and reference in contained:
+        kind = contained[reference].get("resourceType")
+        return f"{kind}/{reference}" if isinstance(kind, str) else reference
+    return reference
 
 
 def _items(value: object) -> list:

@@ -253,6 +253,26 @@ def test_the_roles_the_ehr_prefetched_are_read_whoever_the_user_is(client, user)
     assert claim["summary"].startswith("Medicare does not pay co-surgeons on CPT 64580")
 
 
+def test_surgeons_whose_roles_the_order_contains_are_read_from_it(client):
+    """Performers given as roles contained in the order ("#r1"): the co-surgery check vanished from the answer (no
+    warning, no "roles missing"), since a reference without a type was taken for no surgeon."""
+    prefetch = documented()
+    prefetch["practitionerRoles"] = None  # nothing but what the order holds
+    sr = order("#r1", "#r2")
+    sr["contained"] = [role("a", id="r1"), role("b", id="r2", specialty="207X00000X")]
+    [claim] = by_topic(call(client, prefetch=prefetch, orders=[sr]))["claim"]
+    assert claim["summary"].startswith("Medicare does not pay co-surgeons on CPT 64580")
+    # the same surgeon named twice, once through a contained role and once directly, is one surgeon
+    sr = order("#r1", "Practitioner/a")
+    sr["contained"] = [role("a", id="r1")]
+    assert "claim" not in by_topic(call(client, prefetch=prefetch, orders=[sr]))
+    # a contained role of the same local id as a record's PractitionerRole is the order's own, never the record's
+    prefetch["practitionerRoles"] = searchset(role("a", id="r1"), role("b", id="r2", specialty="207X00000X"))
+    sr = order("#r1", "#r2")
+    sr["contained"] = [role("a", id="r1"), role("b", "assistant-surgeon", id="r2", specialty="207X00000X")]
+    assert "Medicare does not pay co-surgeons" not in json.dumps(call(client, prefetch=prefetch, orders=[sr]))
+
+
 def test_a_62_on_a_medicare_co_surgery_order_is_taken_off_by_every_suggestion(client):
     sr = order("PractitionerRole/ra", "PractitionerRole/rb", modifiers=("62",))
     sr["orderDetail"].append({"text": "bring the programmer"})

@@ -410,7 +410,7 @@ def global_period(ev: Evaluation, c: Criterion) -> Finding:
     """An earlier procedure of the family by a surgeon on this order, whose global period covers this one."""
     day = ev.order.occurrence or ev.order_date  # the surgery's date when scheduled
     known = with_leeway(ev.as_of)  # the record as of the evaluation date
-    ours = {ev.record.person(ref) for ref in ev.order.performers}
+    ours = {ev.record.person(ref, ev.order) for ref in ev.order.performers}
     schedule = ev.ruleset.fee_schedule
     inside = []
     for e in ev.record.procedure_events(codes.NEUROSTIMULATOR_FAMILY):
