@@ -41,6 +41,11 @@ class Period(NamedTuple):
     end: str | None
 
 
+class Timing(NamedTuple):  # what the rules read of a Timing: when it occurs, not how often
+    event: tuple[str, ...]  # the dateTimes it occurs on
+    boundsPeriod: Period | None  # repeat.boundsPeriod: the span its repeats fall in
+
+
 class Quantity(NamedTuple):
     value: float | None
 
@@ -110,6 +115,17 @@ def period(value: Any) -> Period | None:
         return None
     start, end = value.get("start"), value.get("end")
     return Period(start if isinstance(start, str) else None, end if isinstance(end, str) else None)
+
+
+def timing(value: Any) -> Timing | None:
+    if not isinstance(value, dict):
+        return None
+    events = value.get("event")
+    repeat = value.get("repeat")
+    return Timing(
+        tuple([e for e in events if isinstance(e, str)]) if isinstance(events, list) else (),
+        period(repeat.get("boundsPeriod")) if isinstance(repeat, dict) else None,
+    )
 
 
 def _number(value: Any) -> float | None:
@@ -228,6 +244,7 @@ class ServiceRequest(NamedTuple):
     authoredOn: str | None
     occurrenceDateTime: str | None
     occurrencePeriod: Period | None
+    occurrenceTiming: Timing | None
     bodySite: tuple[CodeableConcept, ...]
     reasonCode: tuple[CodeableConcept, ...]
 
@@ -404,6 +421,7 @@ def _service_request(r: dict, _patient: str | None) -> ServiceRequest:
         _str(r.get("authoredOn")),
         _str(r.get("occurrenceDateTime")),
         period(r.get("occurrencePeriod")),
+        timing(r.get("occurrenceTiming")),
         concepts(r.get("bodySite")),
         concepts(r.get("reasonCode")),
     )

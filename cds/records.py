@@ -494,8 +494,10 @@ def order_from(resource: dict, label: str | None = None) -> Order:
     insurance = tuple(r.get("reference") for r in _items(resource.get("insurance")) if isinstance(r, dict))
     occurrence = None
     if model is not None:
-        occurrence = as_date(model.occurrenceDateTime) or (
-            as_date(model.occurrencePeriod.start) if model.occurrencePeriod else None
+        occurrence = (
+            as_date(model.occurrenceDateTime)
+            or (as_date(model.occurrencePeriod.start) if model.occurrencePeriod else None)
+            or _timing_start(model.occurrenceTiming)
         )
     return Order(
         id=(label or unnamed_id(1)) if resource.get("id") in (None, "") else str(resource["id"]),
@@ -521,6 +523,16 @@ def _typed_local(reference: object, contained: dict[str, dict]) -> object:
         kind = contained[reference].get("resourceType")
         return f"{kind}/{reference}" if isinstance(kind, str) else reference
     return reference
+
+
+def _timing_start(timing: fhirview.Timing | None) -> date | None:
+    """The first day a Timing names: its earliest readable event, else the start of its repeats' bounds."""
+    if timing is None:
+        return None
+    days = [day for day in map(as_date, timing.event) if day is not None]
+    if days:
+        return min(days)
+    return as_date(timing.boundsPeriod.start) if timing.boundsPeriod else None
 
 
 def _items(value: object) -> list:

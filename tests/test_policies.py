@@ -433,6 +433,49 @@ def test_the_payer_card_says_when_the_surgery_falls_under_another_version_than_t
     assert "day of surgery" not in payer_card(response.get_json())["detail"]
 
 
+def _payer_detail_as_of(client, order: dict, as_of: str) -> str:
+    body = hook_request(prefetch=documented_prefetch(with_payer("UnitedHealthcare")), orders=[order])
+    body["extension"] |= {"cds64580.as-of": as_of}
+    response = client.post(f"/cds-services/{ORDER_SIGN}", data=orjson.dumps(body), content_type="application/json")
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    return payer_card(response.get_json())["detail"]
+
+
+@pytest.mark.parametrize(
+    "timing",
+    [
+        {"event": ["2026-01-12T08:00:00Z"]},
+        {"repeat": {"boundsPeriod": {"start": "2026-01-12"}}},
+        {"event": ["2026-02-09", "soon", 5, "2026-01-12T08:00:00Z"]},  # the earliest readable event
+        {"event": ["soon"], "repeat": {"boundsPeriod": {"start": "2026-01-12", "end": "2026-01-13"}}},
+    ],
+)
+def test_the_day_of_surgery_may_be_given_as_a_timing(client, ehr, timing):
+    """FHIR R4 lets an order schedule itself with occurrenceTiming: an order giving only that was read as having no
+    day of surgery, so the version in force on the evaluation day applied without a word."""
+    detail = _payer_detail_as_of(client, service_request() | {"occurrenceTiming": timing}, "2025-11-20")
+    assert detail.startswith("**2026T0126TT")
+    assert "the version in force on the day of surgery, 2026-01-12" in detail
+    assert "In force today: 2024T0126PP" in detail
+
+
+@pytest.mark.parametrize(
+    "timing",
+    [
+        "2026-01-12",
+        {"event": "2026-01-12"},
+        {"event": [5, None, {"start": "2026-01-12"}, "soon", "9999999999", "2026-13-45"]},
+        {"repeat": 5},
+        {"repeat": {"boundsPeriod": "2026-01-12"}},
+        {"repeat": {"boundsPeriod": {"start": 20260112}}},
+        {"repeat": {"boundsPeriod": {"start": "next week"}}},
+    ],
+)
+def test_a_timing_with_no_readable_day_leaves_the_evaluation_day(client, ehr, timing):
+    detail = _payer_detail_as_of(client, service_request() | {"occurrenceTiming": timing}, "2025-11-20")
+    assert detail.startswith("**2024T0126PP") and "day of surgery" not in detail
+
+
 def test_a_surgery_today_in_the_ehrs_time_zone_is_not_stale_when_utc_has_moved_on(client, ehr):
     """The evaluation day is UTC's: signed at 18:00 in Honolulu on 31 December (04:00 UTC on 1 January) for a
     surgery that evening, the order's day was read as past and the version of 1 January applied, unsaid."""
