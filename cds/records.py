@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from cds import codes, fhirview
@@ -115,6 +116,17 @@ class Order:
     @property
     def reference(self) -> str:
         return f"ServiceRequest/{self.id}"
+
+    @cached_property
+    def contained_index(self) -> tuple[dict[str, PractitionerRole], dict[str, PractitionerRole]]:
+        """The contained roles by their local reference, and the first by its practitioner's: made once, since an
+        order may name thousands of performers against thousands of contained roles (a scan each was quadratic)."""
+        by_reference = dict(self.contained_roles)
+        by_practitioner: dict[str, PractitionerRole] = {}
+        for role in by_reference.values():
+            if role.practitioner and role.practitioner.reference:
+                by_practitioner.setdefault(role.practitioner.reference, role)
+        return by_reference, by_practitioner
 
     def editable(self) -> dict:
         """A copy of the draft resource for an update action to change (parsed JSON: dicts, lists and scalars,
@@ -336,10 +348,10 @@ class PatientRecord:
     def _role_of(self, reference: str, order: Order | None = None) -> PractitionerRole | None:
         kind, ident = _split(reference)
         if ident.startswith("#"):  # contained in the order: never looked up among the record's resources
-            contained = dict(order.contained_roles) if order is not None else {}
-            if kind == "PractitionerRole":
-                return contained.get(ident)
-            return next((r for r in contained.values() if r.practitioner and r.practitioner.reference == ident), None)
+            if order is None:
+                return None
+            by_reference, by_practitioner = order.contained_index
+            return (by_reference if kind == "PractitionerRole" else by_practitioner).get(ident)
         if kind == "PractitionerRole":
             return self.roles.get(ident)
         return self.role_of_practitioner(ident)
