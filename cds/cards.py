@@ -412,6 +412,8 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
     head, tail, indicator, text, links = _policy_text(version, ctx.group, route.plan.payer)
     lines = [*head, *([f"Treated as {md(route.plan.payer)}: {md(route.why)}.", ""] if route.why else []), *tail]
     today = route.plan.version_at(ctx.as_of) if route.policy_day not in (None, ctx.as_of) else version
+    if ctx.order.occurrence_partial:  # a month or a year, not a day: today's version, and the card says why
+        lines[2:2] = [_partial_day_note(ctx), ""]
     if today is not version:  # the surgery falls under another version than the one in force today
         now = f"{md(today.title)} (effective {today.effective_text})" if today else "no version on file"
         lines[2:2] = [
@@ -424,6 +426,16 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
         card["links"] = [dict(link) for link in links]
         card["source"]["url"] = links[0]["url"]
     return card
+
+
+def _partial_day_note(ctx: CardContext) -> str:
+    partial = ctx.order.occurrence_partial or ""
+    span = "month" if len(partial) == 7 else "year"
+    return (
+        f"The order gives the surgery's {span}, {partial}, not its day: this is the version in force on "
+        f"{_policy_day(ctx)}. A service is judged by the policy in force on its date: check the version in force on "
+        "the day of surgery."
+    )
 
 
 def _policy_day(ctx: CardContext) -> str:

@@ -107,6 +107,7 @@ class Order:
     modifiers: frozenset[str]
     insurance: tuple[str, ...]
     occurrence: date | None = None  # the planned day of surgery, when the order says
+    occurrence_partial: str | None = None  # "2027-01" or "2027": the order names the surgery's month or year only
     sites: frozenset[tuple[str, str]] = frozenset()  # bodySite codings (system, code)
     site_text: str = ""  # bodySite text and displays, for laterality written in words
     reasons: frozenset[tuple[str, str]] = frozenset()  # reasonCode codings (system, code), canonical
@@ -504,18 +505,17 @@ def order_from(resource: dict, label: str | None = None) -> Order:
             if system in (codes.CPT, codes.HCPCS) and code:
                 modifiers.add(code.upper())
     insurance = tuple(r.get("reference") for r in _items(resource.get("insurance")) if isinstance(r, dict))
-    occurrence = None
+    occurrence, partial = None, None
     if model is not None:
-        occurrence = (
-            as_date(model.occurrenceDateTime)
-            or (as_date(model.occurrencePeriod.start) if model.occurrencePeriod else None)
-            or _timing_start(model.occurrenceTiming)
-        )
+        when = [model.occurrenceDateTime, model.occurrencePeriod.start if model.occurrencePeriod else None]
+        occurrence = _day(when[0]) or _day(when[1]) or _timing_start(model.occurrenceTiming)
+        partial = None if occurrence else next((w for w in when if isinstance(w, str) and _PARTIAL.fullmatch(w)), None)
     return Order(
         id=(label or unnamed_id(1)) if resource.get("id") in (None, "") else str(resource["id"]),
         resource=resource,
         authored=as_date(model.authoredOn) if model else None,
         occurrence=occurrence,
+        occurrence_partial=partial,
         sites=_sites(model.bodySite) if model else frozenset(),
         site_text=" ".join(_text(c) for c in (model.bodySite or ())) if model else "",
         reasons=frozenset(
@@ -541,10 +541,19 @@ def _timing_start(timing: fhirview.Timing | None) -> date | None:
     """The first day a Timing names: its earliest readable event, else the start of its repeats' bounds."""
     if timing is None:
         return None
-    days = [day for day in map(as_date, timing.event) if day is not None]
+    days = [day for day in map(_day, timing.event) if day is not None]
     if days:
         return min(days)
-    return as_date(timing.boundsPeriod.start) if timing.boundsPeriod else None
+    return _day(timing.boundsPeriod.start) if timing.boundsPeriod else None
+
+
+_PARTIAL = re.compile(r"[0-9]{4}(-[0-9]{2})?")  # a FHIR date of a year or a month: some day in it, not its first
+
+
+def _day(value: str | None) -> date | None:
+    """A planned day of surgery: a date or dateTime that names a day. "2027-01" means some day in January (FHIR's
+    partial dates), so it names none: read as the 1st, it dated coverage and policy checks by a day never given."""
+    return as_date(value) if isinstance(value, str) and value[7:8] == "-" else None
 
 
 def _items(value: object) -> list:

@@ -358,6 +358,22 @@ def test_a_surgery_on_the_day_before_utcs_today_is_checked_against_the_coverage(
     assert "begins on 2026-06-16, after the surgery planned on 2026-06-14" in card["detail"]
 
 
+def test_a_month_of_surgery_is_not_its_first_day_for_the_coverage(client):
+    """ "2026-07" was read as 1 July: a plan beginning on 15 July was said to begin "after the surgery planned on
+    2026-07-01", a day the order never named. A month is no day: the coverage is judged as for an order with no
+    date, on the evaluation day."""
+    _org, cov = coverage("Medicare")
+    cov["period"] = {"start": "2026-07-15"}
+    prefetch = full_prefetch()
+    prefetch["coverage"] = searchset(cov)
+    body = hook_request(prefetch=prefetch, orders=[service_request() | {"occurrenceDateTime": "2026-07"}])
+    body["extension"]["cds64580.as-of"] = "2026-06-15"
+    answer = client.post(HOOK, json=body).get_json()
+    [card] = [c for c in answer["cards"] if "coverage is not" in c["summary"]]
+    assert "(Coverage/" in card["detail"] and "begins on 2026-07-15)" in card["detail"]
+    assert "2026-07-01" not in json.dumps(answer)
+
+
 def test_a_plan_change_at_the_year_end_picks_the_plan_of_the_surgery_day(client):
     """Two coverages, the order naming neither: on 31 December or 1 January only one is in force."""
     _org, old = coverage("Medicare")

@@ -476,6 +476,23 @@ def test_a_timing_with_no_readable_day_leaves_the_evaluation_day(client, ehr, ti
     assert detail.startswith("**2024T0126PP") and "day of surgery" not in detail
 
 
+@pytest.mark.parametrize(("when", "span"), [("2026-01", "month"), ("2026", "year")])
+def test_a_month_or_a_year_of_surgery_is_no_day_and_the_payer_card_says_so(client, ehr, when, span):
+    """FHIR's "2026-01" is some day in January: it was read as 1 January, named on the card as "the day of surgery,
+    2026-01-01" and used to pick the version, a day the order never gave."""
+    for order in (
+        service_request() | {"occurrenceDateTime": when},
+        service_request() | {"occurrencePeriod": {"start": when}},
+    ):
+        detail = _payer_detail_as_of(client, order, "2025-11-20")
+        assert detail.startswith("**2024T0126PP") and "day of surgery, 2026-01-01" not in detail
+        assert (
+            f"The order gives the surgery's {span}, {when}, not its day: this is the version in force on 2025-11-20"
+            in detail
+        )
+    assert "not its day" not in _payer_detail_as_of(client, service_request(), "2025-11-20"), "no date: nothing to say"
+
+
 def test_a_surgery_today_in_the_ehrs_time_zone_is_not_stale_when_utc_has_moved_on(client, ehr):
     """The evaluation day is UTC's: signed at 18:00 in Honolulu on 31 December (04:00 UTC on 1 January) for a
     surgery that evening, the order's day was read as past and the version of 1 January applied, unsaid."""
