@@ -412,8 +412,8 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
     head, tail, indicator, text, links = _policy_text(version, ctx.group, route.plan.payer)
     lines = [*head, *([f"Treated as {md(route.plan.payer)}: {md(route.why)}.", ""] if route.why else []), *tail]
     today = route.plan.version_at(ctx.as_of) if route.policy_day not in (None, ctx.as_of) else version
-    if ctx.order.occurrence_partial:  # a month or a year, not a day: today's version, and the card says why
-        lines[2:2] = [_partial_day_note(ctx), ""]
+    if ctx.order.occurrence_partial or ctx.order.occurrence_unread:  # no day read: today's version, and why
+        lines[2:2] = [_no_day_note(ctx), ""]
     if today is not version:  # the surgery falls under another version than the one in force today
         now = f"{md(today.title)} (effective {today.effective_text})" if today else "no version on file"
         lines[2:2] = [
@@ -428,13 +428,16 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
     return card
 
 
-def _partial_day_note(ctx: CardContext) -> str:
-    partial = ctx.order.occurrence_partial or ""
-    span = "month" if len(partial) == 7 else "year"
+def _no_day_note(ctx: CardContext) -> str:
+    """Why an order that gives a date of surgery is judged by the evaluation day: the date names no day."""
+    partial = ctx.order.occurrence_partial
+    if partial:
+        given = f"gives the surgery's {'month' if len(partial) == 7 else 'year'}, {partial}, not its day"
+    else:
+        given = "gives a date of surgery (occurrence) that names no day this service can read"
     return (
-        f"The order gives the surgery's {span}, {partial}, not its day: this is the version in force on "
-        f"{_policy_day(ctx)}. A service is judged by the policy in force on its date: check the version in force on "
-        "the day of surgery."
+        f"The order {given}: this is the version in force on {_policy_day(ctx)}. A service is judged by the policy "
+        "in force on its date: check the version in force on the day of surgery."
     )
 
 

@@ -108,6 +108,7 @@ class Order:
     insurance: tuple[str, ...]
     occurrence: date | None = None  # the planned day of surgery, when the order says
     occurrence_partial: str | None = None  # "2027-01" or "2027": the order names the surgery's month or year only
+    occurrence_unread: bool = False  # the order has an occurrence[x] that names no day this service can read
     sites: frozenset[tuple[str, str]] = frozenset()  # bodySite codings (system, code)
     site_text: str = ""  # bodySite text and displays, for laterality written in words
     reasons: frozenset[tuple[str, str]] = frozenset()  # reasonCode codings (system, code), canonical
@@ -510,12 +511,14 @@ def order_from(resource: dict, label: str | None = None) -> Order:
         when = [model.occurrenceDateTime, model.occurrencePeriod.start if model.occurrencePeriod else None]
         occurrence = _day(when[0]) or _day(when[1]) or _timing_start(model.occurrenceTiming)
         partial = None if occurrence else next((w for w in when if isinstance(w, str) and _PARTIAL.fullmatch(w)), None)
+    given = any(resource.get(f"occurrence{kind}") is not None for kind in ("DateTime", "Period", "Timing"))
     return Order(
         id=(label or unnamed_id(1)) if resource.get("id") in (None, "") else str(resource["id"]),
         resource=resource,
         authored=as_date(model.authoredOn) if model else None,
         occurrence=occurrence,
         occurrence_partial=partial,
+        occurrence_unread=given and occurrence is None and partial is None,
         sites=_sites(model.bodySite) if model else frozenset(),
         site_text=" ".join(_text(c) for c in (model.bodySite or ())) if model else "",
         reasons=frozenset(

@@ -473,7 +473,20 @@ def test_the_day_of_surgery_may_be_given_as_a_timing(client, ehr, timing):
 )
 def test_a_timing_with_no_readable_day_leaves_the_evaluation_day(client, ehr, timing):
     detail = _payer_detail_as_of(client, service_request() | {"occurrenceTiming": timing}, "2025-11-20")
-    assert detail.startswith("**2024T0126PP") and "day of surgery" not in detail
+    assert detail.startswith("**2024T0126PP") and "day of surgery, " not in detail
+    assert (
+        "gives a date of surgery (occurrence) that names no day this service can read: this is the version in force on 2025-11-20"
+        in detail
+    )
+
+
+@pytest.mark.parametrize("when", ["2026-13-45", "2027-02-29", "", "next week", "2026-1-12"])
+def test_a_date_of_surgery_that_names_no_day_is_said_on_the_payer_card(client, ehr, when):
+    """An unreadable occurrenceDateTime was dropped without a word: the card applied today's version as if the
+    order had given no date."""
+    detail = _payer_detail_as_of(client, service_request() | {"occurrenceDateTime": when}, "2025-11-20")
+    assert detail.startswith("**2024T0126PP")
+    assert "gives a date of surgery (occurrence) that names no day this service can read" in detail
 
 
 @pytest.mark.parametrize(("when", "span"), [("2026-01", "month"), ("2026", "year")])
@@ -490,7 +503,8 @@ def test_a_month_or_a_year_of_surgery_is_no_day_and_the_payer_card_says_so(clien
             f"The order gives the surgery's {span}, {when}, not its day: this is the version in force on 2025-11-20"
             in detail
         )
-    assert "not its day" not in _payer_detail_as_of(client, service_request(), "2025-11-20"), "no date: nothing to say"
+    plain = _payer_detail_as_of(client, service_request(), "2025-11-20")
+    assert "not its day" not in plain and "names no day" not in plain, "no date given: nothing to say"
 
 
 def test_a_surgery_today_in_the_ehrs_time_zone_is_not_stale_when_utc_has_moved_on(client, ehr):
