@@ -42,7 +42,7 @@ def invoke(
     svc = service(service_id)
     check_limits(body, settings)  # before the schema: validating a million entries is itself the attack
     request = hooks.parse(svc, body)
-    ours = _distinct(records.orders_from(orders.in_scope(_focus(request))))
+    ours = _distinct(records.orders_from(orders.in_scope(request.context.orders_in_focus)))
     if not ours:
         return _answer(svc, [], [])
     deadline = Deadline(settings.hook_deadline)
@@ -75,16 +75,6 @@ def invoke(
             info = coverage.decide(route, findings, order, group, as_of, assertion, late, questionnaire)
             actions.append(coverage.system_action(order, info, route.payer_name or route.plan.payer, form))
     return _answer(svc, configured(built, request), actions)
-
-
-def _focus(request: HookRequest) -> tuple[dict, ...]:
-    """The draft orders to answer about: on order-select the selected ones ("decision support should focus on the
-    selected orders"; the others are context, already answered when they were selected), on order-sign all."""
-    selections = set(request.context.selections)
-    drafts = request.context.draft_orders
-    if not selections:
-        return drafts
-    return tuple(d for d in drafts if f"{d.get('resourceType')}/{d.get('id')}" in selections)
 
 
 def _distinct(found: Iterable[Order]) -> list[Order]:

@@ -42,6 +42,15 @@ class HookContext:
     draft_orders: tuple[dict, ...]
     selections: tuple[str, ...] = ()
 
+    @property
+    def orders_in_focus(self) -> tuple[dict, ...]:
+        """The draft orders to answer about: on order-select the selected ones ("decision support should focus on
+        the selected orders"; the others are context, answered when they were selected), on order-sign all."""
+        if not self.selections:
+            return self.draft_orders
+        selected = set(self.selections)
+        return tuple(d for d in self.draft_orders if f"{d.get('resourceType')}/{d.get('id')}" in selected)
+
 
 @dataclass(frozen=True)
 class HookRequest:

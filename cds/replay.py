@@ -105,7 +105,7 @@ def standalone_request(case: Case, options: Options) -> dict:
         request = hooks.parse(service, body)
     except CDSError as exc:
         raise CaseError(f"{case.name}: the request it builds is not valid: {exc}") from None
-    ours = records.orders_from(orders.in_scope(request.context.draft_orders))
+    ours = records.orders_from(orders.in_scope(request.context.orders_in_focus))
     patient = request.context.patient_id
     prefetched = body["prefetch"]
     record = records.build([v for v in prefetched.values() if v is not None], patient)

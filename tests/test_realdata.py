@@ -89,7 +89,8 @@ def crd_request(realdata) -> dict:
     return as_64580(json.loads((realdata / "davinci-crd-ig" / "CRDServiceRequest.json").read_text()))
 
 
-def test_modified_crd_example_fetches_what_prefetch_lacks(client, ehr, crd_request):
+def _serve_what_the_crd_example_does_not_prefetch(ehr) -> None:
+    """The IG's request prefetches patient, coverage and roles: an empty record for the rest, and its payer."""
     for resource_type in (
         "Condition",
         "Procedure",
@@ -101,6 +102,10 @@ def test_modified_crd_example_fetches_what_prefetch_lacks(client, ehr, crd_reque
     ehr.expect_request("/fhir/Organization/acme-payer").respond_with_json(
         {"resourceType": "Organization", "id": "acme-payer", "name": "Acme Health Plan"}
     )
+
+
+def test_modified_crd_example_fetches_what_prefetch_lacks(client, ehr, crd_request):
+    _serve_what_the_crd_example_does_not_prefetch(ehr)
     crd_request["fhirServer"] = ehr.url_for("/fhir")
     response = post(client, service_for("order-sign"), crd_request)
     check(response)
@@ -145,17 +150,7 @@ def test_cpt_64580_given_as_a_crd_billing_option_makes_the_order_ours(client, eh
     order = body["context"]["draftOrders"]["entry"][0]["resource"]
     assert order["code"]["coding"][0]["system"] == "http://snomed.info/sct"
     order["code"]["extension"][1]["valueCodeableConcept"]["coding"][0]["code"] = "64580"
-    for resource_type in (
-        "Condition",
-        "Procedure",
-        "MedicationRequest",
-        "MedicationStatement",
-        "QuestionnaireResponse",
-    ):
-        ehr.expect_request(f"/fhir/{resource_type}").respond_with_json(searchset())
-    ehr.expect_request("/fhir/Organization/acme-payer").respond_with_json(
-        {"resourceType": "Organization", "id": "acme-payer", "name": "Acme Health Plan"}
-    )
+    _serve_what_the_crd_example_does_not_prefetch(ehr)
     body["fhirServer"] = ehr.url_for("/fhir")
     response = post(client, service_for("order-sign"), body)
     check(response)
