@@ -279,14 +279,14 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("bench: wrk is needed (apt-get install wrk); it loads both apps the same way", file=sys.stderr)
         return 2
-    tmp = tempfile.mkdtemp()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")} | {
-        "CDS_DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3",
-        "CDS_LOG_LEVEL": "WARNING",
-    }
     bodies = {"typical": typical(), "large": large()}
     loads = {"typical": variants(bodies["typical"], VARIANTS), "large": variants(bodies["large"], 4)}
-    measured_runs = measure(env, loads)
+    with tempfile.TemporaryDirectory(prefix="cds-bench-") as tmp:  # the audit file grows ~1.5 GB a run
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")} | {
+            "CDS_DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3",
+            "CDS_LOG_LEVEL": "WARNING",
+        }
+        measured_runs = measure(env, loads)
     rounds, sizes = measured_runs["rounds"], measured_runs["sizes"]
 
     print(f"gunicorn {WORKERS} sync workers for each app; wrk, {SECONDS:g} s a load, {VARIANTS} varied bodies;")

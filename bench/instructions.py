@@ -60,7 +60,7 @@ def wsgi_calls(which: str, n: int) -> None:
         size = len(_service_answer(bodies[0]))
         path = f"{SERVICE}?size={size}"
     else:
-        os.environ["CDS_DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
+        os.environ.setdefault("CDS_DATABASE_URL", f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3")  # run by hand
         os.environ["CDS_LOG_LEVEL"] = "WARNING"
         from cds.wsgi import app
 
@@ -94,13 +94,14 @@ def _service_answer(body: bytes) -> bytes:
 
 
 def counted(what: str, n: int) -> int:
-    done = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__, what, str(n)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
-        check=False,
-    )
+    with tempfile.TemporaryDirectory(prefix="cds-instructions-") as folder:  # a fresh audit file for each run
+        done = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__, what, str(n)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": "0", "CDS_DATABASE_URL": f"sqlite:///{folder}/bench.sqlite3"},
+            check=False,
+        )
     found = re.search(r"Collected : (\d+)", done.stderr)
     if done.returncode or not found:
         raise SystemExit(f"callgrind run of {what!r} failed:\n{done.stderr[-2000:]}")
