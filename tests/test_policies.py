@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,56 @@ def test_no_policy_fact_cites_an_ai_generated_site():
         for source in fact.sources:
             assert not provenance.refused(source.url, source.title), (fact, source.url)
             assert source.quote and source.retrieved and source.kind in provenance.KINDS
+
+
+# A policy number is a document's name: "2024T0126PP", "SURG.00158", "MP-623", "7.01.574". Its series is its longest
+# run of digits that is not a leading year ("0126" in 2024T0126PP): another number in that series ("2026T0126TT",
+# "CSNCT0126.10") names another version or another state's policy, not this version's text.
+_POLICY_NUMBER = re.compile(r"[A-Za-z0-9]+(?:[.\-][A-Za-z0-9]+)*")
+_SAYS_ANOTHER = re.compile(r"\b(?:another|other|earlier|later) (?:version|policy)\b", re.IGNORECASE)
+
+
+def _series(number: str) -> str | None:
+    runs = re.findall(r"\d{3,}", number)
+    if runs and re.fullmatch(r"(?:19|20)\d\d", runs[0]) and number.startswith(runs[0]) and len(runs) > 1:
+        runs = runs[1:]  # a leading year dates the document; the series is what follows
+    return max(runs, key=len) if runs else None
+
+
+def _numbers_in_series(text: str, series: str) -> set[str]:
+    within = re.compile(rf"(?<!\d){series}(?!\d)")
+    return {token.upper() for token in _POLICY_NUMBER.findall(text) if within.search(token)}
+
+
+def test_a_version_cites_another_versions_document_only_as_background_saying_so():
+    """A source naming a policy number names its version's own, or is marked context and says in its section that
+    it is another version or another policy: 2024T0126PP was once sourced from a summary of 2026T0126TT as if that
+    were its own text."""
+    checked = 0
+    for path in sorted(POLICY_DIR.glob("*.json")):
+        for plan in json.loads(path.read_text())["plans"]:
+            for version in plan["versions"]:
+                own = version["title"].split()[0].upper()
+                series = _series(own)
+                if series is None:
+                    continue  # the title names no document number
+                checked += 1
+                for source in sources_in(version):
+                    text = " ".join(source.get(k, "") for k in ("title", "quote", "section"))
+                    others = _numbers_in_series(re.sub(re.escape(own), " ", text, flags=re.IGNORECASE), series)
+                    if others:
+                        where = (path.name, version["effective"], source["url"], sorted(others))
+                        assert source.get("context") is True, where
+                        assert _SAYS_ANOTHER.search(source.get("section", "")), where
+    assert checked >= 2
+
+
+def test_the_series_of_a_policy_number():
+    assert _series("2024T0126PP") == "0126" and _series("SURG.00158") == "00158" and _series("7.01.574") == "574"
+    assert _numbers_in_series("a summary of UnitedHealthcare 2026T0126TT, effective 2026-01-01", "0126") == {
+        "2026T0126TT"
+    }
+    assert _numbers_in_series("CSNCT0126.10 and policy 30126", "0126") == {"CSNCT0126.10"}
 
 
 def test_the_sources_listing_has_every_fact_in_the_files():
