@@ -224,21 +224,22 @@ class PatientRecord:
         return events
 
     def _procedure_events(self, value_set: ValueSet) -> list[Event]:
-        done = self._done_procedures()
+        done, distinct = self._done_procedures()
         # matched once per distinct list of codings: a record repeats a few codes (every session of therapy)
-        hits = {codings: value_set.match_codings(codings) for codings in {d[0] for d in done}}
+        hits = {codings: value_set.match_codings(codings) for codings in distinct}
         return [
             Event(reference, value_set.id, hit[1], start, end, status, performers=actors, display=text, sites=sites)
             for codings, reference, start, end, status, actors, text, sites in done
             if (hit := hits[codings])
         ]
 
-    def _done_procedures(self) -> list[tuple]:
+    def _done_procedures(self) -> tuple[list[tuple], tuple[tuple, ...]]:
         """Each done Procedure read once, in time order (undated last): its codings and what its events carry
-        whatever the value set. Half a dozen value sets are matched against it per call, each a filter of this."""
+        whatever the value set; and the distinct lists of codings among them (found once, not per value set).
+        Half a dozen value sets are matched against it per call, each a filter of this."""
         return self._view(("done-procedures", ""), self._read_done_procedures)
 
-    def _read_done_procedures(self) -> list[tuple]:
+    def _read_done_procedures(self) -> tuple[list[tuple], tuple[tuple, ...]]:
         done = []
         for p in self.procedures:
             if p.status not in _DONE_PROCEDURE:
@@ -248,7 +249,8 @@ class PatientRecord:
             shared = (f"Procedure/{p.id}", start, end or start, p.status, actors, _text(p.code), _sites(p.bodySite))
             done.append((tuple(_model_codings(p.code)), *shared))
         # sorted once: a stable sort, so each value set's filter keeps the order sorting its own events gave
-        return sorted(done, key=lambda d: (d[2] is None, d[2] or date.min))
+        done.sort(key=lambda d: (d[2] is None, d[2] or date.min))
+        return done, tuple({d[0]: None for d in done})
 
     def medication_events(self) -> list[Event]:
         """Every order's medication criterion reads these: built once per record (50 orders re-classified 20,000
