@@ -226,17 +226,20 @@ class PatientRecord:
     def _procedure_events(self, value_set: ValueSet) -> list[Event]:
         done, distinct = self._done_procedures()
         # matched once per distinct list of codings: a record repeats a few codes (every session of therapy)
-        hits = {codings: value_set.match_codings(codings) for codings in distinct}
+        hits = [value_set.match_codings(codings) for codings in distinct]
+        if not any(hits):  # most value sets: none of the record's procedures
+            return []
         return [
             Event(reference, value_set.id, hit[1], start, end, status, performers=actors, display=text, sites=sites)
-            for codings, reference, start, end, status, actors, text, sites in done
-            if (hit := hits[codings])
+            for place, reference, start, end, status, actors, text, sites in done
+            if (hit := hits[place])
         ]
 
     def _done_procedures(self) -> tuple[list[tuple], tuple[tuple, ...]]:
-        """Each done Procedure read once, in time order (undated last): its codings and what its events carry
-        whatever the value set; and the distinct lists of codings among them (found once, not per value set).
-        Half a dozen value sets are matched against it per call, each a filter of this."""
+        """Each done Procedure read once, in time order (undated last): what its events carry whatever the value
+        set, its codings by their place among the distinct lists of codings (also given). Half a dozen value sets
+        are matched against it per call, each a filter of this: a place is an index, where a list of codings as a
+        dict key was hashed again, nested tuples and all, for every procedure and value set."""
         return self._view(("done-procedures", ""), self._read_done_procedures)
 
     def _read_done_procedures(self) -> tuple[list[tuple], tuple[tuple, ...]]:
@@ -250,7 +253,9 @@ class PatientRecord:
             done.append((tuple(_model_codings(p.code)), *shared))
         # sorted once: a stable sort, so each value set's filter keeps the order sorting its own events gave
         done.sort(key=lambda d: (d[2] is None, d[2] or date.min))
-        return done, tuple({d[0]: None for d in done})
+        places: dict[tuple, int] = {}
+        done = [(places.setdefault(d[0], len(places)), *d[1:]) for d in done]
+        return done, tuple(places)
 
     def medication_events(self) -> list[Event]:
         """Every order's medication criterion reads these: built once per record (50 orders re-classified 20,000
