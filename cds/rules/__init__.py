@@ -63,8 +63,8 @@ READS: dict[str, frozenset[str]] = {
 
 def without_late_data(findings: list[Finding], late: frozenset[str]) -> list[Finding]:
     """Findings that read data the FHIR server did not deliver in time become ``unknown``: never a false not-met."""
-    if not late:  # the usual call: everything arrived
-        return list(findings)
+    if not late:  # the usual call: everything arrived (the caller's list, not a copy)
+        return findings
     out = []
     for f in findings:
         missing = sorted(READS.get(f.criterion, frozenset()) & late)
@@ -134,12 +134,11 @@ def settled(finding: Finding, certain: Finding, unsettled: tuple[str, ...], read
 def any_of(findings: list[Finding], criteria: tuple[Criterion, ...]) -> list[Finding]:
     """Criteria a policy wrote as one requirement that any of them meets (``any_of``): one met, the others are not
     needed; none met, each says that any one would do. Never one requirement turned into several."""
-    groups: dict[str, list[int]] = {}
-    for i, criterion in enumerate(criteria):
-        if name := criterion.param("any_of"):
-            groups.setdefault(name, []).append(i)
+    groups = _any_of_groups(criteria)
+    if not groups:  # most policies: every criterion a requirement of its own
+        return findings
     out = list(findings)
-    for members in groups.values():
+    for members in groups:
         titles = " or ".join(criteria[i].title.lower() for i in members)
         met = next((i for i in members if findings[i].status == Status.MET), None)
         for i in members:
@@ -164,6 +163,30 @@ def any_of(findings: list[Finding], criteria: tuple[Criterion, ...]) -> list[Fin
                         headline="",
                     )
     return out
+
+
+# The any_of groups of each policy's criteria: policy data, the same for every call, so found once per criteria
+# tuple. Keyed by its identity (criteria hold mappings, which are not hashable); the tuple is kept in the entry, so
+# an id is never reused for another.
+_GROUPS: dict[int, tuple[tuple[Criterion, ...], tuple[tuple[int, ...], ...]]] = {}
+_GROUPS_MAX = 1024
+
+
+def _any_of_groups(criteria: tuple[Criterion, ...]) -> tuple[tuple[int, ...], ...]:
+    """The places of the criteria in each ``any_of`` group, in the policy's order (a criterion's ``any_of`` names
+    its group): a parameter read of every criterion on every call, before."""
+    found = _GROUPS.get(id(criteria))
+    if found is not None and found[0] is criteria:
+        return found[1]
+    groups: dict[str, list[int]] = {}
+    for i, criterion in enumerate(criteria):
+        if name := criterion.param("any_of"):
+            groups.setdefault(name, []).append(i)
+    made = tuple(tuple(members) for members in groups.values())
+    if len(_GROUPS) >= _GROUPS_MAX:
+        _GROUPS.clear()
+    _GROUPS[id(criteria)] = (criteria, made)
+    return made
 
 
 def choose_pathway(record: PatientRecord, order: Order, as_of: date) -> Pathway:
