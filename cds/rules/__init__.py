@@ -204,6 +204,8 @@ def _judged(ev: Evaluation, criterion: Criterion) -> Finding:
             Status.NOT_APPLICABLE,
             f"the policy states this for {criterion.borrowed_from}, not for diaphragm pacing",
         )
+    if finding.status != Status.NOT_MET:  # only a warning can rest on a window no source states
+        return finding
     return windows.unstated(finding, ev, criterion, judge)
 
 
@@ -231,7 +233,8 @@ def evaluate(
             finding = attestation.judge(finding, criterion, attested[criterion.id], ev.order_date, ev.as_of)
         elif criterion.id in foreign and finding.status != Status.MET:
             finding = attestation.foreign_note(finding, foreign[criterion.id])
-        finding = informs_only(finding, criterion)
+        if finding.status == Status.NOT_MET:  # only a warning can be one that merely informs
+            finding = informs_only(finding, criterion)
         findings.append(
             finding.tagged(
                 policy=ruleset.policy, source=criterion.source, confidence=criterion.confidence, title=criterion.title
