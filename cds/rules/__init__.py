@@ -6,7 +6,6 @@ No Flask, no I/O, no clock: the same inputs always give the same findings, so ca
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import date
 
 from cds import provenance
@@ -220,9 +219,9 @@ def evaluate(
     """Every criterion of ``ruleset`` for ``order``, in the policy's order, each tagged with its source; those
     reading ``late`` prefetch keys are unknown (:func:`without_late_data`) before criteria that are one
     requirement are weighed together (:func:`any_of`)."""
-    ev = Evaluation(record, order, ruleset, as_of, pathway or choose_pathway(record, order, as_of))
+    ev = Evaluation.of(record, order, ruleset, as_of, pathway or choose_pathway(record, order, as_of))
     unsettled = record.unsettled()
-    certain = replace(ev, record=record.without_unsettled()) if unsettled else None
+    certain = ev._replace(record=record.without_unsettled()) if unsettled else None
     attested, foreign = attestation.for_policy(record, ruleset.policy)
     findings = []
     for criterion in ruleset.criteria:

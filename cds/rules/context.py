@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
-from functools import cached_property
 from typing import NamedTuple
 
 from cds.records import Event, Order, PatientRecord
@@ -47,21 +45,22 @@ def service_day(order: Order, as_of: date) -> date:
     return surgery_day(order, as_of) or as_of
 
 
-@dataclass(frozen=True)
-class Evaluation:
+class Evaluation(NamedTuple):
+    """What a criterion is judged against. A named tuple, made once a call (twice when the record leaves events
+    unsettled) with its two dates worked out then: every criterion reads them, and a frozen dataclass set each
+    field through ``object.__setattr__`` and took a cached property's lock on the first read of each date."""
+
     record: PatientRecord
     order: Order
     ruleset: RuleSet
     as_of: date
     pathway: Pathway
+    order_date: date  # order_day(order, as_of)
+    service_date: date  # service_day(order, as_of)
 
-    @cached_property  # read by every criterion, often in loops
-    def order_date(self) -> date:
-        return order_day(self.order, self.as_of)
-
-    @cached_property
-    def service_date(self) -> date:
-        return service_day(self.order, self.as_of)
+    @classmethod
+    def of(cls, record: PatientRecord, order: Order, ruleset: RuleSet, as_of: date, pathway: Pathway) -> Evaluation:
+        return cls(record, order, ruleset, as_of, pathway, order_day(order, as_of), service_day(order, as_of))
 
     def window(self, events: list[Event], lookback_months: int | None) -> Window:
         dated = [e for e in events if e.start is not None and e.start <= self.order_date]
