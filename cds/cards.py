@@ -19,8 +19,8 @@ import json
 import re
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date
+from typing import NamedTuple
 from urllib.parse import urlencode
 
 from cds import payers, provenance, questionnaires
@@ -56,8 +56,10 @@ OPTION_FOR_KIND = {
 }
 
 
-@dataclass(frozen=True)
-class CardContext:
+class CardContext(NamedTuple):
+    """What the cards of one order say it about (a named tuple, made once an order: a frozen dataclass set each of
+    its thirteen fields through ``object.__setattr__``)."""
+
     hook_instance: str
     order: Order
     patient_id: str

@@ -9,8 +9,8 @@ shows it on a card and in the coverage information.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
+from typing import NamedTuple
 
 from cds.policies import MatchRule, Plan, PolicySet, Version
 from cds.records import Order, PatientRecord, as_date, as_end_date, ref_id
@@ -31,8 +31,10 @@ SOPT_ALIASES = {
 }
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
+    """Which Coverage, payer and policy version apply to an order (a named tuple, made once an order: a frozen
+    dataclass set each of its ten fields through ``object.__setattr__``)."""
+
     outcome: str
     plan: Plan  # the plan whose criteria are evaluated (the default plan unless matched)
     version: Version

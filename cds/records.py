@@ -81,9 +81,9 @@ class Event(NamedTuple):
         return f"{code} \u2013 {self.display}" if self.display else code
 
 
-@dataclass(frozen=True)
-class Surgeon:
-    """A performer on the order, with the surgical role read from PractitionerRole."""
+class Surgeon(NamedTuple):
+    """A performer on the order, with the surgical role read from PractitionerRole (a named tuple: a frozen
+    dataclass set each field through ``object.__setattr__``)."""
 
     reference: str
     role: str  # "primary" | "assistant" | "unknown"

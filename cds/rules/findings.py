@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from typing import NamedTuple
@@ -32,9 +31,9 @@ class Evidence(NamedTuple):
         return f"{self.reference}{when}{': ' + self.note if self.note else ''}"
 
 
-@dataclass(frozen=True)
-class BillingOption:
-    """One way to bill a surgeon on the order: who, with which modifier, and why (a card offers each)."""
+class BillingOption(NamedTuple):
+    """One way to bill a surgeon on the order: who, with which modifier, and why (a card offers each; a named
+    tuple, made several times a call)."""
 
     surgeon: str  # the performer reference on the order
     modifier: str  # 80, 82, AS

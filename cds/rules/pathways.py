@@ -13,8 +13,8 @@ The order's ``reasonCode`` decides when it names an indication; otherwise the re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
+from typing import NamedTuple
 
 from cds import codes
 from cds.records import Order, PatientRecord
@@ -34,8 +34,9 @@ SIBLINGS: tuple[tuple[codes.ValueSet, str, str], ...] = (
 NEUROMUSCULAR_TARGETS = (codes.INDICATION_NEUROMUSCULAR, codes.INDICATION_RESTORATIVE, codes.INDICATION_PHRENIC)
 
 
-@dataclass(frozen=True)
-class Pathway:
+class Pathway(NamedTuple):
+    """An order's indication pathway and why (a named tuple: made once an order)."""
+
     id: str
     why: str  # "the order's reason M62.85", "the record's active diagnoses"
     phrenic: bool = False  # diaphragm pacing, on the neuromuscular pathway
