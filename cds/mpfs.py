@@ -17,7 +17,7 @@ import io
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
@@ -89,12 +89,19 @@ class Release:
     file: str
     source: MappingProxyType  # url, kind, title, quote, retrieved, read_from
     codes: MappingProxyType  # code -> {field: value}
+    # each code's indicators as made (release data: the same for every call; only codes the release has are kept)
+    _made: dict[str, Indicators] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def indicators(self, code: str) -> Indicators | None:
+        """One code's indicators, made once per release: the co-surgery, assistant and laterality rules read them on
+        every call, and each was a frozen dataclass of twelve fields with its citation written again."""
+        found = self._made.get(code)
+        if found is not None:
+            return found
         values = self.codes.get(code)
         if values is None:
             return None
-        return Indicators(
+        found = self._made[code] = Indicators(
             code=code,
             release=self.release,
             released=self.released.isoformat(),
@@ -102,6 +109,7 @@ class Release:
             source=self.citation,
             **{f: values.get(f) for f in INDICATOR_FIELDS},
         )
+        return found
 
     @property
     def citation(self) -> str:
