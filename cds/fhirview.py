@@ -19,6 +19,11 @@ from typing import Any, NamedTuple
 
 # ---- data types -------------------------------------------------------------------------------------------
 
+# Views are made as ``_new(View, (field, ...))``, every field given in order: calling ``View(...)`` runs the named
+# tuple's ``__new__``, a Python function the interpreter enters from C (about twice the cost of the tuple itself),
+# and a typical call makes some seventy views. tests/test_fhirview.py reads every field back by name.
+_new = tuple.__new__
+
 
 class Coding(NamedTuple):
     system: str | None
@@ -83,10 +88,13 @@ def coding(value: Any) -> Coding | None:
     if not isinstance(value, dict):
         return None
     system, code, display = value.get("system"), value.get("code"), value.get("display")
-    return Coding(
-        system if isinstance(system, str) else None,
-        code if isinstance(code, str) else None,
-        display if isinstance(display, str) else None,
+    return _new(
+        Coding,
+        (
+            system if isinstance(system, str) else None,
+            code if isinstance(code, str) else None,
+            display if isinstance(display, str) else None,
+        ),
     )
 
 
@@ -96,7 +104,7 @@ def concept(value: Any) -> CodeableConcept | None:
     found = value.get("coding")
     codings = tuple([coding(c) for c in found if isinstance(c, dict)]) if isinstance(found, list) else ()
     text = value.get("text")
-    return CodeableConcept(text if isinstance(text, str) else None, codings)
+    return _new(CodeableConcept, (text if isinstance(text, str) else None, codings))
 
 
 def concepts(value: Any) -> tuple[CodeableConcept, ...]:
@@ -107,14 +115,14 @@ def reference(value: Any) -> Reference | None:
     if not isinstance(value, dict):
         return None
     ref, display = value.get("reference"), value.get("display")
-    return Reference(ref if isinstance(ref, str) else None, display if isinstance(display, str) else None)
+    return _new(Reference, (ref if isinstance(ref, str) else None, display if isinstance(display, str) else None))
 
 
 def period(value: Any) -> Period | None:
     if not isinstance(value, dict):
         return None
     start, end = value.get("start"), value.get("end")
-    return Period(start if isinstance(start, str) else None, end if isinstance(end, str) else None)
+    return _new(Period, (start if isinstance(start, str) else None, end if isinstance(end, str) else None))
 
 
 def timing(value: Any) -> Timing | None:
@@ -122,9 +130,12 @@ def timing(value: Any) -> Timing | None:
         return None
     events = value.get("event")
     repeat = value.get("repeat")
-    return Timing(
-        tuple([e for e in events if isinstance(e, str)]) if isinstance(events, list) else (),
-        period(repeat.get("boundsPeriod")) if isinstance(repeat, dict) else None,
+    return _new(
+        Timing,
+        (
+            tuple([e for e in events if isinstance(e, str)]) if isinstance(events, list) else (),
+            period(repeat.get("boundsPeriod")) if isinstance(repeat, dict) else None,
+        ),
     )
 
 
@@ -283,7 +294,7 @@ def _subject(r: dict, patient_id: str | None, element: str = "subject") -> Refer
     """The patient a resource is about; one found by a patient-scoped search without it is about that patient."""
     found = reference(r.get(element))
     if (found is None or found.reference is None) and patient_id:
-        return Reference(f"Patient/{patient_id}", None)
+        return _new(Reference, (f"Patient/{patient_id}", None))
     return found
 
 
@@ -294,78 +305,93 @@ def _status(r: dict) -> str:
 
 def _organization(r: dict, _patient: str | None = None) -> Organization:
     identifiers = tuple(
-        Identifier(_str(i.get("system")), _str(i.get("value")))
+        _new(Identifier, (_str(i.get("system")), _str(i.get("value"))))
         for i in _items(r.get("identifier"))
         if isinstance(i, dict)
     )
-    return Organization(_str(r.get("id")), _str(r.get("name")), identifiers)
+    return _new(Organization, (_str(r.get("id")), _str(r.get("name")), identifiers))
 
 
 def _condition(r: dict, patient: str | None) -> Condition:
-    return Condition(
-        _str(r.get("id")),
-        _subject(r, patient),
-        concept(r.get("code")),
-        concept(r.get("clinicalStatus")),
-        concept(r.get("verificationStatus")),
-        _str(r.get("onsetDateTime")),
-        period(r.get("onsetPeriod")),
-        _str(r.get("recordedDate")),
-        _str(r.get("abatementDateTime")),
+    return _new(
+        Condition,
+        (
+            _str(r.get("id")),
+            _subject(r, patient),
+            concept(r.get("code")),
+            concept(r.get("clinicalStatus")),
+            concept(r.get("verificationStatus")),
+            _str(r.get("onsetDateTime")),
+            period(r.get("onsetPeriod")),
+            _str(r.get("recordedDate")),
+            _str(r.get("abatementDateTime")),
+        ),
     )
 
 
 def _procedure(r: dict, patient: str | None) -> Procedure:
     performers = tuple(
-        [Performer(reference(p.get("actor"))) for p in _items(r.get("performer")) if isinstance(p, dict)]
+        [_new(Performer, (reference(p.get("actor")),)) for p in _items(r.get("performer")) if isinstance(p, dict)]
     )
-    return Procedure(
-        _str(r.get("id")),
-        _subject(r, patient),
-        _status(r),
-        concept(r.get("code")),
-        _str(r.get("performedDateTime")),
-        period(r.get("performedPeriod")),
-        performers,
-        concepts(r.get("bodySite")),
+    return _new(
+        Procedure,
+        (
+            _str(r.get("id")),
+            _subject(r, patient),
+            _status(r),
+            concept(r.get("code")),
+            _str(r.get("performedDateTime")),
+            period(r.get("performedPeriod")),
+            performers,
+            concepts(r.get("bodySite")),
+        ),
     )
 
 
 def _medication_request(r: dict, patient: str | None) -> MedicationRequest:
     dispense = r.get("dispenseRequest")
-    return MedicationRequest(
-        _str(r.get("id")),
-        _subject(r, patient),
-        _status(r),
-        _str(r.get("intent")),
-        _str(r.get("authoredOn")),
-        DispenseRequest(period(dispense.get("validityPeriod"))) if isinstance(dispense, dict) else None,
+    return _new(
+        MedicationRequest,
+        (
+            _str(r.get("id")),
+            _subject(r, patient),
+            _status(r),
+            _str(r.get("intent")),
+            _str(r.get("authoredOn")),
+            _new(DispenseRequest, (period(dispense.get("validityPeriod")),)) if isinstance(dispense, dict) else None,
+        ),
     )
 
 
 def _medication_statement(r: dict, patient: str | None) -> MedicationStatement:
-    return MedicationStatement(
-        _str(r.get("id")),
-        _subject(r, patient),
-        _status(r),
-        _str(r.get("effectiveDateTime")),
-        period(r.get("effectivePeriod")),
-        _str(r.get("dateAsserted")),
+    return _new(
+        MedicationStatement,
+        (
+            _str(r.get("id")),
+            _subject(r, patient),
+            _status(r),
+            _str(r.get("effectiveDateTime")),
+            period(r.get("effectivePeriod")),
+            _str(r.get("dateAsserted")),
+        ),
     )
 
 
 def _observation(r: dict, patient: str | None) -> Observation:
     quantity = r.get("valueQuantity")
-    return Observation(
-        _str(r.get("id")),
-        _subject(r, patient),
-        _status(r),
-        concept(r.get("code")),
-        _str(r.get("effectiveDateTime")),
-        period(r.get("effectivePeriod")),
-        _str(r.get("issued")),
-        Quantity(_number(quantity.get("value"))) if isinstance(quantity, dict) else None,
-        _integer(r.get("valueInteger")),
+    return _new(
+        Observation,
+        (
+            _str(r.get("id")),
+            _subject(r, patient),
+            _status(r),
+            concept(r.get("code")),
+            _str(r.get("effectiveDateTime")),
+            period(r.get("effectivePeriod")),
+            _str(r.get("issued")),
+            _new(Quantity, (_number(quantity.get("value")),)) if isinstance(quantity, dict) else None,
+            _integer(r.get("valueInteger")),
+        ),
     )
 
 
@@ -375,55 +401,65 @@ def _coverage(r: dict, patient: str | None) -> Coverage:
         for c in _items(r.get("contained"))
         if isinstance(c, dict) and c.get("resourceType") == "Organization"
     )
-    classes = tuple(CoverageClass(_str(c.get("name"))) for c in _items(r.get("class")) if isinstance(c, dict))
-    return Coverage(
-        _str(r.get("id")),
-        _subject(r, patient, "beneficiary"),
-        _str(r.get("status")),
-        tuple(p for p in map(reference, _items(r.get("payor"))) if p is not None),
-        concept(r.get("type")),
-        classes,
-        _integer(r.get("order")),
-        contained,
-        period(r.get("period")),
+    classes = tuple(_new(CoverageClass, (_str(c.get("name")),)) for c in _items(r.get("class")) if isinstance(c, dict))
+    return _new(
+        Coverage,
+        (
+            _str(r.get("id")),
+            _subject(r, patient, "beneficiary"),
+            _str(r.get("status")),
+            tuple(p for p in map(reference, _items(r.get("payor"))) if p is not None),
+            concept(r.get("type")),
+            classes,
+            _integer(r.get("order")),
+            contained,
+            period(r.get("period")),
+        ),
     )
 
 
 def _practitioner(r: dict, _patient: str | None) -> Practitioner:
-    return Practitioner(_str(r.get("id")))
+    return _new(Practitioner, (_str(r.get("id")),))
 
 
 def _role(r: dict, _patient: str | None) -> PractitionerRole:
-    return PractitionerRole(
-        _str(r.get("id")), reference(r.get("practitioner")), concepts(r.get("code")), concepts(r.get("specialty"))
+    return _new(
+        PractitionerRole,
+        (_str(r.get("id")), reference(r.get("practitioner")), concepts(r.get("code")), concepts(r.get("specialty"))),
     )
 
 
 def _patient(r: dict, _patient: str | None) -> Patient:
-    return Patient(_str(r.get("id")), _str(r.get("birthDate")), _str(r.get("gender")))
+    return _new(Patient, (_str(r.get("id")), _str(r.get("birthDate")), _str(r.get("gender"))))
 
 
 def _questionnaire_response(r: dict, patient: str | None) -> QuestionnaireResponse:
-    return QuestionnaireResponse(
-        _str(r.get("id")),
-        _subject(r, patient),
-        _str(r.get("status")),
-        _str(r.get("questionnaire")),
-        _str(r.get("authored")),
-        reference(r.get("author")),
-        _answers(r.get("item")),
+    return _new(
+        QuestionnaireResponse,
+        (
+            _str(r.get("id")),
+            _subject(r, patient),
+            _str(r.get("status")),
+            _str(r.get("questionnaire")),
+            _str(r.get("authored")),
+            reference(r.get("author")),
+            _answers(r.get("item")),
+        ),
     )
 
 
 def _service_request(r: dict, _patient: str | None) -> ServiceRequest:
-    return ServiceRequest(
-        _str(r.get("id")),
-        _str(r.get("authoredOn")),
-        _str(r.get("occurrenceDateTime")),
-        period(r.get("occurrencePeriod")),
-        timing(r.get("occurrenceTiming")),
-        concepts(r.get("bodySite")),
-        concepts(r.get("reasonCode")),
+    return _new(
+        ServiceRequest,
+        (
+            _str(r.get("id")),
+            _str(r.get("authoredOn")),
+            _str(r.get("occurrenceDateTime")),
+            period(r.get("occurrencePeriod")),
+            timing(r.get("occurrenceTiming")),
+            concepts(r.get("bodySite")),
+            concepts(r.get("reasonCode")),
+        ),
     )
 
 
