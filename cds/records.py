@@ -477,7 +477,7 @@ def orders_from(drafts: Iterable[dict]) -> list[Order]:
     """The typed views of draft orders. Orders sent without an id are told apart by :func:`unnamed_id` (two were
     one order "unknown", and the second was never answered); one sent twice, equal in every element, keeps one."""
     drafts = list(drafts)
-    labels = _labels({str(d["id"]) for d in drafts if d.get("id") not in (None, "")})
+    labels: Iterator[str] | None = None  # made for the first order without an id (rare)
     found: list[Order] = []
     unnamed: list[tuple[dict, str]] = []
     for draft in drafts:
@@ -486,6 +486,7 @@ def orders_from(drafts: Iterable[dict]) -> list[Order]:
             continue
         label = next((label for seen, label in unnamed if seen == draft), None)
         if label is None:
+            labels = labels or _labels({str(d["id"]) for d in drafts if d.get("id") not in (None, "")})
             label = next(labels)
             unnamed.append((draft, label))
         found.append(order_from(draft, label))
@@ -501,24 +502,25 @@ def order_from(resource: dict, label: str | None = None) -> Order:
         for c in _items(resource.get("contained"))
         if isinstance(c, dict) and isinstance(c.get("id"), str)
     }
-    performers = tuple(
+    # lists, not generators, throughout: a generator is resumed from C for every item, a list made in one frame
+    performers = [
         _typed_local(r.get("reference"), contained) for r in _items(resource.get("performer")) if isinstance(r, dict)
-    )
-    roles = ((ref, c) for ref, c in contained.items() if c.get("resourceType") == "PractitionerRole")
-    contained_roles = tuple((ref, view) for ref, c in roles if (view := _validate("PractitionerRole", c, None)))
+    ]
+    roles = [(ref, c) for ref, c in contained.items() if c.get("resourceType") == "PractitionerRole"]
+    contained_roles = tuple([(ref, view) for ref, c in roles if (view := _validate("PractitionerRole", c, None))])
     modifiers = set()
     for detail in _items(resource.get("orderDetail")):
         for system, code in codes.codings(detail):
             system, code = codes.canonical(system, code)
             if system in (codes.CPT, codes.HCPCS) and code:
                 modifiers.add(code.upper())
-    insurance = tuple(r.get("reference") for r in _items(resource.get("insurance")) if isinstance(r, dict))
+    insurance = [r.get("reference") for r in _items(resource.get("insurance")) if isinstance(r, dict)]
     occurrence, partial = None, None
     if model is not None:
         when = [model.occurrenceDateTime, model.occurrencePeriod.start if model.occurrencePeriod else None]
         occurrence = _day(when[0]) or _day(when[1]) or _timing_start(model.occurrenceTiming)
         partial = None if occurrence else next((w for w in when if isinstance(w, str) and _PARTIAL.fullmatch(w)), None)
-    given = any(resource.get(f"occurrence{kind}") is not None for kind in ("DateTime", "Period", "Timing"))
+    given = any([resource.get(element) is not None for element in _OCCURRENCE])
     return Order(
         id=(label or unnamed_id(1)) if resource.get("id") in (None, "") else str(resource["id"]),
         resource=resource,
@@ -527,15 +529,18 @@ def order_from(resource: dict, label: str | None = None) -> Order:
         occurrence_partial=partial,
         occurrence_unread=given and occurrence is None and partial is None,
         sites=_sites(model.bodySite) if model else frozenset(),
-        site_text=" ".join(_text(c) for c in (model.bodySite or ())) if model else "",
+        site_text=" ".join([_text(c) for c in (model.bodySite or ())]) if model else "",
         reasons=frozenset(
-            codes.canonical(sy, co) for c in (model.reasonCode or () if model else ()) for sy, co in _model_codings(c)
+            [codes.canonical(sy, co) for c in (model.reasonCode or () if model else ()) for sy, co in _model_codings(c)]
         ),
-        performers=tuple(p for p in performers if isinstance(p, str)),
+        performers=tuple([p for p in performers if isinstance(p, str)]),
         modifiers=frozenset(modifiers),
-        insurance=tuple(i for i in insurance if isinstance(i, str)),
+        insurance=tuple([i for i in insurance if isinstance(i, str)]),
         contained_roles=contained_roles,
     )
+
+
+_OCCURRENCE = ("occurrenceDateTime", "occurrencePeriod", "occurrenceTiming")  # ServiceRequest.occurrence[x]
 
 
 def _typed_local(reference: object, contained: dict[str, dict]) -> object:
