@@ -428,21 +428,25 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
             kept[key] = _undecided(kept[key], resource)
 
     labels: dict[str, Iterator[str]] = {}  # per kind, made on the first entry without an id (rare)
+    own = f"Patient/{patient_id}"  # the subject of an entry about this patient, as it is usually written
     for resource in [*kept.values(), *anonymous]:
         rtype = resource["resourceType"]
+        read, relevant, whose, listed = _KINDS[rtype]
         concept = found = None
-        if rtype in ("MedicationRequest", "MedicationStatement"):
+        if rtype in _MEDICATION_KINDS:
             concept = _medication_concept(resource, medications)
             found = codes.medication_class(concept) if concept is not None else None
             if found is None:
                 continue
-        elif not _relevant(rtype, resource):
+        elif relevant is not None and relevant.match_codings(codes.codings(resource.get("code"))) is None:
             continue
-        model = _validate(rtype, resource, patient_id)
-        if model is None:
+        try:
+            model = read(resource, patient_id)
+        except (TypeError, ValueError, AttributeError, OverflowError):  # reading it failed outright
             record.unreadable += 1
             continue
-        if patient_id and _about_another(rtype, model, patient_id):
+        subject = getattr(model, whose) if whose and patient_id else None
+        if subject is not None and subject.reference != own and _about_another(subject, patient_id):
             record.elsewhere += 1
             continue
         if not model.id and rtype in _EVIDENCE_KINDS:
@@ -451,7 +455,10 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
             model = model._replace(id=next(labels[rtype]))
         if concept is not None and found is not None:
             record._medication_concepts[f"{rtype}/{model.id}"] = (concept, found)
-        _add(record, rtype, model)
+        if listed:
+            getattr(record, listed).append(model)
+        else:
+            _add(record, rtype, model)
     if record.unreadable:
         log.info("record: %d resources could not be read and were left out", record.unreadable)
     if record.elsewhere:
@@ -459,17 +466,14 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
     return record
 
 
-def _about_another(rtype: str, model, patient_id: str) -> bool:
-    """Whether the entry names another patient as its subject (beneficiary for Coverage; the id for Patient): a
-    prefetch or search that returns one is wrong, and its therapy, diagnosis or attestation is not this patient's.
-    A reference that names no patient id (``urn:uuid:``, ``#contained``, a Group) is not judged."""
-    if rtype == "Patient":
-        return bool(model.id) and model.id != patient_id
-    subject = model.beneficiary if rtype == "Coverage" else getattr(model, "subject", None)
-    reference = subject.reference if subject is not None else None
-    if not reference or reference == f"Patient/{patient_id}":  # the usual case, read without splitting it
+def _about_another(subject: fhirview.Reference, patient_id: str) -> bool:
+    """Whether an entry's subject (beneficiary for Coverage) names another patient: a prefetch or search that returns
+    one is wrong, and its therapy, diagnosis or attestation is not this patient's. A reference that names no patient
+    id (``urn:uuid:``, ``#contained``, a Group) is not judged. (``build`` has already seen that it is not the usual
+    ``Patient/{patient_id}``; a Patient about another is told by its id, in :func:`_add`.)"""
+    if not subject.reference:
         return False
-    kind, ident = _split(reference)
+    kind, ident = _split(subject.reference)
     return kind == "Patient" and ident != patient_id
 
 
@@ -653,19 +657,6 @@ def _diagnosis(resource: dict) -> tuple[str, bool | None]:
     return said, (clinical in _ACTIVE_CONDITION) if clinical else None
 
 
-# The kinds read only when their code is one the rules use, and the value set saying which.
-_RELEVANT_CODES = {
-    "Condition": codes.RELEVANT_CONDITION,
-    "Procedure": codes.RELEVANT_PROCEDURE,
-    "Observation": codes.PAIN_SCORE,
-}
-
-
-def _relevant(rtype: str, resource: dict) -> bool:
-    value_set = _RELEVANT_CODES.get(rtype)
-    return value_set is None or value_set.match_codings(codes.codings(resource.get("code"))) is not None
-
-
 def _medication_concept(resource: dict, medications: dict[str, dict]) -> dict | None:
     concept = resource.get("medicationCodeableConcept")
     if isinstance(concept, dict):
@@ -696,29 +687,58 @@ def _validate(rtype: str, resource: dict, patient_id: str | None):
         return None
 
 
+class _Kind(NamedTuple):
+    """How :func:`build` reads entries of one resource type, looked up once per entry (the type was compared again
+    in each of five helpers)."""
+
+    read: Callable[[dict, str | None], Any]  # its fhirview builder
+    relevant: ValueSet | None  # read only when its code is in this set
+    whose: str | None  # the element naming the patient it is about
+    listed: str | None  # the record's list it goes in (else see _add)
+
+
+# The kinds read only when their code is one the rules use, and the value set saying which.
+_RELEVANT_CODES = {
+    "Condition": codes.RELEVANT_CONDITION,
+    "Procedure": codes.RELEVANT_PROCEDURE,
+    "Observation": codes.PAIN_SCORE,
+}
+_LISTED = {
+    "Condition": "conditions",
+    "Procedure": "procedures",
+    "MedicationRequest": "medication_requests",
+    "MedicationStatement": "medication_statements",
+    "Observation": "observations",
+    "Coverage": "coverages",
+    "QuestionnaireResponse": "questionnaire_responses",
+}
+_BY_ID = {"Organization": "organizations", "Practitioner": "practitioners", "PractitionerRole": "roles"}
+_WHOSE = {"Coverage": "beneficiary"} | dict.fromkeys(
+    ("Condition", "Procedure", "MedicationRequest", "MedicationStatement", "Observation", "QuestionnaireResponse"),
+    "subject",
+)
+_KINDS = {
+    rtype: _Kind(
+        read,
+        _RELEVANT_CODES.get(rtype),
+        _WHOSE.get(rtype),
+        _LISTED.get(rtype),
+    )
+    for rtype, read in fhirview.BUILDERS.items()
+}
+_MEDICATION_KINDS = ("MedicationRequest", "MedicationStatement")
+
+
 def _add(record: PatientRecord, rtype: str, model) -> None:
-    if rtype == "Condition":
-        record.conditions.append(model)
-    elif rtype == "Procedure":
-        record.procedures.append(model)
-    elif rtype == "MedicationRequest":
-        record.medication_requests.append(model)
-    elif rtype == "MedicationStatement":
-        record.medication_statements.append(model)
-    elif rtype == "Observation":
-        record.observations.append(model)
-    elif rtype == "Coverage":
-        record.coverages.append(model)
-    elif rtype == "Organization" and model.id:
-        record.organizations[model.id] = model
-    elif rtype == "Practitioner" and model.id:
-        record.practitioners[model.id] = model
-    elif rtype == "PractitionerRole" and model.id:
-        record.roles[model.id] = model
-    elif rtype == "QuestionnaireResponse":
-        record.questionnaire_responses.append(model)
-    elif rtype == "Patient" and (record.patient is None or model.id == record.patient_id):
-        record.patient = model
+    """A kind the record keeps by id (the last of an id wins), or the Patient: the first, or the one the call is
+    about (one whose id names another patient is counted as such and left out)."""
+    if rtype == "Patient":
+        if record.patient_id and model.id and model.id != record.patient_id:
+            record.elsewhere += 1
+        elif record.patient is None or model.id == record.patient_id:
+            record.patient = model
+    elif model.id:
+        getattr(record, _BY_ID[rtype])[model.id] = model
 
 
 # ---- small helpers ----------------------------------------------------------------------------------------

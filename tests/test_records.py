@@ -118,13 +118,12 @@ def test_unreadable_resources_are_counted_not_fatal():
 
 def test_irrelevant_resources_are_never_parsed(monkeypatch):
     validated = []
-    original = records._validate
 
-    def counting(rtype, resource, patient_id):
-        validated.append(rtype)
-        return original(rtype, resource, patient_id)
+    def counting(rtype, read):
+        return lambda resource, patient_id: validated.append(rtype) or read(resource, patient_id)
 
-    monkeypatch.setattr(records, "_validate", counting)
+    for rtype, kind in records._KINDS.items():
+        monkeypatch.setitem(records._KINDS, rtype, kind._replace(read=counting(rtype, kind.read)))
     noise = [condition("J45.909") for _ in range(200)] + [procedure("99213") for _ in range(200)]
     noise += [{"resourceType": "Immunization", "id": f"i{i}"} for i in range(200)]
     noise += [medication("1049221", text="acetaminophen 325 MG") for _ in range(100)]
