@@ -57,8 +57,7 @@ OPTION_FOR_KIND = {
 
 
 class CardContext(NamedTuple):
-    """What the cards of one order say it about (a named tuple, made once an order: a frozen dataclass set each of
-    its thirteen fields through ``object.__setattr__``)."""
+    """What one order's cards are about: made once an order, and read by every card of it."""
 
     hook_instance: str
     order: Order

@@ -90,18 +90,18 @@ class Release:
     source: MappingProxyType  # url, kind, title, quote, retrieved, read_from
     codes: MappingProxyType  # code -> {field: value}
     # each code's indicators as made (release data: the same for every call; only codes the release has are kept)
-    _made: dict[str, Indicators] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _indicators: dict[str, Indicators] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def indicators(self, code: str) -> Indicators | None:
-        """One code's indicators, made once per release: the co-surgery, assistant and laterality rules read them on
-        every call, and each was a frozen dataclass of twelve fields with its citation written again."""
-        found = self._made.get(code)
+        """One code's indicators, made once per release (release data): the co-surgery, assistant and laterality
+        rules read them on every call."""
+        found = self._indicators.get(code)
         if found is not None:
             return found
         values = self.codes.get(code)
         if values is None:
             return None
-        found = self._made[code] = Indicators(
+        found = self._indicators[code] = Indicators(
             code=code,
             release=self.release,
             released=self.released.isoformat(),
@@ -210,7 +210,7 @@ def _load(directory: Path) -> FeeSchedule:
 
 def single(values: dict[str, str], effective: date = date(2000, 1, 1), code: str = "64580") -> FeeSchedule:
     """A one-release schedule holding ``values`` for ``code``: what a test or a what-if evaluation needs."""
-    codes = MappingProxyType({code: MappingProxyType(values)})
+    codes = MappingProxyType({code: MappingProxyType(dict(values))})  # a copy: indicators are made once per release
     source = MappingProxyType({"url": CMS_URL})
     return FeeSchedule((Release("TEST", "test values", effective, effective, "none", source, codes),), annual=False)
 

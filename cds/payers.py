@@ -32,8 +32,7 @@ SOPT_ALIASES = {
 
 
 class Route(NamedTuple):
-    """Which Coverage, payer and policy version apply to an order (a named tuple, made once an order: a frozen
-    dataclass set each of its ten fields through ``object.__setattr__``)."""
+    """Which Coverage, payer and policy version apply to an order (made once an order)."""
 
     outcome: str
     plan: Plan  # the plan whose criteria are evaluated (the default plan unless matched)

@@ -82,8 +82,7 @@ class Event(NamedTuple):
 
 
 class Surgeon(NamedTuple):
-    """A performer on the order, with the surgical role read from PractitionerRole (a named tuple: a frozen
-    dataclass set each field through ``object.__setattr__``)."""
+    """A performer on the order, with the surgical role read from PractitionerRole."""
 
     reference: str
     role: str  # "primary" | "assistant" | "unknown"

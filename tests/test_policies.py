@@ -62,7 +62,7 @@ def test_no_policy_fact_cites_an_ai_generated_site():
 # run of digits that is not a leading year ("0126" in 2024T0126PP): another number in that series ("2026T0126TT",
 # "CSNCT0126.10") names another version or another state's policy, not this version's text.
 _POLICY_NUMBER = re.compile(r"[A-Za-z0-9]+(?:[.\-][A-Za-z0-9]+)*")
-_SAYS_ANOTHER = re.compile(r"\b(?:another|other|earlier|later) (?:version|policy)\b", re.IGNORECASE)
+_SAYS_ANOTHER = re.compile(r"(?<!\bno )\b(?:another|other|earlier|later) (?:version|policy)\b", re.IGNORECASE)
 
 
 def _series(number: str) -> str | None:
@@ -91,7 +91,7 @@ def test_a_version_cites_another_versions_document_only_as_background_saying_so(
                     continue  # the title names no document number
                 checked += 1
                 for source in sources_in(version):
-                    text = " ".join(source.get(k, "") for k in ("title", "quote", "section"))
+                    text = " ".join(source.get(k, "") for k in ("url", "title", "quote", "section"))
                     others = _numbers_in_series(re.sub(re.escape(own), " ", text, flags=re.IGNORECASE), series)
                     if others:
                         where = (path.name, version["effective"], source["url"], sorted(others))
@@ -106,6 +106,9 @@ def test_the_series_of_a_policy_number():
         "2026T0126TT"
     }
     assert _numbers_in_series("CSNCT0126.10 and policy 30126", "0126") == {"CSNCT0126.10"}
+    assert _numbers_in_series("https://example.org/summary-2026t0126tt", "0126") == {"SUMMARY-2026T0126TT"}
+    assert _SAYS_ANOTHER.search("an earlier version, cited as background")
+    assert not _SAYS_ANOTHER.search("this version's own text; no other version was read")
 
 
 def test_the_sources_listing_has_every_fact_in_the_files():

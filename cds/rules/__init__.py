@@ -203,7 +203,7 @@ def _judged(ev: Evaluation, criterion: Criterion) -> Finding:
             Status.NOT_APPLICABLE,
             f"the policy states this for {criterion.borrowed_from}, not for diaphragm pacing",
         )
-    if finding.status != Status.NOT_MET:  # only a warning can rest on a window no source states
+    if finding.status != Status.NOT_MET:  # windows.unstated changes only a not-met finding: skip the call
         return finding
     return windows.unstated(finding, ev, criterion, judge)
 
@@ -232,7 +232,7 @@ def evaluate(
             finding = attestation.judge(finding, criterion, attested[criterion.id], ev.order_date, ev.as_of)
         elif criterion.id in foreign and finding.status != Status.MET:
             finding = attestation.foreign_note(finding, foreign[criterion.id])
-        if finding.status == Status.NOT_MET:  # only a warning can be one that merely informs
+        if finding.status == Status.NOT_MET:  # informs_only changes only a not-met finding: skip the call
             finding = informs_only(finding, criterion)
         findings.append(
             finding.tagged(

@@ -46,9 +46,9 @@ def service_day(order: Order, as_of: date) -> date:
 
 
 class Evaluation(NamedTuple):
-    """What a criterion is judged against. A named tuple, made once a call (twice when the record leaves events
-    unsettled) with its two dates worked out then: every criterion reads them, and a frozen dataclass set each
-    field through ``object.__setattr__`` and took a cached property's lock on the first read of each date."""
+    """What a criterion is judged against, made once a call (twice when the record leaves events unsettled) with its
+    two dates worked out then, since every criterion reads them. Make one with :meth:`of`: the dates follow
+    ``order`` and ``as_of`` only there (``_replace`` of either would keep the old dates; of ``record``, it is safe)."""
 
     record: PatientRecord
     order: Order
