@@ -51,7 +51,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, SQLAlchemyError
 from cds import metrics
 from cds.db import metadata
 from cds.errors import ServiceUnavailable
-from cds.records import updated_order_ids
+from cds.orders import updated_order_ids
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,8 @@ from urllib.parse import urlencode
 
 from cds import payers, provenance, questionnaires
 from cds.codes import CPT, HCPCS, canonical, codings
-from cds.records import Order, as_reference, unnamed
+from cds.fhirvalues import as_reference, unnamed
+from cds.orders import Order
 from cds.rules.findings import BillingOption, Finding, Status
 from cds.rules.params import BILLING
 from cds.rules.pathways import PAIN, Pathway

@@ -15,7 +15,7 @@ from datetime import date
 from cds import payers, provenance
 from cds.cards import BILLING, name_uuid
 from cds.codes import CPT
-from cds.records import Order
+from cds.orders import Order
 from cds.rules.findings import Finding, Status
 
 EXTENSION = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"

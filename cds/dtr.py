@@ -15,8 +15,9 @@ from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from flask import Blueprint, Response, current_app
 
-from cds import api, engine, payers, questionnaires, records, rules
+from cds import api, engine, fhirvalues, payers, questionnaires, records, rules
 from cds.errors import InvalidRequest, NotFound, PayloadTooLarge
+from cds.orders import order_from
 
 MAX_REQUESTED = 20
 
@@ -119,7 +120,7 @@ def package() -> Response:
         found = [c for c in chosen if c is not None]
     else:
         record = records.build(coverages, None)
-        order = records.order_from(orders[0])
+        order = order_from(orders[0])
         today = datetime.now(UTC).date()
         route = payers.route(record, order, policy_set, today)
         found = [(route.plan, route.version)]
@@ -200,8 +201,8 @@ def prefill(
 ) -> dict:
     """The in-progress QuestionnaireResponse for ``subject`` ("Patient/x") from ``content``, as of ``as_of`` (today
     by default; the viewer passes its case's date); lookbacks count from the order's date (``order_day``)."""
-    record = records.build(content, records.ref_id(subject))  # a versioned reference names its patient too
-    order = records.order_from(order_resource if isinstance(order_resource, dict) else {"id": "populate"})
+    record = records.build(content, fhirvalues.ref_id(subject))  # a versioned reference names its patient too
+    order = order_from(order_resource if isinstance(order_resource, dict) else {"id": "populate"})
     day = as_of or datetime.now(UTC).date()
     pathway = rules.choose_pathway(record, order, day)
     findings = {f.criterion: f for f in rules.evaluate(record, order, version.ruleset(pathway.id), day, pathway)}
@@ -227,7 +228,7 @@ def _prefilled(group: dict, finding) -> dict:
         item["item"] = [{"linkId": i["linkId"], "text": i["text"]} for i in group["item"]]
         return item
     evidence = [
-        {"url": EVIDENCE_EXTENSION, "valueReference": records.as_reference(e.reference)} for e in finding.cited()
+        {"url": EVIDENCE_EXTENSION, "valueReference": fhirvalues.as_reference(e.reference)} for e in finding.cited()
     ]
     dates = sorted(e.date for e in finding.evidence if e.date)
     values = {"done": {"valueBoolean": True}, "detail": {"valueString": finding.reason}}

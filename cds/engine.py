@@ -11,13 +11,27 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
-from cds import cards, codes, coverage, hooks, orders, payers, policies, prefetch, questionnaires, records, rules
+from cds import (
+    cards,
+    codes,
+    coverage,
+    fhirvalues,
+    hooks,
+    orders,
+    payers,
+    policies,
+    prefetch,
+    questionnaires,
+    records,
+    rules,
+)
 from cds.config import Settings
 from cds.errors import PayloadTooLarge, UnknownService
 from cds.fhirclient import Deadline, FHIRClient
 from cds.hooks import HookRequest
+from cds.orders import Order
 from cds.policies import PolicySet
-from cds.records import Order, PatientRecord
+from cds.records import PatientRecord
 from cds.services import PAIN_SCORES, SERVICES, CdsService, crd_form
 
 
@@ -42,7 +56,7 @@ def invoke(
     svc = service(service_id)
     check_limits(body, settings)  # before the schema: validating a million entries is itself the attack
     request = hooks.parse(svc, body)
-    ours = _distinct(records.orders_from(orders.in_scope(request.context.orders_in_focus)))
+    ours = _distinct(orders.orders_from(orders.in_scope(request.context.orders_in_focus)))
     if not ours:
         return _answer(svc, [], [])
     deadline = Deadline(settings.hook_deadline)
@@ -79,7 +93,7 @@ def invoke(
 
 def _distinct(found: Iterable[Order]) -> list[Order]:
     """One answer per order id, the first: an order sent twice got cards with the same uuids, which feedback cannot
-    tell apart, and two updates of one ServiceRequest. Orders without an id each have their own (records.unnamed_id)."""
+    tell apart, and two updates of one ServiceRequest. Orders without an id each have their own (fhirvalues.unnamed_id)."""
     by_id: dict[str, Order] = {}
     for order in found:
         by_id.setdefault(order.id, order)
@@ -142,23 +156,23 @@ def situational_queries(
         for ref in order.performers:
             kind, _, ident = ref.rpartition("/")
             kind = kind.rsplit("/", 1)[-1]
-            if not records.is_fhir_id(ident):
+            if not fhirvalues.is_fhir_id(ident):
                 continue  # "a&b=c" or "..": never part of a query sent with the EHR's token
             if kind == "PractitionerRole" and ident not in record.roles:
                 queries.append(f"PractitionerRole/{ident}")
             elif kind == "Practitioner" and record.role_of_practitioner(ident) is None:
                 queries.append(f"PractitionerRole?practitioner={ident}")
         known = {c.id for c in record.coverages}
-        wanted = (records.ref_id(ref) for ref in order.insurance)
-        queries += [f"Coverage/{ident}" for ident in wanted if records.is_fhir_id(ident) and ident not in known]
+        wanted = (fhirvalues.ref_id(ref) for ref in order.insurance)
+        queries += [f"Coverage/{ident}" for ident in wanted if fhirvalues.is_fhir_id(ident) and ident not in known]
     for cov in record.coverages:
         if cov.status == "active" and record.payor_organization(cov) is None:
             queries += [
-                f"Organization/{records.ref_id(p.reference)}"
+                f"Organization/{fhirvalues.ref_id(p.reference)}"
                 for p in cov.payor or ()
                 if p.reference
                 and p.reference.split("/")[-2:-1] == ["Organization"]
-                and records.is_fhir_id(records.ref_id(p.reference))
+                and fhirvalues.is_fhir_id(fhirvalues.ref_id(p.reference))
             ]
     if not have_scores and record.procedure_events(codes.STIMULATION_TRIAL) and not record.observations:
         queries.append(prefetch.render(PAIN_SCORES, {"context.patientId": patient_id}) or "")

@@ -18,8 +18,8 @@ from cds import schemas
 from cds.codes import CPT, canonical, codings
 from cds.errors import SchemaViolation
 from cds.fhirstore import FHIRStore, flatten
+from cds.fhirvalues import is_fhir_id
 from cds.prefetch import render
-from cds.records import is_fhir_id
 from cds.services import SERVICES
 
 REPLAY_TOKEN = "replay-access-token"  # noqa: S105  (a fixture value, not a secret)

@@ -12,8 +12,10 @@ from __future__ import annotations
 from datetime import date
 from typing import NamedTuple
 
+from cds.fhirvalues import as_date, as_end_date, ref_id
+from cds.orders import Order
 from cds.policies import MatchRule, Plan, PolicySet, Version
-from cds.records import Order, PatientRecord, as_date, as_end_date, ref_id
+from cds.records import PatientRecord
 from cds.rules.context import service_day, surgery_day
 from cds.rules.dates import shifted, with_leeway
 

@@ -14,15 +14,24 @@ Procedure, medication or Observation is read, but no rule rests on it alone: the
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
-from functools import cached_property
-from typing import Any, NamedTuple
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cds import codes, fhirview
 from cds.codes import ValueSet
+from cds.fhirvalues import (
+    EARLIEST,
+    as_date,
+    codings_of,
+    instant,
+    ref_id,
+    sites_of,
+    split_reference,
+    text_of,
+    unnamed_labels,
+)
 from cds.fhirview import (
     Condition,
     Coverage,
@@ -36,6 +45,9 @@ from cds.fhirview import (
     Procedure,
     QuestionnaireResponse,
 )
+
+if TYPE_CHECKING:
+    from cds.orders import Order
 
 log = logging.getLogger(__name__)
 
@@ -95,51 +107,6 @@ class Surgeon(NamedTuple):
         return any(s.startswith("20") for s in self.specialties)
 
 
-@dataclass(frozen=True)
-class Order:
-    """A draft CPT 64580 ServiceRequest: its id, date, surgeons' references and CPT modifiers."""
-
-    id: str
-    resource: dict
-    authored: date | None
-    performers: tuple[str, ...]
-    modifiers: frozenset[str]
-    insurance: tuple[str, ...]
-    occurrence: date | None = None  # the planned day of surgery, when the order says
-    occurrence_partial: str | None = None  # "2027-01" or "2027": the order names the surgery's month or year only
-    occurrence_unread: bool = False  # the order has an occurrence[x] that names no day this service can read
-    sites: frozenset[tuple[str, str]] = frozenset()  # bodySite codings (system, code)
-    site_text: str = ""  # bodySite text and displays, for laterality written in words
-    reasons: frozenset[tuple[str, str]] = frozenset()  # reasonCode codings (system, code), canonical
-    # PractitionerRoles contained in the order, by their local reference ("#r1"): a performer "#r1" is one of them
-    contained_roles: tuple[tuple[str, PractitionerRole], ...] = ()
-
-    @property
-    def reference(self) -> str:
-        return f"ServiceRequest/{self.id}"
-
-    @cached_property
-    def contained_index(self) -> tuple[dict[str, PractitionerRole], dict[str, PractitionerRole]]:
-        """The contained roles by their local reference, and the first by its practitioner's: made once, since an
-        order may name thousands of performers against thousands of contained roles (a scan each was quadratic)."""
-        by_reference = dict(self.contained_roles)
-        by_practitioner: dict[str, PractitionerRole] = {}
-        for role in by_reference.values():
-            if role.practitioner and role.practitioner.reference:
-                by_practitioner.setdefault(role.practitioner.reference, role)
-        return by_reference, by_practitioner
-
-    def editable(self) -> dict:
-        """A copy of the draft resource for an update action to change (parsed JSON: dicts, lists and scalars,
-        so a copy of the containers is a deep copy, without ``copy.deepcopy``'s memo and dispatch)."""
-        return _json_copy(self.resource)
-
-    @property
-    def service_date(self) -> date | None:
-        """The day the procedure is expected: the planned occurrence, else the day it was ordered."""
-        return self.occurrence or self.authored
-
-
 @dataclass
 class PatientRecord:
     patient_id: str | None = None
@@ -197,7 +164,7 @@ class PatientRecord:
     def _condition_events(self, value_set: ValueSet) -> list[Event]:
         events = []
         for c in self.conditions:
-            hit = value_set.match_codings(_model_codings(c.code))
+            hit = value_set.match_codings(codings_of(c.code))
             if not hit:
                 continue
             verification = _status_code(c.verificationStatus, _VERIFICATION)
@@ -248,8 +215,8 @@ class PatientRecord:
                 continue
             start, end = _period(p.performedDateTime, p.performedPeriod)
             actors = tuple([a.actor.reference for a in p.performer if a.actor and a.actor.reference])
-            shared = (f"Procedure/{p.id}", start, end or start, p.status, actors, _text(p.code), _sites(p.bodySite))
-            done.append((tuple(_model_codings(p.code)), *shared))
+            shared = (f"Procedure/{p.id}", start, end or start, p.status, actors, text_of(p.code), sites_of(p.bodySite))
+            done.append((tuple(codings_of(p.code)), *shared))
         # sorted once: a stable sort, so each value set's filter keeps the order sorting its own events gave
         done.sort(key=lambda d: (d[2] is None, d[2] or date.min))
         places: dict[tuple, int] = {}
@@ -316,7 +283,7 @@ class PatientRecord:
             when = when or as_date(o.issued)
             if value is None or when is None:
                 continue
-            hit = codes.PAIN_SCORE.match_codings(_model_codings(o.code))
+            hit = codes.PAIN_SCORE.match_codings(codings_of(o.code))
             code = hit[1] if hit else "72514-3"
             events.append(Event(f"Observation/{o.id}", "pain-score", code, when, when, o.status, float(value)))
         events.sort(key=lambda e: e.start)
@@ -332,7 +299,7 @@ class PatientRecord:
         seen: set[str] = set()
         surgeons = []
         for ref in order.performers:
-            kind, _ident = _split(ref)
+            kind, _ident = split_reference(ref)
             if kind not in ("PractitionerRole", "Practitioner"):
                 continue  # an Organization or CareTeam is not a surgeon
             identity = self.person(ref, order)
@@ -345,7 +312,7 @@ class PatientRecord:
     def person(self, reference: str, order: Order | None = None) -> str:
         """The practitioner behind a Practitioner or PractitionerRole reference (the reference itself if unknown);
         ``order`` resolves the roles it contains (``PractitionerRole/#r1``)."""
-        kind, ident = _split(reference)
+        kind, ident = split_reference(reference)
         if kind == "Practitioner":
             return f"Practitioner/{ident}"
         role = self._role_of(reference, order) if kind == "PractitionerRole" else None
@@ -354,7 +321,7 @@ class PatientRecord:
         return reference
 
     def _role_of(self, reference: str, order: Order | None = None) -> PractitionerRole | None:
-        kind, ident = _split(reference)
+        kind, ident = split_reference(reference)
         if ident.startswith("#"):  # contained in the order: never looked up among the record's resources
             if order is None:
                 return None
@@ -450,7 +417,7 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
             continue
         if not model.id and rtype in _EVIDENCE_KINDS:
             if rtype not in labels:
-                labels[rtype] = _labels({rid for t, rid in kept if t == rtype})
+                labels[rtype] = unnamed_labels({rid for t, rid in kept if t == rtype})
             model = model._replace(id=next(labels[rtype]))
         if concept is not None and found is not None:
             record._medication_concepts[f"{rtype}/{model.id}"] = (concept, found)
@@ -472,111 +439,8 @@ def _about_another(subject: fhirview.Reference, patient_id: str) -> bool:
     ``Patient/{patient_id}``; a Patient about another is told by its id, in :func:`_add`.)"""
     if not subject.reference:
         return False
-    kind, ident = _split(subject.reference)
+    kind, ident = split_reference(subject.reference)
     return kind == "Patient" and ident != patient_id
-
-
-def orders_from(drafts: Iterable[dict]) -> list[Order]:
-    """The typed views of draft orders. Orders sent without an id are told apart by :func:`unnamed_id` (two were
-    one order "unknown", and the second was never answered); one sent twice, equal in every element, keeps one."""
-    drafts = list(drafts)
-    labels: Iterator[str] | None = None  # made for the first order without an id (rare)
-    found: list[Order] = []
-    unnamed: list[tuple[dict, str]] = []
-    for draft in drafts:
-        if draft.get("id") not in (None, ""):
-            found.append(order_from(draft))
-            continue
-        label = next((label for seen, label in unnamed if seen == draft), None)
-        if label is None:
-            labels = labels or _labels({str(d["id"]) for d in drafts if d.get("id") not in (None, "")})
-            label = next(labels)
-            unnamed.append((draft, label))
-        found.append(order_from(draft, label))
-    return found
-
-
-def order_from(resource: dict, label: str | None = None) -> Order:
-    """The typed view of a draft order; tolerant of the same messiness as the record. Without an id it goes by
-    ``label`` (see :func:`orders_from`)."""
-    model = _validate("ServiceRequest", resource, None)
-    contained = {
-        f"#{c['id']}": c
-        for c in _items(resource.get("contained"))
-        if isinstance(c, dict) and isinstance(c.get("id"), str)
-    }
-    # lists, not generators, throughout: a generator is resumed from C for every item, a list made in one frame
-    performers = [
-        _typed_local(r.get("reference"), contained) for r in _items(resource.get("performer")) if isinstance(r, dict)
-    ]
-    roles = [(ref, c) for ref, c in contained.items() if c.get("resourceType") == "PractitionerRole"]
-    contained_roles = tuple([(ref, view) for ref, c in roles if (view := _validate("PractitionerRole", c, None))])
-    modifiers = set()
-    for detail in _items(resource.get("orderDetail")):
-        for system, code in codes.codings(detail):
-            system, code = codes.canonical(system, code)
-            if system in (codes.CPT, codes.HCPCS) and code:
-                modifiers.add(code.upper())
-    insurance = [r.get("reference") for r in _items(resource.get("insurance")) if isinstance(r, dict)]
-    occurrence, partial = None, None
-    if model is not None:
-        when = [model.occurrenceDateTime, model.occurrencePeriod.start if model.occurrencePeriod else None]
-        occurrence = _day(when[0]) or _day(when[1]) or _timing_start(model.occurrenceTiming)
-        partial = None if occurrence else next((w for w in when if isinstance(w, str) and _PARTIAL.fullmatch(w)), None)
-    given = any([resource.get(element) is not None for element in _OCCURRENCE])
-    return Order(
-        id=(label or unnamed_id(1)) if resource.get("id") in (None, "") else str(resource["id"]),
-        resource=resource,
-        authored=as_date(model.authoredOn) if model else None,
-        occurrence=occurrence,
-        occurrence_partial=partial,
-        occurrence_unread=given and occurrence is None and partial is None,
-        sites=_sites(model.bodySite) if model else frozenset(),
-        site_text=" ".join([_text(c) for c in (model.bodySite or ())]) if model else "",
-        reasons=frozenset(
-            [codes.canonical(sy, co) for c in (model.reasonCode or () if model else ()) for sy, co in _model_codings(c)]
-        ),
-        performers=tuple([p for p in performers if isinstance(p, str)]),
-        modifiers=frozenset(modifiers),
-        insurance=tuple([i for i in insurance if isinstance(i, str)]),
-        contained_roles=contained_roles,
-    )
-
-
-_OCCURRENCE = ("occurrenceDateTime", "occurrencePeriod", "occurrenceTiming")  # ServiceRequest.occurrence[x]
-
-
-def _typed_local(reference: object, contained: dict[str, dict]) -> object:
-    """``#r1`` as ``PractitionerRole/#r1`` when the order contains r1 as one: its type decides whether it is a
-    surgeon, and the ``#`` keeps it apart from any PractitionerRole/r1 of the record (ids never hold one)."""
-    if isinstance(reference, str) and reference in contained:
-        kind = contained[reference].get("resourceType")
-        return f"{kind}/{reference}" if isinstance(kind, str) else reference
-    return reference
-
-
-def _timing_start(timing: fhirview.Timing | None) -> date | None:
-    """The first day a Timing names: its earliest readable event, else the start of its repeats' bounds."""
-    if timing is None:
-        return None
-    days = [day for day in map(_day, timing.event) if day is not None]
-    if days:
-        return min(days)
-    return _day(timing.boundsPeriod.start) if timing.boundsPeriod else None
-
-
-_PARTIAL = re.compile(r"[0-9]{4}(-[0-9]{2})?")  # a FHIR date of a year or a month: some day in it, not its first
-
-
-def _day(value: str | None) -> date | None:
-    """A planned day of surgery: a date or dateTime that names a day. "2027-01" means some day in January (FHIR's
-    partial dates), so it names none: read as the 1st, it dated coverage and policy checks by a day never given."""
-    return as_date(value) if isinstance(value, str) and value[7:8] == "-" else None
-
-
-def _items(value: object) -> list:
-    """A FHIR array as sent, or nothing when the sender put something else there."""
-    return value if isinstance(value, list) else []
 
 
 def _flatten(resources: Iterable[dict]) -> list[dict]:
@@ -678,14 +542,6 @@ def _medication_concept(resource: dict, medications: dict[str, dict]) -> dict | 
     return {"text": display} if isinstance(display, str) else None
 
 
-def _validate(rtype: str, resource: dict, patient_id: str | None):
-    """The view of one resource; None (counted as unreadable) only if reading it fails outright."""
-    try:
-        return fhirview.build(rtype, resource, patient_id)
-    except (TypeError, ValueError, AttributeError, OverflowError):
-        return None
-
-
 class _Kind(NamedTuple):
     """How :func:`build` reads entries of one resource type, looked up once per entry (the type was compared again
     in each of five helpers)."""
@@ -743,100 +599,10 @@ def _add(record: PatientRecord, rtype: str, model) -> None:
 # ---- small helpers ----------------------------------------------------------------------------------------
 
 
-def as_date(value: object) -> date | None:
-    """A FHIR date/dateTime as a date; partial dates ("2025", "2025-03") become the first day they cover."""
-    if not isinstance(value, str):  # the record's text is checked first: nearly every value is one
-        if isinstance(value, datetime):
-            return value.date()
-        return value if isinstance(value, date) else None
-    if value[4:5] == "-" and value[7:8] == "-":
-        try:  # the usual full date, parsed in C
-            return date.fromisoformat(value[:10])
-        except ValueError:
-            pass  # a looser form ("2025-3-1") or no date at all: read below
-    if value[:4].isdigit():
-        parts = value[:10].split("-")
-        try:
-            return date(int(parts[0]), int(parts[1]) if len(parts) > 1 else 1, int(parts[2]) if len(parts) > 2 else 1)
-        except (ValueError, IndexError, OverflowError):  # "9999999999" overflows a C int
-            return None
-    return None
-
-
-_PARTIAL_DATE = re.compile(r"[0-9]{4}(-[0-9]{2})?")
-
-
-def as_end_date(value: object) -> date | None:
-    """A FHIR date/dateTime that ends a period as a date: a partial date ("2026", "2026-06") is the last day it
-    covers, so a Coverage whose ``period.end`` is "2026" is in force through 31 December, not ended on 1 January."""
-    day = as_date(value)
-    if day is None or not isinstance(value, str) or not _PARTIAL_DATE.fullmatch(value):
-        return day  # a full date, or a loosely written one ("2026-6-1"): the day it names
-    if len(value) == 4 or day.month == 12:
-        return date(day.year, 12, 31)
-    return date(day.year, day.month + 1, 1) - timedelta(days=1)
-
-
-EARLIEST = datetime.min.replace(tzinfo=UTC)
-_LATEST = datetime.max.replace(tzinfo=UTC)
-
-
-def instant(value: object) -> datetime | None:
-    """A FHIR instant/dateTime as an aware UTC datetime, to order stamps written with different offsets; a date
-    alone (or a time without an offset) is read as UTC, a partial date as the first moment it covers."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        if value[16:19] == ":60":  # a leap second ("23:59:60Z"): Python has none; its second before, not midnight
-            return instant(value[:17] + "59" + value[19:])
-        day = as_date(value)
-        return datetime(day.year, day.month, day.day, tzinfo=UTC) if day else None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:  # at the calendar's ends ("0001-01-01T00:00:00+01:00"): held there
-        return EARLIEST if (moment.utcoffset() or timedelta()) > timedelta() else _LATEST
-
-
 # Kinds the rules cite as evidence: one without an id is still counted, under a label of its own (see unnamed_id).
 _EVIDENCE_KINDS = frozenset(
     {"Condition", "Procedure", "MedicationRequest", "MedicationStatement", "Observation", "QuestionnaireResponse"}
 )
-
-
-def unnamed_id(n: int) -> str:
-    """The label of the ``n``-th resource of a kind sent without an id. Every such entry was cited as
-    "Procedure/None", and medications were told apart by that reference, so two id-less prescriptions read as
-    one drug. Parentheses and spaces are never in a FHIR id: the label cannot name a real resource."""
-    return f"(no id #{n})"
-
-
-_UNNAMED = re.compile(r"\(no id #[0-9]+\)")
-
-
-def _labels(taken: set[str]) -> Iterator[str]:
-    """Labels for entries without an id, skipping any a sender used as an id in the same call."""
-    n = 0
-    while True:
-        n += 1
-        if unnamed_id(n) not in taken:
-            yield unnamed_id(n)
-
-
-def unnamed(ident: str) -> bool:
-    """Whether ``ident`` is a label this service gave an entry sent without an id."""
-    return bool(_UNNAMED.fullmatch(ident))
-
-
-def _json_copy(value):
-    if isinstance(value, dict):
-        return {k: _json_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_copy(v) for v in value]
-    return value  # str, int, float, bool, None: immutable
 
 
 def _unsettled(resource) -> bool:
@@ -858,18 +624,6 @@ def _span(when: object, period) -> tuple[date | None, date | None, bool]:
         backwards = bool(start and end and end < start)
         return start, None if backwards else end, backwards
     return None, None, False
-
-
-def _model_codings(concept) -> list[tuple[str | None, str | None]]:
-    """(system, code) of each coding of a typed CodeableConcept: a list made at once, not a generator resumed per
-    coding (every Condition, Procedure and Observation of a call is read through here)."""
-    return [(c.system, c.code) for c in concept.coding] if concept is not None else []
-
-
-def _text(concept) -> str:
-    if concept is None:
-        return ""
-    return " ".join([p for p in (concept.text, *[c.display for c in concept.coding]) if p])
 
 
 def _label(concept) -> str:
@@ -896,16 +650,10 @@ def _name(concept: dict) -> str:
     )
 
 
-def _sites(concepts) -> frozenset[tuple[str, str]]:
-    if not concepts:  # most events have no bodySite
-        return frozenset()
-    return frozenset([(s, c) for concept in concepts for s, c in _model_codings(concept) if s and c])
-
-
 def _status_code(concept, system: str) -> str | None:
     """The code of the coding in ``system`` (HL7's status code system), else the first code: an EHR may put its
     local code first, and ``entered-in-error`` second must still take the diagnosis out."""
-    return _status_in(_model_codings(concept), system)
+    return _status_in(codings_of(concept), system)
 
 
 def _status_in(pairs: Iterable[tuple[str | None, str | None]], system: str) -> str | None:
@@ -914,60 +662,12 @@ def _status_in(pairs: Iterable[tuple[str | None, str | None]], system: str) -> s
     return next((c for s, c in codings if s == system), codings[0][1] if codings else None)
 
 
-def _split(reference: str) -> tuple[str, str]:
-    """(type, id) of a reference, relative or absolute; a versioned one (``Patient/x/_history/2``) names ``x``."""
-    if "/_history/" in reference:  # rare: every reference of every call passes here
-        reference = reference.split("/_history/")[0]
-    parts = reference.rstrip("/").split("/")
-    return (parts[-2], parts[-1]) if len(parts) >= 2 else ("", reference)
-
-
-_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-
-
-def is_fhir_id(value: object) -> bool:
-    """A FHIR id (R4 ``id`` datatype); "." and ".." match its pattern but are path steps, never ids."""
-    return isinstance(value, str) and bool(_FHIR_ID.fullmatch(value)) and value not in (".", "..")
-
-
-def updated_order_ids(actions: Iterable[dict]) -> Iterator[str]:
-    """The order id of each update action of an answer, as the answer's cards name it: an order sent without an id
-    (its update carries none) by its label, in the order answered."""
-    unnamed = 0
-    for action in actions:
-        resource = action.get("resource") if isinstance(action, dict) else None
-        ident = resource.get("id") if isinstance(resource, dict) else None
-        if ident in (None, ""):
-            unnamed += 1
-            ident = unnamed_id(unnamed)
-        yield str(ident)
-
-
-def as_reference(reference: str) -> dict:
-    """A FHIR Reference to evidence the rules cite: an entry the record sent without an id is named, since a
-    reference to it would resolve to nothing (or, worse, to another resource)."""
-    kind, _, ident = reference.partition("/")
-    return {"type": kind, "display": f"{kind} {ident}"} if unnamed(ident) else {"reference": reference}
-
-
-def referenced_id(value: dict) -> str:
-    """The id :func:`as_reference` made ``value`` from: the reference's last step, or the label it names."""
-    reference, display = value.get("reference"), value.get("display")
-    if isinstance(reference, str):
-        return reference.split("/")[-1]
-    return display.partition(" ")[2] if isinstance(display, str) else ""
-
-
-def ref_id(reference: str | None) -> str:
-    return _split(reference)[1] if reference else ""
-
-
 def _surgeon(reference: str, role: PractitionerRole | None) -> Surgeon:
     if role is None:
         return Surgeon(reference, "unknown")
     kind = "unknown"
     for concept in role.code or ():
-        for system, code in _model_codings(concept):
+        for system, code in codings_of(concept):
             if system == codes.SURGICAL_ROLE:
                 kind = "assistant" if code == "assistant-surgeon" else "primary"
             elif system == codes.V3_PARTICIPATION and code in ("PPRF", "SPRF"):
@@ -980,7 +680,7 @@ def _surgeon(reference: str, role: PractitionerRole | None) -> Surgeon:
                 kind = "primary"
     specialties = set()
     for concept in role.specialty or ():
-        for system, code in _model_codings(concept):
+        for system, code in codings_of(concept):
             system, code = codes.canonical(system, code)
             if system == codes.NUCC and code:
                 specialties.add(code)

@@ -16,12 +16,13 @@ from xml.etree import ElementTree
 
 import requests
 
-from cds import coverage, engine, hooks, logs, orders, policies, records
+from cds import coverage, engine, fhirvalues, hooks, logs, orders, policies, records
 from cds.config import Settings
 from cds.errors import INTERNAL_ERROR, CDSError, operation_outcome
 from cds.fhirclient import FHIRClient, bundle_resources
 from cds.fhirstore import FHIRStore, ServedStore
 from cds.fixtures import Case, CaseError, build_request, with_payer
+from cds.orders import updated_order_ids
 from cds.services import SERVICES
 
 log = logging.getLogger("cds.replay")
@@ -105,7 +106,7 @@ def standalone_request(case: Case, options: Options) -> dict:
         request = hooks.parse(service, body)
     except CDSError as exc:
         raise CaseError(f"{case.name}: the request it builds is not valid: {exc}") from None
-    ours = records.orders_from(orders.in_scope(request.context.orders_in_focus))
+    ours = orders.orders_from(orders.in_scope(request.context.orders_in_focus))
     patient = request.context.patient_id
     prefetched = body["prefetch"]
     record = records.build([v for v in prefetched.values() if v is not None], patient)
@@ -203,7 +204,7 @@ def outcome(status: int, response: dict) -> dict:
     for card in response.get("cards", []):
         extension = card.get("extension") or {}
         associated = (extension.get("davinci-crd.associated-resource") or [{}])[0]
-        order = orders.setdefault(records.referenced_id(associated) or "*", {"cards": []})
+        order = orders.setdefault(fhirvalues.referenced_id(associated) or "*", {"cards": []})
         entry = {"topic": card.get("source", {}).get("topic", {}).get("code", ""), "indicator": card.get("indicator")}
         if card.get("suggestions"):
             entry["suggestions"] = len(card["suggestions"])
@@ -213,7 +214,7 @@ def outcome(status: int, response: dict) -> dict:
         if criteria and "criteria" not in order:
             order["criteria"] = {c["id"]: c["status"] for c in criteria}
     actions = response.get("systemActions", [])
-    for action, order_id in zip(actions, records.updated_order_ids(actions), strict=True):
+    for action, order_id in zip(actions, updated_order_ids(actions), strict=True):
         resource = action.get("resource") or {}
         for ext in resource.get("extension") or ():
             if ext.get("url") == coverage.EXTENSION:

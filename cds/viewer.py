@@ -20,6 +20,7 @@ from cds import codes, dtr, fixtures, payers, policies, provenance, questionnair
 from cds.api import json_response, read_json
 from cds.errors import Forbidden, InvalidRequest, ServiceUnavailable
 from cds.fhirstore import ServedStore, flatten
+from cds.orders import order_from
 from cds.rules.context import order_day
 
 STATIC = Path(__file__).resolve().parent / "viewer_static"
@@ -256,7 +257,7 @@ def dtr_form() -> Response:
     except ValueError:
         raise InvalidRequest("as_of is not a calendar date (YYYY-MM-DD)", expression=("as_of",)) from None
     record = records.build(case.resources, patient)
-    route = payers.route(record, records.order_from(order_resource), current_app.extensions["cds.policies"], as_of)
+    route = payers.route(record, order_from(order_resource), current_app.extensions["cds.policies"], as_of)
     base = dtr.base()
     questionnaire = questionnaires.build(route.plan, route.version, base)
     response = dtr.prefill(route.plan, route.version, base, f"Patient/{patient}", case.resources, order_resource, as_of)
@@ -312,7 +313,7 @@ def timeline(resources: list[dict], patient: str | None, orders: list[dict], as_
             day = date.fromisoformat(as_of) if as_of else None
         except ValueError:
             day = None
-        order = records.order_from(orders[0] if orders else {})
+        order = order_from(orders[0] if orders else {})
         order_date = order_day(order, day).isoformat() if day else (order.authored and order.authored.isoformat())
     return {"events": sorted(events, key=lambda e: e["start"]), "order_date": order_date}
 

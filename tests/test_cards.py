@@ -11,6 +11,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.task import Task
 
 from cds import cards, codes, policies, schemas
+from cds.orders import order_from
 
 from .clinical import condition, coverage, medication, pain_score, procedure, role
 from .conftest import EXAMPLE_BLUE
@@ -174,7 +175,7 @@ def test_a_member_of_one_requirement_that_arrived_late_is_not_needed_when_anothe
     plan = next(p for p in policies.load().plans if p.id == "florida-blue")
     ruleset = plan.current().ruleset("pain")
     record = records.build([condition("G89.29", onset="2025-06-01"), medication("25480")], "pat-1")
-    order = records.order_from(service_request())
+    order = order_from(service_request())
     findings = {
         f.criterion: f
         for f in rules.evaluate(record, order, ruleset, date(2026, 6, 15), late=frozenset({"procedures"}))

@@ -12,6 +12,7 @@ from datetime import date
 import pytest
 
 from cds import codes, provenance, records
+from cds.orders import order_from
 from cds.rules import Status
 
 from .clinical import condition, medication, pain_score, procedure
@@ -184,7 +185,7 @@ def test_a_criterion_resting_on_secondary_sources_never_warns_on_its_own():
         "physical-therapy", "Physical therapy tried", "https://x.org (unverified summary: y)", "secondary"
     )
     ruleset = replace(policies.default_ruleset(), criteria=(summary_only,))
-    [finding_] = rules.evaluate(records.build([], "pat-1"), records.order_from(service_request()), ruleset, AS_OF)
+    [finding_] = rules.evaluate(records.build([], "pat-1"), order_from(service_request()), ruleset, AS_OF)
     assert finding_.status == UNKNOWN
     assert finding_.reason.startswith("no physical therapy")  # what the record shows, then the caveat
     assert finding_.reason.endswith("; only a secondary summary states it; the payer's own text was not found: verify")
@@ -210,7 +211,7 @@ def test_a_provisional_restorative_diagnosis_does_not_choose_the_pathway():
     from cds import records, rules
 
     record = records.build([condition("G89.29"), condition("M62.85", verification="provisional")], "pat-1")
-    pathway = rules.choose_pathway(record, records.order_from(service_request()), date(2026, 6, 15))
+    pathway = rules.choose_pathway(record, order_from(service_request()), date(2026, 6, 15))
     assert pathway.id == "pain"
 
 

@@ -12,6 +12,7 @@ from types import MappingProxyType
 import pytest
 
 from cds import codes, mpfs, policies, provenance, records, rules
+from cds.orders import order_from
 from cds.rules import Status
 from cds.rules.params import Criterion
 
@@ -57,7 +58,7 @@ def finding(
     chosen = replace(chosen, confidence="primary")  # the rule's logic; test_clinical_logic covers unverified sources
     record = records.build(list(resources), "pat-1")
     [result] = rules.evaluate(
-        record, records.order_from(order or service_request()), replace(ruleset, criteria=(chosen,)), as_of
+        record, order_from(order or service_request()), replace(ruleset, criteria=(chosen,)), as_of
     )
     assert result.criterion == criterion and result.policy.startswith("default-clinical@") and result.source
     return result
@@ -290,7 +291,7 @@ def test_psych_evaluation(resources, status):
 def test_every_criterion_is_evaluated_in_policy_order():
     ruleset = policies.default_ruleset()
     record = records.build([], "pat-1")
-    findings = rules.evaluate(record, records.order_from(service_request()), ruleset, AS_OF)
+    findings = rules.evaluate(record, order_from(service_request()), ruleset, AS_OF)
     assert [f.criterion for f in findings] == [c.id for c in ruleset.criteria]
     assert {c.id for c in ruleset.criteria} <= set(rules.CRITERIA)
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cds import fixtures, records, replay
+from cds import fhirvalues, fixtures, records, replay
 
 from .clinical import coverage, pain_score, procedure
 from .support import ORDER_SIGN, full_prefetch, hook_request, outcome, searchset, service_request
@@ -315,8 +315,8 @@ def test_a_coverage_ending_in_a_partial_date_is_in_force_to_its_last_day(client,
 
 def test_a_loosely_written_full_end_date_is_the_day_it_names():
     """Only a year or a year-month runs to its last day: "2026-6-1" is the first of June, as as_date reads it."""
-    assert records.as_end_date("2026-6-1") == records.as_date("2026-6-1") == records.as_date("2026-06-01")
-    assert records.as_end_date("2026-06-3").day == 3 and records.as_end_date("2026-06").day == 30
+    assert fhirvalues.as_end_date("2026-6-1") == fhirvalues.as_date("2026-6-1") == fhirvalues.as_date("2026-06-01")
+    assert fhirvalues.as_end_date("2026-06-3").day == 3 and fhirvalues.as_end_date("2026-06").day == 30
 
 
 def test_a_coverage_must_be_in_force_on_the_day_of_surgery(client):

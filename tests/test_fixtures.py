@@ -14,9 +14,10 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
-from cds import engine, fixtures, payers, policies, records, replay, rules
+from cds import engine, fhirvalues, fixtures, payers, policies, records, replay, rules
 from cds.config import Settings
 from cds.fhirstore import FHIRStore
+from cds.orders import order_from
 
 from .support import ORDER_SELECT, ORDER_SIGN
 
@@ -109,7 +110,7 @@ def test_the_cases_cover_every_payer_file_and_routing_outcome():
         record = records.build(case.resources, fixtures._patient_id(case.resources, case.spec.get("patient")))
         for order in case.spec["orders"]:
             if order["resourceType"] == "ServiceRequest" and fixtures._is_64580(order):
-                route = payers.route(record, records.order_from(order), policy_set, records.as_date(case.spec["as_of"]))
+                route = payers.route(record, order_from(order), policy_set, fhirvalues.as_date(case.spec["as_of"]))
                 outcomes.add(route.outcome)
                 files.add(route.plan.file)
     assert files == {p.file for p in policy_set.plans}

@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from cds import codes, coverage, payers, policies, provenance, records
+from cds.orders import order_from
 from cds.policies import POLICY_DIR, PolicyError
 
 from .clinical import condition, medication, pain_score, procedure, role
@@ -275,7 +276,7 @@ def cov(
 
 
 def route_of(record, order=None, as_of=AS_OF, policy_set=None):
-    return payers.route(record, records.order_from(order or service_request()), policy_set or policies.load(), as_of)
+    return payers.route(record, order_from(order or service_request()), policy_set or policies.load(), as_of)
 
 
 @pytest.mark.parametrize(

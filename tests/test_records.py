@@ -10,7 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cds import codes, policies, records, rules
+from cds import codes, fhirvalues, policies, records, rules
+from cds.orders import order_from
 
 from .clinical import condition, medication, procedure
 from .support import ORDER_SIGN, hook_request, searchset, service_request
@@ -36,8 +37,7 @@ def test_real_bundles_build_and_give_sensible_not_met_findings(realdata):
         record = records.build([bundle], None)
         assert record.unreadable == 0, path.name
         findings = {
-            f.criterion: f
-            for f in rules.evaluate(record, records.order_from(service_request()), primary_ruleset(), AS_OF)
+            f.criterion: f for f in rules.evaluate(record, order_from(service_request()), primary_ruleset(), AS_OF)
         }
         # COVID-19 and hypoxemia patients: nothing qualifies them for a neurostimulator.
         for criterion in ("indication", "chronicity", "physical-therapy", "stimulation-trial", "psych-evaluation"):
@@ -158,9 +158,9 @@ def test_code_systems_are_normalised(system, code, expected):
 
 
 def test_partial_dates():
-    assert records.as_date("2025") == date(2025, 1, 1)
-    assert records.as_date("2025-03") == date(2025, 3, 1)
-    assert records.as_date("garbage") is None
+    assert fhirvalues.as_date("2025") == date(2025, 1, 1)
+    assert fhirvalues.as_date("2025-03") == date(2025, 3, 1)
+    assert fhirvalues.as_date("garbage") is None
 
 
 @pytest.mark.parametrize(
@@ -175,7 +175,7 @@ def test_partial_dates():
     ],
 )
 def test_dates_are_read_as_written(value, expected):
-    assert records.as_date(value) == expected
+    assert fhirvalues.as_date(value) == expected
 
 
 def test_an_update_action_edits_a_copy_of_the_draft_order_never_the_request():
@@ -185,7 +185,7 @@ def test_an_update_action_edits_a_copy_of_the_draft_order_never_the_request():
     draft["orderDetail"] = [{"coding": [{"system": codes.CPT, "code": "62"}]}]
     draft["extension"] = [{"url": "urn:x", "valueCodeableConcept": {"coding": [{"code": "a"}]}}]
     sent = json.loads(json.dumps(draft))
-    order = records.order_from(draft)
+    order = order_from(draft)
     copy = order.editable()
     assert copy == sent
     copy["extension"][0]["valueCodeableConcept"]["coding"].append({"code": "b"})
@@ -200,7 +200,7 @@ def test_two_undated_versions_that_disagree_are_evidence_of_nothing_for_certain(
     done = procedure("97110", "2026-01-05") | {"id": "pt-1"}
     retracted = done | {"status": "entered-in-error"}
     ruleset = primary_ruleset()
-    order = records.order_from(service_request())
+    order = order_from(service_request())
     for versions in ([done, retracted], [retracted, done]):
         record = records.build([searchset(*versions)], "pat-1")
         [pt] = [f for f in rules.evaluate(record, order, ruleset, AS_OF) if f.criterion == "physical-therapy"]
@@ -215,7 +215,7 @@ def test_two_undated_versions_of_a_diagnosis_that_disagree_leave_it_unconfirmed(
     confirmed = condition("G89.29", verification="confirmed") | {"id": "c1"}
     refuted = condition("G89.29", verification="refuted") | {"id": "c1"}
     record = records.build([searchset(confirmed), searchset(refuted)], "pat-1")
-    order = records.order_from(service_request())
+    order = order_from(service_request())
     [indication] = [f for f in rules.evaluate(record, order, primary_ruleset(), AS_OF) if f.criterion == "indication"]
     assert indication.status == rules.Status.UNKNOWN and "not confirmed" in indication.reason
 
@@ -242,7 +242,7 @@ def test_two_undated_versions_of_a_diagnosis_that_disagree_leave_it_unconfirmed(
 def test_two_versions_that_only_look_different_are_no_dispute(first, second):
     """Both versions say the same as the rules read them (taken, confirmed): the evidence stands."""
     record = records.build([searchset(first, second)], "pat-1")
-    order = records.order_from(service_request())
+    order = order_from(service_request())
     criterion = "medication-trial" if first["resourceType"] == "MedicationRequest" else "indication"
     [found] = [f for f in rules.evaluate(record, order, primary_ruleset(), AS_OF) if f.criterion == criterion]
     assert found.status == rules.Status.MET, found.reason

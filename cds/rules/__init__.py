@@ -9,7 +9,8 @@ from collections.abc import Callable
 from datetime import date
 
 from cds import provenance
-from cds.records import Order, PatientRecord
+from cds.orders import Order
+from cds.records import PatientRecord
 from cds.rules import attestation, diagnosis, pathways, surgeons, therapy, trial, windows
 from cds.rules.context import Criterion, Evaluation, order_day
 from cds.rules.findings import Evidence, Finding, Status

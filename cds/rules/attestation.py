@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from cds.records import EARLIEST, PatientRecord, as_date, as_end_date, instant
+from cds.fhirvalues import EARLIEST, as_date, as_end_date, instant
+from cds.records import PatientRecord
 from cds.rules import therapy, windows
 from cds.rules.dates import months_before, with_leeway
 from cds.rules.findings import Evidence, Finding, Status

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import date
 from typing import NamedTuple
 
-from cds.records import Event, Order, PatientRecord
+from cds.orders import Order
+from cds.records import Event, PatientRecord
 from cds.rules.dates import months_before, shifted, with_leeway
 from cds.rules.params import Criterion, RuleSet
 from cds.rules.pathways import Pathway

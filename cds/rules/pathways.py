@@ -17,7 +17,8 @@ from datetime import date
 from typing import NamedTuple
 
 from cds import codes
-from cds.records import Order, PatientRecord
+from cds.orders import Order
+from cds.records import PatientRecord
 
 PAIN, RESTORATIVE, NEUROMUSCULAR = "pain", "restorative", "neuromuscular"
 PATHWAYS = (PAIN, RESTORATIVE, NEUROMUSCULAR)
