@@ -416,10 +416,12 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
     today = route.plan.version_at(ctx.as_of) if route.policy_day not in (None, ctx.as_of) else version
     if ctx.order.occurrence_partial or ctx.order.occurrence_unread:  # no day read: today's version, and why
         lines[2:2] = [_no_day_note(ctx), ""]
+    if (window := _window_note(ctx, version)) is not None:
+        lines[2:2] = [window, ""]
     if today is not version:  # the surgery falls under another version than the one in force today
         now = f"{md(today.title)} (effective {today.effective_text})" if today else "no version on file"
         lines[2:2] = [
-            f"This is the version in force on the day of surgery, {_policy_day(ctx)}: a service is judged by the "
+            f"This is the version in force on {_surgery_day_words(ctx)}: a service is judged by the "
             f"policy in force on its date. In force today: {now}.",
             "",
         ]
@@ -440,6 +442,29 @@ def _no_day_note(ctx: CardContext) -> str:
     return (
         f"The order {given}: this is the version in force on {_policy_day(ctx)}. A service is judged by the policy "
         "in force on its date: check the version in force on the day of surgery."
+    )
+
+
+def _surgery_day_words(ctx: CardContext) -> str:
+    """The day the version applied is for: the day of surgery, or the first day of the order's window for it."""
+    day = _policy_day(ctx)
+    if ctx.order.occurrence_until is not None and ctx.route.policy_day == ctx.order.occurrence:
+        return f"the first day of the window the order plans the surgery in, {day}"
+    return f"the day of surgery, {day}"
+
+
+def _window_note(ctx: CardContext, version) -> str | None:
+    """What to say when the order plans the surgery within a window (occurrencePeriod) and a later version of the
+    policy takes effect before its last day: the version applied holds only for a surgery before that."""
+    order = ctx.order
+    until = order.occurrence_until
+    later = ctx.route.plan.version_at(until) if until is not None and until >= ctx.as_of else None
+    if later is None or later is version:
+        return None
+    return (
+        f"The order plans the surgery between {order.occurrence.isoformat()} and {until.isoformat()}: "
+        f"{md(later.title)} (effective {later.effective_text}) applies to a surgery on or after that day. A service "
+        "is judged by the policy in force on its date: check the version in force on the day of surgery."
     )
 
 

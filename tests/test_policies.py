@@ -488,6 +488,29 @@ def test_the_payer_card_says_when_the_surgery_falls_under_another_version_than_t
     assert "day of surgery" not in payer_card(response.get_json())["detail"]
 
 
+@pytest.mark.parametrize("as_of", ["2025-11-20", "2025-12-28"])  # before the window, and within it
+def test_a_window_for_the_surgery_is_said_with_a_version_that_takes_effect_within_it(client, ehr, as_of):
+    """An order may plan the surgery within a period (occurrencePeriod): a version taking effect before its last day
+    went unsaid, as if the surgery could only fall on the window's first day."""
+    order = service_request() | {"occurrencePeriod": {"start": "2025-12-20", "end": "2026-01-10"}}
+    detail = _payer_detail_as_of(client, order, as_of)
+    assert detail.startswith("**2024T0126PP")
+    [said] = [line for line in detail.splitlines() if "plans the surgery between 2025-12-20 and 2026-01-10" in line]
+    assert "2026T0126TT" in said and "(effective 2026-01-01) applies to a surgery on or after that day" in said
+    assert "check the version in force on the day of surgery" in said
+
+
+def test_a_window_for_the_surgery_under_another_version_than_todays_is_named_as_a_window(client, ehr):
+    """The card called the first day of the window "the day of surgery", a day the order never named."""
+    order = service_request() | {"occurrencePeriod": {"start": "2026-01-12", "end": "2026-02-20"}}
+    detail = _payer_detail_as_of(client, order, "2025-11-20")
+    assert detail.startswith("**2026T0126TT")
+    assert "day of surgery, 2026-01-12" not in detail
+    assert "the first day of the window the order plans the surgery in, 2026-01-12" in detail
+    assert "In force today: 2024T0126PP" in detail
+    assert "on or after that day" not in detail  # one version over the whole window
+
+
 def _payer_detail_as_of(client, order: dict, as_of: str) -> str:
     body = hook_request(prefetch=documented_prefetch(with_payer("UnitedHealthcare")), orders=[order])
     body["extension"] |= {"cds64580.as-of": as_of}

@@ -246,3 +246,23 @@ def test_two_versions_that_only_look_different_are_no_dispute(first, second):
     criterion = "medication-trial" if first["resourceType"] == "MedicationRequest" else "indication"
     [found] = [f for f in rules.evaluate(record, order, primary_ruleset(), AS_OF) if f.criterion == criterion]
     assert found.status == rules.Status.MET, found.reason
+
+
+@pytest.mark.parametrize(
+    ("occurrence", "first", "until"),
+    [
+        (
+            {"occurrencePeriod": {"start": "2026-01-12", "end": "2026-02-20T17:00:00Z"}},
+            date(2026, 1, 12),
+            date(2026, 2, 20),
+        ),
+        ({"occurrencePeriod": {"start": "2026-01-12", "end": "2026-01-12"}}, date(2026, 1, 12), None),  # one day
+        ({"occurrencePeriod": {"start": "2026-01-12", "end": "2025-12-01"}}, date(2026, 1, 12), None),  # breaks per-1
+        ({"occurrencePeriod": {"start": "2026-01-12", "end": "2026-02"}}, date(2026, 1, 12), None),  # no day named
+        ({"occurrencePeriod": {"end": "2026-02-20"}}, None, None),
+        ({"occurrenceDateTime": "2026-01-12"}, date(2026, 1, 12), None),
+    ],
+)
+def test_the_window_an_order_plans_the_surgery_in(occurrence, first, until):
+    order = order_from(service_request() | occurrence)
+    assert (order.occurrence, order.occurrence_until) == (first, until)
