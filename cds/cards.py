@@ -434,8 +434,10 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
 
 def _no_day_note(ctx: CardContext) -> str:
     """Why an order that gives a date of surgery is judged by the evaluation day: the date names no day."""
-    partial = ctx.order.occurrence_partial
-    if partial:
+    partial, until = ctx.order.occurrence_partial, ctx.order.occurrence_until
+    if until is not None:
+        given = f"plans the surgery by {until.isoformat()} and gives no day for it"
+    elif partial:
         given = f"gives the surgery's {'month' if len(partial) == 7 else 'year'}, {partial}, not its day"
     else:
         given = "gives a date of surgery (occurrence) that names no day this service can read"
@@ -461,8 +463,9 @@ def _window_note(ctx: CardContext, version) -> str | None:
     later = ctx.route.plan.version_at(until) if until is not None and until >= ctx.as_of else None
     if later is None or later is version:
         return None
+    within = f"between {order.occurrence.isoformat()} and" if order.occurrence else "by"
     return (
-        f"The order plans the surgery between {order.occurrence.isoformat()} and {until.isoformat()}: "
+        f"The order plans the surgery {within} {until.isoformat()}: "
         f"{md(later.title)} (effective {later.effective_text}) applies to a surgery on or after that day. A service "
         "is judged by the policy in force on its date: check the version in force on the day of surgery."
     )

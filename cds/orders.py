@@ -61,7 +61,8 @@ class Order:
     occurrence: date | None = None  # the planned day of surgery, when the order says
     occurrence_partial: str | None = None  # "2027-01" or "2027": the order names the surgery's month or year only
     occurrence_unread: bool = False  # the order has an occurrence[x] that names no day this service can read
-    # the last day of the window (occurrencePeriod) the order plans the surgery in; ``occurrence`` is its first
+    # the last day of the window (occurrencePeriod) the order plans the surgery in; ``occurrence`` is its first,
+    # None when the window gives only its end
     occurrence_until: date | None = None
     sites: frozenset[tuple[str, str]] = frozenset()  # bodySite codings (system, code)
     site_text: str = ""  # bodySite text and displays, for laterality written in words
@@ -142,9 +143,9 @@ def order_from(resource: dict, label: str | None = None) -> Order:
         when = [model.occurrenceDateTime, model.occurrencePeriod.start if model.occurrencePeriod else None]
         occurrence = _day(when[0]) or _day(when[1]) or _timing_start(model.occurrenceTiming)
         partial = None if occurrence else next((w for w in when if is_partial_date(w)), None)
-        if occurrence is not None and model.occurrencePeriod is not None and _day(when[0]) is None:
+        if model.occurrencePeriod is not None and _day(when[0]) is None:
             until = _day(model.occurrencePeriod.end)  # an end before the start (FHIR per-1) is no window
-            until = until if until is not None and until > occurrence else None
+            until = until if until is not None and (occurrence is None or until > occurrence) else None
     given = any([resource.get(element) is not None for element in _OCCURRENCE])
     return Order(
         id=(label or unnamed_id(1)) if resource.get("id") in (None, "") else str(resource["id"]),

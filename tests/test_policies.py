@@ -500,6 +500,17 @@ def test_a_window_for_the_surgery_is_said_with_a_version_that_takes_effect_withi
     assert "check the version in force on the day of surgery" in said
 
 
+def test_a_window_with_only_its_last_day_is_said_and_a_version_within_it_named(client, ehr):
+    """occurrencePeriod with an end and no start: the card said the order's date 'names no day this service can
+    read', though it names the day the surgery is planned by."""
+    detail = _payer_detail_as_of(client, service_request() | {"occurrencePeriod": {"end": "2026-01-10"}}, "2025-11-20")
+    assert detail.startswith("**2024T0126PP")
+    assert "The order plans the surgery by 2026-01-10 and gives no day for it" in detail
+    assert "no day this service can read" not in detail
+    [said] = [line for line in detail.splitlines() if line.startswith("The order plans the surgery by 2026-01-10:")]
+    assert "2026T0126TT" in said and "(effective 2026-01-01) applies to a surgery on or after that day" in said
+
+
 def test_a_window_for_the_surgery_under_another_version_than_todays_is_named_as_a_window(client, ehr):
     """The card called the first day of the window "the day of surgery", a day the order never named."""
     order = service_request() | {"occurrencePeriod": {"start": "2026-01-12", "end": "2026-02-20"}}
