@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 
 from cds import payers, provenance, questionnaires
 from cds.codes import CPT, HCPCS, canonical, codings
-from cds.fhirvalues import as_reference, unnamed
+from cds.fhirvalues import array, as_reference, unnamed
 from cds.orders import Order
 from cds.rules.findings import BillingOption, Finding, Status
 from cds.rules.params import BILLING
@@ -659,7 +659,7 @@ def _modifier_action(order: Order, finding: Finding) -> dict | None:
         (): "Remove the co-surgeon/team modifier from the order",
     }
     resource = order.editable()
-    details = [d for d in resource.get("orderDetail") or () if not _is_modifier(d, (CO_SURGERY, TEAM_SURGERY))]
+    details = [d for d in array(resource.get("orderDetail")) if not _is_modifier(d, (CO_SURGERY, TEAM_SURGERY))]
     details += [{"coding": [{"system": CPT, "code": m}], "text": f"CPT modifier {m}"} for m in wanted]
     if details:
         resource["orderDetail"] = details

@@ -60,16 +60,17 @@ MEMO_CHARS = 128
 
 
 def canonical(system: str | None, code: str | None) -> tuple[str | None, str | None]:
-    """The canonical (system, code) for a coding, repairing the common spellings real data uses."""
-    if isinstance(system, str) and isinstance(code, str) and len(system) + len(code) > MEMO_CHARS:
+    """The canonical (system, code) for a coding, repairing the common spellings real data uses; anything but two
+    strings is returned as given (and never reaches the memo: a dict there is unhashable)."""
+    if not isinstance(system, str) or not isinstance(code, str) or not system or not code:
+        return system, code
+    if len(system) + len(code) > MEMO_CHARS:
         return _canonical.__wrapped__(system, code)  # worked out, never kept (see MEMO_CHARS)
     return _canonical(system, code)
 
 
 @functools.lru_cache(maxsize=16384)
-def _canonical(system: str | None, code: str | None) -> tuple[str | None, str | None]:
-    if not isinstance(system, str) or not isinstance(code, str) or not system or not code:
-        return system, code
+def _canonical(system: str, code: str) -> tuple[str, str]:
     system = _CANONICAL.get(system.strip().lower().rstrip("/"), system)
     code = code.strip()
     if system == HCPCS and _CPT_SHAPE.match(code):
@@ -507,11 +508,16 @@ PROCEDURE_SETS = tuple(
 
 def codings(concept: object) -> list[tuple[str | None, str | None]]:
     """(system, code) pairs of a CodeableConcept given as a dict (a list made at once: no generator resumed per
-    coding of every resource a call filters)."""
+    coding of every resource a call filters); a system or code that is not a string is None (a code of 62 is no
+    code: FHIR's code is a string)."""
     found = concept.get("coding") if isinstance(concept, dict) else None
     if not isinstance(found, list):
         return []
-    return [(c.get("system"), c.get("code")) for c in found if isinstance(c, dict)]
+    return [(_string(c.get("system")), _string(c.get("code"))) for c in found if isinstance(c, dict)]
+
+
+def _string(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def concept_text(concept: object) -> str:

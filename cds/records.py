@@ -23,6 +23,7 @@ from cds import codes, fhirview
 from cds.codes import ValueSet
 from cds.fhirvalues import (
     EARLIEST,
+    array,
     as_date,
     codings_of,
     instant,
@@ -530,7 +531,7 @@ def _medication_concept(resource: dict, medications: dict[str, dict]) -> dict | 
         return None
     if ref.startswith("#"):
         contained = next(
-            (c for c in resource.get("contained") or () if isinstance(c, dict) and c.get("id") == ref[1:]), None
+            (c for c in array(resource.get("contained")) if isinstance(c, dict) and c.get("id") == ref[1:]), None
         )
         medication = contained
     else:
@@ -643,7 +644,7 @@ def _name(concept: dict) -> str:
     return next(
         (
             c["display"].strip()
-            for c in concept.get("coding") or ()
+            for c in array(concept.get("coding"))
             if isinstance(c, dict) and isinstance(c.get("display"), str) and c["display"].strip()
         ),
         "",

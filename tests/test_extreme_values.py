@@ -423,3 +423,41 @@ def test_an_order_whose_insurance_is_not_in_force_says_why(client):
     answer = client.post(HOOK, json=hook_request(prefetch=prefetch, orders=[order])).get_json()
     payer = next(c for c in answer["cards"] if "coverage is not active" in c["summary"])
     assert f"Coverage/{cov['id']} has status cancelled" in payer["detail"]
+
+
+@pytest.mark.parametrize(
+    "coding",
+    [
+        {"system": "http://www.ama-assn.org/go/cpt", "code": 62},
+        {"system": "http://www.ama-assn.org/go/cpt", "code": {}},
+        {"system": "http://www.ama-assn.org/go/cpt", "code": ["62"]},
+        {"system": "http://www.ama-assn.org/go/cpt", "code": True},
+        {"system": {}, "code": "62"},
+        {"system": ["http://www.ama-assn.org/go/cpt"], "code": "62"},
+    ],
+)
+def test_a_modifier_coded_with_a_number_or_an_object_is_no_modifier_not_a_500(client, coding):
+    """orderDetail codings of the wrong type: `code.upper()` of 62 and a dict system in the code-system memo were
+    a 500 (an AttributeError, an unhashable TypeError)."""
+    order = service_request() | {"orderDetail": [{"coding": [coding]}]}
+    response = client.post(HOOK, json=hook_request(prefetch=full_prefetch(), orders=[order]))
+    assert response.status_code == 200, response.get_json()
+
+
+@pytest.mark.parametrize("contained", [5, True, 1.5])
+def test_a_medication_whose_contained_is_not_an_array_is_read_without_it_not_a_500(client, contained):
+    """A MedicationRequest naming '#m1' with `contained: 5`: iterating the number was a TypeError, a 500."""
+    prefetch = full_prefetch()
+    drug = {
+        "resourceType": "MedicationRequest",
+        "id": "med-odd",
+        "status": "completed",
+        "intent": "order",
+        "subject": {"reference": "Patient/pat-1"},
+        "authoredOn": "2025-11-01",
+        "medicationReference": {"reference": "#m1"},
+        "contained": contained,
+    }
+    prefetch["medicationRequests"] = searchset(drug)
+    response = client.post(HOOK, json=hook_request(prefetch=prefetch))
+    assert response.status_code == 200, response.get_json()
