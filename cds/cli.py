@@ -91,7 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except BrokenPipeError:  # `cds policies sources | head`: the reader stopped; no traceback for what it skipped
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more reaches the closed pipe
+        return 141  # 128 + SIGPIPE, as a shell reports a command stopped by it
 
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "db":
         return _db_upgrade()
     if args.command == "replay":

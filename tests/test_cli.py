@@ -167,3 +167,13 @@ def test_serve_names_its_questionnaires_where_it_is_reached(served):
     questionnaire = requests.get(f"{base}/fhir/Questionnaire/medicare-ffs-2019-12-01", timeout=5).json()
     assert questionnaire["url"] == f"{base}/fhir/Questionnaire/medicare-ffs-2019-12-01"
     assert requests.get(questionnaire["url"], timeout=5).status_code == 200
+
+
+def test_a_listing_piped_into_a_reader_that_stops_early_ends_without_a_traceback():
+    """`cds policies sources | head`: the reader closing the pipe made Python print a BrokenPipeError traceback."""
+    process = subprocess.Popen([CDS, "policies", "sources"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.readline()  # the first line, as `head -1` reads it
+    process.stdout.close()
+    _out, errors = process.communicate(timeout=60)
+    assert b"Traceback" not in errors and b"BrokenPipe" not in errors, errors.decode()[-500:]
+    assert process.returncode == 141
