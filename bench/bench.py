@@ -333,7 +333,7 @@ def main() -> int:
         value = measured[label]
         met = {">=": value >= bound, "<=": value <= bound, "<": value < bound}[op]
         missed += not met
-        print(f"| {label} {op} {bound:g} | {value:.2f} | {'yes' if met else 'NO'} |")
+        print(f"| {label} {op} {bound:g} | {value:.3f} | {'yes' if met else 'NO'} |")
     for name in loads:
         verdict = check_outcome(name, measured_runs["answers"][name])
         missed += verdict.startswith("DIFFERENT")

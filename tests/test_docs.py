@@ -69,3 +69,11 @@ def test_every_documented_cds_command_parses(page, command):
     """A renamed or removed option fails here, not in the hands of someone following the docs."""
     args = shlex.split(command.replace("CASE", "fhir_fixtures/no-coverage"))
     build_parser().parse_args(args)
+
+
+def test_the_number_of_shipped_cases_the_docs_give_is_the_number_shipped():
+    """The replay doc said 62 cases and "62 passed" when 67 were shipped."""
+    shipped = len([p for p in (ROOT / "fhir_fixtures").iterdir() if (p / "case.json").is_file()])
+    text = (ROOT / "docs" / "testing-and-replay.md").read_text()
+    said = [int(n) for n in re.findall(r"(\d+) shipped cases|\"(\d+) passed, 0 failed\"", text) for n in n if n]
+    assert said and set(said) == {shipped}, (said, shipped)
