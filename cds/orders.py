@@ -13,6 +13,7 @@ from cds.codes import THIS_PROCEDURE, codings
 from cds.fhirvalues import (
     array,
     as_date,
+    as_end_date,
     codings_of,
     is_partial_date,
     json_copy,
@@ -143,9 +144,9 @@ def order_from(resource: dict, label: str | None = None) -> Order:
         when = [model.occurrenceDateTime, model.occurrencePeriod.start if model.occurrencePeriod else None]
         occurrence = _day(when[0]) or _day(when[1]) or _timing_start(model.occurrenceTiming)
         partial = None if occurrence else next((w for w in when if is_partial_date(w)), None)
-        if model.occurrencePeriod is not None and _day(when[0]) is None:
-            until = _day(model.occurrencePeriod.end)  # an end before the start (FHIR per-1) is no window
-            until = until if until is not None and (occurrence is None or until > occurrence) else None
+        if _day(when[0]) is None:
+            until = _window_end(model.occurrencePeriod, model.occurrenceTiming)
+            until = until if until is not None and (occurrence is None or until > occurrence) else None  # FHIR per-1
     given = any([resource.get(element) is not None for element in _OCCURRENCE])
     return Order(
         id=(label or unnamed_id(1)) if resource.get("id") in (None, "") else str(resource["id"]),
@@ -168,6 +169,15 @@ def order_from(resource: dict, label: str | None = None) -> Order:
 
 
 _OCCURRENCE = ("occurrenceDateTime", "occurrencePeriod", "occurrenceTiming")  # ServiceRequest.occurrence[x]
+
+
+def _window_end(period: fhirview.Period | None, timing: fhirview.Timing | None) -> date | None:
+    """The last day of the window an order plans the surgery in: its occurrencePeriod's end, or the end of a
+    Timing's bounds when the Timing names no event; a month or a year ("2026-01") ends on its last day."""
+    if period is None and timing is not None and not [e for e in timing.event if _day(e)]:
+        period = timing.boundsPeriod
+    end = period.end if period is not None else None
+    return _day(end) or (as_end_date(end) if is_partial_date(end) else None)
 
 
 def _typed_local(reference: object, contained: dict[str, dict]) -> object:

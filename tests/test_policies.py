@@ -544,7 +544,9 @@ def test_the_day_of_surgery_may_be_given_as_a_timing(client, ehr, timing):
     day of surgery, so the version in force on the evaluation day applied without a word."""
     detail = _payer_detail_as_of(client, service_request() | {"occurrenceTiming": timing}, "2025-11-20")
     assert detail.startswith("**2026T0126TT")
-    assert "the version in force on the day of surgery, 2026-01-12" in detail
+    window = "end" in timing.get("repeat", {}).get("boundsPeriod", {})
+    day = "the first day of the window the order plans the surgery in" if window else "the day of surgery"
+    assert f"the version in force on {day}" in detail and "2026-01-12" in detail
     assert "In force today: 2024T0126PP" in detail
 
 

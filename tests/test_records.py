@@ -258,7 +258,18 @@ def test_two_versions_that_only_look_different_are_no_dispute(first, second):
         ),
         ({"occurrencePeriod": {"start": "2026-01-12", "end": "2026-01-12"}}, date(2026, 1, 12), None),  # one day
         ({"occurrencePeriod": {"start": "2026-01-12", "end": "2025-12-01"}}, date(2026, 1, 12), None),  # breaks per-1
-        ({"occurrencePeriod": {"start": "2026-01-12", "end": "2026-02"}}, date(2026, 1, 12), None),  # no day named
+        ({"occurrencePeriod": {"start": "2026-01-12", "end": "2026-02"}}, date(2026, 1, 12), date(2026, 2, 28)),
+        ({"occurrencePeriod": {"start": "2026-01-12", "end": "2026"}}, date(2026, 1, 12), date(2026, 12, 31)),
+        (
+            {"occurrenceTiming": {"repeat": {"boundsPeriod": {"start": "2026-01-12", "end": "2026-02-20"}}}},
+            date(2026, 1, 12),
+            date(2026, 2, 20),
+        ),
+        (
+            {"occurrenceTiming": {"event": ["2026-01-12"], "repeat": {"boundsPeriod": {"end": "2026-02-20"}}}},
+            date(2026, 1, 12),
+            None,
+        ),  # an event is the day
         ({"occurrencePeriod": {"end": "2026-02-20"}}, None, date(2026, 2, 20)),  # a window with only its end
         ({"occurrenceDateTime": "2026-01-12"}, date(2026, 1, 12), None),
     ],
