@@ -465,9 +465,9 @@ def _window_note(ctx: CardContext, version) -> str | None:
         return None
     within = f"between {order.occurrence.isoformat()} and" if order.occurrence else "by"
     return (
-        f"The order plans the surgery {within} {until.isoformat()}: "
-        f"{md(later.title)} (effective {later.effective_text}) applies to a surgery on or after that day. A service "
-        "is judged by the policy in force on its date: check the version in force on the day of surgery."
+        f"The order plans the surgery {within} {until.isoformat()}: from {later.effective_text}, {md(later.title)} "
+        "applies. A service is judged by the policy in force on its date: check the version in force on the day of "
+        "surgery."
     )
 
 

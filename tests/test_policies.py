@@ -496,7 +496,7 @@ def test_a_window_for_the_surgery_is_said_with_a_version_that_takes_effect_withi
     detail = _payer_detail_as_of(client, order, as_of)
     assert detail.startswith("**2024T0126PP")
     [said] = [line for line in detail.splitlines() if "plans the surgery between 2025-12-20 and 2026-01-10" in line]
-    assert "2026T0126TT" in said and "(effective 2026-01-01) applies to a surgery on or after that day" in said
+    assert said.split(": ", 1)[1].startswith("from 2026-01-01, 2026T0126TT") and "applies." in said
     assert "check the version in force on the day of surgery" in said
 
 
@@ -508,7 +508,7 @@ def test_a_window_with_only_its_last_day_is_said_and_a_version_within_it_named(c
     assert "The order plans the surgery by 2026-01-10 and gives no day for it" in detail
     assert "no day this service can read" not in detail
     [said] = [line for line in detail.splitlines() if line.startswith("The order plans the surgery by 2026-01-10:")]
-    assert "2026T0126TT" in said and "(effective 2026-01-01) applies to a surgery on or after that day" in said
+    assert said.split(": ", 1)[1].startswith("from 2026-01-01, 2026T0126TT") and "applies." in said
 
 
 def test_a_window_for_the_surgery_under_another_version_than_todays_is_named_as_a_window(client, ehr):
@@ -519,7 +519,7 @@ def test_a_window_for_the_surgery_under_another_version_than_todays_is_named_as_
     assert "day of surgery, 2026-01-12" not in detail
     assert "the first day of the window the order plans the surgery in, 2026-01-12" in detail
     assert "In force today: 2024T0126PP" in detail
-    assert "on or after that day" not in detail  # one version over the whole window
+    assert "plans the surgery between" not in detail  # one version over the whole window
 
 
 def _payer_detail_as_of(client, order: dict, as_of: str) -> str:
