@@ -236,7 +236,32 @@ def decide(
             info.doc_needed = "clinical"
             info.doc_purpose = list(dict.fromkeys(purposes))
     info.details = [_policy_detail(route, stance)]
+    if info.covered in ("covered", "conditional") and (unstated := _unstated_criteria(findings)):
+        info.details.append(unstated)
     return info
+
+
+def _unstated_criteria(findings: list[Finding]) -> list[dict] | None:
+    """A detail naming the met criteria that no primary source read states for this payer, when the assertion rests
+    on them: a 'covered' built on summaries says so to the EHR, as the cards say it to the surgeon."""
+    titles = [
+        f.title or f.criterion
+        for f in findings
+        if f.criterion not in BILLING and f.status == Status.MET and f.confidence == "secondary"
+    ]
+    if not titles:
+        return None
+    return [
+        {"url": "code", "valueCodeableConcept": {"text": "Criteria not stated by a primary source"}},
+        {"url": "value", "valueString": "; ".join(titles)},
+        {"url": "qualification", "valueString": _UNSTATED_CRITERIA},
+    ]
+
+
+_UNSTATED_CRITERIA = (
+    "These met criteria were read only in secondary summaries or background documents, not in this payer's own text: "
+    "the assertion rests on them; verify against the current policy text."
+)
 
 
 def _billing_codes(order: Order, findings: list[Finding]) -> list[dict]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cds import codes, coverage, payers, policies, provenance, records
+from cds import codes, coverage, fixtures, payers, policies, provenance, records, replay
 from cds.orders import order_from
 from cds.policies import POLICY_DIR, PolicyError
 
@@ -966,3 +966,30 @@ def test_replay_refuses_a_broken_edit_of_the_shipped_files_in_one_line(tmp_path,
     assert cli.main(["replay", str(fixtures.FIXTURE_DIR / "aetna-all-criteria-met")]) == 2
     error = capsys.readouterr().err
     assert error.startswith("cds replay: policy error: aetna.json:") and "coverage.pain.summary" in error
+
+
+def _unstated_criteria(client, case: str) -> tuple[list[str], str | None]:
+    """(covered, the value of the detail naming met criteria no primary source states) for a shipped case."""
+    body = replay.standalone_request(fixtures.load_folder(fixtures.FIXTURE_DIR / case), replay.Options())
+    parts = info_of(client.post(f"/cds-services/{ORDER_SIGN}", json=body).get_json())
+    details = [{sub["url"]: sub for sub in detail} for detail in parts.get("detail", [])]
+    said = [
+        d for d in details if d["code"]["valueCodeableConcept"]["text"] == "Criteria not stated by a primary source"
+    ]
+    assert len(said) <= 1
+    if said:
+        assert "verify against the current policy text" in said[0]["qualification"]["valueString"]
+    return parts["covered"], said[0]["value"]["valueString"] if said else None
+
+
+def test_covered_resting_on_criteria_only_summaries_state_says_so_to_the_ehr(client):
+    """Medicare's 'covered' rested on criteria read only in summaries of the contractor's article, and the coverage
+    information sent to the EHR said nothing of it (the cards did)."""
+    covered, unstated = _unstated_criteria(client, "medicare-all-criteria-met")
+    assert covered == ["covered"]
+    assert "Physical therapy tried" in unstated and "Psychological evaluation" in unstated
+    covered, unstated = _unstated_criteria(client, "medicare-no-physical-therapy")  # the met ones only
+    assert covered == ["conditional"] and "Psychological evaluation" in unstated
+    assert "Physical therapy tried" not in unstated
+    covered, unstated = _unstated_criteria(client, "anthem-investigational")  # nothing asserted: nothing to qualify
+    assert covered in (["not-covered"], ["indeterminate"]) and unstated is None
