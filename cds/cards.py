@@ -416,7 +416,7 @@ def _payer(findings: list[Finding], ctx: CardContext) -> dict:
     today = route.plan.version_at(ctx.as_of) if route.policy_day not in (None, ctx.as_of) else version
     if ctx.order.occurrence_partial or ctx.order.occurrence_unread:  # no day read: today's version, and why
         lines[2:2] = [_no_day_note(ctx), ""]
-    if (window := _window_note(ctx, version)) is not None:
+    if (window := _window_note(ctx)) is not None:
         lines[2:2] = [window, ""]
     if today is not version:  # the surgery falls under another version than the one in force today
         now = f"{md(today.title)} (effective {today.effective_text})" if today else "no version on file"
@@ -436,7 +436,7 @@ def _no_day_note(ctx: CardContext) -> str:
     """Why an order that gives a date of surgery is judged by the evaluation day: the date names no day."""
     partial, until = ctx.order.occurrence_partial, ctx.order.occurrence_until
     if until is not None:
-        given = f"plans the surgery by {until.isoformat()} and gives no day for it"
+        given = f"plans the surgery {ctx.order.window} and gives no day for it"
     elif partial:
         given = f"gives the surgery's {'month' if len(partial) == 7 else 'year'}, {partial}, not its day"
     else:
@@ -455,17 +455,15 @@ def _surgery_day_words(ctx: CardContext) -> str:
     return f"the day of surgery, {day}"
 
 
-def _window_note(ctx: CardContext, version) -> str | None:
+def _window_note(ctx: CardContext) -> str | None:
     """What to say when the order plans the surgery within a window (occurrencePeriod) and a later version of the
     policy takes effect before its last day: the version applied holds only for a surgery before that."""
     order = ctx.order
-    until = order.occurrence_until
-    later = ctx.route.plan.version_at(until) if until is not None and until >= ctx.as_of else None
-    if later is None or later is version:
+    later = payers.later_in_window(ctx.route, order, ctx.as_of)
+    if later is None:
         return None
-    within = f"between {order.occurrence.isoformat()} and" if order.occurrence else "by"
     return (
-        f"The order plans the surgery {within} {until.isoformat()}: from {later.effective_text}, {md(later.title)} "
+        f"The order plans the surgery {order.window}: from {later.effective_text}, {md(later.title)} "
         "applies. A service is judged by the policy in force on its date: check the version in force on the day of "
         "surgery."
     )

@@ -238,7 +238,22 @@ def decide(
     info.details = [_policy_detail(route, stance)]
     if info.covered in ("covered", "conditional") and (unstated := _unstated_criteria(findings)):
         info.details.append(unstated)
+    if (later := payers.later_in_window(route, order, as_of)) is not None:
+        info.details.append(_later_version_detail(order, later))
     return info
+
+
+def _later_version_detail(order: Order, later) -> list[dict]:
+    """The version in force late in the order's window for the surgery: the assertion holds before it takes effect."""
+    return [
+        {"url": "code", "valueCodeableConcept": {"text": "Later policy version within the surgery's window"}},
+        {"url": "value", "valueString": f"{later.title} (effective {later.effective_text})"},
+        {
+            "url": "qualification",
+            "valueString": f"The order plans the surgery {order.window}: this "
+            "assertion follows the version in force before this one takes effect; check the day of surgery.",
+        },
+    ]
 
 
 def _unstated_criteria(findings: list[Finding]) -> list[dict] | None:

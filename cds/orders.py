@@ -75,6 +75,14 @@ class Order:
     def reference(self) -> str:
         return f"ServiceRequest/{self.id}"
 
+    @property
+    def window(self) -> str:
+        """The window for the surgery in words ("between 2025-12-20 and 2026-01-10", "by 2026-01-10"), or ""."""
+        if self.occurrence_until is None:
+            return ""
+        first = f"between {self.occurrence.isoformat()} and " if self.occurrence else "by "
+        return first + self.occurrence_until.isoformat()
+
     @cached_property
     def contained_index(self) -> tuple[dict[str, PractitionerRole], dict[str, PractitionerRole]]:
         """The contained roles by their local reference, and the first by its practitioner's: made once, since an

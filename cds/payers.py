@@ -105,6 +105,16 @@ def route(record: PatientRecord, order: Order, policies: PolicySet, as_of: date,
     return Route(MATCHED, plan, version, coverage_ref, name or plan.payer, _why(rule, names, types), policy_day=day)
 
 
+def later_in_window(route: Route, order: Order, as_of: date) -> Version | None:
+    """The version of the route's policy in force on the last day of the window the order plans the surgery in
+    (occurrencePeriod), when that is another than the one applied: a surgery late in the window falls under it."""
+    until = order.occurrence_until
+    if until is None or until < as_of or not route.matched:
+        return None
+    later = route.plan.version_at(until)
+    return later if later is not None and later is not route.version else None
+
+
 def _why(rule, names: list[str], types: list) -> str | None:
     """ "the plan name “Aetna Medicare Premier (PPO)” is a Medicare Advantage plan name (no Coverage.type says otherwise)"."""
     if not rule.because or rule.name is None:

@@ -511,6 +511,26 @@ def test_a_window_with_only_its_last_day_is_said_and_a_version_within_it_named(c
     assert said.split(": ", 1)[1].startswith("from 2026-01-01, 2026T0126TT") and "applies." in said
 
 
+def test_the_coverage_information_names_a_version_that_takes_effect_within_the_window(client, ehr):
+    """The card named a later version within the order's window, while the coverage information sent to the EHR
+    gave only the version applied."""
+    order = service_request() | {"occurrencePeriod": {"start": "2025-12-20", "end": "2026-01-10"}}
+    body = hook_request(prefetch=documented_prefetch(with_payer("UnitedHealthcare")), orders=[order])
+    body["extension"] |= {"cds64580.as-of": "2025-11-20"}
+    response = client.post(f"/cds-services/{ORDER_SIGN}", data=orjson.dumps(body), content_type="application/json")
+    details = [{sub["url"]: sub for sub in detail} for detail in info_of(response.get_json())["detail"]]
+    [later] = [d for d in details if d["code"]["valueCodeableConcept"]["text"].startswith("Later policy version")]
+    assert later["value"]["valueString"].startswith("2026T0126TT") and "2026-01-01" in later["value"]["valueString"]
+    assert "between 2025-12-20 and 2026-01-10" in later["qualification"]["valueString"]
+    order["occurrencePeriod"]["end"] = "2025-12-30"  # the whole window under one version: nothing to add
+    body = hook_request(prefetch=documented_prefetch(with_payer("UnitedHealthcare")), orders=[order])
+    body["extension"] |= {"cds64580.as-of": "2025-11-20"}
+    response = client.post(f"/cds-services/{ORDER_SIGN}", data=orjson.dumps(body), content_type="application/json")
+    texts = [sub["valueCodeableConcept"]["text"] for d in info_of(response.get_json())["detail"] for sub in d
+             if sub["url"] == "code"]  # fmt: skip
+    assert not any(t.startswith("Later policy version") for t in texts)
+
+
 def test_a_window_for_the_surgery_under_another_version_than_todays_is_named_as_a_window(client, ehr):
     """The card called the first day of the window "the day of surgery", a day the order never named."""
     order = service_request() | {"occurrencePeriod": {"start": "2026-01-12", "end": "2026-02-20"}}
