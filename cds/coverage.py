@@ -245,15 +245,12 @@ def decide(
 
 def _later_version_detail(order: Order, later) -> list[dict]:
     """The version in force late in the order's window for the surgery: the assertion holds before it takes effect."""
-    return [
-        {"url": "code", "valueCodeableConcept": {"text": "Later policy version within the surgery's window"}},
-        {"url": "value", "valueString": f"{later.title} (effective {later.effective_text})"},
-        {
-            "url": "qualification",
-            "valueString": f"The order plans the surgery {order.window}: this "
-            "assertion follows the version in force before this one takes effect; check the day of surgery.",
-        },
-    ]
+    return _detail(
+        "Later policy version within the surgery's window",
+        f"{later.title} (effective {later.effective_text})",
+        f"The order plans the surgery {order.window}: this assertion follows the version in force before this one "
+        "takes effect; check the day of surgery.",
+    )
 
 
 def _unstated_criteria(findings: list[Finding]) -> list[dict] | None:
@@ -266,11 +263,7 @@ def _unstated_criteria(findings: list[Finding]) -> list[dict] | None:
     ]
     if not titles:
         return None
-    return [
-        {"url": "code", "valueCodeableConcept": {"text": "Criteria not stated by a primary source"}},
-        {"url": "value", "valueString": "; ".join(titles)},
-        {"url": "qualification", "valueString": _UNSTATED_CRITERIA},
-    ]
+    return _detail("Criteria not stated by a primary source", "; ".join(titles), _UNSTATED_CRITERIA)
 
 
 _UNSTATED_CRITERIA = (
@@ -308,13 +301,14 @@ def _unstated(stance) -> str:
 
 def _policy_detail(route: payers.Route, stance) -> list[dict]:
     version = route.version
-    detail = [
-        {"url": "code", "valueCodeableConcept": {"text": "Payer policy applied"}},
-        {"url": "value", "valueString": f"{version.title} (effective {version.effective_text})"},
-    ]
-    if stance.confidence == "secondary":
-        detail.append({"url": "qualification", "valueString": _QUALIFICATION[stance.unstated_because]})
-    return detail
+    qualification = _QUALIFICATION[stance.unstated_because] if stance.confidence == "secondary" else None
+    return _detail("Payer policy applied", f"{version.title} (effective {version.effective_text})", qualification)
+
+
+def _detail(code: str, value: str, qualification: str | None = None) -> list[dict]:
+    """One CRD coverage-information ``detail``: what it is (as text), its value and how far to trust it."""
+    parts = [{"url": "code", "valueCodeableConcept": {"text": code}}, {"url": "value", "valueString": value}]
+    return parts + ([{"url": "qualification", "valueString": qualification}] if qualification else [])
 
 
 def system_action(order: Order, info: CoverageInformation, payer: str, form: str = "2.2") -> dict:
