@@ -515,18 +515,14 @@ def test_the_coverage_information_names_a_version_that_takes_effect_within_the_w
     """The card named a later version within the order's window, while the coverage information sent to the EHR
     gave only the version applied."""
     order = service_request() | {"occurrencePeriod": {"start": "2025-12-20", "end": "2026-01-10"}}
-    body = hook_request(prefetch=documented_prefetch(with_payer("UnitedHealthcare")), orders=[order])
-    body["extension"] |= {"cds64580.as-of": "2025-11-20"}
-    response = client.post(f"/cds-services/{ORDER_SIGN}", data=orjson.dumps(body), content_type="application/json")
-    details = [{sub["url"]: sub for sub in detail} for detail in info_of(response.get_json())["detail"]]
+    details = [
+        {sub["url"]: sub for sub in detail} for detail in info_of(_answer_as_of(client, order, "2025-11-20"))["detail"]
+    ]
     [later] = [d for d in details if d["code"]["valueCodeableConcept"]["text"].startswith("Later policy version")]
     assert later["value"]["valueString"].startswith("2026T0126TT") and "2026-01-01" in later["value"]["valueString"]
     assert "between 2025-12-20 and 2026-01-10" in later["qualification"]["valueString"]
     order["occurrencePeriod"]["end"] = "2025-12-30"  # the whole window under one version: nothing to add
-    body = hook_request(prefetch=documented_prefetch(with_payer("UnitedHealthcare")), orders=[order])
-    body["extension"] |= {"cds64580.as-of": "2025-11-20"}
-    response = client.post(f"/cds-services/{ORDER_SIGN}", data=orjson.dumps(body), content_type="application/json")
-    texts = [sub["valueCodeableConcept"]["text"] for d in info_of(response.get_json())["detail"] for sub in d
+    texts = [sub["valueCodeableConcept"]["text"] for d in info_of(_answer_as_of(client, order, "2025-11-20"))["detail"] for sub in d
              if sub["url"] == "code"]  # fmt: skip
     assert not any(t.startswith("Later policy version") for t in texts)
 
@@ -542,12 +538,17 @@ def test_a_window_for_the_surgery_under_another_version_than_todays_is_named_as_
     assert "plans the surgery between" not in detail  # one version over the whole window
 
 
-def _payer_detail_as_of(client, order: dict, as_of: str) -> str:
+def _answer_as_of(client, order: dict, as_of: str) -> dict:
+    """The answer for a documented UnitedHealthcare patient's ``order``, evaluated as of ``as_of``."""
     body = hook_request(prefetch=documented_prefetch(with_payer("UnitedHealthcare")), orders=[order])
     body["extension"] |= {"cds64580.as-of": as_of}
     response = client.post(f"/cds-services/{ORDER_SIGN}", data=orjson.dumps(body), content_type="application/json")
     assert response.status_code == 200, response.get_data(as_text=True)[:300]
-    return payer_card(response.get_json())["detail"]
+    return response.get_json()
+
+
+def _payer_detail_as_of(client, order: dict, as_of: str) -> str:
+    return payer_card(_answer_as_of(client, order, as_of))["detail"]
 
 
 @pytest.mark.parametrize(
