@@ -513,11 +513,12 @@ def codings(concept: object) -> list[tuple[str | None, str | None]]:
     found = concept.get("coding") if isinstance(concept, dict) else None
     if not isinstance(found, list):
         return []
-    return [(_string(c.get("system")), _string(c.get("code"))) for c in found if isinstance(c, dict)]
-
-
-def _string(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+    pairs = []
+    for c in found:  # each member checked inline: a helper called twice per coding cost more than the check
+        if isinstance(c, dict):
+            system, code = c.get("system"), c.get("code")
+            pairs.append((system if isinstance(system, str) else None, code if isinstance(code, str) else None))
+    return pairs
 
 
 def concept_text(concept: object) -> str:
