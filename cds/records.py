@@ -127,6 +127,10 @@ class PatientRecord:
     # medication codes resolved while filtering (contained or separate Medication resources) and the class each
     # was found in there (codes.medication_class, read once), by resource ref
     _medication_concepts: dict[str, tuple[dict, tuple[str, str]]] = field(default_factory=dict, repr=False)
+    # the codings of each Condition, Procedure and Observation as the relevance check read them, and what it
+    # matched, by resource ref: the views read these rather than the codes again (the model is kept to tell that
+    # the entry is for the model the list holds)
+    _coded: dict[str, tuple[Any, list, tuple[str, str]]] = field(default_factory=dict, repr=False)
     # views already computed: several criteria read the same events (and indexes of roles and coverages)
     _views: dict[tuple[str, Any], Any] = field(default_factory=dict, repr=False)
 
@@ -164,8 +168,11 @@ class PatientRecord:
 
     def _condition_events(self, value_set: ValueSet) -> list[Event]:
         events = []
+        coded = self._coded
         for c in self.conditions:
-            hit = value_set.match_codings(codings_of(c.code))
+            reference = f"Condition/{c.id}"
+            known = coded.get(reference)
+            hit = value_set.match_codings(known[1] if known is not None and known[0] is c else codings_of(c.code))
             if not hit:
                 continue
             verification = _status_code(c.verificationStatus, _VERIFICATION)
@@ -176,7 +183,7 @@ class PatientRecord:
             abated = as_date(c.abatementDateTime)
             events.append(
                 Event(
-                    reference=f"Condition/{c.id}",
+                    reference=reference,
                     kind=value_set.id,
                     code=f"{hit[1]}",
                     start=start or as_date(c.recordedDate),
@@ -211,13 +218,18 @@ class PatientRecord:
 
     def _read_done_procedures(self) -> tuple[list[tuple], tuple[tuple, ...]]:
         done = []
+        coded = self._coded
         for p in self.procedures:
             if p.status not in _DONE_PROCEDURE:
                 continue
             start, end = _period(p.performedDateTime, p.performedPeriod)
             actors = tuple([a.actor.reference for a in p.performer if a.actor and a.actor.reference])
-            shared = (f"Procedure/{p.id}", start, end or start, p.status, actors, text_of(p.code), sites_of(p.bodySite))
-            done.append((tuple(codings_of(p.code)), *shared))
+            reference = f"Procedure/{p.id}"
+            known = coded.get(reference)
+            codings = tuple(known[1] if known is not None and known[0] is p else codings_of(p.code))
+            done.append(
+                (codings, reference, start, end or start, p.status, actors, text_of(p.code), sites_of(p.bodySite))
+            )
         # sorted once: a stable sort, so each value set's filter keeps the order sorting its own events gave
         done.sort(key=lambda d: (d[2] is None, d[2] or date.min))
         places: dict[tuple, int] = {}
@@ -276,6 +288,7 @@ class PatientRecord:
     def _read_pain(self) -> tuple[list[Event], list[Event]]:
         """(the readings on the 0-10 scale, those off it), each in time order."""
         events = []
+        coded = self._coded
         for o in self.observations:
             if o.status in _IGNORED_STATUS:
                 continue
@@ -284,9 +297,14 @@ class PatientRecord:
             when = when or as_date(o.issued)
             if value is None or when is None:
                 continue
-            hit = codes.PAIN_SCORE.match_codings(codings_of(o.code))
+            reference = f"Observation/{o.id}"
+            known = coded.get(reference)  # build read it only if its code is a pain score's: what matched is kept
+            if known is not None and known[0] is o:
+                hit = known[2]
+            else:  # a record build did not make
+                hit = codes.PAIN_SCORE.match_codings(codings_of(o.code))
             code = hit[1] if hit else "72514-3"
-            events.append(Event(f"Observation/{o.id}", "pain-score", code, when, when, o.status, float(value)))
+            events.append(Event(reference, "pain-score", code, when, when, o.status, float(value)))
         events.sort(key=lambda e: e.start)
         return [e for e in events if 0 <= e.value <= 10], [e for e in events if not 0 <= e.value <= 10]
 
@@ -399,14 +417,17 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
     for resource in [*kept.values(), *anonymous]:
         rtype = resource["resourceType"]
         read, relevant, whose, listed = _KINDS[rtype]
-        concept = found = None
+        concept = found = pairs = None
         if rtype in _MEDICATION_KINDS:
             concept = _medication_concept(resource, medications)
             found = codes.medication_class(concept) if concept is not None else None
             if found is None:
                 continue
-        elif relevant is not None and relevant.match_codings(codes.codings(resource.get("code"))) is None:
-            continue
+        elif relevant is not None:
+            pairs = codes.codings(resource.get("code"))
+            found = relevant.match_codings(pairs)
+            if found is None:
+                continue
         try:
             model = read(resource, patient_id)
         except (TypeError, ValueError, AttributeError, OverflowError):  # reading it failed outright
@@ -420,8 +441,10 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
             if rtype not in labels:
                 labels[rtype] = unnamed_labels({rid for t, rid in kept if t == rtype})
             model = model._replace(id=next(labels[rtype]))
-        if concept is not None and found is not None:
+        if concept is not None:
             record._medication_concepts[f"{rtype}/{model.id}"] = (concept, found)
+        elif pairs is not None:
+            record._coded[f"{rtype}/{model.id}"] = (model, pairs, found)
         if listed:
             getattr(record, listed).append(model)
         else:
