@@ -167,11 +167,15 @@ class ValueSet:
         """The canonical (system, code) of the first coding in the set. A code seen before is one dict look-up here,
         its canonical form included, without a call per coding."""
         memo = self._memo
-        for system, code in codings:
-            if not isinstance(system, str) or not isinstance(code, str):
-                continue  # a coding whose system or code is not a string matches nothing (and never crashes)
-            found = memo.get((system, code), _UNSEEN)
+        for pair in codings:
+            try:  # the pair itself is the key: the memo holds only pairs of two strings, so a hit needs no check
+                found = memo.get(pair, _UNSEEN)
+            except TypeError:  # unhashable (a list, a dict for a code): read as the two values it holds
+                found = _UNSEEN
             if found is _UNSEEN:
+                system, code = pair
+                if not isinstance(system, str) or not isinstance(code, str):
+                    continue  # a coding whose system or code is not a string matches nothing (and never crashes)
                 found = self._member(system, code)
             if found is not None:
                 return found
