@@ -124,17 +124,18 @@ def build(findings: list[Finding], ctx: CardContext) -> list[tuple[str, dict]]:
     """(kind, card) pairs, most important first."""
     criteria = [f.to_json() for f in findings]
     by_id = {f.criterion: f for f in findings}
+    headers = _Headers(ctx)
     cards = [("payer", _payer(findings, ctx))]
-    documentation = _documentation([f for f in findings if f.criterion not in BILLING], ctx)
+    documentation = _documentation([f for f in findings if f.criterion not in BILLING], ctx, headers)
     if documentation:
         cards.append(("documentation", documentation))
-    billing = _billing([by_id[i] for i in BILLING if i in by_id], ctx)
+    billing = _billing([by_id[i] for i in BILLING if i in by_id], ctx, headers)
     if billing:
         cards.append(("billing", billing))
     pointer = next((f for f in findings if f.alternative), None)
     if pointer:
-        cards.append(("code", _code(pointer, ctx)))
-    cards.append(("summary", _summary(findings, ctx)))
+        cards.append(("code", _code(pointer, ctx, headers)))
+    cards.append(("summary", _summary(findings, ctx, headers)))
     order = as_reference(ctx.order.reference)
     for _kind, card in cards:
         card["extension"] = {CRITERIA_EXTENSION: criteria, ASSOCIATED: [dict(order)]}
@@ -178,11 +179,6 @@ def _noted(findings: list[Finding]) -> list[str]:
     return [f"- {md(n)}" for n in said if not any(len(other) > len(n) and n in other for other in said)]
 
 
-def _status(f: Finding) -> str:
-    """A criterion's status, marked when a clinician's attestation (not the record) decided it."""
-    return _STATUS_TEXT[f.status] + (" (attested)" if f.attested else "")
-
-
 def _in_sentence(title: str) -> str:
     """A criterion title inside a sentence, in the policy's own case: only a capital that starts it is lowered
     ("Objective pathology (EMG/NCS)" -> "objective pathology (EMG/NCS)"; "NCS" and "EMG studies" stay)."""
@@ -192,15 +188,28 @@ def _in_sentence(title: str) -> str:
     return title[:1].lower() + title[1:]
 
 
-def _header(ctx: CardContext, findings: list[Finding]) -> str:
-    policy = findings[0].policy if findings else ""
-    return (
-        f"Order {md(ctx.order.reference)} for CPT 64580, policy **{md(policy)}**, pathway **{ctx.pathway.label}** "
-        f"(from {md(ctx.pathway.why)}), evaluated as of {ctx.as_of.isoformat()}."
-    )
+class _Headers(dict):
+    """The header of one order's cards by the policy their findings name (``headers[_policy(findings)]``): the cards
+    of an order mostly name one policy, so its header is written once."""
+
+    def __init__(self, ctx: CardContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    def __missing__(self, policy: str) -> str:
+        ctx = self.ctx
+        header = self[policy] = (
+            f"Order {md(ctx.order.reference)} for CPT 64580, policy **{md(policy)}**, pathway **{ctx.pathway.label}** "
+            f"(from {md(ctx.pathway.why)}), evaluated as of {ctx.as_of.isoformat()}."
+        )
+        return header
 
 
-def _documentation(findings: list[Finding], ctx: CardContext) -> dict | None:
+def _policy(findings: list[Finding]) -> str:
+    return findings[0].policy if findings else ""
+
+
+def _documentation(findings: list[Finding], ctx: CardContext, headers: _Headers) -> dict | None:
     """What to document before signing. A criterion seen only where no source is (an AI answer page) is a lead, not
     a requirement: it is named apart, to verify with the payer, and never on the to-do list or in a task."""
     open_ = [f for f in findings if f.needs_action and not _lead(f)]
@@ -215,7 +224,7 @@ def _documentation(findings: list[Finding], ctx: CardContext) -> dict | None:
             headline, [_in_sentence(f.title or f.criterion) for f in (not_met + [f for f in open_ if f not in not_met])]
         )
     met = [f.title or f.criterion for f in findings if f.status == Status.MET]
-    detail = [_header(ctx, findings), "", "**Document before signing:**", *map(_line, open_), *_notes(open_)]
+    detail = [headers[_policy(findings)], "", "**Document before signing:**", *map(_line, open_), *_notes(open_)]
     leads = [f.title or f.criterion for f in findings if f.needs_action and _lead(f)]
     if leads:
         detail += ["", f"Not on this list: {', '.join(map(_in_sentence, leads))} (seen only where no source is, "
@@ -239,11 +248,7 @@ def _documentation(findings: list[Finding], ctx: CardContext) -> dict | None:
         form = {"label": "Complete the documentation questionnaire (form)", "type": "absolute",
                 "url": f"{ctx.dtr_form}?{urlencode({'questionnaire': ident})}"}  # fmt: skip
         card["links"] = [form, *card.get("links", [])][:5]
-    card["overrideReasons"] = [
-        _reason("documented-elsewhere", "Documentation exists outside this record"),
-        _reason("clinical-exception", "Clinical exception; medical necessity will be documented"),
-        _reason("payer-confirmed", "The payer confirmed the requirements are met"),
-    ]
+    card["overrideReasons"] = [dict(r) for r in _DOCUMENTATION_REASONS]
     if not ctx.information_only:
         _suggest(
             card,
@@ -268,18 +273,15 @@ def _fit(prefix: str, items: list[str]) -> str:
     return summary(prefix + items[0])
 
 
-def _billing(findings: list[Finding], ctx: CardContext) -> dict | None:
+def _billing(findings: list[Finding], ctx: CardContext, headers: _Headers) -> dict | None:
     shown = [f for f in findings if f.status != Status.NOT_APPLICABLE]
     if not shown:
         return None
     lead = next((f for f in shown if f.status == Status.NOT_MET), None) or shown[0]
     indicator = "warning" if any(f.status == Status.NOT_MET for f in shown) else "info"
-    detail = [_header(ctx, shown), "", *map(_line, shown), *_notes(shown)]
+    detail = [headers[_policy(shown)], "", *map(_line, shown), *_notes(shown)]
     card = _card(ctx, "billing", _billing_summary(lead), indicator, "claim", "\n".join(detail), shown)
-    card["overrideReasons"] = [
-        _reason("billing-handles-modifiers", "Billing staff will set the modifiers on the claim"),
-        _reason("roles-incorrect", "The surgeon roles on the order are not right"),
-    ]
+    card["overrideReasons"] = [dict(r) for r in _BILLING_REASONS]
     co = next((f for f in shown if f.criterion == "co-surgeon-modifier" and f.status == Status.NOT_MET), None)
     if co and not ctx.information_only:
         suggestions = _billing_suggestions(co, ctx)
@@ -288,13 +290,13 @@ def _billing(findings: list[Finding], ctx: CardContext) -> dict | None:
     return card
 
 
-def _code(f: Finding, ctx: CardContext) -> dict:
+def _code(f: Finding, ctx: CardContext, headers: _Headers) -> dict:
     """The sibling code the documentation points to: information only, the surgeon decides."""
     code, what = f.alternative  # type: ignore[misc]
     text = f"The documentation points to CPT {code} ({what}), not 64580"
     detail = "\n".join(
         [
-            _header(ctx, [f]),
+            headers[f.policy],
             "",
             f"{md(f.reason[:1].upper() + f.reason[1:])}.",
             "",
@@ -327,20 +329,24 @@ def _billing_summary(f: Finding) -> str:
     return summary(f.headline or f"CPT 64580: {f.reason[:1].upper()}{f.reason[1:]}")
 
 
-def _summary(findings: list[Finding], ctx: CardContext) -> dict:
-    counts = dict.fromkeys(Status, 0)
-    for f in findings:
-        counts[f.status] += 1
+def _summary(findings: list[Finding], ctx: CardContext, headers: _Headers) -> dict:
+    statuses = [f.status for f in findings]  # counted in C: a dict of counts took a hash and a store per finding
+    payer = ctx.payer
     text = (
-        f"CPT 64580 criteria{' for ' + ctx.payer if ctx.payer else ''}: {counts[Status.MET]} met, "
-        f"{counts[Status.NOT_MET]} not met, {counts[Status.UNKNOWN]} unknown"
+        f"CPT 64580 criteria{' for ' + payer if payer else ''}: {statuses.count(Status.MET)} met, "
+        f"{statuses.count(Status.NOT_MET)} not met, {statuses.count(Status.UNKNOWN)} unknown"
     )
     rows = ["| Criterion | Status | Why |", "|---|---|---|"]
-    rows += [f"| {_md_title(f.title or f.criterion)} | {_status(f)} | {md(f.reason)} |" for f in findings]
+    # the status marked when a clinician's attestation (not the record) decided it
+    rows += [
+        f"| {_md_title(f.title or f.criterion)} | {_STATUS_TEXT[f.status]}{' (attested)' if f.attested else ''} "
+        f"| {md(f.reason)} |"
+        for f in findings
+    ]
     # a met criterion's notes (a pain score off the scale beside a good trial) are on no other card
     noted = _noted([f for f in findings if f.status == Status.MET and f.criterion not in BILLING])
     detail = "\n".join(
-        [_header(ctx, findings), "", *rows, *(["", "**Notes on met criteria:**", *noted] if noted else [])]
+        [headers[_policy(findings)], "", *rows, *(["", "**Notes on met criteria:**", *noted] if noted else [])]
     )
     return _card(ctx, "summary", text, "info", "appropriate-use", detail, findings, links=False)
 
@@ -598,6 +604,18 @@ def _host(url: str) -> str:
 
 def _reason(code: str, display: str) -> dict:
     return {"system": OVERRIDE_REASONS, "code": code, "display": display}
+
+
+# policy-free, the same on every card: made once, and copied onto each card (a card is the caller's to change)
+_DOCUMENTATION_REASONS = (
+    _reason("documented-elsewhere", "Documentation exists outside this record"),
+    _reason("clinical-exception", "Clinical exception; medical necessity will be documented"),
+    _reason("payer-confirmed", "The payer confirmed the requirements are met"),
+)
+_BILLING_REASONS = (
+    _reason("billing-handles-modifiers", "Billing staff will set the modifiers on the claim"),
+    _reason("roles-incorrect", "The surgeon roles on the order are not right"),
+)
 
 
 def _suggest(card: dict, ctx: CardContext, suggestions: list[tuple[str, str, list[dict]]]) -> None:
