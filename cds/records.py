@@ -222,7 +222,7 @@ class PatientRecord:
         for p in self.procedures:
             if p.status not in _DONE_PROCEDURE:
                 continue
-            start, end = _period(p.performedDateTime, p.performedPeriod)
+            start, end, _backwards = _span(p.performedDateTime, p.performedPeriod)
             actors = tuple([a.actor.reference for a in p.performer if a.actor and a.actor.reference])
             reference = f"Procedure/{p.id}"
             known = coded.get(reference)
@@ -397,10 +397,9 @@ def build(resources: Iterable[dict], patient_id: str | None = None) -> PatientRe
     medications: dict[str, dict] = {}
     for resource in _flatten(resources):
         rtype = resource.get("resourceType")
-        if rtype == "Medication" and isinstance(resource.get("id"), str):
-            medications[resource["id"]] = resource
-            continue
-        if not isinstance(rtype, str) or rtype not in fhirview.BUILDERS or rtype == "ServiceRequest":
+        if not isinstance(rtype, str) or rtype not in _READ:
+            if rtype == "Medication" and isinstance(resource.get("id"), str):
+                medications[resource["id"]] = resource
             continue
         rid = resource.get("id")
         if not isinstance(rid, str) or not rid:
@@ -606,6 +605,7 @@ _KINDS = {
     for rtype, read in fhirview.BUILDERS.items()
 }
 _MEDICATION_KINDS = ("MedicationRequest", "MedicationStatement")
+_READ = frozenset(_KINDS) - {"ServiceRequest"}  # the order is read apart (cds.orders), never as the record's
 
 
 def _add(record: PatientRecord, rtype: str, model) -> None:
@@ -631,10 +631,6 @@ _EVIDENCE_KINDS = frozenset(
 
 def _unsettled(resource) -> bool:
     return resource.status == "unknown"
-
-
-def _period(when: object, period) -> tuple[date | None, date | None]:
-    return _span(when, period)[:2]
 
 
 def _span(when: object, period) -> tuple[date | None, date | None, bool]:
