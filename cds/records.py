@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cds import codes, fhirview
@@ -66,6 +67,8 @@ _UNCONFIRMED_CONDITION = {"unconfirmed", "provisional", "differential"}  # evide
 _ONGOING_MEDICATION = {"active", "on-hold"}
 _NOT_AN_ORDER = {"proposal", "plan"}  # a MedicationRequest that was suggested or planned was not tried
 _UNMADE = object()  # a view not yet made (None may be one that was)
+_THIRD = itemgetter(2)
+_START = attrgetter("start")
 
 
 class Event(NamedTuple):
@@ -146,25 +149,37 @@ class PatientRecord:
         return found
 
     def condition_events(self, value_set: ValueSet) -> list[Event]:
-        return self._view(("condition", value_set.id), self._condition_events, value_set)
+        """A view found made is read here, without the call to :meth:`_view`: every diagnosis criterion asks."""
+        key = ("condition", value_set.id)
+        found = self._views.get(key, _UNMADE)
+        return self._view(key, self._condition_events, value_set) if found is _UNMADE else found
 
     def unsettled(self) -> tuple[str, ...]:
         """References of the Procedures, medications and Observations whose status is unknown: the record does
         not say whether they happened."""
-        return self._view(
-            ("unsettled", ""),
-            lambda: tuple(
-                f"{type(r).__name__}/{r.id}" for kind in _UNSETTLED_KINDS for r in getattr(self, kind) if _unsettled(r)
-            ),
+        return self._view(("unsettled", ""), self._read_unsettled)
+
+    def _read_unsettled(self) -> tuple[str, ...]:
+        # the status compared inline and a list made at once: this runs over every event of every call
+        return tuple(
+            [
+                f"{type(r).__name__}/{r.id}"
+                for kind in _UNSETTLED_KINDS
+                for r in getattr(self, kind)
+                if r.status == "unknown"
+            ]
         )
 
     def without_unsettled(self) -> PatientRecord:
         """The same record without what :meth:`unsettled` names: what it says for certain."""
-        kept = {kind: [r for r in getattr(self, kind) if not _unsettled(r)] for kind in _UNSETTLED_KINDS}
+        kept = {kind: [r for r in getattr(self, kind) if r.status != "unknown"] for kind in _UNSETTLED_KINDS}
         return replace(self, **kept, _views={})
 
     def procedure_events(self, value_set: ValueSet) -> list[Event]:
-        return self._view(("procedure", value_set.id), self._procedure_events, value_set)
+        """As :meth:`condition_events`: a view found made is read here."""
+        key = ("procedure", value_set.id)
+        found = self._views.get(key, _UNMADE)
+        return self._view(key, self._procedure_events, value_set) if found is _UNMADE else found
 
     def _condition_events(self, value_set: ValueSet) -> list[Event]:
         events = []
@@ -198,7 +213,7 @@ class PatientRecord:
         return events
 
     def _procedure_events(self, value_set: ValueSet) -> list[Event]:
-        done, distinct = self._done_procedures()
+        done, distinct = self._view(("done-procedures", ""), self._read_done_procedures)
         # matched once per distinct list of codings: a record repeats a few codes (every session of therapy)
         hits = [value_set.match_codings(codings) for codings in distinct]
         if not any(hits):  # most value sets: none of the record's procedures
@@ -209,14 +224,12 @@ class PatientRecord:
             if (hit := hits[place])
         ]
 
-    def _done_procedures(self) -> tuple[list[tuple], tuple[tuple, ...]]:
+    def _read_done_procedures(self) -> tuple[list[tuple], tuple[tuple, ...]]:
         """Each done Procedure read once, in time order (undated last): what its events carry whatever the value
         set, its codings by their place among the distinct lists of codings (also given). Half a dozen value sets
         are matched against it per call, each a filter of this: a place is an index, where a list of codings as a
-        dict key was hashed again, nested tuples and all, for every procedure and value set."""
-        return self._view(("done-procedures", ""), self._read_done_procedures)
-
-    def _read_done_procedures(self) -> tuple[list[tuple], tuple[tuple, ...]]:
+        dict key was hashed again, nested tuples and all, for every procedure and value set. A view of its own
+        (``done-procedures``), read by :meth:`_procedure_events`."""
         done = []
         coded = self._coded
         for p in self.procedures:
@@ -230,8 +243,11 @@ class PatientRecord:
             done.append(
                 (codings, reference, start, end or start, p.status, actors, text_of(p.code), sites_of(p.bodySite))
             )
-        # sorted once: a stable sort, so each value set's filter keeps the order sorting its own events gave
-        done.sort(key=lambda d: (d[2] is None, d[2] or date.min))
+        # sorted once: a stable sort, so each value set's filter keeps the order sorting its own events gave; dated
+        # ones by date, undated ones last (the key read in C: a Python key was called for every procedure)
+        dated = [d for d in done if d[2] is not None]
+        dated.sort(key=_THIRD)
+        done = dated + [d for d in done if d[2] is None]
         places: dict[tuple, int] = {}
         done = [(places.setdefault(d[0], len(places)), *d[1:]) for d in done]
         return done, tuple(places)
@@ -305,7 +321,7 @@ class PatientRecord:
                 hit = codes.PAIN_SCORE.match_codings(codings_of(o.code))
             code = hit[1] if hit else "72514-3"
             events.append(Event(reference, "pain-score", code, when, when, o.status, float(value)))
-        events.sort(key=lambda e: e.start)
+        events.sort(key=_START)
         return [e for e in events if 0 <= e.value <= 10], [e for e in events if not 0 <= e.value <= 10]
 
     def surgeons(self, order: Order) -> list[Surgeon]:
@@ -627,10 +643,6 @@ def _add(record: PatientRecord, rtype: str, model) -> None:
 _EVIDENCE_KINDS = frozenset(
     {"Condition", "Procedure", "MedicationRequest", "MedicationStatement", "Observation", "QuestionnaireResponse"}
 )
-
-
-def _unsettled(resource) -> bool:
-    return resource.status == "unknown"
 
 
 def _span(when: object, period) -> tuple[date | None, date | None, bool]:
