@@ -175,8 +175,15 @@ def _notes(findings: list[Finding]) -> list[str]:
 def _noted(findings: list[Finding]) -> list[str]:
     """The findings' notes once each: one that another note already says in full (the fee-schedule indicator a
     co-surgeon note quotes and goes on from) is left out."""
-    said = list(dict.fromkeys(n for f in findings for n in f.notes))
-    return [f"- {md(n)}" for n in said if not any(len(other) > len(n) and n in other for other in said)]
+    said = list(dict.fromkeys([n for f in findings for n in f.notes]))
+    kept = []
+    for n in said:  # loops, not a generator made and resumed for every note
+        for other in said:
+            if len(other) > len(n) and n in other:
+                break
+        else:
+            kept.append(f"- {md(n)}")
+    return kept
 
 
 def _in_sentence(title: str) -> str:

@@ -149,7 +149,14 @@ class ValueSet:
         object.__setattr__(self, "_by_system", merged)
 
     def matches(self, system: str | None, code: str | None) -> bool:
-        return self.match_codings(((system, code),)) is not None
+        """A code seen before is one memo look-up here, without a call to :meth:`match_codings`."""
+        try:
+            found = self._memo.get((system, code), _UNSEEN)
+        except TypeError:  # unhashable: see match_codings
+            found = _UNSEEN
+        if found is _UNSEEN:
+            return self.match_codings(((system, code),)) is not None
+        return found is not None
 
     def _member(self, system: str, code: str) -> tuple | None:
         """The canonical (system, code) of a code in the set, else None; remembered (see ``_memo``)."""
@@ -518,7 +525,7 @@ def codings(concept: object) -> list[tuple[str | None, str | None]]:
     if not isinstance(found, list):
         return []
     pairs = []
-    for c in found:  # each member checked inline: a helper called twice per coding cost more than the check
+    for c in found:  # checked inline, without a call per member: this runs for every coding a call filters
         if isinstance(c, dict):
             system, code = c.get("system"), c.get("code")
             pairs.append((system if isinstance(system, str) else None, code if isinstance(code, str) else None))

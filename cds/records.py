@@ -334,26 +334,23 @@ class PatientRecord:
         seen: set[str] = set()
         surgeons = []
         for ref in order.performers:
-            kind, _ident = split_reference(ref)
+            kind, ident = split_reference(ref)
             if kind not in ("PractitionerRole", "Practitioner"):
                 continue  # an Organization or CareTeam is not a surgeon
-            identity = self.person(ref, order)
+            role = self._role_of(ref, order)  # looked up once: who the performer is and their role both read it
+            identity = _person(ref, kind, ident, role)
             if identity in seen:
                 continue
             seen.add(identity)
-            surgeons.append(_surgeon(ref, self._role_of(ref, order)))
+            surgeons.append(_surgeon(ref, role))
         return surgeons
 
     def person(self, reference: str, order: Order | None = None) -> str:
         """The practitioner behind a Practitioner or PractitionerRole reference (the reference itself if unknown);
         ``order`` resolves the roles it contains (``PractitionerRole/#r1``)."""
         kind, ident = split_reference(reference)
-        if kind == "Practitioner":
-            return f"Practitioner/{ident}"
         role = self._role_of(reference, order) if kind == "PractitionerRole" else None
-        if role is not None and role.practitioner and role.practitioner.reference:
-            return f"Practitioner/{ref_id(role.practitioner.reference)}"
-        return reference
+        return _person(reference, kind, ident, role)
 
     def _role_of(self, reference: str, order: Order | None = None) -> PractitionerRole | None:
         kind, ident = split_reference(reference)
@@ -692,6 +689,15 @@ def _status_in(pairs: Iterable[tuple[str | None, str | None]], system: str) -> s
     """:func:`_status_code` of (system, code) pairs, read from the typed view or still in JSON."""
     codings = [(s, c) for s, c in pairs if isinstance(c, str) and c]
     return next((c for s, c in codings if s == system), codings[0][1] if codings else None)
+
+
+def _person(reference: str, kind: str, ident: str, role: PractitionerRole | None) -> str:
+    """:meth:`PatientRecord.person` of a reference already split, with its role (None for a Practitioner)."""
+    if kind == "Practitioner":
+        return f"Practitioner/{ident}"
+    if role is not None and role.practitioner and role.practitioner.reference:
+        return f"Practitioner/{ref_id(role.practitioner.reference)}"
+    return reference
 
 
 def _surgeon(reference: str, role: PractitionerRole | None) -> Surgeon:
