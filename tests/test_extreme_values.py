@@ -9,7 +9,7 @@ import pytest
 
 from cds import fhirvalues, fixtures, records, replay
 
-from .clinical import coverage, pain_score, procedure
+from .clinical import coverage, medication, pain_score, procedure
 from .support import ORDER_SIGN, full_prefetch, hook_request, outcome, searchset, service_request
 
 HOOK = f"/cds-services/{ORDER_SIGN}"
@@ -448,16 +448,9 @@ def test_a_modifier_coded_with_a_number_or_an_object_is_no_modifier_not_a_500(cl
 def test_a_medication_whose_contained_is_not_an_array_is_read_without_it_not_a_500(client, contained):
     """A MedicationRequest naming '#m1' with `contained: 5`: iterating the number was a TypeError, a 500."""
     prefetch = full_prefetch()
-    drug = {
-        "resourceType": "MedicationRequest",
-        "id": "med-odd",
-        "status": "completed",
-        "intent": "order",
-        "subject": {"reference": "Patient/pat-1"},
-        "authoredOn": "2025-11-01",
-        "medicationReference": {"reference": "#m1"},
-        "contained": contained,
-    }
+    drug = medication(text="unused")
+    del drug["medicationCodeableConcept"]
+    drug |= {"medicationReference": {"reference": "#m1"}, "contained": contained}
     prefetch["medicationRequests"] = searchset(drug)
     response = client.post(HOOK, json=hook_request(prefetch=prefetch))
     assert response.status_code == 200, response.get_json()
