@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 from cds import payers, provenance, questionnaires
 from cds.codes import CPT, HCPCS, canonical, codings
 from cds.fhirvalues import array, as_reference, unnamed
+from cds.memo import IdentityMemo
 from cds.orders import Order
 from cds.rules.findings import BillingOption, Finding, Status
 from cds.rules.params import BILLING
@@ -488,17 +489,15 @@ def _policy_day(ctx: CardContext) -> str:
 
 
 # What the payer card says of one policy version on one pathway: the same for every patient and call, so made once
-# per (version, pathway, payer) -- policy data, never a request's. Keyed by the version's identity (its mappings
-# are not hashable); the version itself is kept in the entry, so an id is never reused for another.
-_POLICY_TEXTS: dict[tuple[int, str, str], tuple] = {}
-_POLICY_TEXTS_MAX = 1024
+# per (version, pathway, payer) -- policy data, never a request's.
+_POLICY_TEXTS = IdentityMemo()
 
 
 def _policy_text(version, group: str, payer: str) -> tuple[list[str], list[str], str, str, list[dict]]:
-    key = (id(version), group, payer)
-    found = _POLICY_TEXTS.get(key)
-    if found is not None and found[0] is version:
-        return found[1]
+    return _POLICY_TEXTS.get(version, (group, payer), _make_policy_text, version, group, payer)
+
+
+def _make_policy_text(version, group: str, payer: str) -> tuple[list[str], list[str], str, str, list[dict]]:
     stance = version.stance(group)
     pa = version.prior_authorization
     head = [
@@ -519,11 +518,7 @@ def _policy_text(version, group: str, payer: str) -> tuple[list[str], list[str],
     indicator = "warning" if stance.value in _NOT_COVERED and stance.confidence == "primary" else "info"
     sources = [s for st in (stance, pa, *documentation, *notes) for s in st.sources]
     links = _source_links((s.url, s.title, s.role, _stating(s.kind, payer)) for s in sources)
-    made = (head, tail, indicator, stance.text, links)
-    if len(_POLICY_TEXTS) >= _POLICY_TEXTS_MAX:
-        _POLICY_TEXTS.clear()
-    _POLICY_TEXTS[key] = (version, made)
-    return made
+    return head, tail, indicator, stance.text, links
 
 
 _PURPOSE = {

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import date
 
 from cds import provenance
+from cds.memo import IdentityMemo
 from cds.orders import Order
 from cds.records import PatientRecord
 from cds.rules import attestation, diagnosis, pathways, surgeons, therapy, trial, windows
@@ -165,28 +166,22 @@ def any_of(findings: list[Finding], criteria: tuple[Criterion, ...]) -> list[Fin
     return out
 
 
-# The any_of groups of each policy's criteria: policy data, the same for every call, so found once per criteria
-# tuple. Keyed by its identity (criteria hold mappings, which are not hashable); the tuple is kept in the entry, so
-# an id is never reused for another.
-_GROUPS: dict[int, tuple[tuple[Criterion, ...], tuple[tuple[int, ...], ...]]] = {}
-_GROUPS_MAX = 1024
+# The any_of groups of each policy's criteria: policy data, the same for every call, so found once per criteria tuple.
+_GROUPS = IdentityMemo()
 
 
 def _any_of_groups(criteria: tuple[Criterion, ...]) -> tuple[tuple[int, ...], ...]:
+    return _GROUPS.get(criteria, None, _find_any_of_groups, criteria)
+
+
+def _find_any_of_groups(criteria: tuple[Criterion, ...]) -> tuple[tuple[int, ...], ...]:
     """The places of the criteria in each ``any_of`` group, in the policy's order (a criterion's ``any_of`` names
-    its group): a parameter read of every criterion on every call, before."""
-    found = _GROUPS.get(id(criteria))
-    if found is not None and found[0] is criteria:
-        return found[1]
+    its group)."""
     groups: dict[str, list[int]] = {}
     for i, criterion in enumerate(criteria):
         if name := criterion.param("any_of"):
             groups.setdefault(name, []).append(i)
-    made = tuple(tuple(members) for members in groups.values())
-    if len(_GROUPS) >= _GROUPS_MAX:
-        _GROUPS.clear()
-    _GROUPS[id(criteria)] = (criteria, made)
-    return made
+    return tuple(tuple(members) for members in groups.values())
 
 
 def choose_pathway(record: PatientRecord, order: Order, as_of: date) -> Pathway:
